@@ -1,0 +1,1 @@
+"""reconcile: audience-as-code for email platforms."""
