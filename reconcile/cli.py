@@ -1,0 +1,228 @@
+"""Command line: parses arguments, calls the engine, chooses a renderer. Nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from reconcile import engine
+from reconcile.errors import ReconcileError
+from reconcile.manifest.export import export_yaml
+from reconcile.plan import Plan
+from reconcile.providers.base import ApplyReport, OutcomeStatus
+from reconcile.render.json import render_json
+from reconcile.render.markdown import render_markdown
+from reconcile.render.text import render_text
+from reconcile.sandbox.runtime import PROVIDERS, SANDBOX_DIR, serve, state_file
+
+app = typer.Typer(
+    help="Keep an email audience equal to YAML manifests: plan, review, apply.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+T = TypeVar("T")
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+
+class Format(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+    MARKDOWN = "markdown"
+
+
+PathsArg = Annotated[list[Path], typer.Argument(help="manifest files or directories")]
+SandboxOpt = Annotated[
+    bool, typer.Option("--sandbox", help=f"use the built-in emulator (state in {SANDBOX_DIR}/)")
+]
+
+
+def _run(work: Callable[[], T]) -> T:
+    """Run a command body; a ReconcileError becomes one clear message and exit code 1."""
+    try:
+        return work()
+    except ReconcileError as error:
+        err.print(f"[bold red]Error:[/] {_escape(str(error))}")
+        raise typer.Exit(EXIT_ERROR) from None
+    except KeyboardInterrupt:
+        err.print("Interrupted.")
+        raise typer.Exit(130) from None
+
+
+def _escape(text: str) -> str:
+    return text.replace("[", r"\[")
+
+
+def _await(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+@app.command()
+def validate(paths: PathsArg) -> None:
+    """Check manifests offline: schema, references, value types. No network, no credentials."""
+    manifest = _run(lambda: engine.validate(paths))
+    state = manifest.desired
+    out.print(
+        f"Valid: {len(manifest.files)} file(s), {len(state.properties)} properties, "
+        f"{len(state.lists)} lists, {len(state.contacts)} contacts, "
+        f"{len(state.memberships)} memberships ({manifest.provider.type})."
+    )
+
+
+@app.command()
+def plan(
+    paths: PathsArg,
+    out_file: Annotated[Path | None, typer.Option("--out", help="save the plan here")] = None,
+    output_format: Annotated[Format, typer.Option("--format")] = Format.TEXT,
+    detailed_exitcode: Annotated[
+        bool, typer.Option("--detailed-exitcode", help="exit 2 when there are changes")
+    ] = False,
+    sandbox: SandboxOpt = False,
+) -> None:
+    """Read the live account, compare it with the manifests, print the changes."""
+
+    async def work() -> Plan:
+        manifest = engine.validate(paths)
+        async with engine.open_provider(manifest.provider, engine.Target(sandbox)) as provider:
+            made, _live = await engine.make_plan(manifest, provider)
+            return made
+
+    made = _run(lambda: _await(work()))
+    _show(made, output_format)
+    if out_file is not None:
+        out_file.write_text(made.dumps(), encoding="utf-8")
+        err.print(f"Saved the plan to {out_file}; apply it with: reconcile apply --plan {out_file}")
+    if detailed_exitcode and not made.is_empty:
+        raise typer.Exit(EXIT_CHANGES)
+
+
+@app.command()
+def apply(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="manifest files or directories")
+    ] = None,
+    plan_file: Annotated[
+        Path | None, typer.Option("--plan", help="apply this saved plan exactly")
+    ] = None,
+    auto_approve: Annotated[bool, typer.Option("--auto-approve", help="do not ask")] = False,
+    sandbox: SandboxOpt = False,
+) -> None:
+    """Plan and apply (after confirmation), or apply a saved plan if it is still current."""
+    if bool(paths) == bool(plan_file):
+        err.print("[bold red]Error:[/] give manifest PATHs or --plan FILE (one of the two)")
+        raise typer.Exit(EXIT_ERROR)
+    report: ApplyReport | None
+    if plan_file is not None:
+        report = _run(lambda: _await(_apply_saved(plan_file, sandbox)))
+    else:
+        report = _run(lambda: _await(_plan_and_apply(paths or [], auto_approve, sandbox)))
+    if report is None:
+        return
+    _show_report(report)
+    if not report.ok:
+        raise typer.Exit(EXIT_ERROR)
+
+
+async def _apply_saved(plan_file: Path, sandbox: bool) -> ApplyReport:
+    try:
+        text = plan_file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ReconcileError(f"{plan_file}: cannot read the plan ({error.strerror})") from None
+    saved = Plan.loads(text, str(plan_file))
+    config = engine.provider_config(saved.provider, saved.provider_options)
+    async with engine.open_provider(config, engine.Target(sandbox)) as provider:
+        return await engine.apply_plan(saved, provider)
+
+
+async def _plan_and_apply(
+    paths: list[Path], auto_approve: bool, sandbox: bool
+) -> ApplyReport | None:
+    manifest = engine.validate(paths)
+    async with engine.open_provider(manifest.provider, engine.Target(sandbox)) as provider:
+        made, live = await engine.make_plan(manifest, provider)
+        render_text(made, out)
+        if made.is_empty:
+            return None
+        if not auto_approve and not _confirmed():
+            return None
+        return await engine.apply_plan(made, provider, live)
+
+
+def _confirmed() -> bool:
+    if not sys.stdin.isatty():
+        raise ReconcileError(
+            "no terminal to confirm on: pass --auto-approve, or save a reviewed plan with "
+            "plan --out and apply it with apply --plan"
+        )
+    answer = typer.prompt(
+        "Apply these changes? Only 'yes' is accepted", default="", show_default=False
+    )
+    if answer.strip() != "yes":
+        err.print("Apply cancelled; nothing was changed.")
+        return False
+    return True
+
+
+@app.command()
+def export(
+    provider: Annotated[str, typer.Option("--provider", help="mailjet or mailjawn")] = "mailjet",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="write here")] = None,
+    sandbox: SandboxOpt = False,
+) -> None:
+    """Write the live account as manifest YAML."""
+
+    async def work() -> str:
+        config = engine.provider_config(provider, {})
+        async with engine.open_provider(config, engine.Target(sandbox)) as opened:
+            return export_yaml(await engine.read_everything(opened), provider)
+
+    text = _run(lambda: _await(work()))
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"Wrote {output}")
+
+
+@app.command()
+def sandbox(
+    provider: Annotated[str, typer.Option("--provider", help="mailjet or mailjawn")] = "mailjet",
+    port: Annotated[int, typer.Option("--port")] = 8025,
+    state: Annotated[Path | None, typer.Option("--state", help="state file")] = None,
+) -> None:
+    """Serve a local emulator of the provider's API (no account needed)."""
+    if provider not in PROVIDERS:
+        err.print(f"[bold red]Error:[/] --provider must be one of {', '.join(PROVIDERS)}")
+        raise typer.Exit(EXIT_ERROR)
+    serve(provider, port, state or state_file(provider), announce=err.print)
+
+
+def _show(made: Plan, output_format: Format) -> None:
+    if output_format is Format.JSON:
+        sys.stdout.write(render_json(made))
+    elif output_format is Format.MARKDOWN:
+        sys.stdout.write(render_markdown(made))
+    else:
+        render_text(made, out)
+
+
+def _show_report(report: ApplyReport) -> None:
+    for outcome in report.outcomes:
+        if outcome.status is not OutcomeStatus.DONE:
+            err.print(f"  {outcome.status.value}: {outcome.address}: {_escape(outcome.message)}")
+    done = report.count(OutcomeStatus.DONE)
+    failed = report.count(OutcomeStatus.FAILED)
+    skipped = report.count(OutcomeStatus.SKIPPED)
+    out.print(f"Apply complete: {done} done, {failed} failed, {skipped} skipped.")
+    if not report.ok:
+        err.print("Some changes did not apply; fix the cause and run apply again to finish.")

@@ -1,0 +1,268 @@
+"""Manifest files -> desired State: validate each file, merge them, check references."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from reconcile.errors import ManifestError, ManifestIssue, SourceLocation
+from reconcile.manifest.emails import email_problem
+from reconcile.manifest.schema import (
+    ContactSpec,
+    MailJawnOptions,
+    MailjetOptions,
+    ManifestDocument,
+    MembershipSpec,
+)
+from reconcile.manifest.yaml_source import YamlDocument, read_yaml
+from reconcile.model import (
+    EXCLUDED,
+    NAME,
+    Contact,
+    ContactList,
+    Membership,
+    PropertyDef,
+    PropertyValue,
+    ReadScope,
+    State,
+    SubscriptionStatus,
+    ValueTypeError,
+    email_key,
+    strict_value,
+)
+
+ProviderConfig = MailjetOptions | MailJawnOptions
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class Manifest:
+    provider: ProviderConfig
+    desired: State
+    files: list[Path]
+    sources: dict[str, SourceLocation] = field(default_factory=dict)
+
+    def read_scope(self) -> ReadScope:
+        manages_data = any(c.properties for c in self.desired.contacts.values())
+        return ReadScope(frozenset(self.desired.lists), manages_data)
+
+    def source_of(self, address: str) -> SourceLocation:
+        return self.sources.get(address, SourceLocation(str(self.files[0]), 1))
+
+
+def manifest_files(paths: Iterable[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES)
+            if not found:
+                raise _issue(path, 1, "", "directory holds no *.yaml or *.yml file")
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise _issue(path, 1, "", "no such file or directory")
+    return files
+
+
+def load_manifest(paths: Sequence[Path]) -> Manifest:
+    files = manifest_files(paths)
+    documents = [read_yaml(path) for path in files]
+    parsed: list[tuple[YamlDocument, ManifestDocument]] = []
+    issues: list[ManifestIssue] = []
+    for document in documents:
+        try:
+            parsed.append((document, ManifestDocument.model_validate(document.data)))
+        except ValidationError as error:
+            issues.extend(_validation_issues(document, error))
+    if issues:
+        raise ManifestError(issues)
+    builder = _Builder(files)
+    for document, manifest in parsed:
+        builder.add(document, manifest)
+    return builder.finish()
+
+
+class _Builder:
+    """Merges validated documents and checks what spans them: duplicates and references."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.files = files
+        self.state = State()
+        self.sources: dict[str, SourceLocation] = {}
+        self.provider: ProviderConfig | None = None
+        self.issues: list[ManifestIssue] = []
+        self.pending_contacts: list[tuple[YamlDocument, int, ContactSpec]] = []
+
+    def add(self, document: YamlDocument, manifest: ManifestDocument) -> None:
+        if manifest.provider is not None:
+            where = document.location(("provider",))
+            if self._claim("provider", where, "provider"):
+                self.provider = _provider_options(manifest.provider)
+        for name, spec in manifest.properties.items():
+            where = document.location(("properties", name))
+            if self._claim(f"property:{name}", where, f"properties.{name}"):
+                self.state.properties[name] = PropertyDef(
+                    name, spec.type, spec.namespace, spec.replace
+                )
+        for name, list_spec in manifest.lists.items():
+            where = document.location(("lists", name))
+            if self._claim(f"list:{name}", where, f"lists.{name}"):
+                self.state.lists[name] = ContactList(name, list_spec.members)
+        for index, contact in enumerate(manifest.contacts):
+            self.pending_contacts.append((document, index, contact))
+
+    def finish(self) -> Manifest:
+        for document, index, spec in self.pending_contacts:
+            self._add_contact(document, index, spec)
+        if self.provider is None:
+            self.issues.append(
+                ManifestIssue(
+                    SourceLocation(str(self.files[0]), 1),
+                    "provider",
+                    "no file declares the provider (mailjet or mailjawn)",
+                )
+            )
+        if self.issues:
+            raise ManifestError(self.issues)
+        assert self.provider is not None
+        return Manifest(self.provider, self.state, self.files, self.sources)
+
+    def _claim(self, address: str, where: SourceLocation, field_name: str) -> bool:
+        earlier = self.sources.get(address)
+        if earlier is not None:
+            self.issues.append(ManifestIssue(where, field_name, f"already defined at {earlier}"))
+            return False
+        self.sources[address] = where
+        return True
+
+    def _add_contact(self, document: YamlDocument, index: int, spec: ContactSpec) -> None:
+        base = ("contacts", index)
+        label = f"contacts[{index}]"
+        problem = email_problem(spec.email)
+        if problem:
+            self._error(document, (*base, "email"), f"{label}.email", f"{spec.email!r} {problem}")
+            return
+        key = email_key(spec.email)
+        where = document.location(base)
+        if not self._claim(f"contact:{key}", where, f"{label}.email"):
+            return
+        properties = self._contact_properties(document, index, spec)
+        fields: dict[str, Any] = {}
+        if spec.name is not None:
+            fields[NAME] = spec.name
+        if spec.excluded_from_campaigns is not None:
+            fields[EXCLUDED] = spec.excluded_from_campaigns
+        self.state.add_contact(Contact(spec.email, fields, properties))
+        for list_name, membership in _memberships(spec):
+            if list_name not in self.state.lists:
+                self._error(
+                    document,
+                    (*base, "lists", list_name),
+                    f"{label}.lists",
+                    f"list {list_name!r} is not declared under lists:",
+                )
+                continue
+            self.state.add_membership(
+                Membership(list_name, key, membership.status, membership.resubscribe)
+            )
+            self.sources[f"membership:{list_name}/{key}"] = document.location(
+                (*base, "lists", list_name)
+            )
+
+    def _contact_properties(
+        self, document: YamlDocument, index: int, spec: ContactSpec
+    ) -> dict[str, PropertyValue]:
+        values: dict[str, PropertyValue] = {}
+        for name, raw in spec.properties.items():
+            loc = ("contacts", index, "properties", name)
+            field_name = f"contacts[{index}].properties.{name}"
+            definition = self.state.properties.get(name)
+            if definition is None:
+                self._error(
+                    document,
+                    loc,
+                    field_name,
+                    f"property {name!r} is not declared under properties:",
+                )
+                continue
+            try:
+                values[name] = strict_value(definition.type, raw)
+            except ValueTypeError as error:
+                self._error(document, loc, field_name, f"{error} (declared {definition.type})")
+        return values
+
+    def _error(
+        self, document: YamlDocument, loc: Sequence[str | int], field_name: str, message: str
+    ) -> None:
+        self.issues.append(ManifestIssue(document.location(loc), field_name, message))
+
+
+def _memberships(spec: ContactSpec) -> list[tuple[str, MembershipSpec]]:
+    if isinstance(spec.lists, list):
+        return [(name, MembershipSpec()) for name in spec.lists]
+    result = []
+    for name, value in spec.lists.items():
+        if isinstance(value, SubscriptionStatus):
+            result.append((name, MembershipSpec(status=value)))
+        else:
+            result.append((name, value))
+    return result
+
+
+def _provider_options(value: object) -> ProviderConfig:
+    if value == "mailjet":
+        return MailjetOptions(type="mailjet")
+    if value == "mailjawn":
+        return MailJawnOptions(type="mailjawn")
+    assert isinstance(value, MailjetOptions | MailJawnOptions)
+    return value
+
+
+def _validation_issues(document: YamlDocument, error: ValidationError) -> list[ManifestIssue]:
+    by_field: dict[str, ManifestIssue] = {}
+    for item in error.errors(include_url=False):
+        path = _data_path(document.data, item["loc"])
+        field_name = _field_name(path)
+        if field_name in by_field:
+            continue
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif item["type"] in {"literal_error", "enum"}:
+            message = f"{message}, got {item['input']!r}"
+        by_field[field_name] = ManifestIssue(document.location(path), field_name, message)
+    return list(by_field.values())
+
+
+def _data_path(data: Any, loc: Sequence[str | int]) -> list[str | int]:
+    """Keep the parts of a pydantic error location that exist in the data (drops union tags)."""
+    path: list[str | int] = []
+    node = data
+    for position, part in enumerate(loc):
+        last = position == len(loc) - 1
+        if isinstance(node, CommentedMap | dict) and part in node:  # noqa: SIM114 (mypy narrows each branch)
+            node = node[part]
+            path.append(part)
+        elif isinstance(node, CommentedSeq | list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+            path.append(part)
+        elif last and isinstance(node, CommentedMap | dict) and isinstance(part, str):
+            path.append(part)  # a missing key: name it
+    return path
+
+
+def _field_name(path: Sequence[str | int]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _issue(path: Path, line: int, field_name: str, message: str) -> ManifestError:
+    return ManifestError([ManifestIssue(SourceLocation(str(path), line), field_name, message)])

@@ -1,0 +1,112 @@
+"""The manifest format (version 1) as pydantic models; schemas/ is generated from these."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
+
+from reconcile.model import MembersPolicy, Namespace, PropertyType, SubscriptionStatus
+
+SCHEMA_ID = "https://reconcile.dev/schemas/manifest.schema.json"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MailjetOptions(_Strict):
+    type: Literal["mailjet"]
+    requests_per_minute: int = Field(200, ge=1, le=100_000, description="client-side pacing")
+
+
+class MailJawnOptions(_Strict):
+    type: Literal["mailjawn"]
+    project_id: StrictStr | None = Field(None, description="else MAILJAWN_PROJECT_ID")
+    reads_per_minute: int = Field(100, ge=1, le=100_000)
+    writes_per_minute: int = Field(30, ge=1, le=100_000)
+
+
+ProviderOptions = Annotated[MailjetOptions | MailJawnOptions, Field(discriminator="type")]
+ProviderName = Literal["mailjet", "mailjawn"]
+
+
+class PropertySpec(_Strict):
+    type: PropertyType
+    namespace: Namespace = Namespace.STATIC
+    replace: StrictBool = Field(
+        False,
+        description="allow deleting and recreating the definition when its type differs "
+        "(every contact's value of it is lost)",
+    )
+
+
+class ListSpec(_Strict):
+    members: MembersPolicy = Field(
+        MembersPolicy.ADDITIVE,
+        description="additive never removes anyone; exact removes members not declared",
+    )
+
+
+class MembershipSpec(_Strict):
+    status: SubscriptionStatus = SubscriptionStatus.SUBSCRIBED
+    resubscribe: StrictBool = Field(
+        False,
+        description="explicit consent to subscribe again someone who unsubscribed from this list",
+    )
+
+
+ScalarValue = StrictBool | StrictInt | StrictFloat | StrictStr | datetime | date | None
+MembershipValue = SubscriptionStatus | MembershipSpec
+
+
+class ContactSpec(_Strict):
+    email: StrictStr
+    name: StrictStr | None = Field(None, description="omit to leave the live name as it is")
+    excluded_from_campaigns: StrictBool | None = Field(
+        None, description="omit to leave it as it is"
+    )
+    properties: dict[StrictStr, ScalarValue] = Field(
+        default_factory=dict, description="null clears a property"
+    )
+    lists: list[StrictStr] | dict[StrictStr, MembershipValue] = Field(
+        default_factory=list, description="a list of names (subscribed) or name: status"
+    )
+
+    @field_validator("name", "excluded_from_campaigns", mode="before")
+    @classmethod
+    def _no_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be null; leave the field out to keep the live value")
+        return value
+
+
+class ManifestDocument(_Strict):
+    """One YAML file; a manifest is the merge of one or more of these."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"$id": SCHEMA_ID, "title": "reconcile manifest (version 1)"},
+    )
+
+    version: Literal[1] = 1
+    provider: ProviderName | ProviderOptions | None = None
+    properties: dict[StrictStr, PropertySpec] = Field(default_factory=dict)
+    lists: dict[StrictStr, ListSpec] = Field(default_factory=dict)
+    contacts: list[ContactSpec] = Field(default_factory=list)
+
+
+def manifest_json_schema() -> dict[str, Any]:
+    schema = ManifestDocument.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

@@ -1,0 +1,244 @@
+"""Provider-neutral resources and the state that holds them.
+
+A contact keeps only the fields and properties that are known: in desired state,
+those the manifest manages; in live state, everything the provider returned. The
+diff compares desired keys only, which is what makes unmanaged fields safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any, TypeAlias
+
+PropertyValue: TypeAlias = str | int | float | bool | None
+
+
+class PropertyType(StrEnum):
+    STR = "str"
+    INT = "int"
+    FLOAT = "float"
+    BOOL = "bool"
+    DATETIME = "datetime"
+
+
+class Namespace(StrEnum):
+    STATIC = "static"
+    HISTORIC = "historic"
+
+
+class MembersPolicy(StrEnum):
+    ADDITIVE = "additive"
+    EXACT = "exact"
+
+
+class SubscriptionStatus(StrEnum):
+    SUBSCRIBED = "subscribed"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+# Top-level contact fields every provider maps (besides email, the identity).
+NAME = "name"
+EXCLUDED = "excluded_from_campaigns"
+CONTACT_FIELDS = (NAME, EXCLUDED)
+
+
+@dataclass(frozen=True, slots=True)
+class PropertyDef:
+    name: str
+    type: PropertyType
+    namespace: Namespace = Namespace.STATIC
+    replace: bool = False  # desired only: allows delete + recreate when the type differs
+
+    def record(self) -> dict[str, Any]:
+        return {"type": self.type.value, "namespace": self.namespace.value}
+
+
+@dataclass(frozen=True, slots=True)
+class ContactList:
+    name: str
+    members: MembersPolicy = MembersPolicy.ADDITIVE
+
+    def record(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    email: str  # as written; identity is email_key(email)
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    properties: Mapping[str, PropertyValue] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return email_key(self.email)
+
+    def record(self) -> dict[str, Any]:
+        return {"email": self.email, **self.fields, "properties": dict(self.properties)}
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    list_name: str
+    email: str  # identity key (lower case)
+    status: SubscriptionStatus = SubscriptionStatus.SUBSCRIBED
+    resubscribe: bool = False  # desired only: explicit opt-in to re-subscribe someone who left
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.list_name, self.email)
+
+    def record(self) -> dict[str, Any]:
+        return {"status": self.status.value}
+
+
+@dataclass(frozen=True)
+class ReadScope:
+    """What a plan needs read: memberships of these lists, and contact data or not."""
+
+    lists: frozenset[str] = frozenset()
+    contact_data: bool = True
+    every_list: bool = False  # export: memberships of every live list
+
+    def wants_members(self, list_name: str) -> bool:
+        return self.every_list or list_name in self.lists
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lists": sorted(self.lists),
+            "contact_data": self.contact_data,
+            "every_list": self.every_list,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ReadScope:
+        return cls(
+            frozenset(data.get("lists", ())),
+            bool(data.get("contact_data", True)),
+            bool(data.get("every_list", False)),
+        )
+
+
+@dataclass
+class State:
+    properties: dict[str, PropertyDef] = field(default_factory=dict)
+    lists: dict[str, ContactList] = field(default_factory=dict)
+    contacts: dict[str, Contact] = field(default_factory=dict)
+    memberships: dict[tuple[str, str], Membership] = field(default_factory=dict)
+
+    def add_contact(self, contact: Contact) -> None:
+        self.contacts[contact.key] = contact
+
+    def add_membership(self, membership: Membership) -> None:
+        self.memberships[membership.key] = membership
+
+
+def email_key(email: str) -> str:
+    return email.strip().lower()
+
+
+def fingerprint(record: Mapping[str, Any]) -> str:
+    """A short stable hash of a record, used to tell whether live state moved."""
+    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class ValueTypeError(ValueError):
+    """A property value does not fit its declared type."""
+
+
+_TRUE_WORDS = {"true", "1", "yes"}
+_FALSE_WORDS = {"false", "0", "no", ""}
+
+
+def normalize_value(kind: PropertyType, value: object) -> PropertyValue:
+    """Bring a value to the canonical form of `kind`, or raise ValueTypeError.
+
+    Strict for manifest input (`strict_value`) and lenient for provider answers,
+    which often carry numbers and booleans as strings.
+    """
+    if value is None:
+        return None
+    if kind is PropertyType.STR:
+        if isinstance(value, str):
+            return value
+        raise ValueTypeError(f"expected a string, got {type(value).__name__}")
+    if kind is PropertyType.BOOL:
+        return _to_bool(value)
+    if kind is PropertyType.INT:
+        return _to_int(value)
+    if kind is PropertyType.FLOAT:
+        return _to_float(value)
+    return _to_datetime(value)
+
+
+def strict_value(kind: PropertyType, value: object) -> PropertyValue:
+    """Manifest values: no strings standing in for numbers or booleans."""
+    if value is None:
+        return None
+    if isinstance(value, str) and kind in (PropertyType.INT, PropertyType.FLOAT, PropertyType.BOOL):
+        raise ValueTypeError(f"expected {kind.value}, got a string")
+    if isinstance(value, bool) and kind in (PropertyType.INT, PropertyType.FLOAT):
+        raise ValueTypeError(f"expected {kind.value}, got a boolean")
+    if kind is PropertyType.BOOL and not isinstance(value, bool):
+        raise ValueTypeError(f"expected bool, got {type(value).__name__}")
+    return normalize_value(kind, value)
+
+
+def _to_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE_WORDS | _FALSE_WORDS:
+        return value.strip().lower() in _TRUE_WORDS
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ValueTypeError(f"expected bool, got {value!r}")
+
+
+def _to_int(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueTypeError("expected int, got a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise ValueTypeError(f"expected int, got {value!r}")
+
+
+def _to_float(value: object) -> float:
+    if isinstance(value, bool):
+        raise ValueTypeError("expected float, got a boolean")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    raise ValueTypeError(f"expected float, got {value!r}")
+
+
+def _to_datetime(value: object) -> str:
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day, tzinfo=UTC)
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueTypeError(f"expected an ISO 8601 datetime, got {value!r}") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+    else:
+        raise ValueTypeError(f"expected an ISO 8601 datetime, got {type(value).__name__}")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,221 @@
+"""The Plan: an ordered, immutable list of changes, with its JSON form and freshness check."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from reconcile.diff import Action, Change, Flag, ResourceType
+from reconcile.errors import ReconcileError, StalePlanError
+from reconcile.model import ReadScope, State, fingerprint
+
+FORMAT_VERSION = 1
+PERSONAL_DATA_NOTICE = (
+    "This plan contains personal data (email addresses, names, property values). "
+    "Store and share it as you would the audience itself."
+)
+
+# Apply order: definitions before the data that uses them; removals in reverse.
+_BUILD_ORDER = (
+    ResourceType.PROPERTY,
+    ResourceType.LIST,
+    ResourceType.CONTACT,
+    ResourceType.MEMBERSHIP,
+)
+
+
+def _phase(change: Change) -> int:
+    position = _BUILD_ORDER.index(change.type)
+    if change.action is Action.DELETE:
+        return len(_BUILD_ORDER) * 2 - position
+    return position
+
+
+def ordered(changes: Iterable[Change]) -> tuple[Change, ...]:
+    return tuple(sorted(changes, key=lambda c: (_phase(c), c.key)))
+
+
+@dataclass(frozen=True)
+class Plan:
+    provider: str
+    changes: tuple[Change, ...]
+    scope: ReadScope = field(default_factory=ReadScope)
+    warnings: tuple[str, ...] = ()
+    provider_options: Mapping[str, Any] = field(default_factory=dict)  # pacing etc.; no secrets
+
+    @classmethod
+    def build(
+        cls,
+        provider: str,
+        changes: Iterable[Change],
+        scope: ReadScope,
+        warnings: Iterable[str] = (),
+        provider_options: Mapping[str, Any] | None = None,
+    ) -> Plan:
+        return cls(provider, ordered(changes), scope, tuple(warnings), dict(provider_options or {}))
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.changes
+
+    def summary(self) -> dict[str, int]:
+        counts = Counter(change.action.value for change in self.changes)
+        return {action.value: counts.get(action.value, 0) for action in Action}
+
+    def counts_by_type(self) -> dict[tuple[str, str], int]:
+        return dict(Counter((c.type.value, c.action.value) for c in self.changes))
+
+    def fingerprint(self) -> str:
+        return fingerprint({"changes": [change_to_json(c) for c in self.changes]})
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "notice": PERSONAL_DATA_NOTICE,
+            "provider": self.provider,
+            "summary": self.summary(),
+            "changes": [change_to_json(c) for c in self.changes],
+            "warnings": list(self.warnings),
+            "scope": self.scope.to_json(),
+            "provider_options": dict(self.provider_options),
+            "fingerprint": self.fingerprint(),
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def loads(cls, text: str, source: str) -> Plan:
+        try:
+            raw = PlanFile.model_validate_json(text)
+        except ValidationError as error:
+            first = error.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in first["loc"])
+            message = f"{source}: not a reconcile plan file ({where}: {first['msg']})"
+            raise ReconcileError(message) from None
+        if raw.format_version != FORMAT_VERSION:
+            raise ReconcileError(
+                f"{source}: plan format_version {raw.format_version} is not supported "
+                f"(this reconcile reads {FORMAT_VERSION})"
+            )
+        plan = cls(
+            raw.provider,
+            tuple(change_from_json(c) for c in raw.changes),
+            ReadScope.from_json(raw.scope),
+            tuple(raw.warnings),
+            raw.provider_options,
+        )
+        if raw.fingerprint and raw.fingerprint != plan.fingerprint():
+            raise ReconcileError(f"{source}: plan file was edited after it was made (fingerprint)")
+        return plan
+
+
+class ChangeFile(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    address: str
+    type: ResourceType
+    action: Action
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    fingerprint: str | None = None
+    flags: list[Flag] = []
+
+
+class PlanFile(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    format_version: int
+    provider: str
+    changes: list[ChangeFile]
+    warnings: list[str] = []
+    scope: dict[str, Any] = {}
+    provider_options: dict[str, Any] = {}
+    fingerprint: str | None = None
+
+
+def change_to_json(change: Change) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "address": change.address,
+        "type": change.type.value,
+        "action": change.action.value,
+        "before": _plain(change.before),
+        "after": _plain(change.after),
+    }
+    if change.fingerprint:
+        data["fingerprint"] = change.fingerprint
+    if change.flags:
+        data["flags"] = sorted(flag.value for flag in change.flags)
+    return data
+
+
+def change_from_json(raw: ChangeFile) -> Change:
+    prefix = f"{raw.type.value}:"
+    if not raw.address.startswith(prefix):
+        raise ReconcileError(f"plan change {raw.address!r} does not match its type {raw.type}")
+    return Change(
+        raw.type,
+        raw.action,
+        raw.address.removeprefix(prefix),
+        raw.before,
+        raw.after,
+        raw.fingerprint,
+        frozenset(raw.flags),
+    )
+
+
+def _plain(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if record is None else {k: _plain_value(v) for k, v in record.items()}
+
+
+def _plain_value(value: Any) -> Any:
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def split_membership_key(key: str) -> tuple[str, str]:
+    list_name, _, email = key.partition("/")
+    return list_name, email
+
+
+def live_record(live: State, change: Change) -> dict[str, Any] | None:
+    """The live record a change concerns, in the form its fingerprint was taken from."""
+    if change.type is ResourceType.PROPERTY:
+        prop = live.properties.get(change.key)
+        return None if prop is None else prop.record()
+    if change.type is ResourceType.LIST:
+        found = live.lists.get(change.key)
+        return None if found is None else found.record()
+    if change.type is ResourceType.CONTACT:
+        contact = live.contacts.get(change.key)
+        return None if contact is None else contact.record()
+    membership = live.memberships.get(split_membership_key(change.key))
+    return None if membership is None else membership.record()
+
+
+def moved_since_planning(changes: Sequence[Change], live: State) -> list[str]:
+    """Why each change no longer fits live state; empty when the plan is still fresh."""
+    moved: list[str] = []
+    for change in changes:
+        record = live_record(live, change)
+        if change.action is Action.CREATE:
+            if record is not None:
+                moved.append(f"{change.address} was created by someone else since planning")
+        elif record is None:
+            moved.append(f"{change.address} no longer exists")
+        elif change.fingerprint and fingerprint(record) != change.fingerprint:
+            moved.append(f"{change.address} was changed since planning")
+    return moved
+
+
+def raise_if_stale(plan: Plan, live: State) -> None:
+    moved = moved_since_planning(plan.changes, live)
+    if moved:
+        shown = "\n  ".join(moved[:20])
+        more = f"\n  ... and {len(moved) - 20} more" if len(moved) > 20 else ""
+        raise StalePlanError(
+            f"live state moved since this plan was made; nothing was applied:\n  {shown}{more}\n"
+            "Run plan again and review the new plan."
+        )

@@ -1,0 +1,101 @@
+"""What every provider offers the engine: capabilities, read, apply, and the apply report."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import ClassVar
+
+from reconcile.diff import Action, Change, ResourceType
+from reconcile.model import ReadScope, State
+from reconcile.plan import split_membership_key
+
+
+class Capability(StrEnum):
+    PROPERTY_DEFINITIONS = "property definitions"  # definitions exist remotely and are written
+    REMOVE_LIST_MEMBER = "remove a list member"
+    LIST_UNSUBSCRIBE = "unsubscribe from one list"
+    DELETE_LIST = "delete a list"
+    HARD_DELETE = "delete a contact (erasure)"
+
+
+class OutcomeStatus(StrEnum):
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    address: str
+    status: OutcomeStatus
+    message: str = ""
+
+
+@dataclass
+class ApplyReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def done(self, change: Change, message: str = "") -> None:
+        self.outcomes.append(Outcome(change.address, OutcomeStatus.DONE, message))
+
+    def failed(self, change: Change, message: str) -> None:
+        self.outcomes.append(Outcome(change.address, OutcomeStatus.FAILED, message))
+
+    def skipped(self, change: Change, blocker: str) -> None:
+        self.outcomes.append(
+            Outcome(change.address, OutcomeStatus.SKIPPED, f"skipped: {blocker} failed")
+        )
+
+    def failed_addresses(self) -> set[str]:
+        return {o.address for o in self.outcomes if o.status is OutcomeStatus.FAILED}
+
+    @property
+    def ok(self) -> bool:
+        return all(o.status is OutcomeStatus.DONE for o in self.outcomes)
+
+    def count(self, status: OutcomeStatus) -> int:
+        return sum(1 for o in self.outcomes if o.status is status)
+
+
+def dependencies(change: Change) -> list[str]:
+    """Addresses a change needs to have succeeded first (only creations can fail them)."""
+    if change.type is ResourceType.CONTACT and change.after:
+        return [f"property:{name}" for name in change.after.get("properties", {})]
+    if change.type is ResourceType.MEMBERSHIP and change.action is not Action.DELETE:
+        list_name, email = split_membership_key(change.key)
+        return [f"list:{list_name}", f"contact:{email}"]
+    return []
+
+
+def blocker(change: Change, failed: set[str]) -> str | None:
+    return next((dep for dep in dependencies(change) if dep in failed), None)
+
+
+class Provider(ABC):
+    """A provider reads live state in the neutral model and carries out planned changes.
+
+    Subclasses own their API's semantics (full-replacement writes, ordering of
+    definitions before data, bulk jobs); the engine sees only this interface.
+    """
+
+    name: ClassVar[str]
+    capabilities: ClassVar[frozenset[Capability]]
+
+    @abstractmethod
+    async def read(self, scope: ReadScope) -> State:
+        """Live state: all definitions, lists and contacts, memberships of scope.lists."""
+
+    @abstractmethod
+    async def apply(self, changes: Sequence[Change], live: State) -> ApplyReport:
+        """Carry out `changes` (already ordered) against `live` as read just before."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release connections."""
+
+    def stats(self) -> dict[str, float]:
+        """Counters for reports and benchmarks (requests made, time waiting on limits)."""
+        return {}

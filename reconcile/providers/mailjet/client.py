@@ -1,0 +1,232 @@
+"""Thin async Mailjet REST v3 client: auth, paging, errors, retries, pacing. No mapping."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import stamina
+
+from reconcile.errors import ApiError
+from reconcile.providers.pacing import Pacer, RequestStats
+
+PAGE_SIZE = 1000
+API_PREFIX = "/v3/REST"
+DEFAULT_URL = "https://api.mailjet.com"
+
+_HINTS = {
+    401: "check MAILJET_API_KEY and MAILJET_SECRET_KEY",
+    403: "this API key may not do that; writes need a Full Access key",
+    404: "it no longer exists (removed meanwhile?); run plan again",
+    429: "rate limit: lower requests_per_minute in the manifest's provider options",
+}
+
+
+class _RetryableStatus(Exception):
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        super().__init__(f"HTTP {response.status_code}")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 6
+    wait_initial: float = 1.0
+    wait_max: float = 60.0
+    wait_jitter: float = 1.0
+
+
+class MailjetClient:
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        secret_key: str,
+        base_url: str = DEFAULT_URL,
+        requests_per_minute: float = 200,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: httpx.Timeout | None = None,
+        retry: RetryPolicy | None = None,
+        max_in_flight: int = 4,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            auth=httpx.BasicAuth(api_key, secret_key),
+            transport=transport,
+            timeout=timeout or httpx.Timeout(30.0, connect=10.0),
+            headers={"Accept": "application/json"},
+        )
+        self.pacer = Pacer(requests_per_minute)
+        self.retry = retry or RetryPolicy()
+        self.stats = RequestStats()
+        self._in_flight = asyncio.Semaphore(max_in_flight)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def list_all(self, resource: str, params: Mapping[str, Any] | None = None) -> list[Any]:
+        """Every record of a collection: Limit=1000 and Offset until a short page.
+
+        Total is not trusted: the real API gives the page size there unless countOnly=1.
+        """
+        records: list[Any] = []
+        offset = 0
+        while True:
+            page = await self.get(
+                resource, {**(params or {}), "Limit": PAGE_SIZE, "Offset": offset}
+            )
+            records.extend(page)
+            if len(page) < PAGE_SIZE:
+                return records
+            offset += PAGE_SIZE
+
+    async def get(self, path: str, params: Mapping[str, Any] | None = None) -> list[Any]:
+        return _data(await self.request("GET", path, params=params), "GET", path)
+
+    async def post(self, path: str, body: Any, *, idempotent: bool) -> list[Any]:
+        payload = await self.request("POST", path, body=body, idempotent=idempotent)
+        return _data(payload, "POST", path)
+
+    async def put(self, path: str, body: Any) -> list[Any]:
+        """PUT; a 304 Not Modified (nothing changed) is success with no records."""
+        payload = await self.request("PUT", path, body=body)
+        return [] if payload is None else _data(payload, "PUT", path)
+
+    async def delete(self, path: str, *, prefix: str = API_PREFIX) -> None:
+        await self.request("DELETE", path, prefix=prefix)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        idempotent: bool = True,
+        prefix: str = API_PREFIX,
+    ) -> Any:
+        """Send with pacing and retries; returns the decoded JSON body (None when empty).
+
+        429 is always retried (nothing was done). 5xx and lost connections are
+        retried only for idempotent requests: a non-idempotent POST that may have
+        landed is left to the caller, which looks the record up instead.
+        """
+
+        path = prefix + path
+
+        def retryable(error: Exception) -> bool:
+            if isinstance(error, _RetryableStatus):
+                return error.response.status_code == 429 or idempotent
+            if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+                return True  # never reached the server
+            return idempotent and isinstance(error, httpx.TransportError)
+
+        try:
+            response = await self._send_with_retries(method, path, params, body, retryable)
+        except _RetryableStatus as error:
+            response = error.response
+        except httpx.TransportError as error:
+            raise ApiError(
+                f"could not reach Mailjet ({type(error).__name__}: {error})",
+                method=method,
+                path=path,
+                hint="check MAILJET_API_URL and the network; re-run to continue",
+            ) from None
+        return _decode(response, method, path)
+
+    async def _send_with_retries(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        body: Any,
+        retryable: Any,
+    ) -> httpx.Response:
+        first = True
+        async for attempt in stamina.retry_context(
+            on=retryable,
+            attempts=self.retry.attempts,
+            wait_initial=self.retry.wait_initial,
+            wait_max=self.retry.wait_max,
+            wait_jitter=self.retry.wait_jitter,
+        ):
+            with attempt:
+                if not first:
+                    self.stats.retries += 1
+                first = False
+                response = await self._send_once(method, path, params, body)
+                if response.status_code == 429:
+                    self.stats.rate_limited += 1
+                if response.status_code == 429 or response.status_code >= 500:
+                    raise _RetryableStatus(response)
+                return response
+        raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
+
+    async def _send_once(
+        self, method: str, path: str, params: Mapping[str, Any] | None, body: Any
+    ) -> httpx.Response:
+        async with self._in_flight:
+            await self.pacer.wait_turn()
+            self.stats.count(method)
+            return await self._http.request(method, path, params=params, json=body)
+
+
+def _decode(response: httpx.Response, method: str, path: str) -> Any:
+    status = response.status_code
+    if status == 304 or (status < 300 and not response.content):
+        return None
+    payload: Any = None
+    try:
+        payload = response.json()
+    except ValueError:
+        if status < 300:
+            raise ApiError(
+                "answered with a body that is not JSON; nothing was changed based on it",
+                method=method,
+                path=path,
+                status=status,
+            ) from None
+    if status < 300:
+        return payload
+    raise ApiError(
+        error_message(payload, response),
+        method=method,
+        path=path,
+        status=status,
+        hint=_hint(status),
+    )
+
+
+def _hint(status: int) -> str:
+    if status in _HINTS:
+        return _HINTS[status]
+    return "Mailjet had a server error; re-run later to continue" if status >= 500 else ""
+
+
+def error_message(payload: Any, response: httpx.Response) -> str:
+    """Mailjet's ErrorMessage (a string or an object), else whatever the body says."""
+    if isinstance(payload, dict):
+        message = payload.get("ErrorMessage") or payload.get("ErrorInfo")
+        if isinstance(message, dict):
+            return "; ".join(f"{key}: {value}" for key, value in message.items())
+        if message:
+            return str(message)
+        return str(payload)[:300]
+    kind = response.headers.get("content-type", "unknown type")
+    return f"non-JSON error body ({kind}): {response.text[:200]!r}"
+
+
+def _data(payload: Any, method: str, path: str) -> list[Any]:
+    if payload is None:
+        return []
+    data = payload.get("Data") if isinstance(payload, dict) else None
+    if not isinstance(data, list):
+        raise ApiError(
+            "answer has no Data list; nothing was changed based on it",
+            method=method,
+            path=path,
+        )
+    return data

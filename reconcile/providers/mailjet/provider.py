@@ -1,0 +1,386 @@
+"""Mailjet provider: reads live state, and applies changes in dependency order.
+
+Order: property definitions, lists, contact records, contact data, list memberships;
+removals in reverse. Mailjet semantics handled here: PUT /contact replaces every
+editable field (so unmanaged ones are sent with their live value), properties are
+written through /contactdata after their definition exists, memberships are
+separate resources, and a duplicate create (MJ18 or the record returned) becomes a
+lookup and an update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from reconcile.diff import Action, Change, Flag, ResourceType
+from reconcile.errors import ApiError
+from reconcile.model import (
+    Contact,
+    ContactList,
+    Membership,
+    ReadScope,
+    State,
+    SubscriptionStatus,
+    email_key,
+)
+from reconcile.plan import split_membership_key
+from reconcile.providers.base import ApplyReport, Capability, Provider, blocker
+from reconcile.providers.mailjet import records
+from reconcile.providers.mailjet.client import MailjetClient
+
+
+@dataclass
+class _Ids:
+    """Mailjet IDs of what was read or created, by neutral key."""
+
+    properties: dict[str, int] = field(default_factory=dict)
+    lists: dict[str, int] = field(default_factory=dict)
+    contacts: dict[str, int] = field(default_factory=dict)
+
+
+class MailjetProvider(Provider):
+    name = "mailjet"
+    capabilities = frozenset(
+        {
+            Capability.PROPERTY_DEFINITIONS,
+            Capability.REMOVE_LIST_MEMBER,
+            Capability.LIST_UNSUBSCRIBE,
+            Capability.DELETE_LIST,
+            Capability.HARD_DELETE,
+        }
+    )
+
+    def __init__(self, client: MailjetClient) -> None:
+        self.client = client
+        self.ids = _Ids()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def stats(self) -> dict[str, float]:
+        return {
+            "requests": self.client.stats.requests,
+            "retries": self.client.stats.retries,
+            "rate_limited": self.client.stats.rate_limited,
+            "waited_seconds": round(self.client.pacer.waited_seconds, 3),
+        }
+
+    # ---- read -------------------------------------------------------------------------
+
+    async def read(self, scope: ReadScope) -> State:
+        metadata, lists, contacts = await asyncio.gather(
+            self.client.list_all("/contactmetadata"),
+            self.client.list_all("/contactslist"),
+            self.client.list_all("/contact"),
+        )
+        state = State()
+        self.ids = _Ids()
+        for record in metadata:
+            definition = records.property_def(record)
+            state.properties[definition.name] = definition
+            self.ids.properties[definition.name] = records.field(
+                record, "ID", int, "/contactmetadata"
+            )
+        for record in lists:
+            if record.get("IsDeleted") is True:
+                continue
+            name = records.field(record, "Name", str, "/contactslist")
+            state.lists[name] = ContactList(name)
+            self.ids.lists[name] = records.field(record, "ID", int, "/contactslist")
+        emails_by_id: dict[int, str] = {}
+        for record in contacts:
+            contact = records.contact(record)
+            state.add_contact(contact)
+            contact_id = records.field(record, "ID", int, "/contact")
+            self.ids.contacts[contact.key] = contact_id
+            emails_by_id[contact_id] = contact.key
+        if scope.contact_data:
+            await self._read_contact_data(state, emails_by_id)
+        await asyncio.gather(
+            *(
+                self._read_members(state, name, emails_by_id)
+                for name in sorted(self.ids.lists)
+                if scope.wants_members(name)
+            )
+        )
+        return state
+
+    async def _read_contact_data(self, state: State, emails_by_id: dict[int, str]) -> None:
+        for record in await self.client.list_all("/contactdata"):
+            contact_id, values = records.contact_values(record, state.properties)
+            email = emails_by_id.get(contact_id)
+            if email is not None:
+                current = state.contacts[email]
+                state.add_contact(Contact(current.email, current.fields, values))
+
+    async def _read_members(
+        self, state: State, list_name: str, emails_by_id: dict[int, str]
+    ) -> None:
+        list_id = self.ids.lists[list_name]
+        source = "/listrecipient"
+        for record in await self.client.list_all(source, {"ContactsList": list_id}):
+            email = emails_by_id.get(records.field(record, "ContactID", int, source))
+            if email is None:
+                continue  # contact listing lags behind; it is not managed by this plan
+            unsubscribed = record.get("IsUnsubscribed") is True
+            status = (
+                SubscriptionStatus.UNSUBSCRIBED if unsubscribed else SubscriptionStatus.SUBSCRIBED
+            )
+            state.add_membership(Membership(list_name, email, status))
+
+    # ---- apply ------------------------------------------------------------------------
+
+    async def apply(self, changes: Sequence[Change], live: State) -> ApplyReport:
+        report = ApplyReport()
+        groups: dict[tuple[ResourceType, bool], list[Change]] = defaultdict(list)
+        for change in changes:
+            groups[(change.type, change.action is Action.DELETE)].append(change)
+        run = _Runner(report)
+        await run.each(groups[(ResourceType.PROPERTY, False)], self._write_property)
+        await run.each(groups[(ResourceType.LIST, False)], self._create_list)
+        contact_changes = groups[(ResourceType.CONTACT, False)]
+        await run.each(contact_changes, lambda c: self._write_contact(c, live), final=False)
+        await run.finish(contact_changes, self._write_contact_data)
+        await run.each_contact_group(groups[(ResourceType.MEMBERSHIP, False)], self._set_lists)
+        await run.each_contact_group(groups[(ResourceType.MEMBERSHIP, True)], self._set_lists)
+        await run.each(groups[(ResourceType.CONTACT, True)], self._delete_contact)
+        await run.each(groups[(ResourceType.LIST, True)], self._delete_list)
+        await run.each(groups[(ResourceType.PROPERTY, True)], self._delete_property)
+        return report
+
+    async def _write_property(self, change: Change) -> None:
+        assert change.after is not None
+        if Flag.REPLACE in change.flags and change.key in self.ids.properties:
+            await self.client.delete(f"/contactmetadata/{self.ids.properties.pop(change.key)}")
+        body = {
+            "Name": change.key,
+            "Datatype": change.after["type"],
+            "NameSpace": change.after["namespace"],
+        }
+        record = await self._create(
+            "/contactmetadata",
+            body,
+            lambda: self._find(f"/contactmetadata/{quote(change.key, safe='')}"),
+        )
+        self.ids.properties[change.key] = records.field(record, "ID", int, "/contactmetadata")
+
+    async def _create_list(self, change: Change) -> None:
+        async def find() -> Any:
+            found = await self.client.get("/contactslist", {"Name": change.key})
+            return next((r for r in found if r.get("Name") == change.key), None)
+
+        record = await self._create("/contactslist", {"Name": change.key}, find)
+        self.ids.lists[change.key] = records.field(record, "ID", int, "/contactslist")
+
+    async def _write_contact(self, change: Change, live: State) -> None:
+        """Create or update the contact record (Name, IsExcludedFromCampaigns)."""
+        assert change.after is not None
+        managed = {k: v for k, v in change.after.items() if k not in ("email", "properties")}
+        if change.action is Action.CREATE:
+            email = str(change.after["email"])
+            record = await self._create(
+                "/contact",
+                records.creation_body(email, managed),
+                lambda: self._find(f"/contact/{quote(email, safe='')}"),
+            )
+            self.ids.contacts[change.key] = records.field(record, "ID", int, "/contact")
+            current = records.contact(record)
+        else:
+            current = live.contacts[change.key]
+        if any(current.fields.get(k) != v for k, v in managed.items()):
+            # Full replacement: every editable field, live value for the unmanaged ones.
+            body = records.editable_fields({**current.fields, **managed})
+            await self.client.put(f"/contact/{self._contact_id(change.key)}", body)
+
+    async def _write_contact_data(self, change: Change) -> None:
+        """Only the managed properties that differ; Mailjet merges the rest, null clears."""
+        values = (change.after or {}).get("properties")
+        if not values:
+            return
+        await self.client.put(
+            f"/contactdata/{self._contact_id(change.key)}", records.data_body(values)
+        )
+
+    async def _set_lists(self, email: str, changes: list[Change]) -> None:
+        """All of one contact's membership changes in one managecontactslists call."""
+        actions = [
+            {"ListID": self._list_id(split_membership_key(c.key)[0]), "Action": _list_action(c)}
+            for c in changes
+        ]
+        await self.client.post(
+            f"/contact/{self._contact_id(email)}/managecontactslists",
+            {"ContactsLists": actions},
+            idempotent=True,
+        )
+
+    async def _delete_contact(self, change: Change) -> None:
+        contact_id = self._contact_id(change.key)
+        try:
+            await self.client.delete(f"/contact/{contact_id}")
+        except ApiError as error:
+            if error.status not in (404, 405):
+                raise
+            # The real v3 has no DELETE on contact; GDPR erasure lives in v4.
+            await self.client.delete(f"/v4/contacts/{contact_id}", prefix="")
+
+    async def _delete_list(self, change: Change) -> None:
+        await self.client.delete(f"/contactslist/{self.ids.lists[change.key]}")
+
+    async def _delete_property(self, change: Change) -> None:
+        await self.client.delete(f"/contactmetadata/{self.ids.properties[change.key]}")
+
+    # ---- helpers ----------------------------------------------------------------------
+
+    async def _create(
+        self, path: str, body: dict[str, Any], find: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        """POST once; on a duplicate, or an answer that may hide a landed write, look it up.
+
+        The real API answers a duplicate with 400 MJ18; the documented one returns
+        the existing record. A 5xx or lost connection on a POST is not retried
+        blindly: the record is looked up first, and only created again if absent.
+        """
+        try:
+            created = await self.client.post(path, body, idempotent=False)
+        except ApiError as error:
+            duplicate = _is_duplicate(error)
+            if not duplicate and error.status is not None and error.status < 500:
+                raise
+            existing = await find()
+            if existing is not None:
+                return existing
+            if duplicate:
+                raise
+            created = await self.client.post(path, body, idempotent=False)
+        if not created:
+            raise ApiError("answered with no record", method="POST", path=path)
+        return created[0]
+
+    async def _find(self, path: str) -> Any:
+        try:
+            found = await self.client.get(path)
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+        return found[0] if found else None
+
+    def _contact_id(self, key: str) -> int:
+        try:
+            return self.ids.contacts[key]
+        except KeyError:
+            raise ApiError(f"contact {key} is not in the account") from None
+
+    def _list_id(self, name: str) -> int:
+        try:
+            return self.ids.lists[name]
+        except KeyError:
+            raise ApiError(f"list {name!r} is not in the account") from None
+
+
+def _is_duplicate(error: ApiError) -> bool:
+    text = str(error)
+    return error.status == 400 and ("MJ18" in text or "already exists" in text)
+
+
+def _list_action(change: Change) -> str:
+    if change.action is Action.DELETE:
+        return "remove"
+    assert change.after is not None
+    if change.after.get("status") == SubscriptionStatus.UNSUBSCRIBED.value:
+        return "unsub"
+    if Flag.RESUBSCRIBE in change.flags:
+        return "addforce"
+    # addnoforce never re-subscribes someone who left, even if they did so after planning.
+    return "addnoforce"
+
+
+class _Runner:
+    """Runs changes concurrently (the client paces them) and records each outcome once."""
+
+    def __init__(self, report: ApplyReport) -> None:
+        self.report = report
+        self.failed: set[str] = set()
+        self.pending: set[str] = set()  # passed one step, awaiting the next
+
+    async def each(
+        self,
+        changes: Iterable[Change],
+        step: Callable[[Change], Awaitable[None]],
+        *,
+        final: bool = True,
+    ) -> None:
+        runnable = [c for c in changes if self._runnable(c)]
+        await asyncio.gather(*(self._one(c, step, final) for c in runnable))
+
+    async def finish(
+        self, changes: Iterable[Change], step: Callable[[Change], Awaitable[None]]
+    ) -> None:
+        """The second step of changes whose first step (each(..., final=False)) succeeded."""
+        waiting = [c for c in changes if c.address in self.pending]
+        await asyncio.gather(*(self._one(c, step, True) for c in waiting))
+
+    async def each_contact_group(
+        self,
+        changes: Iterable[Change],
+        step: Callable[[str, list[Change]], Awaitable[None]],
+    ) -> None:
+        groups: dict[str, list[Change]] = defaultdict(list)
+        for change in changes:
+            email = (
+                change.key
+                if change.type is ResourceType.CONTACT
+                else split_membership_key(change.key)[1]
+            )
+            groups[email_key(email)].append(change)
+        await asyncio.gather(*(self._group(email, group, step) for email, group in groups.items()))
+
+    async def _group(
+        self, email: str, group: list[Change], step: Callable[[str, list[Change]], Awaitable[None]]
+    ) -> None:
+        runnable = [c for c in group if self._runnable(c)]
+        if not runnable:
+            return
+        try:
+            await step(email, runnable)
+        except ApiError as error:
+            for change in runnable:
+                self._fail(change, str(error))
+            return
+        for change in runnable:
+            self._done(change)
+
+    async def _one(
+        self, change: Change, step: Callable[[Change], Awaitable[None]], final: bool
+    ) -> None:
+        try:
+            await step(change)
+        except ApiError as error:
+            self._fail(change, str(error))
+            return
+        if final:
+            self._done(change)
+        else:
+            self.pending.add(change.address)
+
+    def _runnable(self, change: Change) -> bool:
+        blocking = blocker(change, self.failed)
+        if blocking is None:
+            return True
+        self.failed.add(change.address)
+        self.report.skipped(change, blocking)
+        return False
+
+    def _fail(self, change: Change, message: str) -> None:
+        self.pending.discard(change.address)
+        self.failed.add(change.address)
+        self.report.failed(change, message)
+
+    def _done(self, change: Change) -> None:
+        self.pending.discard(change.address)
+        self.report.done(change)

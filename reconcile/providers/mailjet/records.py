@@ -1,0 +1,111 @@
+"""Mailjet records <-> neutral model. Every field read is type-checked: a misread answer
+raises instead of becoming a write."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from reconcile.errors import ApiError
+from reconcile.model import (
+    EXCLUDED,
+    NAME,
+    Contact,
+    Namespace,
+    PropertyDef,
+    PropertyType,
+    PropertyValue,
+    ValueTypeError,
+    normalize_value,
+)
+
+T = TypeVar("T")
+
+
+def field(record: Any, name: str, kind: type[T], source: str) -> T:
+    if not isinstance(record, Mapping):
+        raise ApiError(
+            f"expected an object in the answer, got {type(record).__name__}", path=source
+        )
+    value = record.get(name)
+    if kind is int and isinstance(value, bool):
+        value = None  # a bool is not an ID
+    if not isinstance(value, kind):
+        raise ApiError(
+            f"answer has {name}={value!r}, expected {kind.__name__}; "
+            "nothing was changed based on it",
+            path=source,
+        )
+    return value
+
+
+def optional_str(record: Mapping[str, Any], name: str) -> str:
+    value = record.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def property_def(record: Any) -> PropertyDef:
+    source = "/contactmetadata"
+    name = field(record, "Name", str, source)
+    datatype = field(record, "Datatype", str, source)
+    namespace = optional_str(record, "NameSpace") or Namespace.STATIC.value
+    try:
+        return PropertyDef(name, PropertyType(datatype), Namespace(namespace))
+    except ValueError:
+        raise ApiError(
+            f"property {name!r} has Datatype {datatype!r} / NameSpace {namespace!r}, "
+            "which reconcile does not know",
+            path=source,
+        ) from None
+
+
+def contact(record: Any) -> Contact:
+    source = "/contact"
+    email = field(record, "Email", str, source)
+    excluded = record.get("IsExcludedFromCampaigns", False)
+    if not isinstance(excluded, bool):
+        raise ApiError(f"contact {email} has IsExcludedFromCampaigns={excluded!r}", path=source)
+    return Contact(email, {NAME: optional_str(record, "Name"), EXCLUDED: excluded})
+
+
+def contact_values(
+    record: Any, definitions: Mapping[str, PropertyDef]
+) -> tuple[int, dict[str, PropertyValue]]:
+    """A /contactdata record -> (ContactID, {name: canonical value})."""
+    source = "/contactdata"
+    contact_id = field(record, "ContactID", int, source)
+    values: dict[str, PropertyValue] = {}
+    for item in field(record, "Data", list, source):
+        name = field(item, "Name", str, source)
+        raw = item.get("Value")
+        values[name] = _canonical(raw, definitions.get(name))
+    return contact_id, values
+
+
+def _canonical(raw: Any, definition: PropertyDef | None) -> PropertyValue:
+    if raw == "" and definition is not None and definition.type is not PropertyType.STR:
+        return None  # Mailjet shows an unset typed property as an empty string
+    if definition is None:
+        return raw if isinstance(raw, str | int | float | bool) else None
+    try:
+        return normalize_value(definition.type, raw)
+    except ValueTypeError:
+        return str(raw)  # keep what is there; the diff will show it differs
+
+
+def editable_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The body of PUT /contact: every editable field, because PUT replaces them all."""
+    return {"Name": fields.get(NAME, ""), "IsExcludedFromCampaigns": bool(fields.get(EXCLUDED))}
+
+
+def creation_body(email: str, managed: Mapping[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {"Email": email}
+    if NAME in managed:
+        body["Name"] = managed[NAME]
+    if EXCLUDED in managed:
+        body["IsExcludedFromCampaigns"] = managed[EXCLUDED]
+    return body
+
+
+def data_body(values: Mapping[str, PropertyValue]) -> dict[str, Any]:
+    return {"Data": [{"Name": name, "Value": value} for name, value in values.items()]}

@@ -1,0 +1,38 @@
+"""Field-level description of a change: flat `name: before -> after` lines."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from reconcile.diff import Action, Change
+
+
+def flatten(record: Mapping[str, Any] | None, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in (record or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def show(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def field_lines(change: Change) -> Iterator[tuple[str, str]]:
+    """(field, text) pairs: `value` for creates and deletes, `before -> after` for updates."""
+    before, after = flatten(change.before), flatten(change.after)
+    if change.action is Action.CREATE:
+        for name, value in after.items():
+            yield name, show(value)
+    elif change.action is Action.DELETE:
+        for name, value in before.items():
+            yield name, show(value)
+    else:
+        for name in after:
+            yield name, f"{show(before.get(name))} -> {show(after[name])}"

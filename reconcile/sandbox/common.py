@@ -1,0 +1,215 @@
+"""Plumbing shared by the emulators: injected faults, request log, control routes.
+
+Nothing here knows either provider's API; each emulator builds its own routes and
+calls `EmulatorControl.before_request()` first thing in every handler (through the
+middleware below), so faults, latency and counting behave the same for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+CONTROL_PREFIX = "/_emulator"
+
+
+@dataclass
+class Fault:
+    """One injected fault, consumed by the next matching request.
+
+    kind: "status" answers `status` with `body` (and `headers`);
+          "reset" drops the connection without an answer (the ASGI app raises);
+          "latency" sleeps `seconds` then serves normally.
+    method/path_contains narrow which requests it matches ("" matches all).
+    """
+
+    kind: str = "status"
+    status: int = 500
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    method: str = ""
+    path_contains: str = ""
+    count: int = 1
+
+    def matches(self, method: str, path: str) -> bool:
+        return (not self.method or self.method.upper() == method) and (self.path_contains in path)
+
+
+class ConnectionDropped(Exception):
+    """Raised inside the app to make the server close the connection unanswered."""
+
+
+@dataclass
+class RequestRecord:
+    method: str
+    path: str
+    status: int
+
+
+@dataclass
+class EmulatorControl:
+    """Runtime knobs of an emulator, settable from tests or over HTTP."""
+
+    latency_seconds: float = 0.0
+    faults: list[Fault] = field(default_factory=list)
+    log: list[RequestRecord] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def inject(self, fault: Fault) -> None:
+        with self.lock:
+            self.faults.append(fault)
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.matches(method, path):
+                    fault.count -= 1
+                    if fault.count <= 0:
+                        self.faults.remove(fault)
+                    return fault
+        return None
+
+    def record(self, method: str, path: str, status: int) -> None:
+        with self.lock:
+            self.log.append(RequestRecord(method, path, status))
+
+    def calls(self, method: str | None = None) -> list[RequestRecord]:
+        with self.lock:
+            return [r for r in self.log if method is None or r.method == method]
+
+
+class ControlMiddleware:
+    """Applies latency and faults before the emulator sees a request; logs every answer."""
+
+    def __init__(self, app: ASGIApp, control: EmulatorControl) -> None:
+        self.app = app
+        self.control = control
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(CONTROL_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        method, path = scope["method"], scope["path"]
+        if self.control.latency_seconds:
+            await asyncio.sleep(self.control.latency_seconds)
+        fault = self.control.take_fault(method, path)
+        if fault is not None and fault.kind == "latency":
+            await asyncio.sleep(fault.seconds)
+            fault = None
+        if fault is not None and fault.kind == "reset":
+            self.control.record(method, path, 0)
+            raise ConnectionDropped(f"injected connection reset on {method} {path}")
+        if fault is not None:
+            body = fault.body if fault.body is not None else {"error": "injected fault"}
+            raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+            media = "text/html" if isinstance(body, str) else "application/json"
+            response = Response(raw, fault.status, fault.headers, media_type=media)
+            self.control.record(method, path, fault.status)
+            await response(scope, receive, send)
+            return
+        status_seen = 0
+
+        async def logging_send(message: Any) -> None:
+            nonlocal status_seen
+            if message["type"] == "http.response.start":
+                status_seen = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, logging_send)
+        self.control.record(method, path, status_seen)
+
+
+def control_routes(
+    control: EmulatorControl,
+    dump_state: Callable[[], dict[str, Any]],
+    load_state: Callable[[dict[str, Any]], None],
+) -> list[Route]:
+    """HTTP routes under /_emulator for tests that run the emulator in another process."""
+
+    async def faults(request: Request) -> Response:
+        payload = await request.json()
+        items = payload if isinstance(payload, list) else [payload]
+        for item in items:
+            control.inject(Fault(**item))
+        return JSONResponse({"queued": len(control.faults)})
+
+    async def settings(request: Request) -> Response:
+        payload = await request.json()
+        control.latency_seconds = float(payload.get("latency_seconds", control.latency_seconds))
+        return JSONResponse({"latency_seconds": control.latency_seconds})
+
+    async def state(request: Request) -> Response:
+        if request.method == "PUT":
+            load_state(await request.json())
+        return JSONResponse(dump_state())
+
+    async def calls(_: Request) -> Response:
+        return JSONResponse(
+            [{"method": r.method, "path": r.path, "status": r.status} for r in control.calls()]
+        )
+
+    return [
+        Route(f"{CONTROL_PREFIX}/faults", faults, methods=["POST"]),
+        Route(f"{CONTROL_PREFIX}/settings", settings, methods=["POST"]),
+        Route(f"{CONTROL_PREFIX}/state", state, methods=["GET", "PUT"]),
+        Route(f"{CONTROL_PREFIX}/calls", calls, methods=["GET"]),
+    ]
+
+
+class FixedWindowLimiter:
+    """Counts requests per key in fixed windows of `window_seconds` (time_scale shrinks it)."""
+
+    def __init__(
+        self,
+        limit: int,
+        window_seconds: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.limit = limit
+        self.window_seconds = window_seconds
+        self.clock = clock
+        self._windows: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, key: str) -> tuple[bool, int, float]:
+        """Count one request. Returns (allowed, remaining, window_reset_epoch)."""
+        now = self.clock()
+        with self._lock:
+            start, used = self._windows.get(key, (now, 0))
+            if now - start >= self.window_seconds:
+                start, used = now, 0
+            allowed = self.limit <= 0 or used < self.limit
+            if allowed:
+                used += 1
+            self._windows[key] = (start, used)
+        remaining = max(self.limit - used, 0)
+        return allowed, remaining, start + self.window_seconds
+
+
+def load_json_state(path: Path | None) -> dict[str, Any] | None:
+    if path is None or not path.exists():
+        return None
+    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return loaded
+
+
+def save_json_state(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
+    tmp.replace(path)
+
+
+Handler = Callable[[Request], Awaitable[Response]]

@@ -1,0 +1,138 @@
+"""Emulator of the Mailjet REST v3 contact-management API (Starlette ASGI app).
+
+Written from the seed document and mailjet-facts.md only, never from the
+client: where the two documents disagree, a setting chooses, defaulting to
+the real API's behaviour. Modules: mailjet_settings (knobs), mailjet_state
+(records and value rules), mailjet_http (auth, errors, paging),
+mailjet_routes (handlers), mailjet_jobs (managemanycontacts).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp
+
+from reconcile.sandbox.common import ControlMiddleware, EmulatorControl, control_routes
+from reconcile.sandbox.mailjet_http import error_response
+from reconcile.sandbox.mailjet_routes import MailjetApi
+from reconcile.sandbox.mailjet_settings import MailjetEmulatorSettings
+from reconcile.sandbox.mailjet_state import (
+    DATATYPES,
+    NAMESPACES,
+    MailjetState,
+    coerce_value,
+)
+
+__all__ = ["MailjetEmulator", "MailjetEmulatorSettings", "create_mailjet_emulator"]
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    """Unknown routes and methods answer with a Mailjet error body too."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    message = exc.detail if isinstance(exc, HTTPException) else "Internal server error"
+    return error_response(status, message)
+
+
+class MailjetEmulator:
+    def __init__(self, settings: MailjetEmulatorSettings, state: MailjetState) -> None:
+        self.settings = settings
+        self.control = EmulatorControl()
+        self._api = MailjetApi(settings, state)
+        routes = self._api.routes() + control_routes(self.control, self.dump_state, self.load_state)
+        inner = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+        self.app: ASGIApp = ControlMiddleware(inner, self.control)
+
+    @property
+    def _state(self) -> MailjetState:
+        return self._api.state
+
+    def dump_state(self) -> dict[str, Any]:
+        with self._api.lock:
+            return self._state.dump()
+
+    def load_state(self, data: dict[str, Any]) -> None:
+        loaded = MailjetState.load(data)
+        with self._api.lock:
+            self._api.state = loaded
+
+    # ---- seeding and inspection for tests (no HTTP, no rate limit) --------
+
+    def seed_property(self, name: str, datatype: str = "str", namespace: str = "static") -> int:
+        if datatype not in DATATYPES or namespace not in NAMESPACES:
+            raise ValueError(f"bad datatype or namespace: {datatype!r}, {namespace!r}")
+        with self._api.lock:
+            if self._state.property_by_name(name) is not None:
+                raise ValueError(f"property {name!r} already exists")
+            return self._state.add_property(name, datatype, namespace).id
+
+    def seed_list(self, name: str) -> int:
+        with self._api.lock:
+            if self._state.list_by_name(name) is not None:
+                raise ValueError(f"list {name!r} already exists")
+            return self._state.add_list(name).id
+
+    def seed_contact(
+        self,
+        email: str,
+        name: str = "",
+        excluded: bool = False,
+        properties: dict[str, Any] | None = None,
+        lists: dict[str, bool] | None = None,
+    ) -> int:
+        """Create a contact; `lists` maps list name -> IsUnsubscribed (lists must exist)."""
+        with self._api.lock:
+            state = self._state
+            if state.contact_by_email(email) is not None:
+                raise ValueError(f"contact {email!r} already exists")
+            typed = {}
+            for prop, value in (properties or {}).items():
+                record = state.property_by_name(prop)
+                if record is None:
+                    raise KeyError(f"property {prop!r} is not defined")
+                typed[prop] = coerce_value(record.datatype, value)
+            list_ids = {}
+            for list_name, unsubscribed in (lists or {}).items():
+                found = state.list_by_name(list_name)
+                if found is None:
+                    raise KeyError(f"list {list_name!r} does not exist")
+                list_ids[found.id] = unsubscribed
+            contact = state.add_contact(email, name, excluded)
+            contact.properties = typed
+            for list_id, unsubscribed in list_ids.items():
+                state.add_membership(contact.id, list_id, unsubscribed)
+            return contact.id
+
+    def contact(self, email: str) -> dict[str, Any] | None:
+        with self._api.lock:
+            state = self._state
+            found = state.contact_by_email(email)
+            if found is None:
+                return None
+            record = found.to_api()
+            record["Properties"] = dict(found.properties)
+            record["Lists"] = {
+                state.lists[m.list_id].name: m.is_unsubscribed
+                for m in state.memberships.values()
+                if m.contact_id == found.id
+            }
+            return record
+
+    def hide_from_listing(self, email: str) -> None:
+        """Eventual consistency: the collection misses it; lookups and POST still see it."""
+        with self._api.lock:
+            found = self._state.contact_by_email(email)
+            if found is None:
+                raise KeyError(email)
+            found.hidden_from_listing = True
+
+
+def create_mailjet_emulator(
+    settings: MailjetEmulatorSettings | None = None, state: dict[str, Any] | None = None
+) -> MailjetEmulator:
+    loaded = MailjetState.load(state) if state else MailjetState()
+    return MailjetEmulator(settings or MailjetEmulatorSettings(), loaded)
