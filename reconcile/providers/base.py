@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
 
-from reconcile.diff import Action, Change, ResourceType
+from reconcile.diff import Action, Change, Finding, ResourceType
 from reconcile.model import ReadScope, State
 from reconcile.plan import split_membership_key
 
 
 class Capability(StrEnum):
     PROPERTY_DEFINITIONS = "property definitions"  # definitions exist remotely and are written
+    LIST_OBJECTS = "lists as objects"  # lists are created explicitly (else: implicit, like tags)
     REMOVE_LIST_MEMBER = "remove a list member"
     LIST_UNSUBSCRIBE = "unsubscribe from one list"
     DELETE_LIST = "delete a list"
@@ -91,6 +92,15 @@ class Provider(ABC):
     @abstractmethod
     async def apply(self, changes: Sequence[Change], live: State) -> ApplyReport:
         """Carry out `changes` (already ordered) against `live` as read just before."""
+
+    @classmethod
+    def check_desired(cls, desired: State) -> list[Finding]:
+        """Provider-specific manifest problems found offline (names it can't hold...)."""
+        return []
+
+    def review(self, changes: Sequence[Change], live: State) -> tuple[list[Change], list[Finding]]:
+        """Drop changes this provider must never make (with a warning for each)."""
+        return list(changes), []
 
     @abstractmethod
     async def aclose(self) -> None:
