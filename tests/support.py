@@ -1,0 +1,69 @@
+"""Shared test helpers: emulator-backed providers, manifests in temp dirs, a runner."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from reconcile import engine
+from reconcile.manifest.loader import Manifest, load_manifest
+from reconcile.plan import Plan
+from reconcile.providers.base import ApplyReport
+from reconcile.providers.mailjet.client import MailjetClient, RetryPolicy
+from reconcile.providers.mailjet.provider import MailjetProvider
+from reconcile.sandbox.mailjet import MailjetEmulator
+
+T = TypeVar("T")
+FAST_RETRY = RetryPolicy(attempts=6, wait_initial=0.001, wait_max=0.005, wait_jitter=0.0)
+MAILJET_URL = "http://mailjet.test"
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+def mailjet_provider(emulator: MailjetEmulator, **options: Any) -> MailjetProvider:
+    client = MailjetClient(
+        api_key=emulator.settings.api_key,
+        secret_key=emulator.settings.secret_key,
+        base_url=MAILJET_URL,
+        transport=httpx.ASGITransport(app=emulator.app),
+        requests_per_minute=options.pop("requests_per_minute", 1_000_000),
+        retry=options.pop("retry", FAST_RETRY),
+        **options,
+    )
+    return MailjetProvider(client)
+
+
+def write_manifest(directory: Path, text: str, name: str = "audience.yaml") -> Path:
+    path = directory / name
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return path
+
+
+def load(directory: Path, text: str) -> Manifest:
+    return load_manifest([write_manifest(directory, text)])
+
+
+async def plan_with(emulator: MailjetEmulator, manifest: Manifest) -> Plan:
+    provider = mailjet_provider(emulator)
+    try:
+        made, _ = await engine.make_plan(manifest, provider)
+        return made
+    finally:
+        await provider.aclose()
+
+
+async def plan_and_apply(emulator: MailjetEmulator, manifest: Manifest) -> tuple[Plan, ApplyReport]:
+    provider = mailjet_provider(emulator)
+    try:
+        made, live = await engine.make_plan(manifest, provider)
+        report = await engine.apply_plan(made, provider, live)
+        return made, report
+    finally:
+        await provider.aclose()
