@@ -20,7 +20,7 @@ from reconcile.providers.base import ApplyReport, Provider
 from reconcile.providers.mailjet.client import MailjetClient
 from reconcile.providers.mailjet.provider import MailjetProvider
 from reconcile.sandbox.runtime import SANDBOX_DIR, SandboxEndpoint, in_process_sandbox
-from reconcile.settings import MailjetSettings
+from reconcile.settings import MailjetSettings, NetworkSettings
 
 _PROVIDER_OPTIONS: TypeAdapter[ProviderConfig] = TypeAdapter(ProviderOptions)
 
@@ -64,19 +64,24 @@ async def open_provider(config: ProviderConfig, target: Target) -> AsyncIterator
 
 def _build(config: ProviderConfig, endpoint: SandboxEndpoint | None) -> Provider:
     if isinstance(config, MailjetOptions):
+        per_minute: float = config.requests_per_minute
         if endpoint is not None:
             api_key, secret = endpoint.credentials["api_key"], endpoint.credentials["secret_key"]
             base_url, transport = endpoint.base_url, endpoint.transport
+            per_minute = endpoint.requests_per_minute
         else:
             settings = MailjetSettings()
             api_key, secret = settings.credentials()
             base_url, transport = settings.api_url, None
+        network = NetworkSettings()
         client = MailjetClient(
             api_key=api_key,
             secret_key=secret,
             base_url=base_url,
-            requests_per_minute=config.requests_per_minute,
+            requests_per_minute=per_minute,
             transport=transport,
+            timeout=network.timeout(),
+            retry=network.retry(),
         )
         return MailjetProvider(client)
     raise PlanError(f"provider {config.type!r} is not available yet")

@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+import httpx
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reconcile.errors import ConfigError
+from reconcile.providers.pacing import RetryPolicy
+
+
+class NetworkSettings(BaseSettings):
+    """Timeouts and retries, shared by both providers (RECONCILE_* variables)."""
+
+    model_config = SettingsConfigDict(env_prefix="RECONCILE_", extra="ignore")
+
+    connect_timeout: float = Field(10.0, gt=0)
+    read_timeout: float = Field(30.0, gt=0)
+    retry_attempts: int = Field(6, ge=1, le=20)
+    retry_wait: float = Field(1.0, ge=0, description="first backoff, doubled each retry")
+    retry_wait_max: float = Field(60.0, ge=0)
+
+    def timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(self.read_timeout, connect=self.connect_timeout)
+
+    def retry(self) -> RetryPolicy:
+        jitter = min(1.0, self.retry_wait)
+        return RetryPolicy(self.retry_attempts, self.retry_wait, self.retry_wait_max, jitter)
 
 
 class MailjetSettings(BaseSettings):

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
-from collections.abc import Coroutine
+import threading
+import time
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import uvicorn
 
 from reconcile import engine
 from reconcile.manifest.loader import Manifest, load_manifest
 from reconcile.plan import Plan
 from reconcile.providers.base import ApplyReport
-from reconcile.providers.mailjet.client import MailjetClient, RetryPolicy
+from reconcile.providers.mailjet.client import MailjetClient
+from reconcile.providers.pacing import RetryPolicy
 from reconcile.providers.mailjet.provider import MailjetProvider
 from reconcile.sandbox.mailjet import MailjetEmulator
 
@@ -67,3 +72,23 @@ async def plan_and_apply(emulator: MailjetEmulator, manifest: Manifest) -> tuple
         return made, report
     finally:
         await provider.aclose()
+
+
+@contextmanager
+def served(app: Any) -> Iterator[str]:
+    """Serve an ASGI app over real HTTP on 127.0.0.1 (a free port) in a thread."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("test server did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -227,7 +227,7 @@ def _provider_options(value: object) -> ProviderConfig:
 def _validation_issues(document: YamlDocument, error: ValidationError) -> list[ManifestIssue]:
     by_field: dict[str, ManifestIssue] = {}
     for item in error.errors(include_url=False):
-        path = _data_path(document.data, item["loc"])
+        path = _data_path(document.data, item["loc"], item["type"] == "missing")
         field_name = _field_name(path)
         if field_name in by_field:
             continue
@@ -237,10 +237,15 @@ def _validation_issues(document: YamlDocument, error: ValidationError) -> list[M
         elif item["type"] in {"literal_error", "enum"}:
             message = f"{message}, got {item['input']!r}"
         by_field[field_name] = ManifestIssue(document.location(path), field_name, message)
-    return list(by_field.values())
+    # A union reports one error per alternative; the deepest one is the helpful one.
+    return [
+        issue
+        for name, issue in by_field.items()
+        if not any(other.startswith((f"{name}.", f"{name}[")) for other in by_field)
+    ]
 
 
-def _data_path(data: Any, loc: Sequence[str | int]) -> list[str | int]:
+def _data_path(data: Any, loc: Sequence[str | int], missing: bool) -> list[str | int]:
     """Keep the parts of a pydantic error location that exist in the data (drops union tags)."""
     path: list[str | int] = []
     node = data
@@ -252,7 +257,7 @@ def _data_path(data: Any, loc: Sequence[str | int]) -> list[str | int]:
         elif isinstance(node, CommentedSeq | list) and isinstance(part, int) and part < len(node):
             node = node[part]
             path.append(part)
-        elif last and isinstance(node, CommentedMap | dict) and isinstance(part, str):
+        elif missing and last and isinstance(node, CommentedMap | dict):
             path.append(part)  # a missing key: name it
     return path
 

@@ -1,16 +1,21 @@
 """Client-side pacing to a requests-per-window budget, shared by both providers' clients.
 
-Requests get evenly spaced start slots, so a limit is used steadily instead of in
-bursts that end in 429s. Several requests may be in flight at once; only their
-starts are spaced.
+A token bucket: a small burst (5% of the budget) lets short plans run at once, and
+the refill rate is set so that burst + refill never exceeds the budget in any
+window, fixed or sliding. A long plan then runs steadily at 95% of the limit
+instead of in bursts that end in 429s. Several requests may be in flight at
+once; only their starts are paced.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+BURST_SHARE = 0.05
 
 
 @dataclass
@@ -20,24 +25,53 @@ class Pacer:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     waited_seconds: float = 0.0
-    _next_slot: float = field(default=0.0, repr=False)
+    _tokens: float = field(default=0.0, repr=False)
+    _last: float | None = field(default=None, repr=False)
 
     @property
-    def interval(self) -> float:
-        return self.window_seconds / self.per_window
+    def burst(self) -> float:
+        return max(1.0, math.floor(self.per_window * BURST_SHARE))
+
+    @property
+    def rate(self) -> float:
+        """Tokens per second: what is left of the budget once a burst is spent."""
+        return max(self.per_window - self.burst, 1.0) / self.window_seconds
 
     async def wait_turn(self) -> None:
-        now = self.clock()
-        slot = max(now, self._next_slot)
-        self._next_slot = slot + self.interval
-        delay = slot - now
+        delay = self._reserve()
         if delay > 0:
             self.waited_seconds += delay
             await self.sleep(delay)
 
+    def _refill(self) -> float:
+        now = self.clock()
+        if self._last is None:
+            self._tokens = self.burst
+        else:
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        return now
+
+    def _reserve(self) -> float:
+        """Take a token (possibly one not refilled yet); return how long to wait for it."""
+        self._refill()
+        self._tokens -= 1
+        return -self._tokens / self.rate if self._tokens < 0 else 0.0
+
     def hold_until(self, moment: float) -> None:
         """Start nothing before `moment` (a clock() value): the server asked us to wait."""
-        self._next_slot = max(self._next_slot, moment)
+        now = self._refill()
+        self._tokens = min(self._tokens, 1 - (moment - now) * self.rate)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff for retryable failures (stamina): exponential with jitter, capped."""
+
+    attempts: int = 6
+    wait_initial: float = 1.0
+    wait_max: float = 60.0
+    wait_jitter: float = 1.0
 
 
 @dataclass

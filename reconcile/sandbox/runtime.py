@@ -19,6 +19,7 @@ from reconcile.sandbox.mailjet import MailjetEmulatorSettings, create_mailjet_em
 
 SANDBOX_DIR = Path(".reconcile/sandbox")
 PROVIDERS = ("mailjet", "mailjawn")
+UNLIMITED = 1e9  # the in-process sandbox enforces no rate limit, so clients need not pace
 
 
 class Emulator(Protocol):
@@ -36,6 +37,7 @@ class SandboxEndpoint:
     credentials: dict[str, str]
     transport: httpx.AsyncBaseTransport | None
     emulator: Any
+    requests_per_minute: float = UNLIMITED
 
 
 def create_emulator(provider: str, state: dict[str, Any] | None) -> tuple[Any, dict[str, str]]:

@@ -131,7 +131,9 @@ def test_apply_changes_nothing_unmanaged_and_converges(
     assert changed == {f"user000{n}@example.com" for n in (1, 2, 3, 5, 6)}
     one, two, three = (after[f"user000{n}@example.com"] for n in (1, 2, 3))
     assert one["Name"] == "Renamed One"
-    assert one["IsExcludedFromCampaigns"] == before["user0001@example.com"]["IsExcludedFromCampaigns"]
+    assert (
+        one["IsExcludedFromCampaigns"] == before["user0001@example.com"]["IsExcludedFromCampaigns"]
+    )
     assert one["Properties"] == before["user0001@example.com"]["Properties"]
     assert two["Properties"] == {"department": "Sales", "seats": 9, "legacy_score": 1.0}
     assert two["Name"] == "User 2"

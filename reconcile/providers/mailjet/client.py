@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import stamina
 
 from reconcile.errors import ApiError
-from reconcile.providers.pacing import Pacer, RequestStats
+from reconcile.providers.pacing import Pacer, RequestStats, RetryPolicy
 
 PAGE_SIZE = 1000
 API_PREFIX = "/v3/REST"
@@ -29,14 +28,6 @@ class _RetryableStatus(Exception):
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
         super().__init__(f"HTTP {response.status_code}")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 6
-    wait_initial: float = 1.0
-    wait_max: float = 60.0
-    wait_jitter: float = 1.0
 
 
 class MailjetClient:

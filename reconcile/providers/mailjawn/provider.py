@@ -1,0 +1,445 @@
+"""MailJawn provider: subscribers are contacts, tags are lists, custom_fields are properties.
+
+Order: nothing to write for property definitions or lists (tags exist by name); new
+contacts by bulk import with their tags and custom fields; updates by PATCH with only
+what changed; tags for existing subscribers by identify; deletions last. MailJawn can't
+remove a tag, so membership removals and unsubscribes are refused (the engine refuses
+them earlier through `capabilities`). A bounced or complained status is never changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reconcile.diff import Action, Change, Finding, ResourceType
+from reconcile.errors import ApiError
+from reconcile.model import (
+    EXCLUDED,
+    ContactList,
+    Membership,
+    ReadScope,
+    State,
+    SubscriptionStatus,
+    email_key,
+)
+from reconcile.plan import split_membership_key
+from reconcile.providers.base import ApplyReport, Capability, Provider, blocker
+from reconcile.providers.mailjawn import records
+from reconcile.providers.mailjawn.client import PAGE_SIZE, MailJawnClient
+from reconcile.providers.mailjawn.records import SUBSCRIBERS, Subscriber
+
+MAX_IMPORT = 1000
+IDENTIFY = "/subscribers/identify/"
+NO_TAG_REMOVAL = "MailJawn has no way to remove a tag from a subscriber"
+
+
+@dataclass
+class _NewContact:
+    """A contact created by bulk import, and the memberships riding in it as tags."""
+
+    change: Change
+    riders: list[Change]
+
+    @property
+    def key(self) -> str:
+        return self.change.key
+
+    @property
+    def after(self) -> dict[str, Any]:
+        return dict(self.change.after or {})
+
+    @property
+    def tags(self) -> list[str]:
+        return [split_membership_key(rider.key)[0] for rider in self.riders]
+
+    @property
+    def needs_status(self) -> bool:
+        return bool(self.after.get(EXCLUDED))  # import can't set status; a PATCH follows
+
+
+@dataclass
+class _ImportResult:
+    failed: dict[str, str] = dataclasses.field(default_factory=dict)  # key -> message
+    to_check: set[str] = dataclasses.field(default_factory=set)  # look up, then converge
+
+
+class MailJawnProvider(Provider):
+    name = "mailjawn"
+    capabilities = frozenset({Capability.HARD_DELETE})
+
+    def __init__(self, client: MailJawnClient, *, import_chunk_size: int = MAX_IMPORT) -> None:
+        if not 1 <= import_chunk_size <= MAX_IMPORT:
+            raise ValueError(f"import_chunk_size must be 1..{MAX_IMPORT}")
+        self.client = client
+        self.import_chunk_size = import_chunk_size
+        self.subscribers: dict[str, Subscriber] = {}  # by email key, as last read
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def stats(self) -> dict[str, float]:
+        return {
+            "requests": self.client.stats.requests,
+            "retries": self.client.stats.retries,
+            "rate_limited": self.client.stats.rate_limited,
+            "waited_seconds": round(self.client.waited_seconds, 3),
+        }
+
+    @classmethod
+    def check_desired(cls, desired: State) -> list[Finding]:
+        findings = []
+        for name in desired.lists:
+            if records.is_slug(name):
+                continue
+            slug = records.slug_for(name)
+            fix = f"rename it to {slug!r}" if slug else "use letters and digits"
+            findings.append(
+                Finding(
+                    f"list:{name}",
+                    "is not a valid MailJawn tag slug (lower-case letters and digits joined by "
+                    f"single - or _); {fix}",
+                )
+            )
+        return findings
+
+    def review(self, changes: Sequence[Change], live: State) -> tuple[list[Change], list[Finding]]:
+        """Drop excluded_from_campaigns from updates of bounced or complained subscribers."""
+        kept: list[Change] = []
+        warnings: list[Finding] = []
+        for change in changes:
+            status = _protected_status(change, live)
+            if status is None:
+                kept.append(change)
+                continue
+            warnings.append(
+                Finding(
+                    change.address,
+                    f"is {status} on MailJawn; reconcile never changes a bounced or complained "
+                    "status, so excluded_from_campaigns stays true",
+                )
+            )
+            rest = _without_excluded(change)
+            if rest is not None:
+                kept.append(rest)
+        return kept, warnings
+
+    # ---- read -------------------------------------------------------------------------
+
+    async def read(self, scope: ReadScope) -> State:
+        """Every subscriber; every tag seen, plus scope.lists (a tag exists by name)."""
+        state = State()
+        self.subscribers = {}
+        for record in await self.client.list_all(SUBSCRIBERS, "subscribers"):
+            found = records.subscriber(record)
+            if found.key in self.subscribers:
+                continue  # the same subscriber on two pages: someone added one meanwhile
+            self.subscribers[found.key] = found
+            state.add_contact(found.contact())
+            for tag in found.tags:
+                state.lists.setdefault(tag, ContactList(tag))
+                if scope.wants_members(tag):
+                    state.add_membership(Membership(tag, found.key))
+        for name in scope.lists:
+            state.lists.setdefault(name, ContactList(name))
+        return state
+
+    # ---- apply ------------------------------------------------------------------------
+
+    async def apply(self, changes: Sequence[Change], live: State) -> ApplyReport:
+        report = ApplyReport()
+        run = _Runner(report)
+        groups: dict[tuple[ResourceType, Action], list[Change]] = defaultdict(list)
+        for change in changes:
+            groups[(change.type, change.action)].append(change)
+        for change in _of_type(groups, ResourceType.PROPERTY):
+            run.done(change, "MailJawn has no property definitions; nothing to write")
+        for change in groups[(ResourceType.LIST, Action.CREATE)]:
+            run.done(change, "a tag exists by name; nothing to write")
+        for change in groups[(ResourceType.LIST, Action.DELETE)]:
+            run.fail(change, "MailJawn has no way to delete a tag")
+        new_keys = {c.key for c in groups[(ResourceType.CONTACT, Action.CREATE)]}
+        riders, tag_adds, refused = _split_memberships(groups, new_keys)
+        for change in refused:
+            run.fail(change, NO_TAG_REMOVAL)
+        await self._create_contacts(groups[(ResourceType.CONTACT, Action.CREATE)], riders, run)
+        await run.each(groups[(ResourceType.CONTACT, Action.UPDATE)], self._update_contact)
+        await run.each_contact_group(tag_adds, self._add_tags)
+        await run.each(groups[(ResourceType.CONTACT, Action.DELETE)], self._delete_contact)
+        return report
+
+    # -- creation by bulk import
+
+    async def _create_contacts(
+        self, creates: list[Change], riders: dict[str, list[Change]], run: _Runner
+    ) -> None:
+        items = [_NewContact(c, riders.get(c.key, [])) for c in creates if run.runnable(c)]
+        size = self.import_chunk_size
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        results = await asyncio.gather(*(self._import(chunk) for chunk in chunks))
+        failed = {k: v for result in results for k, v in result.failed.items()}
+        to_check = set().union(*(result.to_check for result in results))
+        found: dict[str, Subscriber] = {}
+        try:
+            found = await self._find_many(
+                [str(item.after["email"]) for item in items if item.key in to_check]
+            )
+        except ApiError as error:
+            failed.update(
+                dict.fromkeys(to_check, f"imported or already there; not checked: {error}")
+            )
+        for item in items:
+            if item.key in failed:
+                run.fail(item.change, failed[item.key])
+                run.settle(item.riders)
+            elif item.key not in to_check:
+                run.done(item.change)
+                run.settle(item.riders)
+        checked = [item for item in items if item.key in to_check and item.key not in failed]
+        await asyncio.gather(*(self._converge(item, found.get(item.key), run) for item in checked))
+
+    async def _import(self, items: list[_NewContact], *, again: bool = True) -> _ImportResult:
+        """One bulk import. If its answer was lost or unreadable, import only the missing."""
+        emails = [str(item.after["email"]) for item in items]
+        body = {"subscribers": [records.import_item(item.after, item.tags) for item in items]}
+        try:
+            answer = await self.client.post(SUBSCRIBERS, body, idempotent=False)
+            mapped = records.import_answer(answer, emails)
+        except ApiError as error:
+            if not again or not _may_have_landed(error):
+                return _ImportResult(failed={item.key: str(error) for item in items})
+            return await self._import_missing(items, error)
+        # Skipped emails are only counted, not named: every other one is checked then.
+        unsure = mapped.skipped > 0 or not mapped.accounted
+        to_check = {
+            item.key
+            for item in items
+            if item.key not in mapped.failed and (unsure or item.needs_status)
+        }
+        return _ImportResult(dict(mapped.failed), to_check)
+
+    async def _import_missing(self, items: list[_NewContact], error: ApiError) -> _ImportResult:
+        """After an import that may have landed: never blindly again, only who is missing."""
+        try:
+            landed = await self._find_many(str(item.after["email"]) for item in items)
+        except ApiError as lookup_error:
+            message = f"{error}; then, looking them up: {lookup_error}"
+            return _ImportResult(failed={item.key: message for item in items})
+        missing = [item for item in items if item.key not in landed]
+        result = await self._import(missing, again=False) if missing else _ImportResult()
+        result.to_check |= set(landed)
+        return result
+
+    async def _converge(self, item: _NewContact, current: Subscriber | None, run: _Runner) -> None:
+        """Bring a subscriber found after import (ours, or someone else's) to the manifest."""
+        if current is None:
+            run.fail(item.change, "not found after the bulk import; run plan again")
+            run.settle(item.riders)
+            return
+        self.subscribers[current.key] = current
+        body = records.patch_body(records.differing(item.after, current), current.status)
+        try:
+            if body:
+                await self.client.patch(f"{SUBSCRIBERS}{current.id}/", body)
+        except ApiError as error:
+            run.fail(item.change, str(error))
+            run.settle(item.riders)
+            return
+        run.done(item.change)
+        missing = [rider for rider in item.riders if _list_of(rider) not in current.tags]
+        await run.group(missing, functools.partial(self._identify, current.email))
+        run.settle([rider for rider in item.riders if rider not in missing])
+
+    # -- updates, tags, deletions
+
+    async def _update_contact(self, change: Change) -> str:
+        current = await self._subscriber(change.key)
+        body = records.patch_body(change.after or {}, current.status)
+        if body:
+            await self.client.patch(f"{SUBSCRIBERS}{current.id}/", body)
+        if current.protected and EXCLUDED in (change.after or {}):
+            return f"status left {current.status}: it is never changed"
+        return ""
+
+    async def _add_tags(self, key: str, changes: list[Change]) -> None:
+        current = self.subscribers.get(key)
+        await self._identify(current.email if current else key, changes)
+
+    async def _identify(self, email: str, changes: list[Change]) -> None:
+        tags = sorted({_list_of(change) for change in changes})
+        await self.client.post(IDENTIFY, records.identify_body(email, tags), idempotent=True)
+
+    async def _delete_contact(self, change: Change) -> str:
+        try:
+            current = await self._subscriber(change.key)
+            await self.client.delete(f"{SUBSCRIBERS}{current.id}/")
+        except ApiError as error:
+            if error.status != 404 and not isinstance(error, _NotFound):
+                raise
+            return "already gone"
+        return ""
+
+    # -- look-ups
+
+    async def _subscriber(self, key: str) -> Subscriber:
+        known = self.subscribers.get(key)
+        if known is not None:
+            return known
+        found = await self._find_many([key])
+        if key not in found:
+            raise _NotFound(f"subscriber {key} is not in the project (deleted meanwhile?)")
+        return found[key]
+
+    async def _find_many(self, emails: Iterable[str]) -> dict[str, Subscriber]:
+        """Subscribers by email key: one search each, or one full listing when that's fewer."""
+        wanted = {email_key(email): email for email in emails}
+        if not wanted:
+            return {}
+        listing_pages = (len(self.subscribers) + len(wanted)) // PAGE_SIZE + 1
+        if len(wanted) > listing_pages:
+            every = await self.client.list_all(SUBSCRIBERS, "subscribers")
+            candidates = [records.subscriber(record) for record in every]
+        else:
+            searches = await asyncio.gather(*(self._search(email) for email in wanted.values()))
+            candidates = [found for result in searches for found in result]
+        return {found.key: found for found in candidates if found.key in wanted}
+
+    async def _search(self, email: str) -> list[Subscriber]:
+        answer = await self.client.list_all(SUBSCRIBERS, "subscribers", {"search": email})
+        matches = (records.subscriber(record) for record in answer)
+        return [found for found in matches if found.key == email_key(email)]
+
+
+class _NotFound(ApiError):
+    """The subscriber a change concerns is not in the project any more."""
+
+
+def _may_have_landed(error: ApiError) -> bool:
+    """No answer, a server error, or a success we could not read: it may have been imported."""
+    return error.status is None or error.status >= 500 or error.status < 300
+
+
+def _list_of(membership: Change) -> str:
+    return split_membership_key(membership.key)[0]
+
+
+def _of_type(
+    groups: dict[tuple[ResourceType, Action], list[Change]], kind: ResourceType
+) -> list[Change]:
+    return [change for (t, _), group in groups.items() if t is kind for change in group]
+
+
+def _split_memberships(
+    groups: dict[tuple[ResourceType, Action], list[Change]], new_keys: set[str]
+) -> tuple[dict[str, list[Change]], list[Change], list[Change]]:
+    """(tags riding in the import by contact key, tags to add by identify, refused changes)."""
+    riders: dict[str, list[Change]] = defaultdict(list)
+    tag_adds: list[Change] = []
+    refused: list[Change] = list(groups[(ResourceType.MEMBERSHIP, Action.DELETE)])
+    adds = (
+        groups[(ResourceType.MEMBERSHIP, Action.CREATE)]
+        + groups[(ResourceType.MEMBERSHIP, Action.UPDATE)]
+    )
+    for change in adds:
+        if (change.after or {}).get("status") != SubscriptionStatus.SUBSCRIBED.value:
+            refused.append(change)  # an unsubscribed tag can't be expressed
+            continue
+        email = split_membership_key(change.key)[1]
+        if email in new_keys:
+            riders[email].append(change)
+        else:
+            tag_adds.append(change)
+    return riders, tag_adds, refused
+
+
+def _protected_status(change: Change, live: State) -> str | None:
+    if change.type is not ResourceType.CONTACT or change.action is not Action.UPDATE:
+        return None
+    if EXCLUDED not in (change.after or {}):
+        return None
+    contact = live.contacts.get(change.key)
+    status = contact.fields.get(records.STATUS) if contact else None
+    return status if status in records.PROTECTED_STATUSES else None
+
+
+def _without_excluded(change: Change) -> Change | None:
+    after = {k: v for k, v in (change.after or {}).items() if k != EXCLUDED}
+    if not after:
+        return None
+    before = {k: v for k, v in (change.before or {}).items() if k != EXCLUDED}
+    return dataclasses.replace(change, before=before, after=after)
+
+
+class _Runner:
+    """Runs changes concurrently (the client paces them) and records each outcome once."""
+
+    def __init__(self, report: ApplyReport) -> None:
+        self.report = report
+        self.failed: set[str] = set()
+
+    def runnable(self, change: Change) -> bool:
+        """False (and reported skipped) when something it depends on failed."""
+        blocking = blocker(change, self.failed)
+        if blocking is None:
+            return True
+        self.failed.add(change.address)
+        self.report.skipped(change, blocking)
+        return False
+
+    def settle(self, changes: Iterable[Change]) -> None:
+        """Changes done by another change's write: done, unless what they need failed."""
+        for change in changes:
+            if self.runnable(change):
+                self.done(change)
+
+    def done(self, change: Change, message: str = "") -> None:
+        self.report.done(change, message)
+
+    def fail(self, change: Change, message: str) -> None:
+        self.failed.add(change.address)
+        self.report.failed(change, message)
+
+    async def each(
+        self, changes: Iterable[Change], step: Callable[[Change], Awaitable[str]]
+    ) -> None:
+        runnable = [change for change in changes if self.runnable(change)]
+        await asyncio.gather(*(self._one(change, step) for change in runnable))
+
+    async def each_contact_group(
+        self, changes: Iterable[Change], step: Callable[[str, list[Change]], Awaitable[None]]
+    ) -> None:
+        by_contact: dict[str, list[Change]] = defaultdict(list)
+        for change in changes:
+            by_contact[email_key(split_membership_key(change.key)[1])].append(change)
+        await asyncio.gather(
+            *(self.group(group, functools.partial(step, key)) for key, group in by_contact.items())
+        )
+
+    async def group(
+        self, changes: list[Change], step: Callable[[list[Change]], Awaitable[None]]
+    ) -> None:
+        """One write covering several changes: all done or all failed together."""
+        runnable = [change for change in changes if self.runnable(change)]
+        if not runnable:
+            return
+        try:
+            await step(runnable)
+        except ApiError as error:
+            for change in runnable:
+                self.fail(change, str(error))
+            return
+        for change in runnable:
+            self.done(change)
+
+    async def _one(self, change: Change, step: Callable[[Change], Awaitable[str]]) -> None:
+        try:
+            message = await step(change)
+        except ApiError as error:
+            self.fail(change, str(error))
+            return
+        self.done(change, message)

@@ -1,0 +1,217 @@
+"""MailJawn subscribers <-> neutral model. Every field read is type-checked: a misread
+answer raises instead of becoming a write."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reconcile.errors import ApiError
+from reconcile.model import EXCLUDED, NAME, Contact, PropertyValue, email_key
+
+SUBSCRIBERS = "/subscribers/"
+ACTIVE = "active"
+UNSUBSCRIBED = "unsubscribed"
+STATUSES = frozenset({ACTIVE, UNSUBSCRIBED, "bounced", "complained"})
+PROTECTED_STATUSES = frozenset({"bounced", "complained"})  # set by delivery; never changed
+# A live-only contact field: MailJawn's own status, for review() and plan freshness.
+# The diff never compares it (no manifest has it) and export does not write it.
+STATUS = "status"
+
+_SLUG = re.compile(r"[a-z0-9]+(?:[-_][a-z0-9]+)*")
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    id: str
+    email: str
+    name: str
+    status: str
+    custom_fields: Mapping[str, PropertyValue]
+    tags: frozenset[str]
+
+    @property
+    def key(self) -> str:
+        return email_key(self.email)
+
+    @property
+    def protected(self) -> bool:
+        return self.status in PROTECTED_STATUSES
+
+    def contact(self) -> Contact:
+        fields = {NAME: self.name, EXCLUDED: self.status != ACTIVE, STATUS: self.status}
+        return Contact(self.email, fields, dict(self.custom_fields))
+
+
+def subscriber(record: Any) -> Subscriber:
+    if not isinstance(record, Mapping):
+        raise _misread(f"expected a subscriber object, got {type(record).__name__}")
+    email = _required_str(record, "email")
+    status = _required_str(record, "status")
+    if status not in STATUSES:
+        raise _misread(f"subscriber {email} has status {status!r}, which reconcile does not know")
+    name = record.get("name")
+    custom = record.get("custom_fields") or {}
+    if not isinstance(custom, Mapping):
+        raise _misread(f"subscriber {email} has custom_fields={custom!r}, expected an object")
+    return Subscriber(
+        id=_required_str(record, "id"),
+        email=email,
+        name=name if isinstance(name, str) else "",
+        status=status,
+        custom_fields={str(k): _scalar(v) for k, v in custom.items()},
+        tags=_tag_slugs(record.get("tags") or [], email),
+    )
+
+
+def _tag_slugs(tags: Any, email: str) -> frozenset[str]:
+    if not isinstance(tags, list):
+        raise _misread(f"subscriber {email} has tags={tags!r}, expected a list")
+    slugs: set[str] = set()
+    for tag in tags:
+        slug = tag.get("slug") if isinstance(tag, Mapping) else None
+        if not isinstance(slug, str):
+            raise _misread(f"subscriber {email} has a tag without a slug: {tag!r}")
+        slugs.add(slug)
+    return frozenset(slugs)
+
+
+def _scalar(value: Any) -> PropertyValue:
+    """JSON scalars as they are; an object or array as its JSON text (shown, never lost)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def _required_str(record: Mapping[str, Any], name: str) -> str:
+    value = record.get(name)
+    if not isinstance(value, str) or not value:
+        raise _misread(f"subscriber has {name}={value!r}, expected a string")
+    return value
+
+
+def _misread(message: str) -> ApiError:
+    return ApiError(f"{message}; nothing was changed based on it", path=SUBSCRIBERS)
+
+
+# ---- tags -------------------------------------------------------------------------------
+
+
+def is_slug(name: str) -> bool:
+    return _SLUG.fullmatch(name) is not None
+
+
+def slug_for(name: str) -> str:
+    """The slug closest to `name` (may be empty when nothing usable is left)."""
+    return _NOT_SLUG.sub("-", name.lower()).strip("-")
+
+
+# ---- request bodies ---------------------------------------------------------------------
+
+
+def import_item(after: Mapping[str, Any], tags: Sequence[str]) -> dict[str, Any]:
+    """One subscriber of a bulk import; import can't set status (a PATCH follows)."""
+    item: dict[str, Any] = {"email": after["email"], "trigger_automations": False}
+    if NAME in after:
+        item["name"] = after[NAME]
+    values = {k: v for k, v in (after.get("properties") or {}).items() if v is not None}
+    if values:
+        item["custom_fields"] = values
+    if tags:
+        item["tags"] = sorted(tags)
+    return item
+
+
+def identify_body(email: str, tags: Sequence[str]) -> dict[str, Any]:
+    """Adds tags and nothing else (identify merges; absent fields are left alone)."""
+    return {"email": email, "tags": sorted(tags), "trigger_automations": False}
+
+
+def patch_body(after: Mapping[str, Any], current_status: str) -> dict[str, Any]:
+    """PATCH body for the fields of `after` (a change's after, only what differs).
+
+    A bounced or complained status is never overwritten, whatever `after` asks.
+    """
+    body: dict[str, Any] = {}
+    if NAME in after:
+        body["name"] = after[NAME]
+    if EXCLUDED in after and current_status not in PROTECTED_STATUSES:
+        body["status"] = UNSUBSCRIBED if after[EXCLUDED] else ACTIVE
+    values = after.get("properties")
+    if values:
+        body["custom_fields"] = dict(values)
+    return body
+
+
+def differing(after: Mapping[str, Any], current: Subscriber) -> dict[str, Any]:
+    """The part of a creation's `after` that `current` (found live) does not hold yet."""
+    have = current.contact()
+    delta: dict[str, Any] = {
+        name: after[name]
+        for name in (NAME, EXCLUDED)
+        if name in after and have.fields.get(name) != after[name]
+    }
+    values = {
+        name: value
+        for name, value in (after.get("properties") or {}).items()
+        if have.properties.get(name) != value
+    }
+    if values:
+        delta["properties"] = values
+    return delta
+
+
+# ---- bulk import answers ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportAnswer:
+    failed: Mapping[str, str]  # email key -> the API's error for it
+    skipped: int
+    accounted: bool  # imported + skipped + failed add up to what was sent
+
+
+def import_answer(answer: Any, emails: Sequence[str]) -> ImportAnswer:
+    """Map the answer's errors to the emails sent (by email, else by index, else by text)."""
+    if not isinstance(answer, Mapping):
+        raise _misread(f"bulk import answered {answer!r}, expected an object")
+    counts = [answer.get(name, 0) for name in ("imported", "skipped", "failed")]
+    errors = answer.get("errors") or []
+    if not all(isinstance(n, int) for n in counts) or not isinstance(errors, list):
+        raise _misread(f"bulk import answered {answer!r}, expected counts and an errors list")
+    failed: dict[str, str] = {}
+    for entry in errors:
+        key = _failed_email(entry, emails)
+        if key is not None:
+            failed.setdefault(key, _error_text(entry))
+    imported, skipped, failed_count = counts
+    accounted = imported + skipped + failed_count == len(emails) and len(failed) == failed_count
+    return ImportAnswer(failed, skipped, accounted)
+
+
+def _failed_email(entry: Any, emails: Sequence[str]) -> str | None:
+    keys = [email_key(e) for e in emails]
+    if isinstance(entry, Mapping):
+        named = entry.get("email")
+        if isinstance(named, str) and email_key(named) in keys:
+            return email_key(named)
+        index = entry.get("index")
+        if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(keys):
+            return keys[index]
+        entry = entry.get("error") or entry.get("message") or ""
+    if isinstance(entry, str):
+        # The longest email found in the text, so a@x.io does not match inside aa@x.io.
+        mentioned = [k for k in keys if k in entry.lower()]
+        return max(mentioned, key=len) if mentioned else None
+    return None
+
+
+def _error_text(entry: Any) -> str:
+    if isinstance(entry, Mapping):
+        message = entry.get("error") or entry.get("message") or entry.get("detail")
+        return str(message) if message else json.dumps(entry, default=str)
+    return str(entry)
