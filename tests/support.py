@@ -19,8 +19,8 @@ from reconcile.manifest.loader import Manifest, load_manifest
 from reconcile.plan import Plan
 from reconcile.providers.base import ApplyReport
 from reconcile.providers.mailjet.client import MailjetClient
-from reconcile.providers.pacing import RetryPolicy
 from reconcile.providers.mailjet.provider import MailjetProvider
+from reconcile.providers.pacing import RetryPolicy
 from reconcile.sandbox.mailjet import MailjetEmulator
 
 T = TypeVar("T")
