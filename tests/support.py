@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import uvicorn
 
 from reconcile import engine
@@ -21,6 +20,7 @@ from reconcile.providers.base import ApplyReport
 from reconcile.providers.mailjet.client import MailjetClient
 from reconcile.providers.mailjet.provider import MailjetProvider
 from reconcile.providers.pacing import RetryPolicy
+from reconcile.sandbox.common import EmulatorTransport
 from reconcile.sandbox.mailjet import MailjetEmulator
 
 T = TypeVar("T")
@@ -37,7 +37,7 @@ def mailjet_provider(emulator: MailjetEmulator, **options: Any) -> MailjetProvid
         api_key=emulator.settings.api_key,
         secret_key=emulator.settings.secret_key,
         base_url=MAILJET_URL,
-        transport=httpx.ASGITransport(app=emulator.app),
+        transport=EmulatorTransport(app=emulator.app),
         requests_per_minute=options.pop("requests_per_minute", 1_000_000),
         retry=options.pop("retry", FAST_RETRY),
         **options,

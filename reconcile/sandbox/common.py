@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -49,6 +50,16 @@ class Fault:
 
 class ConnectionDropped(Exception):
     """Raised inside the app to make the server close the connection unanswered."""
+
+
+class EmulatorTransport(httpx.ASGITransport):
+    """In-process transport to an emulator; an injected reset arrives as a network error."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await super().handle_async_request(request)
+        except ConnectionDropped as error:
+            raise httpx.RemoteProtocolError(str(error), request=request) from None
 
 
 @dataclass
@@ -110,6 +121,8 @@ class ControlMiddleware:
             fault = None
         if fault is not None and fault.kind == "reset":
             self.control.record(method, path, 0)
+            # Starting the answer and then failing makes a real server drop the connection.
+            await send({"type": "http.response.start", "status": 200, "headers": []})
             raise ConnectionDropped(f"injected connection reset on {method} {path}")
         if fault is not None:
             body = fault.body if fault.body is not None else {"error": "injected fault"}

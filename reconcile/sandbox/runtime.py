@@ -13,7 +13,7 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
-from reconcile.sandbox.common import load_json_state, save_json_state
+from reconcile.sandbox.common import EmulatorTransport, load_json_state, save_json_state
 from reconcile.sandbox.mailjawn import MailJawnEmulatorSettings, create_mailjawn_emulator
 from reconcile.sandbox.mailjet import MailjetEmulatorSettings, create_mailjet_emulator
 
@@ -61,7 +61,7 @@ def in_process_sandbox(provider: str, directory: Path = SANDBOX_DIR) -> Iterator
     """An emulator reached through httpx's ASGI transport; its state is saved on exit."""
     path = state_file(provider, directory)
     emulator, credentials = create_emulator(provider, load_json_state(path))
-    transport = httpx.ASGITransport(app=emulator.app)
+    transport = EmulatorTransport(app=emulator.app)
     try:
         yield SandboxEndpoint(
             provider, f"http://{provider}.sandbox", credentials, transport, emulator

@@ -358,6 +358,7 @@ def test_a_hold_also_stops_requests_already_waiting_for_their_turn() -> None:
     exhausted = {"RateLimit-Remaining": "0", "RateLimit-Reset": str(time.time() + 0.6)}
     page = {"subscribers": [], "total": 0}
     emulator.control.inject(Fault(status=200, body=page, headers=exhausted, method="GET"))
+    emulator.control.latency_seconds = 0.05  # the 1st answer comes while the 2nd is waiting
     recorder = TimingRecorder(emulator)
     # 10 per second: the 2nd and 3rd are asleep for their turn when the 1st answer comes.
     client = make_client(emulator, transport=recorder, reads_per_minute=600, window_seconds=1)

@@ -204,7 +204,7 @@ def test_new_contacts_are_imported_in_chunks_with_tags_and_custom_fields() -> No
     recorder = Recorder(emulator)
     provider = provider_for(emulator, recorder, chunk=2)
     new = [contact(f"new{n}@example.com", f"New {n}", plan="pro", seats=n) for n in range(4)]
-    new.append(contact("quiet@example.com", "Quiet", excluded=True))
+    new.append(contact("quiet@example.com", "Quiet", excluded=True, plan="basic"))
     emails = [c.email for c in new]
     desired = desired_state(new, {"newsletter": emails, "vip": emails[:1]})
 

@@ -230,7 +230,7 @@ class MailJawnProvider(Provider):
         except ApiError as lookup_error:
             message = f"{error}; then, looking them up: {lookup_error}"
             return _ImportResult(failed={item.key: message for item in items})
-        missing = items
+        missing = [item for item in items if item.key not in landed]
         result = await self._import(missing, again=False) if missing else _ImportResult()
         result.to_check |= set(landed)
         return result
