@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from reconcile.errors import ApiError
-from reconcile.providers.mailjawn.client import MailJawnClient, RetryPolicy
+from reconcile.providers.mailjawn.client import MailJawnClient
+from reconcile.providers.pacing import RetryPolicy
 from reconcile.sandbox.common import Fault
 from reconcile.sandbox.mailjawn import (
     MailJawnEmulator,

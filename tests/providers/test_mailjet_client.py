@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -169,6 +170,13 @@ def test_a_real_dropped_connection_is_retried_for_reads() -> None:
             base_url=url,
             retry=FAST_RETRY,
         )
-        lists = run(client.list_all("/contactslist"))
+
+        async def read_then_close() -> list[Any]:
+            try:
+                return await client.list_all("/contactslist")
+            finally:
+                await client.aclose()
+
+        lists = run(read_then_close())
     assert [item["Name"] for item in lists] == ["news"]
     assert client.stats.retries == 1

@@ -20,7 +20,7 @@ import httpx
 import stamina
 
 from reconcile.errors import ApiError
-from reconcile.providers.pacing import Pacer, RequestStats
+from reconcile.providers.pacing import Pacer, RequestStats, RetryPolicy
 
 DEFAULT_URL = "https://api.mailjawn.com"
 PAGE_SIZE = 100
@@ -32,27 +32,16 @@ _SCOPE = re.compile(r"\b[a-z]+:[a-z]+\b")
 _SUBSCRIBER_PATH = re.compile(r"/subscribers/[^/]+/$")
 # A RateLimit-Reset below this is a number of seconds (the IETF draft's form), not a timestamp.
 _EPOCH_FLOOR = 1e9
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Backoff for 5xx, lost connections and 429 without Retry-After; cap on Retry-After."""
-
-    attempts: int = 6
-    wait_initial: float = 1.0
-    wait_max: float = 60.0
-    wait_jitter: float = 1.0
-    retry_after_max: float = 600.0  # a longer Retry-After ends the run instead of waiting
+RETRY_AFTER_MAX = 600.0  # a longer Retry-After ends the run instead of waiting
 
 
 @dataclass
 class HoldingPacer(Pacer):
-    """A Pacer whose holds also stop requests that already have their turn, and end exactly.
+    """A Pacer whose holds also stop requests that were already given their turn.
 
     Pacer.hold_until only affects turns taken after it; a request already asleep
-    until its turn would still go out inside the hold. Here every request waits out
-    the hold (exactly: a Retry-After is honoured to the letter), and takes its turn
-    again if a hold arrived while it waited, so requests released together stay paced.
+    until an earlier turn would still go out inside the hold. Here such a request
+    waits the hold out and takes its turn again, so requests stay paced after it.
     """
 
     _held_until: float = field(default=0.0, repr=False)
@@ -68,6 +57,7 @@ class HoldingPacer(Pacer):
                 return
 
     def hold_until(self, moment: float) -> None:
+        super().hold_until(moment)
         self._held_until = max(self._held_until, moment)
 
 
@@ -240,7 +230,7 @@ class MailJawnClient:
                 return response
             self.stats.rate_limited += 1
             delay = retry_after(response)
-            if delay is None or delay > self.retry.retry_after_max or retries_left <= 0:
+            if delay is None or delay > RETRY_AFTER_MAX or retries_left <= 0:
                 return response
             retries_left -= 1
             self.stats.retries += 1
