@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from reconcile.diff import Change, Finding, ResourceType, diff_states
+from reconcile.diff import Action, Change, Finding, ResourceType, diff_states
 from reconcile.model import (
     EXCLUDED,
     NAME,
@@ -345,7 +345,7 @@ def test_update_patches_only_changed_fields_and_leaves_unmentioned_custom_fields
         {"newsletter": ["a@example.com"]},
     )
 
-    first, report, second = run_with(provider, plan_and_apply(provider, desired))
+    _, report, second = run_with(provider, plan_and_apply(provider, desired))
 
     assert report.ok, report.outcomes
     assert recorder.bodies("PATCH", "/") == [{"name": "New", "custom_fields": {"plan": "pro"}}]
@@ -467,15 +467,12 @@ def test_tag_removals_are_refused_and_contacts_are_hard_deleted() -> None:
     emulator.seed_subscriber("a@example.com", tags=["beta"])
     emulator.seed_subscriber("b@example.com")
     provider = provider_for(emulator)
-    removal = Change(ResourceType.MEMBERSHIP, "delete", "beta/a@example.com", {}, None)  # type: ignore[arg-type]
+    membership = ResourceType.MEMBERSHIP
+    removal = Change(membership, Action.DELETE, "beta/a@example.com", {}, None)
     unsubscribe = Change(
-        ResourceType.MEMBERSHIP,
-        "update",  # type: ignore[arg-type]
-        "beta/b@example.com",
-        {},
-        {"status": "unsubscribed"},
+        membership, Action.UPDATE, "beta/b@example.com", {}, {"status": "unsubscribed"}
     )
-    erase = Change(ResourceType.CONTACT, "delete", "b@example.com", {}, None)  # type: ignore[arg-type]
+    erase = Change(ResourceType.CONTACT, Action.DELETE, "b@example.com", {}, None)
 
     async def scenario() -> ApplyReport:
         live = await provider.read(ReadScope(every_list=True))
