@@ -10,17 +10,20 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from reconcile.capabilities import raise_if_unsupported
 from reconcile.diff import diff_states
-from reconcile.errors import ManifestError, ManifestIssue, PlanError
+from reconcile.errors import ConfigError, ManifestError, ManifestIssue, PlanError
 from reconcile.manifest.loader import Manifest, ProviderConfig, load_manifest
-from reconcile.manifest.schema import MailjetOptions, ProviderOptions
+from reconcile.manifest.schema import MailJawnOptions, MailjetOptions, ProviderOptions
 from reconcile.model import ReadScope, State
 from reconcile.plan import Plan, raise_if_stale
-from reconcile.providers.base import ApplyReport, Provider
+from reconcile.providers.base import ApplyReport, Capability, Provider
+from reconcile.providers.mailjawn.client import MailJawnClient
+from reconcile.providers.mailjawn.provider import MailJawnProvider
 from reconcile.providers.mailjet.client import MailjetClient
 from reconcile.providers.mailjet.provider import MailjetProvider
 from reconcile.sandbox.runtime import SANDBOX_DIR, SandboxEndpoint, in_process_sandbox
-from reconcile.settings import MailjetSettings, NetworkSettings
+from reconcile.settings import MailJawnSettings, MailjetSettings, NetworkSettings
 
 _PROVIDER_OPTIONS: TypeAdapter[ProviderConfig] = TypeAdapter(ProviderOptions)
 
@@ -34,7 +37,14 @@ class Target:
 
 
 def validate(paths: Sequence[Path]) -> Manifest:
-    return load_manifest(paths)
+    """Load and check a manifest offline, including what its provider can do."""
+    manifest = load_manifest(paths)
+    raise_if_unsupported(manifest, provider_class(manifest.provider))
+    return manifest
+
+
+def provider_class(config: ProviderConfig) -> type[Provider]:
+    return MailjetProvider if isinstance(config, MailjetOptions) else MailJawnProvider
 
 
 def provider_config(name: str, options: Mapping[str, Any]) -> ProviderConfig:
@@ -63,6 +73,9 @@ async def open_provider(config: ProviderConfig, target: Target) -> AsyncIterator
 
 
 def _build(config: ProviderConfig, endpoint: SandboxEndpoint | None) -> Provider:
+    network = NetworkSettings()
+    if isinstance(config, MailJawnOptions):
+        return _build_mailjawn(config, endpoint, network)
     if isinstance(config, MailjetOptions):
         per_minute: float = config.requests_per_minute
         if endpoint is not None:
@@ -73,7 +86,6 @@ def _build(config: ProviderConfig, endpoint: SandboxEndpoint | None) -> Provider
             settings = MailjetSettings()
             api_key, secret = settings.credentials()
             base_url, transport = settings.api_url, None
-        network = NetworkSettings()
         client = MailjetClient(
             api_key=api_key,
             secret_key=secret,
@@ -84,12 +96,42 @@ def _build(config: ProviderConfig, endpoint: SandboxEndpoint | None) -> Provider
             retry=network.retry(),
         )
         return MailjetProvider(client)
-    raise PlanError(f"provider {config.type!r} is not available yet")
+    raise PlanError(f"unknown provider {config!r}")
+
+
+def _build_mailjawn(
+    config: MailJawnOptions, endpoint: SandboxEndpoint | None, network: NetworkSettings
+) -> Provider:
+    if endpoint is not None:
+        api_key, project_id = endpoint.credentials["api_key"], endpoint.credentials["project_id"]
+        base_url, transport = endpoint.base_url, endpoint.transport
+    else:
+        settings = MailJawnSettings()
+        api_key, base_url, transport = settings.key(), settings.api_url, None
+        project_id = config.project_id or settings.project_id or ""
+        if not project_id:
+            raise ConfigError(
+                "MailJawn project missing: set MAILJAWN_PROJECT_ID or the manifest's "
+                "provider option project_id"
+            )
+    client = MailJawnClient(
+        api_key=api_key,
+        project_id=project_id,
+        base_url=base_url,
+        reads_per_minute=config.reads_per_minute,
+        writes_per_minute=config.writes_per_minute,
+        transport=transport,
+        timeout=network.timeout(),
+        retry=network.retry(),
+    )
+    return MailJawnProvider(client, import_chunk_size=config.import_chunk_size)
 
 
 async def make_plan(manifest: Manifest, provider: Provider) -> tuple[Plan, State]:
     scope = manifest.read_scope()
     live = await provider.read(scope)
+    if Capability.PROPERTY_DEFINITIONS not in provider.capabilities:
+        live.properties = dict(manifest.desired.properties)  # definitions exist locally only
     result = diff_states(manifest.desired, live)
     if result.errors:
         raise ManifestError(
@@ -98,9 +140,10 @@ async def make_plan(manifest: Manifest, provider: Provider) -> tuple[Plan, State
                 for finding in result.errors
             ]
         )
+    changes, vetoed = provider.review(result.changes, live)
     options = manifest.provider.model_dump(exclude={"type"})
-    warnings = (str(w) for w in result.warnings)
-    return Plan.build(provider.name, result.changes, scope, warnings, options), live
+    warnings = [str(w) for w in (*result.warnings, *vetoed)]
+    return Plan.build(provider.name, changes, scope, warnings, options), live
 
 
 async def apply_plan(plan: Plan, provider: Provider, live: State | None = None) -> ApplyReport:

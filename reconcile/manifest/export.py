@@ -8,12 +8,37 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from reconcile.model import EXCLUDED, NAME, State, SubscriptionStatus
+from reconcile.model import EXCLUDED, NAME, PropertyDef, PropertyType, State, SubscriptionStatus
 
 SCHEMA_MODELINE = "yaml-language-server: $schema=https://reconcile.dev/schemas/manifest.schema.json"
 
 
+def infer_definitions(state: State) -> dict[str, PropertyDef]:
+    """Definitions for a provider that keeps none (MailJawn): the type its values share."""
+    seen: dict[str, set[type]] = {}
+    for contact in state.contacts.values():
+        for name, value in contact.properties.items():
+            if value is not None:
+                seen.setdefault(name, set()).add(type(value))
+    definitions = dict(state.properties)
+    for name, kinds in seen.items():
+        if name not in definitions:
+            definitions[name] = PropertyDef(name, _common_type(kinds))
+    return definitions
+
+
+def _common_type(kinds: set[type]) -> PropertyType:
+    if kinds == {bool}:
+        return PropertyType.BOOL
+    if kinds == {int}:
+        return PropertyType.INT
+    if kinds <= {int, float}:
+        return PropertyType.FLOAT
+    return PropertyType.STR
+
+
 def state_to_document(state: State, provider: str) -> CommentedMap:
+    state = State(infer_definitions(state), state.lists, state.contacts, state.memberships)
     document = CommentedMap()
     document["provider"] = provider
     document["properties"] = CommentedMap(

@@ -35,6 +35,7 @@ class MailJawnOptions(_Strict):
     project_id: StrictStr | None = Field(None, description="else MAILJAWN_PROJECT_ID")
     reads_per_minute: int = Field(100, ge=1, le=100_000)
     writes_per_minute: int = Field(30, ge=1, le=100_000)
+    import_chunk_size: int = Field(1000, ge=1, le=1000, description="subscribers per bulk import")
 
 
 ProviderOptions = Annotated[MailjetOptions | MailJawnOptions, Field(discriminator="type")]

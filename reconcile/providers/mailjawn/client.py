@@ -100,9 +100,9 @@ class MailJawnClient:
         self.retry = retry or RetryPolicy()
         self.stats = RequestStats()
         self.wall_clock: Callable[[], float] = time.time
-        per_window = window_seconds / 60.0
-        self.reads = HoldingPacer(reads_per_minute * per_window, window_seconds)
-        self.writes = HoldingPacer(writes_per_minute * per_window, window_seconds)
+        minutes_per_window = window_seconds / 60.0
+        self.reads = HoldingPacer(reads_per_minute * minutes_per_window, window_seconds)
+        self.writes = HoldingPacer(writes_per_minute * minutes_per_window, window_seconds)
         self._reading = _Lane(self.reads, asyncio.Semaphore(max_in_flight))
         self._writing = _Lane(self.writes, asyncio.Semaphore(max_in_flight))
 

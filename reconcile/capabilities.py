@@ -1,0 +1,49 @@
+"""Refuse, before any write, what a manifest asks that its provider cannot do."""
+
+from __future__ import annotations
+
+from reconcile.errors import ManifestError, ManifestIssue
+from reconcile.manifest.loader import Manifest
+from reconcile.model import MembersPolicy, SubscriptionStatus
+from reconcile.providers.base import Capability, Provider
+
+
+def capability_issues(manifest: Manifest, provider: type[Provider]) -> list[ManifestIssue]:
+    can = provider.capabilities
+    name = provider.name
+    issues: list[ManifestIssue] = []
+    if Capability.REMOVE_LIST_MEMBER not in can:
+        for list_name, spec in manifest.desired.lists.items():
+            if spec.members is MembersPolicy.EXACT:
+                address = f"list:{list_name}"
+                issues.append(
+                    ManifestIssue(
+                        manifest.source_of(address),
+                        f"lists.{list_name}.members",
+                        f"members: exact needs removing list members, which {name} cannot do "
+                        "(use members: additive)",
+                    )
+                )
+    if Capability.LIST_UNSUBSCRIBE not in can:
+        for (list_name, email), membership in manifest.desired.memberships.items():
+            if membership.status is SubscriptionStatus.UNSUBSCRIBED:
+                address = f"membership:{list_name}/{email}"
+                issues.append(
+                    ManifestIssue(
+                        manifest.source_of(address),
+                        f"{email}.lists.{list_name}",
+                        f"an unsubscribed membership needs a list-level unsubscribe, which {name} "
+                        "cannot do (use excluded_from_campaigns: true to stop all campaigns)",
+                    )
+                )
+    for finding in provider.check_desired(manifest.desired):
+        issues.append(
+            ManifestIssue(manifest.source_of(finding.address), finding.address, finding.message)
+        )
+    return issues
+
+
+def raise_if_unsupported(manifest: Manifest, provider: type[Provider]) -> None:
+    issues = capability_issues(manifest, provider)
+    if issues:
+        raise ManifestError(issues)

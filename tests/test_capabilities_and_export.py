@@ -1,0 +1,84 @@
+"""Provider capabilities refused offline; export then plan shows no changes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from reconcile.cli import app
+from tests.support import write_manifest
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+runner = CliRunner()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RECONCILE_RETRY_WAIT", "0.01")
+    return tmp_path
+
+
+def reconcile(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+MAILJAWN_ASKING_TOO_MUCH = """\
+provider: mailjawn
+lists:
+  news: {members: exact}
+  Big News: {}
+contacts:
+  - email: a@example.com
+    lists: {news: unsubscribed}
+"""
+
+
+@pytest.mark.parametrize("command", ["validate", "plan"])
+def test_mailjawn_limitations_are_refused_before_any_request(workdir: Path, command: str) -> None:
+    write_manifest(workdir, MAILJAWN_ASKING_TOO_MUCH, "jawn.yaml")
+    args = [command, "jawn.yaml"] + (["--sandbox"] if command == "plan" else [])
+
+    code, output = reconcile(*args)
+
+    assert code == 1
+    assert "jawn.yaml:3: lists.news.members: members: exact needs removing list members" in output
+    assert "jawn.yaml:7: a@example.com.lists.news: an unsubscribed membership needs" in output
+    assert "jawn.yaml:4: list:Big News:" in output
+    assert not (workdir / ".reconcile").exists()  # no provider was opened
+
+
+def test_the_same_manifest_is_fine_for_mailjet(workdir: Path) -> None:
+    text = MAILJAWN_ASKING_TOO_MUCH.replace("mailjawn", "mailjet")
+    write_manifest(workdir, text, "jet.yaml")
+    code, output = reconcile("validate", "jet.yaml")
+    assert code == 0, output
+
+
+@pytest.mark.parametrize("example", ["quickstart", "mailjawn"])
+def test_export_then_plan_shows_no_changes(workdir: Path, example: str) -> None:
+    shutil.copytree(EXAMPLES / example, workdir / example)
+    provider = "mailjawn" if example == "mailjawn" else "mailjet"
+    assert reconcile("apply", "--sandbox", "--auto-approve", example)[0] == 0
+
+    code, output = reconcile("export", "--provider", provider, "--sandbox", "-o", "live.yaml")
+    assert code == 0, output
+    exported = (workdir / "live.yaml").read_text()
+    assert exported.startswith("# yaml-language-server: $schema=")
+
+    code, output = reconcile("plan", "--sandbox", "--detailed-exitcode", "live.yaml")
+    assert code == 0, output
+    assert "No changes." in output
+
+
+def test_mailjawn_example_converges(workdir: Path) -> None:
+    shutil.copytree(EXAMPLES / "mailjawn", workdir / "mailjawn")
+    code, output = reconcile("apply", "--sandbox", "--auto-approve", "mailjawn")
+    assert code == 0, output
+    assert "Apply complete: 10 done, 0 failed, 0 skipped." in output
+    code, output = reconcile("plan", "--sandbox", "--detailed-exitcode", "mailjawn")
+    assert code == 0, output
