@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -161,3 +166,28 @@ def test_unreachable_host_is_one_clear_line(workdir: Path, monkeypatch: pytest.M
     assert code == 1
     assert "could not reach Mailjet" in output
     assert "Traceback" not in output
+
+
+def test_sandbox_command_serves_the_emulator_and_keeps_state(workdir: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    state = workdir / "state.json"
+    command = [sys.executable, "-m", "reconcile", "sandbox", "--port", str(port)]
+    server = subprocess.Popen([*command, "--state", str(state)], stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr is not None
+        banner = server.stderr.readline()
+        assert f"mailjet sandbox on http://127.0.0.1:{port}" in banner
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/v3/REST/contactslist",
+            json={"Name": "from-test"},
+            auth=("sandbox-key", "sandbox-secret"),
+        )
+        assert answer.status_code == 201
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=10)
+        if server.stderr is not None:
+            server.stderr.close()
+    assert "from-test" in state.read_text()
