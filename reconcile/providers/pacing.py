@@ -15,6 +15,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import httpx
+
 BURST_SHARE = 0.05
 
 
@@ -62,6 +64,14 @@ class Pacer:
         """Start nothing before `moment` (a clock() value): the server asked us to wait."""
         now = self._refill()
         self._tokens = min(self._tokens, 1 - (moment - now) * self.rate)
+
+
+class RetryableStatus(Exception):
+    """An answer worth retrying (429, 5xx); carries the response for the final error."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        super().__init__(f"HTTP {response.status_code}")
 
 
 @dataclass(frozen=True)

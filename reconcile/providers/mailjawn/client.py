@@ -20,7 +20,7 @@ import httpx
 import stamina
 
 from reconcile.errors import ApiError
-from reconcile.providers.pacing import Pacer, RequestStats, RetryPolicy
+from reconcile.providers.pacing import Pacer, RequestStats, RetryableStatus, RetryPolicy
 
 DEFAULT_URL = "https://api.mailjawn.com"
 PAGE_SIZE = 100
@@ -65,12 +65,6 @@ class HoldingPacer(Pacer):
 class _Lane:
     pacer: HoldingPacer
     in_flight: asyncio.Semaphore
-
-
-class _RetryableStatus(Exception):
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        super().__init__(f"HTTP {response.status_code}")
 
 
 class MailJawnClient:
@@ -169,7 +163,7 @@ class MailJawnClient:
         may_repeat = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
 
         def retryable(error: Exception) -> bool:
-            if isinstance(error, _RetryableStatus):
+            if isinstance(error, RetryableStatus):
                 return error.response.status_code == 429 or may_repeat
             if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
                 return True  # never reached the server
@@ -177,7 +171,7 @@ class MailJawnClient:
 
         try:
             response = await self._send_with_retries(method, url, params, body, retryable)
-        except _RetryableStatus as error:
+        except RetryableStatus as error:
             response = error.response
         except httpx.TransportError as error:
             raise ApiError(
@@ -214,7 +208,7 @@ class MailJawnClient:
                 status = response.status_code
                 backoff_429 = status == 429 and retry_after(response) is None
                 if backoff_429 or status >= 500:
-                    raise _RetryableStatus(response)
+                    raise RetryableStatus(response)
                 return response
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
 

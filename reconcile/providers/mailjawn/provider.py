@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,10 +28,11 @@ from reconcile.model import (
     email_key,
 )
 from reconcile.plan import split_membership_key
-from reconcile.providers.base import ApplyReport, Capability, Provider, blocker
+from reconcile.providers.base import ApplyReport, Capability, Provider
 from reconcile.providers.mailjawn import records
 from reconcile.providers.mailjawn.client import PAGE_SIZE, MailJawnClient
 from reconcile.providers.mailjawn.records import SUBSCRIBERS, Subscriber
+from reconcile.providers.runner import ChangeRunner
 
 MAX_IMPORT = 1000
 IDENTIFY = "/subscribers/identify/"
@@ -153,7 +153,7 @@ class MailJawnProvider(Provider):
 
     async def apply(self, changes: Sequence[Change], live: State) -> ApplyReport:
         report = ApplyReport()
-        run = _Runner(report)
+        run = ChangeRunner(report)
         groups: dict[tuple[ResourceType, Action], list[Change]] = defaultdict(list)
         for change in changes:
             groups[(change.type, change.action)].append(change)
@@ -169,14 +169,14 @@ class MailJawnProvider(Provider):
             run.fail(change, NO_TAG_REMOVAL)
         await self._create_contacts(groups[(ResourceType.CONTACT, Action.CREATE)], riders, run)
         await run.each(groups[(ResourceType.CONTACT, Action.UPDATE)], self._update_contact)
-        await run.each_contact_group(tag_adds, self._add_tags)
+        await run.each_contact(tag_adds, self._add_tags)
         await run.each(groups[(ResourceType.CONTACT, Action.DELETE)], self._delete_contact)
         return report
 
     # -- creation by bulk import
 
     async def _create_contacts(
-        self, creates: list[Change], riders: dict[str, list[Change]], run: _Runner
+        self, creates: list[Change], riders: dict[str, list[Change]], run: ChangeRunner
     ) -> None:
         items = [_NewContact(c, riders.get(c.key, [])) for c in creates if run.runnable(c)]
         size = self.import_chunk_size
@@ -235,7 +235,9 @@ class MailJawnProvider(Provider):
         result.to_check |= set(landed)
         return result
 
-    async def _converge(self, item: _NewContact, current: Subscriber | None, run: _Runner) -> None:
+    async def _converge(
+        self, item: _NewContact, current: Subscriber | None, run: ChangeRunner
+    ) -> None:
         """Bring a subscriber found after import (ours, or someone else's) to the manifest."""
         if current is None:
             run.fail(item.change, "not found after the bulk import; run plan again")
@@ -252,7 +254,7 @@ class MailJawnProvider(Provider):
             return
         run.done(item.change)
         missing = [rider for rider in item.riders if _list_of(rider) not in current.tags]
-        await run.group(missing, functools.partial(self._identify, current.email))
+        await run.together(current.email, missing, self._identify)
         run.settle([rider for rider in item.riders if rider not in missing])
 
     # -- updates, tags, deletions
@@ -373,73 +375,3 @@ def _without_excluded(change: Change) -> Change | None:
         return None
     before = {k: v for k, v in (change.before or {}).items() if k != EXCLUDED}
     return dataclasses.replace(change, before=before, after=after)
-
-
-class _Runner:
-    """Runs changes concurrently (the client paces them) and records each outcome once."""
-
-    def __init__(self, report: ApplyReport) -> None:
-        self.report = report
-        self.failed: set[str] = set()
-
-    def runnable(self, change: Change) -> bool:
-        """False (and reported skipped) when something it depends on failed."""
-        blocking = blocker(change, self.failed)
-        if blocking is None:
-            return True
-        self.failed.add(change.address)
-        self.report.skipped(change, blocking)
-        return False
-
-    def settle(self, changes: Iterable[Change]) -> None:
-        """Changes done by another change's write: done, unless what they need failed."""
-        for change in changes:
-            if self.runnable(change):
-                self.done(change)
-
-    def done(self, change: Change, message: str = "") -> None:
-        self.report.done(change, message)
-
-    def fail(self, change: Change, message: str) -> None:
-        self.failed.add(change.address)
-        self.report.failed(change, message)
-
-    async def each(
-        self, changes: Iterable[Change], step: Callable[[Change], Awaitable[str]]
-    ) -> None:
-        runnable = [change for change in changes if self.runnable(change)]
-        await asyncio.gather(*(self._one(change, step) for change in runnable))
-
-    async def each_contact_group(
-        self, changes: Iterable[Change], step: Callable[[str, list[Change]], Awaitable[None]]
-    ) -> None:
-        by_contact: dict[str, list[Change]] = defaultdict(list)
-        for change in changes:
-            by_contact[email_key(split_membership_key(change.key)[1])].append(change)
-        await asyncio.gather(
-            *(self.group(group, functools.partial(step, key)) for key, group in by_contact.items())
-        )
-
-    async def group(
-        self, changes: list[Change], step: Callable[[list[Change]], Awaitable[None]]
-    ) -> None:
-        """One write covering several changes: all done or all failed together."""
-        runnable = [change for change in changes if self.runnable(change)]
-        if not runnable:
-            return
-        try:
-            await step(runnable)
-        except ApiError as error:
-            for change in runnable:
-                self.fail(change, str(error))
-            return
-        for change in runnable:
-            self.done(change)
-
-    async def _one(self, change: Change, step: Callable[[Change], Awaitable[str]]) -> None:
-        try:
-            message = await step(change)
-        except ApiError as error:
-            self.fail(change, str(error))
-            return
-        self.done(change, message)

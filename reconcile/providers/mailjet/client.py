@@ -10,7 +10,7 @@ import httpx
 import stamina
 
 from reconcile.errors import ApiError
-from reconcile.providers.pacing import Pacer, RequestStats, RetryPolicy
+from reconcile.providers.pacing import Pacer, RequestStats, RetryableStatus, RetryPolicy
 
 PAGE_SIZE = 1000
 API_PREFIX = "/v3/REST"
@@ -22,12 +22,6 @@ _HINTS = {
     404: "it no longer exists (removed meanwhile?); run plan again",
     429: "rate limit: lower requests_per_minute in the manifest's provider options",
 }
-
-
-class _RetryableStatus(Exception):
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        super().__init__(f"HTTP {response.status_code}")
 
 
 class MailjetClient:
@@ -109,7 +103,7 @@ class MailjetClient:
         path = prefix + path
 
         def retryable(error: Exception) -> bool:
-            if isinstance(error, _RetryableStatus):
+            if isinstance(error, RetryableStatus):
                 return error.response.status_code == 429 or idempotent
             if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
                 return True  # never reached the server
@@ -117,7 +111,7 @@ class MailjetClient:
 
         try:
             response = await self._send_with_retries(method, path, params, body, retryable)
-        except _RetryableStatus as error:
+        except RetryableStatus as error:
             response = error.response
         except httpx.TransportError as error:
             raise ApiError(
@@ -152,7 +146,7 @@ class MailjetClient:
                 if response.status_code == 429:
                     self.stats.rate_limited += 1
                 if response.status_code == 429 or response.status_code >= 500:
-                    raise _RetryableStatus(response)
+                    raise RetryableStatus(response)
                 return response
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
 

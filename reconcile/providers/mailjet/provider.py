@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -26,12 +26,12 @@ from reconcile.model import (
     ReadScope,
     State,
     SubscriptionStatus,
-    email_key,
 )
 from reconcile.plan import split_membership_key
-from reconcile.providers.base import ApplyReport, Capability, Provider, blocker
+from reconcile.providers.base import ApplyReport, Capability, Provider
 from reconcile.providers.mailjet import records
 from reconcile.providers.mailjet.client import MailjetClient
+from reconcile.providers.runner import ChangeRunner
 
 
 @dataclass
@@ -141,14 +141,14 @@ class MailjetProvider(Provider):
         groups: dict[tuple[ResourceType, bool], list[Change]] = defaultdict(list)
         for change in changes:
             groups[(change.type, change.action is Action.DELETE)].append(change)
-        run = _Runner(report)
+        run = ChangeRunner(report)
         await run.each(groups[(ResourceType.PROPERTY, False)], self._write_property)
         await run.each(groups[(ResourceType.LIST, False)], self._create_list)
         contact_changes = groups[(ResourceType.CONTACT, False)]
         await run.each(contact_changes, lambda c: self._write_contact(c, live), final=False)
         await run.finish(contact_changes, self._write_contact_data)
-        await run.each_contact_group(groups[(ResourceType.MEMBERSHIP, False)], self._set_lists)
-        await run.each_contact_group(groups[(ResourceType.MEMBERSHIP, True)], self._set_lists)
+        await run.each_contact(groups[(ResourceType.MEMBERSHIP, False)], self._set_lists)
+        await run.each_contact(groups[(ResourceType.MEMBERSHIP, True)], self._set_lists)
         await run.each(groups[(ResourceType.CONTACT, True)], self._delete_contact)
         await run.each(groups[(ResourceType.LIST, True)], self._delete_list)
         await run.each(groups[(ResourceType.PROPERTY, True)], self._delete_property)
@@ -299,89 +299,3 @@ def _list_action(change: Change) -> str:
         return "addforce"
     # addnoforce never re-subscribes someone who left, even if they did so after planning.
     return "addnoforce"
-
-
-class _Runner:
-    """Runs changes concurrently (the client paces them) and records each outcome once."""
-
-    def __init__(self, report: ApplyReport) -> None:
-        self.report = report
-        self.failed: set[str] = set()
-        self.pending: set[str] = set()  # passed one step, awaiting the next
-
-    async def each(
-        self,
-        changes: Iterable[Change],
-        step: Callable[[Change], Awaitable[None]],
-        *,
-        final: bool = True,
-    ) -> None:
-        runnable = [c for c in changes if self._runnable(c)]
-        await asyncio.gather(*(self._one(c, step, final) for c in runnable))
-
-    async def finish(
-        self, changes: Iterable[Change], step: Callable[[Change], Awaitable[None]]
-    ) -> None:
-        """The second step of changes whose first step (each(..., final=False)) succeeded."""
-        waiting = [c for c in changes if c.address in self.pending]
-        await asyncio.gather(*(self._one(c, step, True) for c in waiting))
-
-    async def each_contact_group(
-        self,
-        changes: Iterable[Change],
-        step: Callable[[str, list[Change]], Awaitable[None]],
-    ) -> None:
-        groups: dict[str, list[Change]] = defaultdict(list)
-        for change in changes:
-            email = (
-                change.key
-                if change.type is ResourceType.CONTACT
-                else split_membership_key(change.key)[1]
-            )
-            groups[email_key(email)].append(change)
-        await asyncio.gather(*(self._group(email, group, step) for email, group in groups.items()))
-
-    async def _group(
-        self, email: str, group: list[Change], step: Callable[[str, list[Change]], Awaitable[None]]
-    ) -> None:
-        runnable = [c for c in group if self._runnable(c)]
-        if not runnable:
-            return
-        try:
-            await step(email, runnable)
-        except ApiError as error:
-            for change in runnable:
-                self._fail(change, str(error))
-            return
-        for change in runnable:
-            self._done(change)
-
-    async def _one(
-        self, change: Change, step: Callable[[Change], Awaitable[None]], final: bool
-    ) -> None:
-        try:
-            await step(change)
-        except ApiError as error:
-            self._fail(change, str(error))
-            return
-        if final:
-            self._done(change)
-        else:
-            self.pending.add(change.address)
-
-    def _runnable(self, change: Change) -> bool:
-        blocking = blocker(change, self.failed)
-        if blocking is None:
-            return True
-        self.failed.add(change.address)
-        self.report.skipped(change, blocking)
-        return False
-
-    def _fail(self, change: Change, message: str) -> None:
-        self.pending.discard(change.address)
-        self.failed.add(change.address)
-        self.report.failed(change, message)
-
-    def _done(self, change: Change) -> None:
-        self.pending.discard(change.address)
-        self.report.done(change)

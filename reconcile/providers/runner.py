@@ -1,0 +1,100 @@
+"""Runs a provider's write steps over changes and records each change's outcome once.
+
+Steps run concurrently (the clients pace the requests). A change whose dependency
+failed is skipped, not tried; a step that covers several changes (one call for all
+of a contact's lists) succeeds or fails for all of them together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+
+from reconcile.diff import Change, ResourceType
+from reconcile.errors import ApiError
+from reconcile.model import email_key
+from reconcile.plan import split_membership_key
+from reconcile.providers.base import ApplyReport, blocker
+
+Step = Callable[[Change], Awaitable[str | None]]
+GroupStep = Callable[[str, list[Change]], Awaitable[None]]
+
+
+def contact_of(change: Change) -> str:
+    key = change.key if change.type is ResourceType.CONTACT else split_membership_key(change.key)[1]
+    return email_key(key)
+
+
+class ChangeRunner:
+    def __init__(self, report: ApplyReport) -> None:
+        self.report = report
+        self.failed: set[str] = set()
+        self.pending: set[str] = set()  # first step done, a second one to come (finish)
+
+    def runnable(self, change: Change) -> bool:
+        """False (and reported skipped) when something it depends on failed."""
+        blocking = blocker(change, self.failed)
+        if blocking is None:
+            return True
+        self.failed.add(change.address)
+        self.report.skipped(change, blocking)
+        return False
+
+    def done(self, change: Change, message: str = "") -> None:
+        self.pending.discard(change.address)
+        self.report.done(change, message)
+
+    def fail(self, change: Change, message: str) -> None:
+        self.pending.discard(change.address)
+        self.failed.add(change.address)
+        self.report.failed(change, message)
+
+    def settle(self, changes: Iterable[Change]) -> None:
+        """Changes carried out by another change's write: done, unless a dependency failed."""
+        for change in changes:
+            if self.runnable(change):
+                self.done(change)
+
+    async def each(self, changes: Iterable[Change], step: Step, *, final: bool = True) -> None:
+        """Run `step` per runnable change; with final=False a later finish() completes it."""
+        runnable = [change for change in changes if self.runnable(change)]
+        await asyncio.gather(*(self._one(change, step, final) for change in runnable))
+
+    async def finish(self, changes: Iterable[Change], step: Step) -> None:
+        waiting = [change for change in changes if change.address in self.pending]
+        await asyncio.gather(*(self._one(change, step, True) for change in waiting))
+
+    async def each_contact(self, changes: Iterable[Change], step: GroupStep) -> None:
+        """One `step` call per contact, covering all of that contact's changes."""
+        by_contact: dict[str, list[Change]] = defaultdict(list)
+        for change in changes:
+            by_contact[contact_of(change)].append(change)
+        await asyncio.gather(
+            *(self.together(key, group, step) for key, group in by_contact.items())
+        )
+
+    async def together(self, key: str, changes: list[Change], step: GroupStep) -> None:
+        """One write covering several changes: all done or all failed together."""
+        runnable = [change for change in changes if self.runnable(change)]
+        if not runnable:
+            return
+        try:
+            await step(key, runnable)
+        except ApiError as error:
+            for change in runnable:
+                self.fail(change, str(error))
+            return
+        for change in runnable:
+            self.done(change)
+
+    async def _one(self, change: Change, step: Step, final: bool) -> None:
+        try:
+            message = await step(change)
+        except ApiError as error:
+            self.fail(change, str(error))
+            return
+        if final:
+            self.done(change, message or "")
+        else:
+            self.pending.add(change.address)
