@@ -83,6 +83,21 @@ class MailjetClient:
     async def delete(self, path: str, *, prefix: str = API_PREFIX) -> None:
         await self.request("DELETE", path, prefix=prefix)
 
+    async def download(self, url: str) -> str:
+        """A file the API points at (a job's ErrorFile). Credentials go only to the API host."""
+        same_host = httpx.URL(url).host == self._http.base_url.host
+        auth: Any = httpx.USE_CLIENT_DEFAULT if same_host else None
+        async with self._in_flight:
+            await self.pacer.wait_turn()
+            self.stats.count("GET")
+            try:
+                response = await self._http.get(url, auth=auth)
+            except httpx.TransportError as error:
+                raise ApiError(f"could not download {url} ({type(error).__name__})") from None
+        if response.status_code >= 400:
+            raise ApiError(f"could not download {url}", method="GET", status=response.status_code)
+        return response.text
+
     async def request(
         self,
         method: str,

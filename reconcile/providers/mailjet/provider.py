@@ -23,6 +23,9 @@ from reconcile.model import (
     Contact,
     ContactList,
     Membership,
+    Namespace,
+    PropertyDef,
+    PropertyType,
     ReadScope,
     State,
     SubscriptionStatus,
@@ -30,7 +33,9 @@ from reconcile.model import (
 from reconcile.plan import split_membership_key
 from reconcile.providers.base import ApplyReport, Capability, Provider
 from reconcile.providers.mailjet import records
+from reconcile.providers.mailjet.bulk import BulkItem, BulkWriter, JobPolling
 from reconcile.providers.mailjet.client import MailjetClient
+from reconcile.providers.mailjet.routing import ContactWork, NamedAction, list_action, route
 from reconcile.providers.runner import ChangeRunner
 
 
@@ -56,9 +61,16 @@ class MailjetProvider(Provider):
         }
     )
 
-    def __init__(self, client: MailjetClient) -> None:
+    def __init__(
+        self,
+        client: MailjetClient,
+        *,
+        bulk_chunk_size: int = 1000,
+        polling: JobPolling | None = None,
+    ) -> None:
         self.client = client
         self.ids = _Ids()
+        self.bulk = BulkWriter(client, polling or JobPolling(), bulk_chunk_size)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -144,15 +156,88 @@ class MailjetProvider(Provider):
         run = ChangeRunner(report)
         await run.each(groups[(ResourceType.PROPERTY, False)], self._write_property)
         await run.each(groups[(ResourceType.LIST, False)], self._create_list)
-        contact_changes = groups[(ResourceType.CONTACT, False)]
-        await run.each(contact_changes, lambda c: self._write_contact(c, live), final=False)
-        await run.finish(contact_changes, self._write_contact_data)
-        await run.each_contact(groups[(ResourceType.MEMBERSHIP, False)], self._set_lists)
-        await run.each_contact(groups[(ResourceType.MEMBERSHIP, True)], self._set_lists)
+        routed = route(changes, _definitions(changes, live), self.bulk.chunk_size)
+        single = [change for work in routed.single for change in work.changes]
+        await self._apply_single(single, live, run)
+        await asyncio.gather(
+            *(self._apply_bulk(actions, works, live, run) for actions, works in routed.bulk.items())
+        )
         await run.each(groups[(ResourceType.CONTACT, True)], self._delete_contact)
         await run.each(groups[(ResourceType.LIST, True)], self._delete_list)
         await run.each(groups[(ResourceType.PROPERTY, True)], self._delete_property)
         return report
+
+    def estimate_calls(self, changes: Sequence[Change], live: State) -> int:
+        routed = route(changes, _definitions(changes, live), self.bulk.chunk_size)
+        other = sum(
+            2 if Flag.REPLACE in change.flags else 1
+            for change in changes
+            if change.type in (ResourceType.PROPERTY, ResourceType.LIST)
+            or (change.type is ResourceType.CONTACT and change.action is Action.DELETE)
+        )
+        return other + routed.calls(self.bulk.chunk_size)
+
+    async def _apply_single(self, changes: list[Change], live: State, run: ChangeRunner) -> None:
+        """Contact records, then their data, then their lists: one call each per contact."""
+        contacts = [c for c in changes if c.type is ResourceType.CONTACT]
+        await run.each(contacts, lambda c: self._write_contact(c, live), final=False)
+        await run.finish(contacts, self._write_contact_data)
+        memberships = [c for c in changes if c.type is ResourceType.MEMBERSHIP]
+        await run.each_contact(
+            [c for c in memberships if c.action is not Action.DELETE], self._set_lists
+        )
+        await run.each_contact(
+            [c for c in memberships if c.action is Action.DELETE], self._set_lists
+        )
+
+    async def _apply_bulk(
+        self,
+        actions: tuple[NamedAction, ...],
+        works: list[ContactWork],
+        live: State,
+        run: ChangeRunner,
+    ) -> None:
+        """One group of contacts sharing list actions: PUTs first where needed, then jobs."""
+        puts = [work.contact for work in works if work.contact is not None and work.needs_put]
+        await run.each(puts, lambda c: self._write_contact(c, live), final=False)
+        items = [item for work in works if (item := self._bulk_item(work, live, run))]
+        if not items:
+            return
+        try:
+            list_actions = [(self._list_id(name), action) for name, action in actions]
+        except ApiError as error:
+            for item in items:
+                for change in item.changes:
+                    run.fail(change, str(error))
+            return
+        result = await self.bulk.run(list_actions, items)
+        for item in items:
+            failure = result.failed.get(item.email.lower())
+            for change in item.changes:
+                if failure:
+                    run.fail(change, f"bulk job: {failure}")
+                else:
+                    run.done(change)
+
+    def _bulk_item(self, work: ContactWork, live: State, run: ChangeRunner) -> BulkItem | None:
+        carried = [
+            change
+            for change in work.changes
+            if change.address in run.pending
+            or (change.address not in run.failed and run.runnable(change))
+        ]
+        if not carried:
+            return None
+        contact = work.contact
+        if contact is not None and contact.action is Action.CREATE and contact.after:
+            managed = {k: v for k, v in contact.after.items() if k not in ("email", "properties")}
+            body = records.creation_body(str(contact.after["email"]), managed)
+        else:
+            current = live.contacts.get(work.key)
+            body = {"Email": current.email if current else work.key}
+        if work.properties:
+            body["Properties"] = dict(work.properties)
+        return BulkItem(body, carried)
 
     async def _write_property(self, change: Change) -> None:
         assert change.after is not None
@@ -210,7 +295,7 @@ class MailjetProvider(Provider):
     async def _set_lists(self, email: str, changes: list[Change]) -> None:
         """All of one contact's membership changes in one managecontactslists call."""
         actions = [
-            {"ListID": self._list_id(split_membership_key(c.key)[0]), "Action": _list_action(c)}
+            {"ListID": self._list_id(split_membership_key(c.key)[0]), "Action": list_action(c)}
             for c in changes
         ]
         await self.client.post(
@@ -284,18 +369,18 @@ class MailjetProvider(Provider):
             raise ApiError(f"list {name!r} is not in the account") from None
 
 
+def _definitions(changes: Sequence[Change], live: State) -> dict[str, PropertyDef]:
+    """Live definitions, with the ones this apply creates or replaces."""
+    definitions = dict(live.properties)
+    for change in changes:
+        if change.type is ResourceType.PROPERTY and change.after:
+            namespace = Namespace(change.after.get("namespace", Namespace.STATIC.value))
+            definitions[change.key] = PropertyDef(
+                change.key, PropertyType(change.after["type"]), namespace
+            )
+    return definitions
+
+
 def _is_duplicate(error: ApiError) -> bool:
     text = str(error)
     return error.status == 400 and ("MJ18" in text or "already exists" in text)
-
-
-def _list_action(change: Change) -> str:
-    if change.action is Action.DELETE:
-        return "remove"
-    assert change.after is not None
-    if change.after.get("status") == SubscriptionStatus.UNSUBSCRIBED.value:
-        return "unsub"
-    if Flag.RESUBSCRIBE in change.flags:
-        return "addforce"
-    # addnoforce never re-subscribes someone who left, even if they did so after planning.
-    return "addnoforce"

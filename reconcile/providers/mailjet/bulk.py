@@ -1,0 +1,140 @@
+"""Bulk writes through /contact/managemanycontacts jobs.
+
+A job upserts up to `chunk_size` contacts (email, fields, static properties) and
+applies one set of list actions to all of them, so contacts are grouped by the list
+actions they need. Jobs run asynchronously: each is polled with growing waits until
+it ends; its Error and ErrorFile are mapped back to the contacts they concern.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconcile.diff import Change
+from reconcile.errors import ApiError
+from reconcile.providers.mailjet.client import MailjetClient
+
+JOBS = "/contact/managemanycontacts"
+FINISHED = {"completed": True, "error": False, "abort": False}  # status -> succeeded
+ListAction = tuple[int, str]  # (ListID, Action)
+
+
+@dataclass(frozen=True)
+class JobPolling:
+    first_wait: float = 1.0
+    max_wait: float = 15.0
+    timeout: float = 3600.0
+
+
+@dataclass
+class BulkItem:
+    """One contact in a job: its upsert body and the changes the job carries out for it."""
+
+    body: dict[str, Any]
+    changes: list[Change] = field(default_factory=list)
+
+    @property
+    def email(self) -> str:
+        return str(self.body["Email"])
+
+
+@dataclass
+class JobResult:
+    """Per-contact failures (by lower-case email), or one message failing the whole job."""
+
+    failed: dict[str, str] = field(default_factory=dict)
+    job_error: str | None = None
+
+    def error_for(self, item: BulkItem) -> str | None:
+        return self.job_error or self.failed.get(item.email.lower())
+
+
+def chunked(items: Sequence[BulkItem], size: int) -> list[Sequence[BulkItem]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+class BulkWriter:
+    def __init__(self, client: MailjetClient, polling: JobPolling, chunk_size: int) -> None:
+        self.client = client
+        self.polling = polling
+        self.chunk_size = chunk_size
+
+    async def run(self, actions: Sequence[ListAction], items: Sequence[BulkItem]) -> JobResult:
+        """Submit `items` in chunks with `actions`, wait for every job, merge the results."""
+        results = await asyncio.gather(
+            *(self._one_job(actions, chunk) for chunk in chunked(items, self.chunk_size))
+        )
+        merged = JobResult()
+        for chunk, result in zip(chunked(items, self.chunk_size), results, strict=True):
+            for item in chunk:
+                error = result.error_for(item)
+                if error:
+                    merged.failed[item.email.lower()] = error
+        return merged
+
+    async def _one_job(self, actions: Sequence[ListAction], chunk: Sequence[BulkItem]) -> JobResult:
+        body: dict[str, Any] = {"Contacts": [item.body for item in chunk]}
+        if actions:
+            body["ContactsLists"] = [{"ListID": lid, "Action": act} for lid, act in actions]
+        try:
+            # An upsert by email with idempotent list actions: safe to send again.
+            answer = await self.client.post(JOBS, body, idempotent=True)
+            job_id = _job_id(answer)
+            status = await self._wait(job_id)
+        except ApiError as error:
+            return JobResult(job_error=str(error))
+        return await self._result(job_id, status)
+
+    async def _wait(self, job_id: int) -> dict[str, Any]:
+        wait = self.polling.first_wait
+        waited = 0.0
+        while True:
+            records = await self.client.get(f"{JOBS}/{job_id}")
+            status = records[0] if records and isinstance(records[0], dict) else {}
+            if str(status.get("Status", "")).lower() in FINISHED:
+                return status
+            if waited >= self.polling.timeout:
+                raise ApiError(
+                    f"bulk job {job_id} still {status.get('Status')!r} after {waited:.0f} s; "
+                    "re-run apply later to finish (it converges)",
+                    path=f"{JOBS}/{job_id}",
+                )
+            await asyncio.sleep(wait)
+            waited += wait
+            wait = min(wait * 2, self.polling.max_wait)
+
+    async def _result(self, job_id: int, status: dict[str, Any]) -> JobResult:
+        state = str(status.get("Status", "")).lower()
+        error = str(status.get("Error") or "")
+        if not FINISHED[state]:
+            return JobResult(job_error=f"bulk job {job_id} ended {status.get('Status')}: {error}")
+        error_file = status.get("ErrorFile")
+        if not error_file:
+            return JobResult()
+        failed = await self._error_rows(str(error_file))
+        if not failed:
+            return JobResult(job_error=f"bulk job {job_id} reported errors: {error}")
+        return JobResult(failed=failed)
+
+    async def _error_rows(self, url: str) -> dict[str, str]:
+        text = await self.client.download(url)
+        rows = csv.DictReader(io.StringIO(text))
+        failed: dict[str, str] = {}
+        for row in rows:
+            email = (row.get("email") or row.get("Email") or "").strip().lower()
+            if email:
+                failed[email] = row.get("error") or row.get("Error") or "failed in bulk job"
+        return failed
+
+
+def _job_id(answer: list[Any]) -> int:
+    job = answer[0] if answer else None
+    job_id = job.get("JobID") if isinstance(job, dict) else None
+    if not isinstance(job_id, int) or isinstance(job_id, bool):
+        raise ApiError(f"bulk job answer has no JobID: {answer!r}"[:300], path=JOBS)
+    return job_id

@@ -1,0 +1,128 @@
+"""Which contact writes go through bulk jobs and which through single calls.
+
+Pure: from the planned changes alone, so the same routing gives both the plan's
+estimate and apply's requests. A contact's work goes into a job when the jobs for its
+group cost fewer requests than single calls would. What a job can't carry stays on
+single calls: Name/IsExcludedFromCampaigns of an existing contact (PUT, with the
+full-replacement rule) and historic-namespace properties (only /contactdata).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from reconcile.diff import Action, Change, Flag, ResourceType
+from reconcile.model import Namespace, PropertyDef, SubscriptionStatus
+from reconcile.plan import split_membership_key
+from reconcile.providers.runner import contact_of
+
+EXPECTED_POLLS = 3  # a job reports running a few times before it ends
+NamedAction = tuple[str, str]  # (list name, managecontactslists action)
+
+
+@dataclass
+class ContactWork:
+    key: str
+    contact: Change | None = None
+    memberships: list[Change] = field(default_factory=list)
+
+    @property
+    def changes(self) -> list[Change]:
+        return ([self.contact] if self.contact else []) + self.memberships
+
+    @property
+    def properties(self) -> Mapping[str, object]:
+        after = self.contact.after if self.contact and self.contact.after else {}
+        values = after.get("properties", {})
+        return values if isinstance(values, Mapping) else {}
+
+    @property
+    def needs_put(self) -> bool:
+        """An existing contact's Name/IsExcludedFromCampaigns change: PUT, never a job."""
+        if self.contact is None or self.contact.action is not Action.UPDATE:
+            return False
+        return any(k != "properties" for k in (self.contact.after or {}))
+
+    def actions(self) -> tuple[NamedAction, ...]:
+        return tuple(
+            sorted((split_membership_key(m.key)[0], list_action(m)) for m in self.memberships)
+        )
+
+    def single_cost(self) -> int:
+        calls = 0
+        if self.contact is not None:
+            calls += 1 if self.contact.action is Action.CREATE or self.needs_put else 0
+            calls += 1 if self.properties else 0
+        calls += len({m.action is Action.DELETE for m in self.memberships})
+        return calls
+
+
+@dataclass
+class Route:
+    bulk: dict[tuple[NamedAction, ...], list[ContactWork]] = field(default_factory=dict)
+    single: list[ContactWork] = field(default_factory=list)
+
+    def calls(self, chunk_size: int) -> int:
+        calls = sum(work.single_cost() for work in self.single)
+        for works in self.bulk.values():
+            calls += jobs(len(works), chunk_size) * (1 + EXPECTED_POLLS)
+            calls += sum(1 for work in works if work.needs_put)
+        return calls
+
+
+def jobs(contacts: int, chunk_size: int) -> int:
+    return -(-contacts // chunk_size)
+
+
+def list_action(change: Change) -> str:
+    if change.action is Action.DELETE:
+        return "remove"
+    if (change.after or {}).get("status") == SubscriptionStatus.UNSUBSCRIBED.value:
+        return "unsub"
+    if Flag.RESUBSCRIBE in change.flags:
+        return "addforce"
+    # addnoforce never re-subscribes someone who left, even if they did so after planning.
+    return "addnoforce"
+
+
+def collect(changes: Iterable[Change]) -> list[ContactWork]:
+    works: dict[str, ContactWork] = {}
+    for change in changes:
+        if change.type not in (ResourceType.CONTACT, ResourceType.MEMBERSHIP):
+            continue
+        if change.type is ResourceType.CONTACT and change.action is Action.DELETE:
+            continue
+        work = works.setdefault(contact_of(change), ContactWork(contact_of(change)))
+        if change.type is ResourceType.CONTACT:
+            work.contact = change
+        else:
+            work.memberships.append(change)
+    return list(works.values())
+
+
+def route(
+    changes: Iterable[Change], definitions: Mapping[str, PropertyDef], chunk_size: int
+) -> Route:
+    result = Route()
+    groups: dict[tuple[NamedAction, ...], list[ContactWork]] = defaultdict(list)
+    for work in collect(changes):
+        historic = any(
+            definitions.get(name) is not None and definitions[name].namespace is Namespace.HISTORIC
+            for name in work.properties
+        )
+        if historic:
+            result.single.append(work)
+        else:
+            groups[work.actions()].append(work)
+    for actions, works in groups.items():
+        single = sum(work.single_cost() for work in works)
+        bulk = jobs(len(works), chunk_size) * (1 + EXPECTED_POLLS) + sum(
+            1 for work in works if work.needs_put
+        )
+        if bulk < single:
+            result.bulk[actions] = works
+        else:
+            result.single.extend(works)
+    return result
