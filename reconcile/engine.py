@@ -16,16 +16,18 @@ from reconcile.errors import ConfigError, ManifestError, ManifestIssue, PlanErro
 from reconcile.manifest.loader import Manifest, ProviderConfig, load_manifest
 from reconcile.manifest.schema import MailJawnOptions, MailjetOptions, ProviderOptions
 from reconcile.model import ReadScope, State
-from reconcile.plan import Plan, raise_if_stale
+from reconcile.plan import Estimate, Plan, raise_if_stale
 from reconcile.providers.base import ApplyReport, Capability, Provider
 from reconcile.providers.mailjawn.client import MailJawnClient
 from reconcile.providers.mailjawn.provider import MailJawnProvider
+from reconcile.providers.mailjet.bulk import JobPolling
 from reconcile.providers.mailjet.client import MailjetClient
 from reconcile.providers.mailjet.provider import MailjetProvider
 from reconcile.sandbox.runtime import SANDBOX_DIR, SandboxEndpoint, in_process_sandbox
 from reconcile.settings import MailJawnSettings, MailjetSettings, NetworkSettings
 
 _PROVIDER_OPTIONS: TypeAdapter[ProviderConfig] = TypeAdapter(ProviderOptions)
+SANDBOX_POLLING = JobPolling(first_wait=0.02, max_wait=0.2)
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,8 @@ def _build(config: ProviderConfig, endpoint: SandboxEndpoint | None) -> Provider
             timeout=network.timeout(),
             retry=network.retry(),
         )
-        return MailjetProvider(client)
+        polling = SANDBOX_POLLING if endpoint is not None else JobPolling()
+        return MailjetProvider(client, bulk_chunk_size=config.bulk_chunk_size, polling=polling)
     raise PlanError(f"unknown provider {config!r}")
 
 
@@ -143,7 +146,11 @@ async def make_plan(manifest: Manifest, provider: Provider) -> tuple[Plan, State
     changes, vetoed = provider.review(result.changes, live)
     options = manifest.provider.model_dump(exclude={"type"})
     warnings = [str(w) for w in (*result.warnings, *vetoed)]
-    return Plan.build(provider.name, changes, scope, warnings, options), live
+    estimate = Estimate(provider.estimate_calls(changes, live), provider.calls_per_minute())
+    made = Plan.build(
+        provider.name, changes, scope, warnings, provider_options=options, estimate=estimate
+    )
+    return made, live
 
 
 async def apply_plan(plan: Plan, provider: Provider, live: State | None = None) -> ApplyReport:

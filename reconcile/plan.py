@@ -41,12 +41,45 @@ def ordered(changes: Iterable[Change]) -> tuple[Change, ...]:
 
 
 @dataclass(frozen=True)
+class Estimate:
+    """What apply will cost: API calls, and minutes at the pace the client keeps."""
+
+    api_calls: int
+    calls_per_minute: float
+
+    @property
+    def minutes(self) -> float:
+        return self.api_calls / self.calls_per_minute
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "api_calls": self.api_calls,
+            "calls_per_minute": self.calls_per_minute,
+            "minutes": round(self.minutes, 1),
+        }
+
+    def describe(self) -> str:
+        pace = f"{self.calls_per_minute:g} calls/minute"
+        took = _duration(self.minutes)
+        return f"Apply will make about {self.api_calls} API calls (~{took} at {pace})."
+
+
+def _duration(minutes: float) -> str:
+    if minutes < 1:
+        return f"{max(1, round(minutes * 60))} s"
+    if minutes < 120:
+        return f"{minutes:.0f} min"
+    return f"{minutes / 60:.1f} h"
+
+
+@dataclass(frozen=True)
 class Plan:
     provider: str
     changes: tuple[Change, ...]
     scope: ReadScope = field(default_factory=ReadScope)
     warnings: tuple[str, ...] = ()
     provider_options: Mapping[str, Any] = field(default_factory=dict)  # pacing etc.; no secrets
+    estimate: Estimate | None = None
 
     @classmethod
     def build(
@@ -55,9 +88,18 @@ class Plan:
         changes: Iterable[Change],
         scope: ReadScope,
         warnings: Iterable[str] = (),
+        *,
         provider_options: Mapping[str, Any] | None = None,
+        estimate: Estimate | None = None,
     ) -> Plan:
-        return cls(provider, ordered(changes), scope, tuple(warnings), dict(provider_options or {}))
+        return cls(
+            provider,
+            ordered(changes),
+            scope,
+            tuple(warnings),
+            dict(provider_options or {}),
+            estimate,
+        )
 
     @property
     def is_empty(self) -> bool:
@@ -83,6 +125,7 @@ class Plan:
             "warnings": list(self.warnings),
             "scope": self.scope.to_json(),
             "provider_options": dict(self.provider_options),
+            "estimate": self.estimate.to_json() if self.estimate else None,
             "fingerprint": self.fingerprint(),
         }
 

@@ -28,6 +28,9 @@ class _Strict(BaseModel):
 class MailjetOptions(_Strict):
     type: Literal["mailjet"]
     requests_per_minute: int = Field(200, ge=1, le=100_000, description="client-side pacing")
+    bulk_chunk_size: int = Field(
+        1000, ge=1, le=10_000, description="contacts per managemanycontacts job"
+    )
 
 
 class MailJawnOptions(_Strict):

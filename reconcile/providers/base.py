@@ -102,6 +102,14 @@ class Provider(ABC):
         """Drop changes this provider must never make (with a warning for each)."""
         return list(changes), []
 
+    def estimate_calls(self, changes: Sequence[Change], live: State) -> int:
+        """API calls apply will make for `changes` (writes and job polls)."""
+        return len(changes)
+
+    def calls_per_minute(self) -> float:
+        """The pace apply's calls go at, for the time estimate."""
+        return 60.0
+
     @abstractmethod
     async def aclose(self) -> None:
         """Release connections."""

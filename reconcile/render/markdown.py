@@ -18,7 +18,10 @@ def render_markdown(plan: Plan) -> str:
         row = [counts.get((kind, action), 0) for action in ("create", "update", "delete")]
         if any(row):
             lines.append(f"| {kind} | " + " | ".join(str(n) for n in row) + " |")
-    lines += ["", f"**{summary_line(plan)}**", "", "<details><summary>Changes</summary>", ""]
+    lines += ["", f"**{summary_line(plan)}**", ""]
+    if plan.estimate is not None:
+        lines += [plan.estimate.describe(), ""]
+    lines += ["<details><summary>Changes</summary>", ""]
     lines.append("```diff")
     for change in plan.changes:
         symbol = SYMBOLS[change.action][0]

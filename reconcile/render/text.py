@@ -53,3 +53,5 @@ def render_text(plan: Plan, console: Console) -> None:
     if not plan.is_empty:
         console.print()
         console.print(Text(summary_line(plan), "bold"))
+        if plan.estimate is not None:
+            console.print(Text(plan.estimate.describe()))

@@ -83,6 +83,28 @@ class MailJawnProvider(Provider):
     async def aclose(self) -> None:
         await self.client.aclose()
 
+    def calls_per_minute(self) -> float:
+        return self.client.writes.per_window * 60.0 / self.client.writes.window_seconds
+
+    def estimate_calls(self, changes: Sequence[Change], live: State) -> int:
+        """Imports per chunk of new subscribers (plus a PATCH for each created excluded),
+        a PATCH per update, one identify per existing subscriber gaining tags, deletes."""
+        creates = [
+            c for c in changes if c.type is ResourceType.CONTACT and c.action is Action.CREATE
+        ]
+        created = {c.key for c in creates}
+        excluded = sum(1 for c in creates if (c.after or {}).get(EXCLUDED) is True)
+        others = sum(
+            1 for c in changes if c.type is ResourceType.CONTACT and c.action is not Action.CREATE
+        )
+        tagged = {
+            split_membership_key(c.key)[1]
+            for c in changes
+            if c.type is ResourceType.MEMBERSHIP and c.action is Action.CREATE
+        } - created
+        imports = -(-len(creates) // self.import_chunk_size)
+        return imports + excluded + others + len(tagged)
+
     def stats(self) -> dict[str, float]:
         return {
             "requests": self.client.stats.requests,
