@@ -146,11 +146,18 @@ async def make_plan(manifest: Manifest, provider: Provider) -> tuple[Plan, State
     changes, vetoed = provider.review(result.changes, live)
     options = manifest.provider.model_dump(exclude={"type"})
     warnings = [str(w) for w in (*result.warnings, *vetoed)]
-    estimate = Estimate(provider.estimate_calls(changes, live), provider.calls_per_minute())
+    estimate = Estimate(provider.estimate_calls(changes, live), _write_pace(manifest.provider))
     made = Plan.build(
         provider.name, changes, scope, warnings, provider_options=options, estimate=estimate
     )
     return made, live
+
+
+def _write_pace(config: ProviderConfig) -> float:
+    """Calls per minute apply's writes may use, as configured (the limit of the real service)."""
+    if isinstance(config, MailjetOptions):
+        return config.requests_per_minute
+    return config.writes_per_minute
 
 
 async def apply_plan(plan: Plan, provider: Provider, live: State | None = None) -> ApplyReport:

@@ -106,10 +106,6 @@ class Provider(ABC):
         """API calls apply will make for `changes` (writes and job polls)."""
         return len(changes)
 
-    def calls_per_minute(self) -> float:
-        """The pace apply's calls go at, for the time estimate."""
-        return 60.0
-
     @abstractmethod
     async def aclose(self) -> None:
         """Release connections."""

@@ -83,9 +83,6 @@ class MailJawnProvider(Provider):
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    def calls_per_minute(self) -> float:
-        return self.client.writes.per_window * 60.0 / self.client.writes.window_seconds
-
     def estimate_calls(self, changes: Sequence[Change], live: State) -> int:
         """Imports per chunk of new subscribers (plus a PATCH for each created excluded),
         a PATCH per update, one identify per existing subscriber gaining tags, deletes."""

@@ -167,9 +167,6 @@ class MailjetProvider(Provider):
         await run.each(groups[(ResourceType.PROPERTY, True)], self._delete_property)
         return report
 
-    def calls_per_minute(self) -> float:
-        return self.client.pacer.per_window
-
     def estimate_calls(self, changes: Sequence[Change], live: State) -> int:
         routed = route(changes, _definitions(changes, live), self.bulk.chunk_size)
         other = sum(
