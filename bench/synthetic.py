@@ -6,6 +6,7 @@ a quarter differ in one managed property; every contact is on 2 lists.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +75,18 @@ def live_contacts(count: int) -> list[tuple[str, str, dict[str, Any], list[str]]
             values["seats"] = values["seats"] + 1
         result.append((email(n), f"Person {n}", values, lists_of(n)))
     return result
+
+
+def write_csv_manifest(directory: Path, count: int) -> Path:
+    """The same audience with its contacts in a CSV file (`contacts_from`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rows = ["email,name,lists,properties"]
+    for n in range(count):
+        values = json.dumps(desired_values(n)).replace('"', '""')
+        rows.append(f'{email(n)},Person {n},{";".join(lists_of(n))},"{values}"')
+    csv_path = directory / f"people-{count}.csv"
+    csv_path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    head = manifest_yaml(0)
+    path = directory / f"audience-{count}-csv.yaml"
+    path.write_text(head.replace("contacts:\n", f"contacts_from: {csv_path.name}\n"), "utf-8")
+    return path

@@ -163,3 +163,56 @@ def test_several_errors_are_reported_together(tmp_path: Path) -> None:
     )
     assert "contacts[0].email" in message
     assert "contacts[1].lists" in message
+
+
+def test_contacts_from_csv_are_merged_and_typed(tmp_path: Path) -> None:
+    (tmp_path / "people.csv").write_text(
+        "email,name,excluded_from_campaigns,lists,properties\n"
+        'a@example.com,Ann,,news,"{""seats"": 3}"\n'
+        "b@example.com,,true,news:unsubscribed,\n",
+        encoding="utf-8",
+    )
+    path = write_manifest(tmp_path, HEADER + "contacts_from: people.csv\n")
+
+    state = load_manifest([path]).desired
+
+    assert dict(state.contacts["a@example.com"].fields) == {NAME: "Ann"}
+    assert dict(state.contacts["a@example.com"].properties) == {"seats": 3}
+    assert dict(state.contacts["b@example.com"].fields) == {EXCLUDED: True}
+    unsubscribed = state.memberships[("news", "b@example.com")]
+    assert unsubscribed.status is SubscriptionStatus.UNSUBSCRIBED
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ("email,colour\nx@example.com,red\n", "people.csv:1: unknown column(s) ['colour']"),
+        ("email\nx@example.com\nnope\n", "people.csv:3: email: 'nope' is not a valid email"),
+        (
+            'email,properties\nx@example.com,"{""seats"": ""3""}"\n',
+            "people.csv:2: properties.seats: expected int, got a string",
+        ),
+        ("email,lists\nx@example.com,gone\n", "people.csv:2: lists: list 'gone' is not declared"),
+        (
+            "email,excluded_from_campaigns\nx@example.com,maybe\n",
+            "people.csv:2: excluded_from_campaigns: expected true or false",
+        ),
+        (
+            'email,properties\n"x@example.com","not json"\n',
+            "people.csv:2: properties: not a JSON object",
+        ),
+        (
+            'email,name\n"a@example.com","multi\nline"\nA@example.com,\n',
+            "people.csv:4: email: already defined at",
+        ),
+    ],
+    ids=["unknown-column", "bad-email", "typed", "undeclared-list", "bad-bool", "json", "dup"],
+)
+def test_bad_csv_rows_name_file_line_and_column(tmp_path: Path, rows: str, expected: str) -> None:
+    (tmp_path / "people.csv").write_text(rows, encoding="utf-8")
+    assert expected in error_of(tmp_path, "contacts_from: people.csv\n")
+
+
+def test_non_utf8_csv_names_the_line(tmp_path: Path) -> None:
+    (tmp_path / "people.csv").write_bytes(b"email\nok@example.com\n\xff\xfe@example.com\n")
+    assert "people.csv:3: not valid UTF-8" in error_of(tmp_path, "contacts_from: people.csv\n")

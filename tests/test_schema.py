@@ -18,5 +18,12 @@ def test_committed_schema_matches_the_models() -> None:
 
 def test_schema_describes_the_manifest_sections() -> None:
     schema = json.loads(schema_text())
-    assert set(schema["properties"]) == {"version", "provider", "properties", "lists", "contacts"}
+    assert set(schema["properties"]) == {
+        "version",
+        "provider",
+        "properties",
+        "lists",
+        "contacts",
+        "contacts_from",
+    }
     assert schema["additionalProperties"] is False

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from reconcile.errors import ManifestError, ManifestIssue, SourceLocation
+from reconcile.manifest.csv_source import read_contacts_csv
 from reconcile.manifest.emails import email_problem
 from reconcile.manifest.schema import (
     ContactSpec,
@@ -97,7 +98,7 @@ class _Builder:
         self.sources: dict[str, SourceLocation] = {}
         self.provider: ProviderConfig | None = None
         self.issues: list[ManifestIssue] = []
-        self.pending_contacts: list[tuple[YamlDocument, int, ContactSpec]] = []
+        self.pending_contacts: list[tuple[ContactSource, ContactSpec]] = []
 
     def add(self, document: YamlDocument, manifest: ManifestDocument) -> None:
         if manifest.provider is not None:
@@ -115,11 +116,18 @@ class _Builder:
             if self._claim(f"list:{name}", where, f"lists.{name}"):
                 self.state.lists[name] = ContactList(name, list_spec.members)
         for index, contact in enumerate(manifest.contacts):
-            self.pending_contacts.append((document, index, contact))
+            self.pending_contacts.append((YamlContact(document, index), contact))
+        for name in _paths(manifest.contacts_from):
+            csv_path = document.path.parent / name
+            if not csv_path.is_file():
+                where = document.location(("contacts_from",))
+                self.issues.append(ManifestIssue(where, "contacts_from", f"no file {csv_path}"))
+                continue
+            self.pending_contacts.extend(read_contacts_csv(csv_path))
 
     def finish(self) -> Manifest:
-        for document, index, spec in self.pending_contacts:
-            self._add_contact(document, index, spec)
+        for source, spec in self.pending_contacts:
+            self._add_contact(source, spec)
         if self.provider is None:
             self.issues.append(
                 ManifestIssue(
@@ -141,18 +149,15 @@ class _Builder:
         self.sources[address] = where
         return True
 
-    def _add_contact(self, document: YamlDocument, index: int, spec: ContactSpec) -> None:
-        base = ("contacts", index)
-        label = f"contacts[{index}]"
+    def _add_contact(self, source: ContactSource, spec: ContactSpec) -> None:
         problem = email_problem(spec.email)
         if problem:
-            self._error(document, (*base, "email"), f"{label}.email", f"{spec.email!r} {problem}")
+            self._error(source, ("email",), f"{spec.email!r} {problem}")
             return
         key = email_key(spec.email)
-        where = document.location(base)
-        if not self._claim(f"contact:{key}", where, f"{label}.email"):
+        if not self._claim(f"contact:{key}", source.location(()), _field(source, "email")):
             return
-        properties = self._contact_properties(document, index, spec)
+        properties = self._contact_properties(source, spec)
         fields: dict[str, Any] = {}
         if spec.name is not None:
             fields[NAME] = spec.name
@@ -161,46 +166,71 @@ class _Builder:
         self.state.add_contact(Contact(spec.email, fields, properties))
         for list_name, membership in _memberships(spec):
             if list_name not in self.state.lists:
-                self._error(
-                    document,
-                    (*base, "lists", list_name),
-                    f"{label}.lists",
-                    f"list {list_name!r} is not declared under lists:",
-                )
+                message = f"list {list_name!r} is not declared under lists:"
+                self._error(source, ("lists", list_name), message, "lists")
                 continue
             self.state.add_membership(
                 Membership(list_name, key, membership.status, membership.resubscribe)
             )
-            self.sources[f"membership:{list_name}/{key}"] = document.location(
-                (*base, "lists", list_name)
-            )
+            self.sources[f"membership:{list_name}/{key}"] = source.location(("lists", list_name))
 
     def _contact_properties(
-        self, document: YamlDocument, index: int, spec: ContactSpec
+        self, source: ContactSource, spec: ContactSpec
     ) -> dict[str, PropertyValue]:
         values: dict[str, PropertyValue] = {}
         for name, raw in spec.properties.items():
-            loc = ("contacts", index, "properties", name)
-            field_name = f"contacts[{index}].properties.{name}"
+            loc = ("properties", name)
             definition = self.state.properties.get(name)
             if definition is None:
-                self._error(
-                    document,
-                    loc,
-                    field_name,
-                    f"property {name!r} is not declared under properties:",
-                )
+                self._error(source, loc, f"property {name!r} is not declared under properties:")
                 continue
             try:
                 values[name] = strict_value(definition.type, raw)
             except ValueTypeError as error:
-                self._error(document, loc, field_name, f"{error} (declared {definition.type})")
+                self._error(source, loc, f"{error} (declared {definition.type})")
         return values
 
     def _error(
-        self, document: YamlDocument, loc: Sequence[str | int], field_name: str, message: str
+        self,
+        source: ContactSource,
+        loc: Sequence[str | int],
+        message: str,
+        field_name: str | None = None,
     ) -> None:
-        self.issues.append(ManifestIssue(document.location(loc), field_name, message))
+        named = field_name if field_name is not None else ".".join(str(p) for p in loc)
+        self.issues.append(ManifestIssue(source.location(loc), _field(source, named), message))
+
+
+class ContactSource(Protocol):
+    @property
+    def label(self) -> str: ...
+
+    def location(self, loc: Sequence[str | int]) -> SourceLocation: ...
+
+
+@dataclass(frozen=True)
+class YamlContact:
+    """A contact entry of a YAML file: contacts[index]."""
+
+    document: YamlDocument
+    index: int
+
+    @property
+    def label(self) -> str:
+        return f"contacts[{self.index}]"
+
+    def location(self, loc: Sequence[str | int]) -> SourceLocation:
+        return self.document.location(("contacts", self.index, *loc))
+
+
+def _field(source: ContactSource, name: str) -> str:
+    return f"{source.label}.{name}" if source.label else name
+
+
+def _paths(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else value
 
 
 def _memberships(spec: ContactSpec) -> list[tuple[str, MembershipSpec]]:

@@ -109,6 +109,11 @@ class ManifestDocument(_Strict):
     properties: dict[StrictStr, PropertySpec] = Field(default_factory=dict)
     lists: dict[StrictStr, ListSpec] = Field(default_factory=dict)
     contacts: list[ContactSpec] = Field(default_factory=list)
+    contacts_from: StrictStr | list[StrictStr] | None = Field(
+        None,
+        description="CSV file(s), relative to this file: columns email, name, "
+        "excluded_from_campaigns, lists (a;b or a:unsubscribed), properties (JSON object)",
+    )
 
 
 def manifest_json_schema() -> dict[str, Any]:
