@@ -1,0 +1,270 @@
+"""Benchmark plan and apply on Mailjet at 1k/10k/100k contacts, against the naive way.
+
+    python -m bench.run --sizes 1000 10000 100000
+
+Each size runs in its own process (so peak memory is that size's), against a seeded
+emulator served by another process over real HTTP, with the real service's latency
+(300 ms) and rate limit (200 requests/minute). `--time-scale` shrinks the rate window,
+latency and job polling by the same factor so big sizes finish; reported times are
+scaled back to real-service time. The naive way (one request per contact, per
+property write and per membership) is run for real up to --naive-up-to contacts and
+counted by formula above that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.synthetic import LISTS, PROPERTIES, live_contacts, write_csv_manifest
+from reconcile import engine
+from reconcile.manifest.loader import Manifest, load_manifest
+from reconcile.providers.mailjet.bulk import JobPolling
+from reconcile.providers.mailjet.client import MailjetClient
+from reconcile.providers.mailjet.provider import MailjetProvider
+from reconcile.providers.pacing import Pacer
+from reconcile.sandbox.mailjet import create_mailjet_emulator
+
+KEY, SECRET = "sandbox-key", "sandbox-secret"
+PAGE = 1000
+POLLS = 3  # bench.serve: a job reports running twice, then Completed
+
+
+def seeded_state(size: int) -> dict[str, Any]:
+    emulator = create_mailjet_emulator()
+    for name, kind in PROPERTIES.items():
+        emulator.seed_property(name, kind)
+    for name in LISTS:
+        emulator.seed_list(name)
+    for address, name, values, lists in live_contacts(size):
+        emulator.seed_contact(address, name, False, values, dict.fromkeys(lists, False))
+    return emulator.dump_state()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def pages(count: int) -> int:
+    return count // PAGE + 1  # until a short page
+
+
+def minimum_reads(size: int) -> int:
+    live = len(live_contacts(size))
+    members = 2 * live // len(LISTS)
+    return 2 + pages(live) * 2 + len(LISTS) * pages(members)
+
+
+def minimum_apply(size: int) -> int:
+    """Per job one POST and the polls the emulator takes to finish it (POLLS): new
+    contacts grouped by their pair of lists, changed contacts in a group of their own."""
+    groups: dict[str, int] = {}
+    for n in range(size):
+        if n % 5 == 4:
+            key = str(n % 3)
+        elif n % 4 == 0:
+            key = "changed"
+        else:
+            continue
+        groups[key] = groups.get(key, 0) + 1
+    return sum((1 + POLLS) * -(-count // PAGE) for count in groups.values())
+
+
+async def run_reconcile(url: str, manifest: Manifest, scale: float) -> dict[str, Any]:
+    client = MailjetClient(api_key=KEY, secret_key=SECRET, base_url=url, max_in_flight=8)
+    client.pacer = Pacer(manifest.provider.requests_per_minute, 60.0 / scale)  # type: ignore[union-attr]
+    polling = JobPolling(first_wait=1.0 / scale, max_wait=15.0 / scale)
+    provider = MailjetProvider(client, polling=polling)
+    try:
+        started, cpu = time.monotonic(), time.process_time()
+        plan, live = await engine.make_plan(manifest, provider)
+        plan_stats = (client.stats.requests, time.monotonic() - started, time.process_time() - cpu)
+        waited = client.pacer.waited_seconds
+        started, cpu, before = time.monotonic(), time.process_time(), client.stats.requests
+        report = await engine.apply_plan(plan, provider, live)
+        apply_stats = (client.stats.requests - before, time.monotonic() - started)
+        again, _ = await engine.make_plan(manifest, provider)
+        return {
+            "changes": len(plan.changes),
+            "estimate": plan.estimate.api_calls if plan.estimate else None,
+            "plan_calls": plan_stats[0],
+            "plan_wall": plan_stats[1] * scale,
+            "plan_cpu": plan_stats[2],
+            "plan_wait": waited * scale,
+            "apply_calls": apply_stats[0],
+            "apply_wall": apply_stats[1] * scale,
+            "apply_wait": (client.pacer.waited_seconds - waited) * scale,
+            "apply_ok": report.ok,
+            "second_plan_empty": again.is_empty,
+            "rate_limited": client.stats.rate_limited,
+        }
+    finally:
+        await provider.aclose()
+
+
+async def run_naive(url: str, manifest: Manifest, scale: float) -> int:
+    """What a script on a per-resource client does: a request per contact, value, membership,
+    each after the previous one, paced to the same limit."""
+    calls = 0
+    pacer = Pacer(200, 60.0 / scale)
+    paced = httpx.AsyncClient(
+        base_url=f"{url}/v3/REST",
+        auth=(KEY, SECRET),
+        event_hooks={"request": [lambda _request: pacer.wait_turn()]},
+    )
+    async with paced as http:
+        lists = {
+            r["Name"]: r["ID"] for r in (await http.get("/contactslist?Limit=1000")).json()["Data"]
+        }
+        calls += 1
+        for contact in manifest.desired.contacts.values():
+            found = await http.get(f"/contact/{contact.email}")
+            calls += 1
+            if found.status_code == 404:
+                created = await http.post(
+                    "/contact",
+                    json={"Email": contact.email, "Name": contact.fields.get("name", "")},
+                )
+                contact_id = created.json()["Data"][0]["ID"]
+                calls += 1
+            else:
+                contact_id = found.json()["Data"][0]["ID"]
+            for name, value in contact.properties.items():
+                await http.put(
+                    f"/contactdata/{contact_id}", json={"Data": [{"Name": name, "Value": value}]}
+                )
+                calls += 1
+        for (list_name, email), _membership in manifest.desired.memberships.items():
+            await http.post(
+                f"/contact/{email}/managecontactslists",
+                json={"ContactsLists": [{"ListID": lists[list_name], "Action": "addnoforce"}]},
+            )
+            calls += 1
+    return calls
+
+
+def naive_calls(size: int) -> int:
+    """lookup + create-if-missing per contact, a write per property, a call per membership."""
+    new = size - len(live_contacts(size))
+    return 1 + size + new + size * len(PROPERTIES) + size * 2
+
+
+def one_size(size: int, scale: float, naive_up_to: int) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix=f"bench-{size}-"))
+    cpu = time.process_time()
+    manifest = load_manifest([write_csv_manifest(work, size)])
+    load_cpu = time.process_time() - cpu
+    state_file = work / "state.json"
+    state_file.write_text(json.dumps(seeded_state(size)))
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.serve",
+            "--state",
+            str(state_file),
+            "--port",
+            str(port),
+            "--time-scale",
+            str(scale),
+        ],
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(f"{url}/_emulator/calls", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        result = asyncio.run(run_reconcile(url, manifest, scale))
+        if size <= naive_up_to:
+            httpx.put(f"{url}/_emulator/state", json=json.loads(state_file.read_text()), timeout=60)
+            httpx.post(f"{url}/_emulator/settings", json={"latency_seconds": 0}, timeout=5)
+            started = time.monotonic()
+            result["naive_calls"] = asyncio.run(run_naive(url, manifest, scale))
+            result["naive_wall"] = (time.monotonic() - started) * scale
+        else:
+            result["naive_calls"] = naive_calls(size)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    result.update(
+        size=size,
+        load_cpu=load_cpu,
+        min_reads=minimum_reads(size),
+        min_apply=minimum_apply(size),
+        peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--time-scale", type=float, default=20.0)
+    parser.add_argument("--naive-up-to", type=int, default=1000)
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one_size(args.one, args.time_scale, args.naive_up_to)))
+        return
+    for size in args.sizes:
+        output = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.run",
+                "--one",
+                str(size),
+                "--time-scale",
+                str(args.time_scale),
+                "--naive-up-to",
+                str(args.naive_up_to),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        report(json.loads(output.strip().splitlines()[-1]))
+
+
+def report(r: dict[str, Any]) -> None:
+    print(f"\n== {r['size']:,} contacts ({r['changes']:,} changes) ==")
+    print(f"load+validate CPU   {r['load_cpu']:.1f} s        peak memory {r['peak_mb']:.0f} MB")
+    print(
+        f"plan   calls {r['plan_calls']:>7,} (minimum {r['min_reads']:,}, "
+        f"x{r['plan_calls'] / r['min_reads']:.2f})  wall {r['plan_wall']:.0f} s "
+        f"(waiting on limit {r['plan_wait']:.0f} s)  local CPU {r['plan_cpu']:.1f} s"
+    )
+    print(
+        f"apply  calls {r['apply_calls']:>7,} (minimum {r['min_apply']:,}, "
+        f"x{r['apply_calls'] / max(r['min_apply'], 1):.2f}; estimate {r['estimate']:,})  "
+        f"wall {r['apply_wall']:.0f} s (waiting on limit {r['apply_wait']:.0f} s)  "
+        f"ok={r['apply_ok']} second plan empty={r['second_plan_empty']} 429s={r['rate_limited']}"
+    )
+    ratio = r["naive_calls"] / max(r["apply_calls"], 1)
+    measured = f"measured {r['naive_wall'] / 3600:.1f} h" if "naive_wall" in r else "counted"
+    print(
+        f"naive  calls {r['naive_calls']:>7,} ({measured}; {r['naive_calls'] / 200 / 60:.1f} h "
+        f"at 200/min) -> {ratio:,.0f}x the calls of reconcile's apply"
+    )
+
+
+if __name__ == "__main__":
+    main()
