@@ -1,34 +1,66 @@
-"""The plan as Markdown for a pull-request comment."""
+"""The plan as Markdown for a pull-request comment: summary table first, details folded,
+never longer than MAX_CHARS (detail cut, with a count of what was left out)."""
 
 from __future__ import annotations
 
+from reconcile.diff import Change
 from reconcile.plan import Plan
 from reconcile.render.fields import field_lines
+from reconcile.render.summary import DETAIL_LIMIT, grouped_counts
 from reconcile.render.text import FLAG_NOTES, SYMBOLS, summary_line
+
+MAX_CHARS = 60_000
+_RESERVED = 2_000  # room for the closing lines, warnings header and the cut notice
 
 
 def render_markdown(plan: Plan) -> str:
-    lines = [f"### reconcile plan ({plan.provider})", ""]
+    head = [f"### reconcile plan ({plan.provider})", ""]
     if plan.is_empty:
-        lines.append("No changes: the account matches the manifest.")
-        return "\n".join(lines) + "\n"
-    lines += ["| type | create | update | delete |", "|---|---:|---:|---:|"]
-    counts = plan.counts_by_type()
-    for kind in ("property", "list", "contact", "membership"):
-        row = [counts.get((kind, action), 0) for action in ("create", "update", "delete")]
-        if any(row):
-            lines.append(f"| {kind} | " + " | ".join(str(n) for n in row) + " |")
-    lines += ["", f"**{summary_line(plan)}**", ""]
+        return "\n".join([*head, "No changes: the account matches the manifest.", ""])
+    head += ["| | create | update | delete |", "|---|---:|---:|---:|"]
+    head += [f"| {g} | {c:,} | {u:,} | {d:,} |" for g, c, u, d in grouped_counts(plan)]
+    head += ["", f"**{summary_line(plan)}**", ""]
     if plan.estimate is not None:
-        lines += [plan.estimate.describe(), ""]
-    lines += ["<details><summary>Changes</summary>", ""]
-    lines.append("```diff")
-    for change in plan.changes:
-        symbol = SYMBOLS[change.action][0]
-        lines.append(f"{symbol} {change.address}")
-        lines.extend(f"{symbol}     ! {FLAG_NOTES[flag]}" for flag in sorted(change.flags))
-        lines.extend(f"{symbol}     {name}: {value}" for name, value in field_lines(change))
-    lines += ["```", "", "</details>"]
+        head += [plan.estimate.describe(), ""]
+    body = "\n".join(head)
+    budget = MAX_CHARS - _RESERVED - len(body)
+    details, shown = _details(plan.changes[:DETAIL_LIMIT], budget // 2)
+    warnings, warned = _bullets(plan.warnings, budget - len(details))
+    parts = [body, "<details><summary>Changes</summary>", "", "```diff", details, "```"]
+    if shown < len(plan.changes):
+        left = len(plan.changes) - shown
+        parts.append(f"... and {left:,} more changes (all of them: `plan --format json`)")
+    parts += ["", "</details>"]
     if plan.warnings:
-        lines += ["", "**Warnings**", ""] + [f"- {w}" for w in plan.warnings]
-    return "\n".join(lines) + "\n"
+        parts += ["", "**Warnings**", "", warnings]
+        if warned < len(plan.warnings):
+            parts.append(f"- ... and {len(plan.warnings) - warned:,} more warnings")
+    return "\n".join(parts) + "\n"
+
+
+def _details(changes: tuple[Change, ...], budget: int) -> tuple[str, int]:
+    lines: list[str] = []
+    used = 0
+    for shown, change in enumerate(changes):
+        symbol = SYMBOLS[change.action][0]
+        block = [f"{symbol} {change.address}"]
+        block += [f"{symbol}     ! {FLAG_NOTES[flag]}" for flag in sorted(change.flags)]
+        block += [f"{symbol}     {name}: {value}" for name, value in field_lines(change)]
+        size = sum(len(line) + 1 for line in block)
+        if used + size > budget:
+            return "\n".join(lines), shown
+        lines += block
+        used += size
+    return "\n".join(lines), len(changes)
+
+
+def _bullets(items: tuple[str, ...], budget: int) -> tuple[str, int]:
+    lines: list[str] = []
+    used = 0
+    for shown, item in enumerate(items):
+        line = f"- {item}"
+        if used + len(line) + 1 > budget:
+            return "\n".join(lines), shown
+        lines.append(line)
+        used += len(line) + 1
+    return "\n".join(lines), len(items)

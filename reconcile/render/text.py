@@ -8,6 +8,7 @@ from rich.text import Text
 from reconcile.diff import Action, Flag
 from reconcile.plan import Plan
 from reconcile.render.fields import field_lines
+from reconcile.render.summary import DETAIL_LIMIT, grouped_counts
 
 SYMBOLS = {
     Action.CREATE: ("+", "green"),
@@ -28,6 +29,14 @@ def summary_line(plan: Plan) -> str:
     )
 
 
+def _print_groups(plan: Plan, console: Console) -> None:
+    console.print(Text(f"  {'':<32} {'create':>9} {'update':>9} {'delete':>9}", "bold"))
+    for group, create, update, delete in grouped_counts(plan):
+        console.print(Text(f"  {group:<32} {create:>9,} {update:>9,} {delete:>9,}"))
+    console.print()
+    console.print(Text(f"First {DETAIL_LIMIT} changes:", "bold"))
+
+
 def render_text(plan: Plan, console: Console) -> None:
     if plan.is_empty:
         console.print(
@@ -36,7 +45,9 @@ def render_text(plan: Plan, console: Console) -> None:
     else:
         console.print(Text(f"reconcile will make these changes on {plan.provider}:", "bold"))
         console.print()
-    for change in plan.changes:
+    if len(plan.changes) > DETAIL_LIMIT:
+        _print_groups(plan, console)
+    for change in plan.changes[:DETAIL_LIMIT]:
         symbol, colour = SYMBOLS[change.action]
         line = Text(f"  {symbol} ", colour)
         line.append(change.address, "bold")
@@ -45,11 +56,17 @@ def render_text(plan: Plan, console: Console) -> None:
             console.print(Text(f"      ! {FLAG_NOTES[flag]}", "magenta"))
         for name, value in field_lines(change):
             console.print(Text(f"      {name}: ", colour) + Text(value))
+    left_out = len(plan.changes) - DETAIL_LIMIT
+    if left_out > 0:
+        console.print(Text(f"  ... and {left_out:,} more changes (all of them: --format json)"))
     if plan.warnings:
         console.print()
         console.print(Text("Warnings:", "bold yellow"))
-        for warning in plan.warnings:
+        for warning in plan.warnings[:DETAIL_LIMIT]:
             console.print(Text(f"  ! {warning}", "yellow"))
+        if len(plan.warnings) > DETAIL_LIMIT:
+            more = len(plan.warnings) - DETAIL_LIMIT
+            console.print(Text(f"  ... and {more:,} more warnings (all of them: --format json)"))
     if not plan.is_empty:
         console.print()
         console.print(Text(summary_line(plan), "bold"))

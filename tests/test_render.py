@@ -1,0 +1,66 @@
+"""Renderers at scale: grouped summary first, detail capped with a count, markdown bounded."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from reconcile.diff import Action, Change, ResourceType
+from reconcile.model import ReadScope
+from reconcile.plan import Estimate, Plan
+from reconcile.render.markdown import MAX_CHARS, render_markdown
+from reconcile.render.text import render_text
+
+
+def big_plan(contacts: int) -> Plan:
+    changes = []
+    for n in range(contacts):
+        email = f"person{n}@example.com"
+        after = {"email": email, "name": "x" * 40, "properties": {"note": "y" * 60}}
+        changes.append(Change(ResourceType.CONTACT, Action.CREATE, email, None, after))
+        for list_name in ("news", "product"):
+            changes.append(
+                Change(
+                    ResourceType.MEMBERSHIP,
+                    Action.CREATE,
+                    f"{list_name}/{email}",
+                    None,
+                    {"status": "subscribed"},
+                )
+            )
+    warnings = [f"membership:news/w{n}@example.com: unsubscribed" for n in range(5000)]
+    return Plan.build(
+        "mailjet", changes, ReadScope(), warnings, estimate=Estimate(len(changes) // 900, 200)
+    )
+
+
+def test_text_at_scale_groups_first_and_caps_detail() -> None:
+    buffer = io.StringIO()
+    render_text(big_plan(20_000), Console(file=buffer, width=120, color_system=None))
+    text = buffer.getvalue()
+
+    assert text.index("membership of news") < text.index("+ contact:person0@example.com")
+    assert "membership of product" in text
+    assert "... and 59,800 more changes (all of them: --format json)" in text
+    assert "... and 4,800 more warnings" in text
+    assert "Plan: 60000 to create, 0 to update, 0 to delete." in text
+    assert "Apply will make about 66 API calls" in text
+    assert len(text.splitlines()) < 1100  # bounded whatever the plan size
+
+
+def test_markdown_stays_under_the_comment_limit_and_says_what_it_left_out() -> None:
+    markdown = render_markdown(big_plan(20_000))
+
+    assert len(markdown) <= MAX_CHARS
+    assert markdown.index("| contact | 20,000 | 0 | 0 |") < markdown.index("<details>")
+    assert "more changes (all of them: `plan --format json`)" in markdown
+    assert "more warnings" in markdown
+
+
+def test_small_plans_show_every_change() -> None:
+    buffer = io.StringIO()
+    render_text(big_plan(3), Console(file=buffer, width=120, color_system=None))
+    text = buffer.getvalue()
+    assert "more changes" not in text
+    assert text.count("+ membership:") == 6
