@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
+from typing import Any
 
 import uvicorn
 
+from bench.synthetic import LISTS, PROPERTIES, live_contacts
 from reconcile.sandbox.mailjet import MailjetEmulatorSettings, create_mailjet_emulator
+
+
+def seeded_state(size: int) -> dict[str, Any]:
+    emulator = create_mailjet_emulator()
+    for name, kind in PROPERTIES.items():
+        emulator.seed_property(name, kind)
+    for name in LISTS:
+        emulator.seed_list(name)
+    for address, name, values, lists in live_contacts(size):
+        emulator.seed_contact(address, name, False, values, dict.fromkeys(lists, False))
+    return emulator.dump_state()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--state", type=Path, required=True)
+    parser.add_argument("--size", type=int, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--rpm", type=int, default=200)
     parser.add_argument("--time-scale", type=float, default=1.0)
@@ -22,7 +33,7 @@ def main() -> None:
     settings = MailjetEmulatorSettings(
         requests_per_minute=args.rpm, time_scale=args.time_scale, job_polls_to_complete=2
     )
-    emulator = create_mailjet_emulator(settings, json.loads(args.state.read_text()))
+    emulator = create_mailjet_emulator(settings, seeded_state(args.size))
     emulator.control.latency_seconds = args.latency / args.time_scale
     uvicorn.run(emulator.app, host="127.0.0.1", port=args.port, log_level="warning")
 

@@ -86,10 +86,10 @@ class MailjetProvider(Provider):
     # ---- read -------------------------------------------------------------------------
 
     async def read(self, scope: ReadScope) -> State:
-        metadata, lists, contacts = await asyncio.gather(
-            self.client.list_all("/contactmetadata"),
-            self.client.list_all("/contactslist"),
-            self.client.list_all("/contact"),
+        """Definitions and lists first (list IDs are needed), then contacts, their data and
+        the members of each wanted list all at once: each collection is read exactly once."""
+        metadata, lists = await asyncio.gather(
+            self.client.list_all("/contactmetadata"), self.client.list_all("/contactslist")
         )
         state = State()
         self.ids = _Ids()
@@ -105,6 +105,15 @@ class MailjetProvider(Provider):
             name = records.field(record, "Name", str, "/contactslist")
             state.lists[name] = ContactList(name)
             self.ids.lists[name] = records.field(record, "ID", int, "/contactslist")
+        wanted = [name for name in sorted(self.ids.lists) if scope.wants_members(name)]
+        contacts, data, *members = await asyncio.gather(
+            self.client.list_all("/contact"),
+            self.client.list_all("/contactdata") if scope.contact_data else _nothing(),
+            *(
+                self.client.list_all("/listrecipient", {"ContactsList": self.ids.lists[name]})
+                for name in wanted
+            ),
+        )
         emails_by_id: dict[int, str] = {}
         for record in contacts:
             contact = records.contact(record)
@@ -112,39 +121,10 @@ class MailjetProvider(Provider):
             contact_id = records.field(record, "ID", int, "/contact")
             self.ids.contacts[contact.key] = contact_id
             emails_by_id[contact_id] = contact.key
-        if scope.contact_data:
-            await self._read_contact_data(state, emails_by_id)
-        await asyncio.gather(
-            *(
-                self._read_members(state, name, emails_by_id)
-                for name in sorted(self.ids.lists)
-                if scope.wants_members(name)
-            )
-        )
+        _add_contact_data(state, data, emails_by_id)
+        for name, recipients in zip(wanted, members, strict=True):
+            _add_members(state, name, recipients, emails_by_id)
         return state
-
-    async def _read_contact_data(self, state: State, emails_by_id: dict[int, str]) -> None:
-        for record in await self.client.list_all("/contactdata"):
-            contact_id, values = records.contact_values(record, state.properties)
-            email = emails_by_id.get(contact_id)
-            if email is not None:
-                current = state.contacts[email]
-                state.add_contact(Contact(current.email, current.fields, values))
-
-    async def _read_members(
-        self, state: State, list_name: str, emails_by_id: dict[int, str]
-    ) -> None:
-        list_id = self.ids.lists[list_name]
-        source = "/listrecipient"
-        for record in await self.client.list_all(source, {"ContactsList": list_id}):
-            email = emails_by_id.get(records.field(record, "ContactID", int, source))
-            if email is None:
-                continue  # contact listing lags behind; it is not managed by this plan
-            unsubscribed = record.get("IsUnsubscribed") is True
-            status = (
-                SubscriptionStatus.UNSUBSCRIBED if unsubscribed else SubscriptionStatus.SUBSCRIBED
-            )
-            state.add_membership(Membership(list_name, email, status))
 
     # ---- apply ------------------------------------------------------------------------
 
@@ -367,6 +347,32 @@ class MailjetProvider(Provider):
             return self.ids.lists[name]
         except KeyError:
             raise ApiError(f"list {name!r} is not in the account") from None
+
+
+async def _nothing() -> list[Any]:
+    return []
+
+
+def _add_contact_data(state: State, data: list[Any], emails_by_id: dict[int, str]) -> None:
+    for record in data:
+        contact_id, values = records.contact_values(record, state.properties)
+        email = emails_by_id.get(contact_id)
+        if email is not None:
+            current = state.contacts[email]
+            state.add_contact(Contact(current.email, current.fields, values))
+
+
+def _add_members(
+    state: State, list_name: str, recipients: list[Any], emails_by_id: dict[int, str]
+) -> None:
+    source = "/listrecipient"
+    for record in recipients:
+        email = emails_by_id.get(records.field(record, "ContactID", int, source))
+        if email is None:
+            continue  # the contact listing lags behind; this plan does not manage them
+        unsubscribed = record.get("IsUnsubscribed") is True
+        status = SubscriptionStatus.UNSUBSCRIBED if unsubscribed else SubscriptionStatus.SUBSCRIBED
+        state.add_membership(Membership(list_name, email, status))
 
 
 def _definitions(changes: Sequence[Change], live: State) -> dict[str, PropertyDef]:
