@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
+import stamina
 
 BURST_SHARE = 0.05
 
@@ -82,6 +83,36 @@ class RetryPolicy:
     wait_initial: float = 1.0
     wait_max: float = 60.0
     wait_jitter: float = 1.0
+
+
+async def send_with_retries(
+    policy: RetryPolicy,
+    stats: RequestStats,
+    retryable: Callable[[Exception], bool],
+    send: Callable[[], Awaitable[httpx.Response]],
+    worth_retrying: Callable[[httpx.Response], bool],
+) -> httpx.Response:
+    """`send` until it answers something not worth retrying, backing off per `policy`.
+
+    Raises RetryableStatus with the last answer when the attempts run out.
+    """
+    first = True
+    async for attempt in stamina.retry_context(
+        on=retryable,
+        attempts=policy.attempts,
+        wait_initial=policy.wait_initial,
+        wait_max=policy.wait_max,
+        wait_jitter=policy.wait_jitter,
+    ):
+        with attempt:
+            if not first:
+                stats.retries += 1
+            first = False
+            response = await send()
+            if worth_retrying(response):
+                raise RetryableStatus(response)
+            return response
+    raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
 
 
 @dataclass

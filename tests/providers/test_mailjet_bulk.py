@@ -6,7 +6,6 @@ from pathlib import Path
 
 from reconcile import engine
 from reconcile.manifest.loader import Manifest
-from reconcile.plan import Plan
 from reconcile.providers.base import ApplyReport, OutcomeStatus
 from reconcile.providers.mailjet.bulk import JobPolling
 from reconcile.sandbox.common import Fault
@@ -15,7 +14,7 @@ from reconcile.sandbox.mailjet import (
     MailjetEmulatorSettings,
     create_mailjet_emulator,
 )
-from tests.support import load, mailjet_provider, run
+from tests.support import load, mailjet_provider, plan_with, run
 
 FAST_POLLING = JobPolling(first_wait=0.001, max_wait=0.002, timeout=5)
 
@@ -71,17 +70,8 @@ def test_creates_with_properties_and_lists_go_through_chunked_jobs(tmp_path: Pat
     assert contact["Name"] == "Person 44"
     assert contact["Properties"] == {"tier": "gold", "seats": 44}
     assert contact["Lists"] == {"news": False, "product": False}
-    again = run(_plan(emulator, manifest))
+    again = run(plan_with(emulator, manifest))
     assert again.is_empty
-
-
-async def _plan(emulator: MailjetEmulator, manifest: Manifest) -> Plan:
-    provider = mailjet_provider(emulator)
-    try:
-        made, _ = await engine.make_plan(manifest, provider)
-        return made
-    finally:
-        await provider.aclose()
 
 
 def test_unsubscribed_members_stay_unsubscribed_in_a_bulk_job(tmp_path: Path) -> None:

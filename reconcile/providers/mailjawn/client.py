@@ -17,10 +17,15 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import stamina
 
 from reconcile.errors import ApiError
-from reconcile.providers.pacing import Pacer, RequestStats, RetryableStatus, RetryPolicy
+from reconcile.providers.pacing import (
+    Pacer,
+    RequestStats,
+    RetryableStatus,
+    RetryPolicy,
+    send_with_retries,
+)
 
 DEFAULT_URL = "https://api.mailjawn.com"
 PAGE_SIZE = 100
@@ -170,7 +175,13 @@ class MailJawnClient:
             return may_repeat and isinstance(error, httpx.TransportError)
 
         try:
-            response = await self._send_with_retries(method, url, params, body, retryable)
+            response = await send_with_retries(
+                self.retry,
+                self.stats,
+                retryable,
+                lambda: self._send_honouring_retry_after(method, url, params, body),
+                _worth_retrying,
+            )
         except RetryableStatus as error:
             response = error.response
         except httpx.TransportError as error:
@@ -183,34 +194,6 @@ class MailJawnClient:
         return self._decode(response, method, url)
 
     # ---- sending ----------------------------------------------------------------------
-
-    async def _send_with_retries(
-        self,
-        method: str,
-        url: str,
-        params: Mapping[str, Any] | None,
-        body: Any,
-        retryable: Callable[[Exception], bool],
-    ) -> httpx.Response:
-        first = True
-        async for attempt in stamina.retry_context(
-            on=retryable,
-            attempts=self.retry.attempts,
-            wait_initial=self.retry.wait_initial,
-            wait_max=self.retry.wait_max,
-            wait_jitter=self.retry.wait_jitter,
-        ):
-            with attempt:
-                if not first:
-                    self.stats.retries += 1
-                first = False
-                response = await self._send_honouring_retry_after(method, url, params, body)
-                status = response.status_code
-                backoff_429 = status == 429 and retry_after(response) is None
-                if backoff_429 or status >= 500:
-                    raise RetryableStatus(response)
-                return response
-        raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
 
     async def _send_honouring_retry_after(
         self, method: str, url: str, params: Mapping[str, Any] | None, body: Any
@@ -358,3 +341,9 @@ def _missing_scope(method: str, message: str) -> str:
     if named:
         return named.group(0)
     return "subscribers:read" if method in READ_METHODS else "subscribers:write"
+
+
+def _worth_retrying(response: httpx.Response) -> bool:
+    """5xx, and 429 without Retry-After (with it, the wait already happened)."""
+    status = response.status_code
+    return status >= 500 or (status == 429 and retry_after(response) is None)

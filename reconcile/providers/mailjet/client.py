@@ -7,10 +7,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-import stamina
 
 from reconcile.errors import ApiError
-from reconcile.providers.pacing import Pacer, RequestStats, RetryableStatus, RetryPolicy
+from reconcile.providers.pacing import (
+    Pacer,
+    RequestStats,
+    RetryableStatus,
+    RetryPolicy,
+    send_with_retries,
+)
 
 PAGE_SIZE = 1000
 API_PREFIX = "/v3/REST"
@@ -125,7 +130,13 @@ class MailjetClient:
             return idempotent and isinstance(error, httpx.TransportError)
 
         try:
-            response = await self._send_with_retries(method, path, params, body, retryable)
+            response = await send_with_retries(
+                self.retry,
+                self.stats,
+                retryable,
+                lambda: self._send_once(method, path, params, body),
+                lambda answer: answer.status_code == 429 or answer.status_code >= 500,
+            )
         except RetryableStatus as error:
             response = error.response
         except httpx.TransportError as error:
@@ -137,41 +148,16 @@ class MailjetClient:
             ) from None
         return _decode(response, method, path)
 
-    async def _send_with_retries(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, Any] | None,
-        body: Any,
-        retryable: Any,
-    ) -> httpx.Response:
-        first = True
-        async for attempt in stamina.retry_context(
-            on=retryable,
-            attempts=self.retry.attempts,
-            wait_initial=self.retry.wait_initial,
-            wait_max=self.retry.wait_max,
-            wait_jitter=self.retry.wait_jitter,
-        ):
-            with attempt:
-                if not first:
-                    self.stats.retries += 1
-                first = False
-                response = await self._send_once(method, path, params, body)
-                if response.status_code == 429:
-                    self.stats.rate_limited += 1
-                if response.status_code == 429 or response.status_code >= 500:
-                    raise RetryableStatus(response)
-                return response
-        raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
-
     async def _send_once(
         self, method: str, path: str, params: Mapping[str, Any] | None, body: Any
     ) -> httpx.Response:
         async with self._in_flight:
             await self.pacer.wait_turn()
             self.stats.count(method)
-            return await self._http.request(method, path, params=params, json=body)
+            response = await self._http.request(method, path, params=params, json=body)
+        if response.status_code == 429:
+            self.stats.rate_limited += 1
+        return response
 
 
 def _decode(response: httpx.Response, method: str, path: str) -> Any:
