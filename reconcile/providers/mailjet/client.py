@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, overload
 
 import httpx
 
@@ -27,6 +27,13 @@ _HINTS = {
     404: "it no longer exists (removed meanwhile?); run plan again",
     429: "rate limit: lower requests_per_minute in the manifest's provider options",
 }
+
+
+T = TypeVar("T")
+
+
+def _as_is(record: Any) -> Any:
+    return record
 
 
 class MailjetClient:
@@ -57,10 +64,28 @@ class MailjetClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def list_all(self, resource: str, params: Mapping[str, Any] | None = None) -> list[Any]:
+    @overload
+    async def list_all(
+        self, resource: str, params: Mapping[str, Any] | None = None
+    ) -> list[Any]: ...
+
+    @overload
+    async def list_all(
+        self, resource: str, params: Mapping[str, Any] | None = None, *, keep: Callable[[Any], T]
+    ) -> list[T]: ...
+
+    async def list_all(
+        self,
+        resource: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        keep: Callable[[Any], Any] = _as_is,
+    ) -> list[Any]:
         """Every record of a collection: Limit=1000 and Offset until a short page.
 
         Total is not trusted: the real API gives the page size there unless countOnly=1.
+        `keep` turns each record into what the caller needs as its page arrives, so a
+        large account is never held as raw JSON.
         """
         records: list[Any] = []
         offset = 0
@@ -68,7 +93,7 @@ class MailjetClient:
             page = await self.get(
                 resource, {**(params or {}), "Limit": PAGE_SIZE, "Offset": offset}
             )
-            records.extend(page)
+            records.extend(keep(record) for record in page)
             if len(page) < PAGE_SIZE:
                 return records
             offset += PAGE_SIZE

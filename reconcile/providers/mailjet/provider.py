@@ -26,6 +26,7 @@ from reconcile.model import (
     Namespace,
     PropertyDef,
     PropertyType,
+    PropertyValue,
     ReadScope,
     State,
     SubscriptionStatus,
@@ -106,19 +107,28 @@ class MailjetProvider(Provider):
             state.lists[name] = ContactList(name)
             self.ids.lists[name] = records.field(record, "ID", int, "/contactslist")
         wanted = [name for name in sorted(self.ids.lists) if scope.wants_members(name)]
-        contacts, data, *members = await asyncio.gather(
-            self.client.list_all("/contact"),
-            self.client.list_all("/contactdata") if scope.contact_data else _nothing(),
-            *(
-                self.client.list_all("/listrecipient", {"ContactsList": self.ids.lists[name]})
-                for name in wanted
+        definitions = state.properties
+        contacts, data, members = await asyncio.gather(
+            self.client.list_all("/contact", keep=records.identified_contact),
+            self.client.list_all(
+                "/contactdata", keep=lambda r: records.contact_values(r, definitions)
+            )
+            if scope.contact_data
+            else _nothing(),
+            asyncio.gather(
+                *(
+                    self.client.list_all(
+                        "/listrecipient",
+                        {"ContactsList": self.ids.lists[name]},
+                        keep=records.recipient,
+                    )
+                    for name in wanted
+                )
             ),
         )
         emails_by_id: dict[int, str] = {}
-        for record in contacts:
-            contact = records.contact(record)
+        for contact_id, contact in contacts:
             state.add_contact(contact)
-            contact_id = records.field(record, "ID", int, "/contact")
             self.ids.contacts[contact.key] = contact_id
             emails_by_id[contact_id] = contact.key
         _add_contact_data(state, data, emails_by_id)
@@ -349,13 +359,14 @@ class MailjetProvider(Provider):
             raise ApiError(f"list {name!r} is not in the account") from None
 
 
-async def _nothing() -> list[Any]:
+async def _nothing() -> list[tuple[int, dict[str, PropertyValue]]]:
     return []
 
 
-def _add_contact_data(state: State, data: list[Any], emails_by_id: dict[int, str]) -> None:
-    for record in data:
-        contact_id, values = records.contact_values(record, state.properties)
+def _add_contact_data(
+    state: State, data: list[tuple[int, dict[str, PropertyValue]]], emails_by_id: dict[int, str]
+) -> None:
+    for contact_id, values in data:
         email = emails_by_id.get(contact_id)
         if email is not None:
             current = state.contacts[email]
@@ -363,14 +374,12 @@ def _add_contact_data(state: State, data: list[Any], emails_by_id: dict[int, str
 
 
 def _add_members(
-    state: State, list_name: str, recipients: list[Any], emails_by_id: dict[int, str]
+    state: State, list_name: str, recipients: list[tuple[int, bool]], emails_by_id: dict[int, str]
 ) -> None:
-    source = "/listrecipient"
-    for record in recipients:
-        email = emails_by_id.get(records.field(record, "ContactID", int, source))
+    for contact_id, unsubscribed in recipients:
+        email = emails_by_id.get(contact_id)
         if email is None:
             continue  # the contact listing lags behind; this plan does not manage them
-        unsubscribed = record.get("IsUnsubscribed") is True
         status = SubscriptionStatus.UNSUBSCRIBED if unsubscribed else SubscriptionStatus.SUBSCRIBED
         state.add_membership(Membership(list_name, email, status))
 

@@ -68,6 +68,15 @@ def contact(record: Any) -> Contact:
     return Contact(email, {NAME: optional_str(record, "Name"), EXCLUDED: excluded})
 
 
+def identified_contact(record: Any) -> tuple[int, Contact]:
+    return field(record, "ID", int, "/contact"), contact(record)
+
+
+def recipient(record: Any) -> tuple[int, bool]:
+    """A /listrecipient record -> (ContactID, IsUnsubscribed)."""
+    return field(record, "ContactID", int, "/listrecipient"), record.get("IsUnsubscribed") is True
+
+
 def contact_values(
     record: Any, definitions: Mapping[str, PropertyDef]
 ) -> tuple[int, dict[str, PropertyValue]]:
