@@ -57,13 +57,6 @@ def manifest_yaml(count: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_manifest(directory: Path, count: int) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"audience-{count}.yaml"
-    path.write_text(manifest_yaml(count), encoding="utf-8")
-    return path
-
-
 def live_contacts(count: int) -> list[tuple[str, str, dict[str, Any], list[str]]]:
     """(email, name, properties, lists) of the live account: 80% present, 1 in 4 changed."""
     result = []

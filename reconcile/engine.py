@@ -78,28 +78,32 @@ def _build(config: ProviderConfig, endpoint: SandboxEndpoint | None) -> Provider
     network = NetworkSettings()
     if isinstance(config, MailJawnOptions):
         return _build_mailjawn(config, endpoint, network)
-    if isinstance(config, MailjetOptions):
-        per_minute: float = config.requests_per_minute
-        if endpoint is not None:
-            api_key, secret = endpoint.credentials["api_key"], endpoint.credentials["secret_key"]
-            base_url, transport = endpoint.base_url, endpoint.transport
-            per_minute = endpoint.requests_per_minute
-        else:
-            settings = MailjetSettings()
-            api_key, secret = settings.credentials()
-            base_url, transport = settings.api_url, None
-        client = MailjetClient(
-            api_key=api_key,
-            secret_key=secret,
-            base_url=base_url,
-            requests_per_minute=per_minute,
-            transport=transport,
-            timeout=network.timeout(),
-            retry=network.retry(),
-        )
-        polling = SANDBOX_POLLING if endpoint is not None else JobPolling()
-        return MailjetProvider(client, bulk_chunk_size=config.bulk_chunk_size, polling=polling)
-    raise PlanError(f"unknown provider {config!r}")
+    return _build_mailjet(config, endpoint, network)
+
+
+def _build_mailjet(
+    config: MailjetOptions, endpoint: SandboxEndpoint | None, network: NetworkSettings
+) -> Provider:
+    per_minute: float = config.requests_per_minute
+    if endpoint is not None:
+        api_key, secret = endpoint.credentials["api_key"], endpoint.credentials["secret_key"]
+        base_url, transport = endpoint.base_url, endpoint.transport
+        per_minute = endpoint.requests_per_minute
+    else:
+        settings = MailjetSettings()
+        api_key, secret = settings.credentials()
+        base_url, transport = settings.api_url, None
+    client = MailjetClient(
+        api_key=api_key,
+        secret_key=secret,
+        base_url=base_url,
+        requests_per_minute=per_minute,
+        transport=transport,
+        timeout=network.timeout(),
+        retry=network.retry(),
+    )
+    polling = SANDBOX_POLLING if endpoint is not None else JobPolling()
+    return MailjetProvider(client, bulk_chunk_size=config.bulk_chunk_size, polling=polling)
 
 
 def _build_mailjawn(

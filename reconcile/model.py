@@ -44,7 +44,6 @@ class SubscriptionStatus(StrEnum):
 # Top-level contact fields every provider maps (besides email, the identity).
 NAME = "name"
 EXCLUDED = "excluded_from_campaigns"
-CONTACT_FIELDS = (NAME, EXCLUDED)
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,9 +109,6 @@ class Plan:
         counts = Counter(change.action.value for change in self.changes)
         return {action.value: counts.get(action.value, 0) for action in Action}
 
-    def counts_by_type(self) -> dict[tuple[str, str], int]:
-        return dict(Counter((c.type.value, c.action.value) for c in self.changes))
-
     def fingerprint(self) -> str:
         return fingerprint({"changes": [change_to_json(c) for c in self.changes]})
 

@@ -50,9 +50,6 @@ class ApplyReport:
             Outcome(change.address, OutcomeStatus.SKIPPED, f"skipped: {blocker} failed")
         )
 
-    def failed_addresses(self) -> set[str]:
-        return {o.address for o in self.outcomes if o.status is OutcomeStatus.FAILED}
-
     @property
     def ok(self) -> bool:
         return all(o.status is OutcomeStatus.DONE for o in self.outcomes)

@@ -1,4 +1,4 @@
-"""Client-side pacing to a requests-per-window budget, shared by both providers' clients.
+"""Client-side pacing and retries, shared by both providers' clients.
 
 A token bucket: a small burst (5% of the budget) lets short plans run at once, and
 the refill rate is set so that burst + refill never exceeds the budget in any
@@ -85,20 +85,34 @@ class RetryPolicy:
     wait_jitter: float = 1.0
 
 
+def _retryable(idempotent: bool) -> Callable[[Exception], bool]:
+    """429 always (nothing was done); 5xx and lost connections only when repeating is safe."""
+
+    def retryable(error: Exception) -> bool:
+        if isinstance(error, RetryableStatus):
+            return error.response.status_code == 429 or idempotent
+        if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+            return True  # never reached the server
+        return idempotent and isinstance(error, httpx.TransportError)
+
+    return retryable
+
+
 async def send_with_retries(
     policy: RetryPolicy,
     stats: RequestStats,
-    retryable: Callable[[Exception], bool],
+    idempotent: bool,
     send: Callable[[], Awaitable[httpx.Response]],
     worth_retrying: Callable[[httpx.Response], bool],
 ) -> httpx.Response:
     """`send` until it answers something not worth retrying, backing off per `policy`.
 
-    Raises RetryableStatus with the last answer when the attempts run out.
+    Raises RetryableStatus with the last answer when the attempts run out, and the
+    transport error when a connection failure may not be repeated.
     """
     first = True
     async for attempt in stamina.retry_context(
-        on=retryable,
+        on=_retryable(idempotent),
         attempts=policy.attempts,
         wait_initial=policy.wait_initial,
         wait_max=policy.wait_max,

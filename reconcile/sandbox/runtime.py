@@ -7,11 +7,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 import uvicorn
-from starlette.types import ASGIApp
 
 from reconcile.sandbox.common import EmulatorTransport, load_json_state, save_json_state
 from reconcile.sandbox.mailjawn import MailJawnEmulatorSettings, create_mailjawn_emulator
@@ -22,12 +21,6 @@ PROVIDERS = ("mailjet", "mailjawn")
 UNLIMITED = 1e9  # the in-process sandbox enforces no rate limit, so clients need not pace
 
 
-class Emulator(Protocol):
-    app: ASGIApp
-
-    def dump_state(self) -> dict[str, Any]: ...
-
-
 @dataclass(frozen=True)
 class SandboxEndpoint:
     """What a client needs to talk to the sandbox: no real credentials anywhere."""
@@ -36,7 +29,6 @@ class SandboxEndpoint:
     base_url: str
     credentials: dict[str, str]
     transport: httpx.AsyncBaseTransport | None
-    emulator: Any
     requests_per_minute: float = UNLIMITED
 
 
@@ -63,9 +55,7 @@ def in_process_sandbox(provider: str, directory: Path = SANDBOX_DIR) -> Iterator
     emulator, credentials = create_emulator(provider, load_json_state(path))
     transport = EmulatorTransport(app=emulator.app)
     try:
-        yield SandboxEndpoint(
-            provider, f"http://{provider}.sandbox", credentials, transport, emulator
-        )
+        yield SandboxEndpoint(provider, f"http://{provider}.sandbox", credentials, transport)
     finally:
         save_json_state(path, emulator.dump_state())
 

@@ -167,18 +167,11 @@ class MailJawnClient:
         url = self.prefix + path
         may_repeat = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
 
-        def retryable(error: Exception) -> bool:
-            if isinstance(error, RetryableStatus):
-                return error.response.status_code == 429 or may_repeat
-            if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-                return True  # never reached the server
-            return may_repeat and isinstance(error, httpx.TransportError)
-
         try:
             response = await send_with_retries(
                 self.retry,
                 self.stats,
-                retryable,
+                may_repeat,
                 lambda: self._send_honouring_retry_after(method, url, params, body),
                 _worth_retrying,
             )

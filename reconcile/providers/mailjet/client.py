@@ -147,18 +147,11 @@ class MailjetClient:
 
         path = prefix + path
 
-        def retryable(error: Exception) -> bool:
-            if isinstance(error, RetryableStatus):
-                return error.response.status_code == 429 or idempotent
-            if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-                return True  # never reached the server
-            return idempotent and isinstance(error, httpx.TransportError)
-
         try:
             response = await send_with_retries(
                 self.retry,
                 self.stats,
-                retryable,
+                idempotent,
                 lambda: self._send_once(method, path, params, body),
                 lambda answer: answer.status_code == 429 or answer.status_code >= 500,
             )
