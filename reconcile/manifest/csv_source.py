@@ -24,7 +24,7 @@ COLUMNS = ("email", "name", "excluded_from_campaigns", "lists", "properties")
 MAX_CELL = 1_000_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CsvRow:
     """Where a CSV contact came from: every problem in it points at its line."""
 
@@ -37,8 +37,11 @@ class CsvRow:
         return SourceLocation(str(self.path), self.line)
 
 
-def read_contacts_csv(path: Path) -> Iterator[tuple[CsvRow, ContactSpec]]:
-    """Every row as a ContactSpec; raises ManifestError listing every bad row."""
+def read_contacts_csv(
+    path: Path, issues: list[ManifestIssue]
+) -> Iterator[tuple[CsvRow, ContactSpec]]:
+    """Every valid row as a ContactSpec, one at a time (a big file is never held as specs);
+    the problems of bad rows are appended to `issues`."""
     text = _text(path)
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames or []
@@ -46,19 +49,16 @@ def read_contacts_csv(path: Path) -> Iterator[tuple[CsvRow, ContactSpec]]:
     if "email" not in header or unknown:
         what = f"unknown column(s) {unknown}" if unknown else "no email column"
         raise _error(path, 1, "", f"{what}; columns are {', '.join(COLUMNS)}")
-    issues: list[ManifestIssue] = []
-    rows: list[tuple[CsvRow, ContactSpec]] = []
     line = 1
     for record in reader:
         row = CsvRow(path, line + 1)
         line = reader.line_num
         try:
-            rows.append((row, ContactSpec.model_validate(_row_data(record))))
+            spec = ContactSpec.model_validate(_row_data(record))
         except ValueError as error:
             issues.extend(_row_issues(row, error))
-    if issues:
-        raise ManifestError(issues)
-    yield from rows
+            continue
+        yield row, spec
 
 
 def _text(path: Path) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,12 +47,20 @@ class Manifest:
     desired: State
     files: list[Path]
     sources: dict[str, SourceLocation] = field(default_factory=dict)
+    contact_sources: dict[str, ContactSource] = field(default_factory=dict)
 
     def read_scope(self) -> ReadScope:
         manages_data = any(c.properties for c in self.desired.contacts.values())
         return ReadScope(frozenset(self.desired.lists), manages_data)
 
     def source_of(self, address: str) -> SourceLocation:
+        """Where the manifest declares `address` (contacts and memberships are located on
+        demand from their entry, so a big audience keeps no location per record)."""
+        kind, _, rest = address.partition(":")
+        list_name, _, email = rest.rpartition("/") if kind == "membership" else ("", "", rest)
+        contact = self.contact_sources.get(email) if kind in {"contact", "membership"} else None
+        if contact is not None:
+            return contact.location(("lists", list_name) if list_name else ())
         return self.sources.get(address, SourceLocation(str(self.files[0]), 1))
 
 
@@ -98,7 +106,8 @@ class _Builder:
         self.sources: dict[str, SourceLocation] = {}
         self.provider: ProviderConfig | None = None
         self.issues: list[ManifestIssue] = []
-        self.pending_contacts: list[tuple[ContactSource, ContactSpec]] = []
+        self.contact_sources: dict[str, ContactSource] = {}
+        self.pending_contacts: list[Iterator[tuple[ContactSource, ContactSpec]]] = []
 
     def add(self, document: YamlDocument, manifest: ManifestDocument) -> None:
         if manifest.provider is not None:
@@ -115,19 +124,23 @@ class _Builder:
             where = document.location(("lists", name))
             if self._claim(f"list:{name}", where, f"lists.{name}"):
                 self.state.lists[name] = ContactList(name, list_spec.members)
-        for index, contact in enumerate(manifest.contacts):
-            self.pending_contacts.append((YamlContact(document, index), contact))
+        self.pending_contacts.append(
+            (YamlContact(document, index), contact)
+            for index, contact in enumerate(manifest.contacts)
+        )
         for name in _paths(manifest.contacts_from):
             csv_path = document.path.parent / name
             if not csv_path.is_file():
                 where = document.location(("contacts_from",))
                 self.issues.append(ManifestIssue(where, "contacts_from", f"no file {csv_path}"))
                 continue
-            self.pending_contacts.extend(read_contacts_csv(csv_path))
+            self.pending_contacts.append(read_contacts_csv(csv_path, self.issues))
 
     def finish(self) -> Manifest:
-        for source, spec in self.pending_contacts:
-            self._add_contact(source, spec)
+        # Contacts come last, once every file's properties and lists are known.
+        for contacts in self.pending_contacts:
+            for source, spec in contacts:
+                self._add_contact(source, spec)
         if self.provider is None:
             self.issues.append(
                 ManifestIssue(
@@ -139,7 +152,7 @@ class _Builder:
         if self.issues:
             raise ManifestError(self.issues)
         assert self.provider is not None
-        return Manifest(self.provider, self.state, self.files, self.sources)
+        return Manifest(self.provider, self.state, self.files, self.sources, self.contact_sources)
 
     def _claim(self, address: str, where: SourceLocation, field_name: str) -> bool:
         earlier = self.sources.get(address)
@@ -155,24 +168,30 @@ class _Builder:
             self._error(source, ("email",), f"{spec.email!r} {problem}")
             return
         key = email_key(spec.email)
-        if not self._claim(f"contact:{key}", source.location(()), _field(source, "email")):
+        earlier = self.contact_sources.get(key)
+        if earlier is not None:
+            message = f"already defined at {earlier.location(())}"
+            self._error(source, (), message, "email")
             return
+        self.contact_sources[key] = source
         properties = self._contact_properties(source, spec)
         fields: dict[str, Any] = {}
         if spec.name is not None:
             fields[NAME] = spec.name
         if spec.excluded_from_campaigns is not None:
             fields[EXCLUDED] = spec.excluded_from_campaigns
-        self.state.add_contact(Contact(spec.email, fields, properties))
+        # Keys and names below reuse one string object each (the contact's key, the
+        # declared list's name): at 100k contacts, per-row copies cost tens of MB.
+        self.state.contacts[key] = Contact(spec.email, fields, properties)
         for list_name, membership in _memberships(spec):
-            if list_name not in self.state.lists:
+            declared = self.state.lists.get(list_name)
+            if declared is None:
                 message = f"list {list_name!r} is not declared under lists:"
                 self._error(source, ("lists", list_name), message, "lists")
                 continue
             self.state.add_membership(
-                Membership(list_name, key, membership.status, membership.resubscribe)
+                Membership(declared.name, key, membership.status, membership.resubscribe)
             )
-            self.sources[f"membership:{list_name}/{key}"] = source.location(("lists", list_name))
 
     def _contact_properties(
         self, source: ContactSource, spec: ContactSpec
@@ -185,7 +204,7 @@ class _Builder:
                 self._error(source, loc, f"property {name!r} is not declared under properties:")
                 continue
             try:
-                values[name] = strict_value(definition.type, raw)
+                values[definition.name] = strict_value(definition.type, raw)
             except ValueTypeError as error:
                 self._error(source, loc, f"{error} (declared {definition.type})")
         return values
@@ -208,7 +227,7 @@ class ContactSource(Protocol):
     def location(self, loc: Sequence[str | int]) -> SourceLocation: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class YamlContact:
     """A contact entry of a YAML file: contacts[index]."""
 
