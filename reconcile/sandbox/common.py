@@ -31,8 +31,11 @@ class Fault:
 
     kind: "status" answers `status` with `body` (and `headers`);
           "reset" drops the connection without an answer (the ASGI app raises);
+          "reset_after" serves the request, then drops the connection before the
+          answer (a write lands; the client can't know);
           "latency" sleeps `seconds` then serves normally.
-    method/path_contains narrow which requests it matches ("" matches all).
+    method/path_contains/path narrow which requests it matches ("" matches all;
+    `path` must equal the request path).
     """
 
     kind: str = "status"
@@ -42,10 +45,15 @@ class Fault:
     seconds: float = 0.0
     method: str = ""
     path_contains: str = ""
+    path: str = ""
     count: int = 1
 
     def matches(self, method: str, path: str) -> bool:
-        return (not self.method or self.method.upper() == method) and (self.path_contains in path)
+        return (
+            (not self.method or self.method.upper() == method)
+            and self.path_contains in path
+            and (not self.path or self.path == path)
+        )
 
 
 class ConnectionDropped(Exception):
@@ -119,7 +127,13 @@ class ControlMiddleware:
         if fault is not None and fault.kind == "latency":
             await asyncio.sleep(fault.seconds)
             fault = None
-        if fault is not None and fault.kind == "reset":
+        if fault is not None and fault.kind == "reset_after":
+
+            async def discard(message: Any) -> None:
+                return None
+
+            await self.app(scope, receive, discard)
+        if fault is not None and fault.kind in ("reset", "reset_after"):
             self.control.record(method, path, 0)
             # Starting the answer and then failing makes a real server drop the connection.
             await send({"type": "http.response.start", "status": 200, "headers": []})

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -107,6 +108,27 @@ class ApiError(Exception):
 Handler = Callable[[Request, str], Awaitable[Response]]
 
 
+@dataclass
+class ImportFaults:
+    """Per-item failures a test asks of the bulk imports that come next."""
+
+    failing_emails: dict[str, int] = field(default_factory=dict)  # lower email -> imports left
+    message: str = "could not be imported"
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, email: str) -> str | None:
+        key = email.lower()
+        with self.lock:
+            left = self.failing_emails.get(key, 0)
+            if left <= 0:
+                return None
+            if left == 1:
+                del self.failing_emails[key]
+            else:
+                self.failing_emails[key] = left - 1
+            return f"{email}: {self.message}"
+
+
 @dataclass(frozen=True)
 class Operation:
     scope: str | None
@@ -139,6 +161,7 @@ class MailJawnEmulator:
         self.settings = settings or MailJawnEmulatorSettings()
         self.control = EmulatorControl()
         self.store = SubscriberStore(self.settings.clock)
+        self.import_faults = ImportFaults()
         self._limits = RateLimits(
             {
                 "read": self.settings.read_limit,
@@ -187,6 +210,17 @@ class MailJawnEmulator:
 
     def subscriber(self, email: str) -> dict[str, Any] | None:
         return self.store.find_by_email(email)
+
+    def fail_in_imports(
+        self, emails: list[str], times: int = 1, message: str | None = None
+    ) -> None:
+        """Each of `emails` is counted failed (with an error naming it) in the next `times`
+        bulk imports that would create it."""
+        with self.import_faults.lock:
+            for email in emails:
+                self.import_faults.failing_emails[email.lower()] = times
+            if message is not None:
+                self.import_faults.message = message
 
     # -- HTTP ----------------------------------------------------------------
 
@@ -305,7 +339,7 @@ class MailJawnEmulator:
             raise InvalidRequest(
                 f"subscribers: must contain 1 to {self.settings.max_import} items, got {len(items)}"
             )
-        return JSONResponse(self.store.bulk_import(items).as_json())
+        return JSONResponse(self.store.bulk_import(items, self.import_faults.take).as_json())
 
     async def _get(self, _: Request, subscriber_id: str) -> Response:
         return JSONResponse(self.store.get(subscriber_id))

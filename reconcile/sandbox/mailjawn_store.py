@@ -182,8 +182,13 @@ class SubscriberStore:
             self._update_from_identify(self._subscribers[existing_id], data)
             return existing_id, False
 
-    def bulk_import(self, items: list[Any]) -> ImportResult:
-        """Existing emails (and repeats within the request) are skipped, never updated."""
+    def bulk_import(
+        self, items: list[Any], refuse: Callable[[str], str | None] | None = None
+    ) -> ImportResult:
+        """Existing emails (and repeats within the request) are skipped, never updated.
+
+        `refuse` (tests) names the error of an item that would otherwise be imported.
+        """
         result = ImportResult()
         with self._lock:
             for index, item in enumerate(items):
@@ -192,6 +197,13 @@ class SubscriberStore:
                 except InvalidRequest as problem:
                     result.failed += 1
                     result.errors.append(ImportFailure(index, _email_of(item), problem.message))
+                    continue
+                refused = None
+                if refuse is not None and email_key(data.email) not in self._ids_by_email:
+                    refused = refuse(data.email)
+                if refused is not None:
+                    result.failed += 1
+                    result.errors.append(ImportFailure(index, data.email, refused))
                     continue
                 if email_key(data.email) in self._ids_by_email:
                     result.skipped += 1

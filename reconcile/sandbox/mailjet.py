@@ -19,6 +19,7 @@ from starlette.types import ASGIApp
 
 from reconcile.sandbox.common import ControlMiddleware, EmulatorControl, control_routes
 from reconcile.sandbox.mailjet_http import error_response
+from reconcile.sandbox.mailjet_jobs import JobFaults
 from reconcile.sandbox.mailjet_routes import MailjetApi
 from reconcile.sandbox.mailjet_settings import MailjetEmulatorSettings
 from reconcile.sandbox.mailjet_state import (
@@ -121,6 +122,28 @@ class MailjetEmulator:
                 if m.contact_id == found.id
             }
             return record
+
+    @property
+    def job_faults(self) -> JobFaults:
+        """Failures still to come in managemanycontacts jobs (see fail_jobs, fail_in_jobs)."""
+        return self._api.job_faults
+
+    def fail_jobs(self, count: int = 1, message: str | None = None) -> None:
+        """The next `count` managemanycontacts jobs to run end in Status "Error"."""
+        with self._api.lock:
+            faults = self._api.job_faults
+            faults.error_jobs += count
+            if message is not None:
+                faults.error_message = message
+
+    def fail_in_jobs(self, emails: list[str], times: int = 1, message: str | None = None) -> None:
+        """Each of `emails` fails (an ErrorFile row) in the next `times` jobs that carry it."""
+        with self._api.lock:
+            faults = self._api.job_faults
+            for email in emails:
+                faults.failing_emails[email.lower()] = times
+            if message is not None:
+                faults.failure_message = message
 
     def hide_from_listing(self, email: str) -> None:
         """Eventual consistency: the collection misses it; lookups and POST still see it."""

@@ -26,6 +26,34 @@ FINAL_STATUSES = ("Completed", "Error")
 JOB_CONTACT_FIELDS = frozenset({"Email", "Name", "IsExcludedFromCampaigns", "Properties"})
 
 
+@dataclass
+class JobFaults:
+    """Failures a test asks of the jobs that run next (the API documents both outcomes:
+    a job ending in Status "Error", and per-contact rows in its ErrorFile)."""
+
+    error_jobs: int = 0  # the next jobs to run end in "Error" and change nothing
+    error_message: str = "Internal error while processing the job"
+    failing_emails: dict[str, int] = field(default_factory=dict)  # lower email -> jobs left
+    failure_message: str = "Contact could not be processed"
+
+    def take_job_error(self) -> str | None:
+        if self.error_jobs <= 0:
+            return None
+        self.error_jobs -= 1
+        return self.error_message
+
+    def take_contact_failure(self, email: str) -> str | None:
+        key = email.lower()
+        left = self.failing_emails.get(key, 0)
+        if left <= 0:
+            return None
+        if left == 1:
+            del self.failing_emails[key]
+        else:
+            self.failing_emails[key] = left - 1
+        return self.failure_message
+
+
 def parse_list_actions(value: Any) -> list[dict[str, Any]]:
     """Check a ContactsLists array: [{"ListID": int, "Action": one of LIST_ACTIONS}]."""
     if not isinstance(value, list):
@@ -74,7 +102,11 @@ def new_job(
 
 
 def advance_job(
-    state: MailjetState, job: JobRecord, polls_to_complete: int, max_contacts: int
+    state: MailjetState,
+    job: JobRecord,
+    polls_to_complete: int,
+    max_contacts: int,
+    faults: JobFaults | None = None,
 ) -> None:
     """Count one poll: running for `polls_to_complete` polls, then run and finish."""
     if job.status in FINAL_STATUSES:
@@ -83,14 +115,19 @@ def advance_job(
     if job.polls <= polls_to_complete:
         job.status = "Allocated" if job.polls == 1 else "In Progress"
         return
-    _run(state, job, max_contacts)
+    _run(state, job, max_contacts, faults or JobFaults())
     job.job_end = now_iso()
 
 
-def _run(state: MailjetState, job: JobRecord, max_contacts: int) -> None:
+def _run(state: MailjetState, job: JobRecord, max_contacts: int, faults: JobFaults) -> None:
     if len(job.contacts) > max_contacts:
         job.status = "Error"
         job.error = f"Too many contacts in one job: {len(job.contacts)} (maximum {max_contacts})"
+        return
+    injected = faults.take_job_error()
+    if injected is not None:
+        job.status = "Error"
+        job.error = injected
         return
     missing = [a["ListID"] for a in job.contacts_lists if a["ListID"] not in state.lists]
     if missing:
@@ -103,6 +140,10 @@ def _run(state: MailjetState, job: JobRecord, max_contacts: int) -> None:
             update = _ContactUpdate.from_item(state, item)
         except ValueError as exc:
             job.failures.append([str(item["Email"]), str(exc)])
+            continue
+        failure = faults.take_contact_failure(str(item["Email"]))
+        if failure is not None:
+            job.failures.append([str(item["Email"]), failure])
             continue
         done.append(update.apply(state))
     for action in job.contacts_lists:

@@ -24,6 +24,7 @@ from reconcile.sandbox.mailjet_http import (
     read_object,
 )
 from reconcile.sandbox.mailjet_jobs import (
+    JobFaults,
     advance_job,
     error_csv,
     job_api,
@@ -74,6 +75,7 @@ class MailjetApi:
         self.settings = settings
         self.state = state
         self.lock = threading.Lock()
+        self.job_faults = JobFaults()
         window = 60.0 / settings.time_scale
         self.limiter = FixedWindowLimiter(settings.requests_per_minute, window)
 
@@ -507,6 +509,7 @@ class MailjetApi:
                 job,
                 self.settings.job_polls_to_complete,
                 self.settings.max_job_contacts,
+                self.job_faults,
             )
             url = f"{request.base_url}files/mailjet/jobs/{job.id}/errors.csv"
             return one(job_api(job, url))

@@ -240,7 +240,9 @@ class MailJawnProvider(Provider):
             for item in items
             if item.key not in mapped.failed and (unsure or item.needs_status)
         }
-        return _ImportResult(dict(mapped.failed), to_check)
+        request = f"POST {self.client.prefix}{SUBSCRIBERS}"
+        failed = {key: f"{request} (bulk import): {why}" for key, why in mapped.failed.items()}
+        return _ImportResult(failed, to_check)
 
     async def _import_missing(self, items: list[_NewContact], error: ApiError) -> _ImportResult:
         """After an import that may have landed: never blindly again, only who is missing."""

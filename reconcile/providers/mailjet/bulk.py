@@ -17,7 +17,7 @@ from typing import Any
 
 from reconcile.diff import Change
 from reconcile.errors import ApiError
-from reconcile.providers.mailjet.client import MailjetClient
+from reconcile.providers.mailjet.client import API_PREFIX, MailjetClient
 
 JOBS = "/contact/managemanycontacts"
 FINISHED = {"completed": True, "error": False, "abort": False}  # status -> succeeded
@@ -93,16 +93,25 @@ class BulkWriter:
     async def _wait(self, job_id: int) -> dict[str, Any]:
         wait = self.polling.first_wait
         waited = 0.0
+        path = f"{JOBS}/{job_id}"
         while True:
-            records = await self.client.get(f"{JOBS}/{job_id}")
-            status = records[0] if records and isinstance(records[0], dict) else {}
-            if str(status.get("Status", "")).lower() in FINISHED:
+            records = await self.client.get(path)
+            status = records[0] if records and isinstance(records[0], dict) else None
+            if status is None or not isinstance(status.get("Status"), str):
+                # An unknown status means running; no status at all is a misread answer.
+                raise ApiError(
+                    f"bulk job {job_id}: answer has no Status: {records!r}"[:300],
+                    method="GET",
+                    path=API_PREFIX + path,
+                )
+            if status["Status"].lower() in FINISHED:
                 return status
             if waited >= self.polling.timeout:
                 raise ApiError(
-                    f"bulk job {job_id} still {status.get('Status')!r} after {waited:.0f} s; "
+                    f"bulk job {job_id} still {status['Status']!r} after {waited:.0f} s; "
                     "re-run apply later to finish (it converges)",
-                    path=f"{JOBS}/{job_id}",
+                    method="GET",
+                    path=API_PREFIX + path,
                 )
             await asyncio.sleep(wait)
             waited += wait
@@ -119,7 +128,9 @@ class BulkWriter:
         failed = await self._error_rows(str(error_file))
         if not failed:
             return JobResult(job_error=f"bulk job {job_id} reported errors: {error}")
-        return JobResult(failed=failed)
+        return JobResult(
+            failed={email: f"bulk job {job_id}: {reason}" for email, reason in failed.items()}
+        )
 
     async def _error_rows(self, url: str) -> dict[str, str]:
         text = await self.client.download(url)
@@ -128,7 +139,7 @@ class BulkWriter:
         for row in rows:
             email = (row.get("email") or row.get("Email") or "").strip().lower()
             if email:
-                failed[email] = row.get("error") or row.get("Error") or "failed in bulk job"
+                failed[email] = row.get("error") or row.get("Error") or "failed"
         return failed
 
 
@@ -136,5 +147,7 @@ def _job_id(answer: list[Any]) -> int:
     job = answer[0] if answer else None
     job_id = job.get("JobID") if isinstance(job, dict) else None
     if not isinstance(job_id, int) or isinstance(job_id, bool):
-        raise ApiError(f"bulk job answer has no JobID: {answer!r}"[:300], path=JOBS)
+        raise ApiError(
+            f"bulk job answer has no JobID: {answer!r}"[:300], method="POST", path=API_PREFIX + JOBS
+        )
     return job_id

@@ -205,7 +205,7 @@ class MailjetProvider(Provider):
             failure = result.failed.get(item.email.lower())
             for change in item.changes:
                 if failure:
-                    run.fail(change, f"bulk job: {failure}")
+                    run.fail(change, failure)
                 else:
                     run.done(change)
 
