@@ -24,6 +24,7 @@ import pytest
 from reconcile.sandbox.common import Fault
 from tests.reliability.accounts import (
     ACCOUNTS,
+    NEW,
     Account,
     MailJawnAccount,
     MailjetAccount,
@@ -235,7 +236,7 @@ def random_faults(account: Account, rng: random.Random) -> list[Fault]:
     if rng.random() < 0.3 and isinstance(account, MailjetAccount):
         account.emulator.fail_jobs(1)
     if rng.random() < 0.3:
-        victims = rng.sample([f"new{n}@example.com" for n in range(8)], 2)
+        victims = rng.sample([f"new{n}@example.com" for n in NEW], 2)
         if isinstance(account, MailjetAccount):
             account.emulator.fail_in_jobs(victims)
         else:
