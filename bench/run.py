@@ -83,7 +83,7 @@ async def run_reconcile(url: str, manifest: Manifest, scale: float) -> dict[str,
         plan_stats = (client.stats.requests, time.monotonic() - started, time.process_time() - cpu)
         waited = client.pacer.waited_seconds
         started, cpu, before = time.monotonic(), time.process_time(), client.stats.requests
-        report = await engine.apply_plan(plan, provider, live)
+        report = await engine.apply_plan(plan, provider, live, force=True)
         apply_stats = (client.stats.requests - before, time.monotonic() - started)
         again, _ = await engine.make_plan(manifest, provider)
         return {

@@ -5,7 +5,24 @@ from __future__ import annotations
 from reconcile.errors import ManifestError, ManifestIssue
 from reconcile.manifest.loader import Manifest
 from reconcile.model import MembersPolicy, SubscriptionStatus
+from reconcile.policy import ContactPrune, DefinitionPrune, MemberPrune, Policy
 from reconcile.providers.base import Capability, Provider
+
+
+def _policy_needs(policy: Policy, has_exact_list: bool) -> list[tuple[str, Capability]]:
+    """(field, capability) for each prune policy that needs the provider to do something."""
+    needs: list[tuple[str, Capability]] = []
+    if policy.contacts is ContactPrune.UNSUBSCRIBE:
+        needs.append(("prune.contacts.action", Capability.LIST_UNSUBSCRIBE))
+    if policy.contacts is ContactPrune.DELETE:
+        needs.append(("prune.contacts.action", Capability.HARD_DELETE))
+    if policy.exact_members is MemberPrune.UNSUBSCRIBE and has_exact_list:
+        needs.append(("prune.members", Capability.LIST_UNSUBSCRIBE))
+    if policy.lists is DefinitionPrune.DELETE:
+        needs.append(("prune.lists", Capability.DELETE_LIST))
+    if policy.properties is DefinitionPrune.DELETE:
+        needs.append(("prune.properties", Capability.PROPERTY_DEFINITIONS))
+    return needs
 
 
 def capability_issues(manifest: Manifest, provider: type[Provider]) -> list[ManifestIssue]:
@@ -36,6 +53,16 @@ def capability_issues(manifest: Manifest, provider: type[Provider]) -> list[Mani
                         "cannot do (use excluded_from_campaigns: true to stop all campaigns)",
                     )
                 )
+    has_exact = any(s.members is MembersPolicy.EXACT for s in manifest.desired.lists.values())
+    for field_name, capability in _policy_needs(manifest.policy, has_exact):
+        if capability not in can:
+            issues.append(
+                ManifestIssue(
+                    manifest.source_of("prune"),
+                    field_name,
+                    f"this policy needs '{capability}', which {name} cannot do",
+                )
+            )
     for finding in provider.check_desired(manifest.desired):
         issues.append(
             ManifestIssue(manifest.source_of(finding.address), finding.address, finding.message)

@@ -45,6 +45,12 @@ PathsArg = Annotated[list[Path], typer.Argument(help="manifest files or director
 SandboxOpt = Annotated[
     bool, typer.Option("--sandbox", help=f"use the built-in emulator (state in {SANDBOX_DIR}/)")
 ]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="allow a plan over the safety thresholds (safety: in the manifest)"
+    ),
+]
 
 
 def _run(work: Callable[[], T]) -> T:
@@ -82,12 +88,14 @@ def validate(paths: PathsArg) -> None:
 @app.command()
 def plan(
     paths: PathsArg,
+    *,
     out_file: Annotated[Path | None, typer.Option("--out", help="save the plan here")] = None,
     output_format: Annotated[Format, typer.Option("--format")] = Format.TEXT,
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="exit 2 when there are changes")
     ] = False,
     sandbox: SandboxOpt = False,
+    force: ForceOpt = False,
 ) -> None:
     """Read the live account, compare it with the manifests, print the changes."""
 
@@ -99,6 +107,7 @@ def plan(
 
     made = _run(lambda: _await(work()))
     _show(made, output_format)
+    _run(lambda: made.raise_if_unsafe(force))
     if out_file is not None:
         out_file.write_text(made.dumps(), encoding="utf-8")
         err.print(f"Saved the plan to {out_file}; apply it with: reconcile apply --plan {out_file}")
@@ -116,6 +125,7 @@ def apply(
     ] = None,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="do not ask")] = False,
     sandbox: SandboxOpt = False,
+    force: ForceOpt = False,
 ) -> None:
     """Plan and apply (after confirmation), or apply a saved plan if it is still current."""
     if bool(paths) == bool(plan_file):
@@ -123,9 +133,9 @@ def apply(
         raise typer.Exit(EXIT_ERROR)
     report: ApplyReport | None
     if plan_file is not None:
-        report = _run(lambda: _await(_apply_saved(plan_file, sandbox)))
+        report = _run(lambda: _await(_apply_saved(plan_file, sandbox, force)))
     else:
-        report = _run(lambda: _await(_plan_and_apply(paths or [], auto_approve, sandbox)))
+        report = _run(lambda: _await(_plan_and_apply(paths or [], auto_approve, sandbox, force)))
     if report is None:
         return
     _show_report(report)
@@ -133,7 +143,7 @@ def apply(
         raise typer.Exit(EXIT_ERROR)
 
 
-async def _apply_saved(plan_file: Path, sandbox: bool) -> ApplyReport:
+async def _apply_saved(plan_file: Path, sandbox: bool, force: bool) -> ApplyReport:
     try:
         text = plan_file.read_text(encoding="utf-8")
     except OSError as error:
@@ -141,11 +151,11 @@ async def _apply_saved(plan_file: Path, sandbox: bool) -> ApplyReport:
     saved = Plan.loads(text, str(plan_file))
     config = engine.provider_config(saved.provider, saved.provider_options)
     async with engine.open_provider(config, engine.Target(sandbox)) as provider:
-        return await engine.apply_plan(saved, provider)
+        return await engine.apply_plan(saved, provider, force=force)
 
 
 async def _plan_and_apply(
-    paths: list[Path], auto_approve: bool, sandbox: bool
+    paths: list[Path], auto_approve: bool, sandbox: bool, force: bool
 ) -> ApplyReport | None:
     manifest = engine.validate(paths)
     async with engine.open_provider(manifest.provider, engine.Target(sandbox)) as provider:
@@ -153,9 +163,10 @@ async def _plan_and_apply(
         render_text(made, out)
         if made.is_empty:
             return None
+        made.raise_if_unsafe(force)
         if not auto_approve and not _confirmed():
             return None
-        return await engine.apply_plan(made, provider, live)
+        return await engine.apply_plan(made, provider, live, force=force)
 
 
 def _confirmed() -> bool:

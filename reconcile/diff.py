@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from reconcile.model import (
+    EXCLUDED,
     Contact,
     Membership,
     MembersPolicy,
@@ -20,6 +21,7 @@ from reconcile.model import (
     SubscriptionStatus,
     fingerprint,
 )
+from reconcile.policy import ContactPrune, DefinitionPrune, MemberPrune, Policy
 
 
 class ResourceType(StrEnum):
@@ -40,6 +42,29 @@ class Flag(StrEnum):
     REPLACE = "replace"  # delete and recreate; values held by it are lost
 
 
+class Effect(StrEnum):
+    """What a change means for the people in the audience; the plan names each one."""
+
+    UNSUBSCRIBE = "unsubscribe"  # stays on the list, receives nothing from it
+    REMOVE_FROM_LIST = "remove from list"  # membership (and its history) removed
+    EXCLUDE = "exclude from campaigns"  # no campaign reaches them; lists unchanged
+    RESUBSCRIBE = "re-subscribe"  # only with consent recorded in the manifest
+    ERASE = "erase (irreversible)"  # GDPR erasure of the contact
+    DELETE_LIST = "delete list"
+    DELETE_PROPERTY = "delete property (every value of it is lost)"
+
+
+DESTRUCTIVE = frozenset(
+    {
+        Effect.UNSUBSCRIBE,
+        Effect.REMOVE_FROM_LIST,
+        Effect.ERASE,
+        Effect.DELETE_LIST,
+        Effect.DELETE_PROPERTY,
+    }
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     type: ResourceType
@@ -53,6 +78,28 @@ class Change:
     @property
     def address(self) -> str:
         return f"{self.type.value}:{self.key}"
+
+    @property
+    def effect(self) -> Effect | None:
+        return effect_of(self)
+
+
+def effect_of(change: Change) -> Effect | None:
+    if change.action is Action.DELETE:
+        return {
+            ResourceType.CONTACT: Effect.ERASE,
+            ResourceType.MEMBERSHIP: Effect.REMOVE_FROM_LIST,
+            ResourceType.LIST: Effect.DELETE_LIST,
+            ResourceType.PROPERTY: Effect.DELETE_PROPERTY,
+        }[change.type]
+    after = change.after or {}
+    if change.type is ResourceType.MEMBERSHIP and change.action is Action.UPDATE:
+        if after.get("status") == SubscriptionStatus.UNSUBSCRIBED:
+            return Effect.UNSUBSCRIBE
+        return Effect.RESUBSCRIBE
+    if change.type is ResourceType.CONTACT and after.get(EXCLUDED) is True:
+        return Effect.EXCLUDE
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +122,30 @@ def membership_key(list_name: str, email: str) -> str:
     return f"{list_name}/{email}"
 
 
-def diff_states(desired: State, live: State) -> DiffResult:
+def diff_states(desired: State, live: State, policy: Policy | None = None) -> DiffResult:
+    policy = policy or Policy()
     result = DiffResult()
     result.changes.extend(_property_changes(desired, live, result.errors))
     result.changes.extend(_list_changes(desired, live))
     result.changes.extend(_contact_changes(desired, live))
-    result.changes.extend(_membership_changes(desired, live, result.warnings))
+    result.changes.extend(_membership_changes(desired, live, policy, result.warnings))
+    result.changes.extend(_pruned(desired, live, policy, result.changes))
+    result.changes = _without_memberships_of_erased(result.changes)
+    result.errors.extend(_protection_errors(result.changes, policy))
     return result
+
+
+def _without_memberships_of_erased(changes: list[Change]) -> list[Change]:
+    erased = {
+        c.key for c in changes if c.type is ResourceType.CONTACT and c.action is Action.DELETE
+    }
+    if not erased:
+        return changes
+    return [
+        c
+        for c in changes
+        if c.type is not ResourceType.MEMBERSHIP or c.key.partition("/")[2] not in erased
+    ]
 
 
 def _property_changes(desired: State, live: State, errors: list[Finding]) -> Iterator[Change]:
@@ -162,7 +226,9 @@ def _contact_delta(want: Contact, have: Contact) -> tuple[dict[str, Any], dict[s
     return before, after
 
 
-def _membership_changes(desired: State, live: State, warnings: list[Finding]) -> Iterator[Change]:
+def _membership_changes(
+    desired: State, live: State, policy: Policy, warnings: list[Finding]
+) -> Iterator[Change]:
     for (list_name, email), want in desired.memberships.items():
         key = membership_key(list_name, email)
         have = live.memberships.get((list_name, email))
@@ -180,14 +246,12 @@ def _membership_changes(desired: State, live: State, warnings: list[Finding]) ->
         if have.status is SubscriptionStatus.UNSUBSCRIBED:
             # Removing them would erase the record of their unsubscribe; keep it.
             continue
-        yield Change(
-            ResourceType.MEMBERSHIP,
-            Action.DELETE,
-            key,
-            have.record(),
-            None,
-            fingerprint(have.record()),
-        )
+        if _protected(policy, list_name, email):
+            continue
+        if policy.exact_members is MemberPrune.UNSUBSCRIBE:
+            yield _unsubscribe(key, have)
+        else:
+            yield _removal(key, have)
 
 
 def _status_change(
@@ -215,3 +279,104 @@ def _status_change(
         fingerprint(have.record()),
         flags,
     )
+
+
+def _unsubscribe(key: str, have: Membership) -> Change:
+    after = {"status": SubscriptionStatus.UNSUBSCRIBED.value}
+    record = have.record()
+    return Change(ResourceType.MEMBERSHIP, Action.UPDATE, key, record, after, fingerprint(record))
+
+
+def _removal(key: str, have: Membership) -> Change:
+    record = have.record()
+    return Change(ResourceType.MEMBERSHIP, Action.DELETE, key, record, None, fingerprint(record))
+
+
+def _protected(policy: Policy, list_name: str, email: str) -> bool:
+    return email in policy.protected_contacts or list_name in policy.protected_lists
+
+
+def _pruned(desired: State, live: State, policy: Policy, planned: list[Change]) -> Iterator[Change]:
+    """What the prune policies ask for things no manifest declares."""
+    if policy.lists is DefinitionPrune.DELETE:
+        for name, have in live.lists.items():
+            if name not in desired.lists and name not in policy.protected_lists:
+                record = have.record()
+                yield Change(
+                    ResourceType.LIST, Action.DELETE, name, record, None, fingerprint(record)
+                )
+    if policy.properties is DefinitionPrune.DELETE:
+        for name, definition in live.properties.items():
+            if name not in desired.properties:
+                record = definition.record()
+                yield Change(
+                    ResourceType.PROPERTY, Action.DELETE, name, record, None, fingerprint(record)
+                )
+    if policy.contacts is not ContactPrune.IGNORE:
+        already = {change.address for change in planned}
+        for key in sorted(_undeclared_in_scope(desired, live, policy)):
+            for change in _prune_contact(key, desired, live, policy):
+                if change.address not in already:
+                    yield change
+
+
+def _undeclared_in_scope(desired: State, live: State, policy: Policy) -> set[str]:
+    scope_lists = policy.scope_lists(frozenset(desired.lists))
+    on_lists = {email for (list_name, email) in live.memberships if list_name in scope_lists}
+    marker = policy.contact_scope.marker
+    chosen: set[str] = set()
+    for key in on_lists:
+        contact = live.contacts.get(key)
+        if contact is None or key in desired.contacts or key in policy.protected_contacts:
+            continue
+        if marker is not None and contact.properties.get(marker[0]) != marker[1]:
+            continue
+        chosen.add(key)
+    return chosen
+
+
+def _prune_contact(key: str, desired: State, live: State, policy: Policy) -> Iterator[Change]:
+    have = live.contacts[key]
+    if policy.contacts is ContactPrune.DELETE:
+        record = have.record()
+        yield Change(ResourceType.CONTACT, Action.DELETE, key, record, None, fingerprint(record))
+    elif policy.contacts is ContactPrune.EXCLUDE:
+        if have.fields.get(EXCLUDED) is not True:
+            before = {EXCLUDED: have.fields.get(EXCLUDED)}
+            yield Change(
+                ResourceType.CONTACT,
+                Action.UPDATE,
+                key,
+                before,
+                {EXCLUDED: True},
+                fingerprint(have.record()),
+            )
+    else:
+        for list_name in sorted(desired.lists):
+            membership = live.memberships.get((list_name, key))
+            if (
+                membership is not None
+                and membership.status is SubscriptionStatus.SUBSCRIBED
+                and list_name not in policy.protected_lists
+            ):
+                yield _unsubscribe(membership_key(list_name, key), membership)
+
+
+def _protection_errors(changes: list[Change], policy: Policy) -> Iterator[Finding]:
+    """A change the manifest asks for explicitly that `protect:` forbids."""
+    for change in changes:
+        if change.effect not in DESTRUCTIVE:
+            continue
+        email = list_name = ""
+        if change.type is ResourceType.CONTACT:
+            email = change.key
+        elif change.type is ResourceType.MEMBERSHIP:
+            list_name, _, email = change.key.partition("/")
+        elif change.type is ResourceType.LIST:
+            list_name = change.key
+        if email in policy.protected_contacts or list_name in policy.protected_lists:
+            yield Finding(
+                change.address,
+                f"is protected (protect: in the manifest), so no plan may {change.effect}; "
+                "change the manifest or remove the protection",
+            )

@@ -139,7 +139,7 @@ async def make_plan(manifest: Manifest, provider: Provider) -> tuple[Plan, State
     live = await provider.read(scope)
     if Capability.PROPERTY_DEFINITIONS not in provider.capabilities:
         live.properties = dict(manifest.desired.properties)  # definitions exist locally only
-    result = diff_states(manifest.desired, live)
+    result = diff_states(manifest.desired, live, manifest.policy)
     if result.errors:
         raise ManifestError(
             [
@@ -152,7 +152,14 @@ async def make_plan(manifest: Manifest, provider: Provider) -> tuple[Plan, State
     warnings = [str(w) for w in (*result.warnings, *vetoed)]
     estimate = Estimate(provider.estimate_calls(changes, live), _write_pace(manifest.provider))
     made = Plan.build(
-        provider.name, changes, scope, warnings, provider_options=options, estimate=estimate
+        provider.name,
+        changes,
+        scope,
+        warnings,
+        provider_options=options,
+        estimate=estimate,
+        thresholds=manifest.policy.thresholds,
+        live=live,
     )
     return made, live
 
@@ -164,8 +171,12 @@ def _write_pace(config: ProviderConfig) -> float:
     return config.writes_per_minute
 
 
-async def apply_plan(plan: Plan, provider: Provider, live: State | None = None) -> ApplyReport:
-    """Apply exactly `plan`. Without `live` (a saved plan), re-read and refuse if it moved."""
+async def apply_plan(
+    plan: Plan, provider: Provider, live: State | None = None, *, force: bool = False
+) -> ApplyReport:
+    """Apply exactly `plan`. Without `live` (a saved plan), re-read and refuse if it moved.
+    A plan over its safety thresholds is refused unless `force`."""
+    plan.raise_if_unsafe(force)
     if plan.provider != provider.name:
         raise PlanError(
             f"the plan is for {plan.provider}, the manifest's provider is {provider.name}"

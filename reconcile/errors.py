@@ -41,6 +41,10 @@ class PlanError(ReconcileError):
     """The manifest asks for something the plan must refuse (a type change, a capability...)."""
 
 
+class UnsafePlanError(PlanError):
+    """The plan changes more than the safety thresholds allow, and --force was not given."""
+
+
 class StalePlanError(ReconcileError):
     """Live state moved since the saved plan was made."""
 

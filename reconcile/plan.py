@@ -10,9 +10,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from reconcile.diff import Action, Change, Flag, ResourceType
-from reconcile.errors import ReconcileError, StalePlanError
+from reconcile.diff import DESTRUCTIVE, Action, Change, Effect, Flag, ResourceType
+from reconcile.errors import ReconcileError, StalePlanError, UnsafePlanError
 from reconcile.model import ReadScope, State, fingerprint
+from reconcile.policy import Thresholds
 
 FORMAT_VERSION = 1
 PERSONAL_DATA_NOTICE = (
@@ -80,6 +81,8 @@ class Plan:
     warnings: tuple[str, ...] = ()
     provider_options: Mapping[str, Any] = field(default_factory=dict)  # pacing etc.; no secrets
     estimate: Estimate | None = None
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    live_counts: Mapping[str, int] = field(default_factory=dict)  # per type, as read
 
     @classmethod
     def build(
@@ -91,6 +94,8 @@ class Plan:
         *,
         provider_options: Mapping[str, Any] | None = None,
         estimate: Estimate | None = None,
+        thresholds: Thresholds | None = None,
+        live: State | None = None,
     ) -> Plan:
         return cls(
             provider,
@@ -99,7 +104,48 @@ class Plan:
             tuple(warnings),
             dict(provider_options or {}),
             estimate,
+            thresholds or Thresholds(),
+            live_counts(live) if live is not None else {},
         )
+
+    @property
+    def is_destructive(self) -> bool:
+        return any(change.effect in DESTRUCTIVE for change in self.changes)
+
+    def unsafe_reasons(self) -> list[str]:
+        """Where the plan exceeds its thresholds, per resource type (empty when safe)."""
+        limits = self.thresholds
+        destructive: Counter[str] = Counter()
+        updates: Counter[str] = Counter()
+        for change in self.changes:
+            if change.effect in DESTRUCTIVE:
+                destructive[change.type.value] += 1
+            elif change.action is Action.UPDATE:
+                updates[change.type.value] += 1
+        reasons: list[str] = []
+        for kind, existing in sorted(self.live_counts.items()):
+            if existing < limits.min_records:
+                continue
+            for what, counted, share in (
+                ("deletes, removals and unsubscribes", destructive[kind], limits.max_delete_share),
+                ("updates", updates[kind], limits.max_update_share),
+            ):
+                if counted > share * existing:
+                    reasons.append(
+                        f"{counted:,} {what} of {existing:,} live {kind} records "
+                        f"({counted / existing:.0%}, more than the {share:.0%} allowed)"
+                    )
+        return reasons
+
+    def raise_if_unsafe(self, force: bool) -> None:
+        reasons = self.unsafe_reasons()
+        if reasons and not force:
+            raise UnsafePlanError(
+                "the plan exceeds the safety thresholds: "
+                + "; ".join(reasons)
+                + ". Review it, then run again with --force if it is intended "
+                "(thresholds: safety: in the manifest)."
+            )
 
     @property
     def is_empty(self) -> bool:
@@ -123,6 +169,7 @@ class Plan:
             "scope": self.scope.to_json(),
             "provider_options": dict(self.provider_options),
             "estimate": self.estimate.to_json() if self.estimate else None,
+            "safety": {**self.thresholds.to_json(), "live_counts": dict(self.live_counts)},
             "fingerprint": self.fingerprint(),
         }
 
@@ -149,6 +196,8 @@ class Plan:
             ReadScope.from_json(raw.scope),
             tuple(raw.warnings),
             raw.provider_options,
+            thresholds=Thresholds.from_json(raw.safety),
+            live_counts={k: int(v) for k, v in raw.safety.get("live_counts", {}).items()},
         )
         if raw.fingerprint and raw.fingerprint != plan.fingerprint():
             raise ReconcileError(f"{source}: plan file was edited after it was made (fingerprint)")
@@ -174,6 +223,7 @@ class PlanFile(BaseModel):
     warnings: list[str] = []
     scope: dict[str, Any] = {}
     provider_options: dict[str, Any] = {}
+    safety: dict[str, Any] = {}
     fingerprint: str | None = None
 
 
@@ -189,6 +239,11 @@ def change_to_json(change: Change) -> dict[str, Any]:
         data["fingerprint"] = change.fingerprint
     if change.flags:
         data["flags"] = sorted(flag.value for flag in change.flags)
+    effect = change.effect
+    if effect is not None:
+        data["effect"] = effect.value
+        if effect is Effect.ERASE:
+            data["irreversible"] = True
     return data
 
 
@@ -213,6 +268,15 @@ def _plain(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 def _plain_value(value: Any) -> Any:
     return dict(value) if isinstance(value, Mapping) else value
+
+
+def live_counts(live: State) -> dict[str, int]:
+    return {
+        ResourceType.PROPERTY.value: len(live.properties),
+        ResourceType.LIST.value: len(live.lists),
+        ResourceType.CONTACT.value: len(live.contacts),
+        ResourceType.MEMBERSHIP.value: len(live.memberships),
+    }
 
 
 def split_membership_key(key: str) -> tuple[str, str]:

@@ -68,7 +68,7 @@ async def plan_and_apply(emulator: MailjetEmulator, manifest: Manifest) -> tuple
     provider = mailjet_provider(emulator)
     try:
         made, live = await engine.make_plan(manifest, provider)
-        report = await engine.apply_plan(made, provider, live)
+        report = await engine.apply_plan(made, provider, live, force=True)
         return made, report
     finally:
         await provider.aclose()

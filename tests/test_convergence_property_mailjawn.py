@@ -77,7 +77,7 @@ async def plan_apply_plan(emulator: MailJawnEmulator, manifest: Manifest) -> tup
     provider = MailJawnProvider(make_client(emulator))
     try:
         made, live = await engine.make_plan(manifest, provider)
-        report = await engine.apply_plan(made, provider, live)
+        report = await engine.apply_plan(made, provider, live, force=True)
         again, _ = await engine.make_plan(manifest, provider)
         return report, again
     finally:

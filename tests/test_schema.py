@@ -25,5 +25,8 @@ def test_schema_describes_the_manifest_sections() -> None:
         "lists",
         "contacts",
         "contacts_from",
+        "prune",
+        "protect",
+        "safety",
     }
     assert schema["additionalProperties"] is False

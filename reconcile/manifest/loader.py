@@ -19,6 +19,9 @@ from reconcile.manifest.schema import (
     MailjetOptions,
     ManifestDocument,
     MembershipSpec,
+    ProtectSpec,
+    PruneSpec,
+    SafetySpec,
 )
 from reconcile.manifest.yaml_source import YamlDocument, read_yaml
 from reconcile.model import (
@@ -36,6 +39,7 @@ from reconcile.model import (
     email_key,
     strict_value,
 )
+from reconcile.policy import ContactScope, Policy, Thresholds
 
 ProviderConfig = MailjetOptions | MailJawnOptions
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -48,10 +52,15 @@ class Manifest:
     files: list[Path]
     sources: dict[str, SourceLocation] = field(default_factory=dict)
     contact_sources: dict[str, ContactSource] = field(default_factory=dict)
+    policy: Policy = field(default_factory=Policy)
 
     def read_scope(self) -> ReadScope:
         manages_data = any(c.properties for c in self.desired.contacts.values())
-        return ReadScope(frozenset(self.desired.lists), manages_data)
+        managed = frozenset(self.desired.lists)
+        return ReadScope(
+            managed | self.policy.scope_lists(managed),
+            manages_data or self.policy.needs_contact_data,
+        )
 
     def source_of(self, address: str) -> SourceLocation:
         """Where the manifest declares `address` (contacts and memberships are located on
@@ -105,15 +114,25 @@ class _Builder:
         self.state = State()
         self.sources: dict[str, SourceLocation] = {}
         self.provider: ProviderConfig | None = None
+        self.prune: PruneSpec | None = None
+        self.protect: ProtectSpec | None = None
+        self.safety: SafetySpec | None = None
         self.issues: list[ManifestIssue] = []
+        self.documents: list[YamlDocument] = []
         self.contact_sources: dict[str, ContactSource] = {}
         self.pending_contacts: list[Iterator[tuple[ContactSource, ContactSpec]]] = []
 
     def add(self, document: YamlDocument, manifest: ManifestDocument) -> None:
+        self.documents.append(document)
         if manifest.provider is not None:
             where = document.location(("provider",))
             if self._claim("provider", where, "provider"):
                 self.provider = _provider_options(manifest.provider)
+        for key in ("prune", "protect", "safety"):
+            if getattr(manifest, key) is not None and self._claim(
+                key, document.location((key,)), key
+            ):
+                setattr(self, key, getattr(manifest, key))
         for name, spec in manifest.properties.items():
             where = document.location(("properties", name))
             if self._claim(f"property:{name}", where, f"properties.{name}"):
@@ -149,10 +168,53 @@ class _Builder:
                     "no file declares the provider (mailjet or mailjawn)",
                 )
             )
+        policy = self._policy()
         if self.issues:
             raise ManifestError(self.issues)
         assert self.provider is not None
-        return Manifest(self.provider, self.state, self.files, self.sources, self.contact_sources)
+        return Manifest(
+            self.provider, self.state, self.files, self.sources, self.contact_sources, policy
+        )
+
+    def _policy(self) -> Policy:
+        prune = self.prune or PruneSpec()
+        protect = self.protect or ProtectSpec()
+        safety = self.safety or SafetySpec()
+        scope = prune.contacts.scope
+        marker = None
+        if scope.marker is not None:
+            loc = ("prune", "contacts", "scope", "marker")
+            definition = self.state.properties.get(scope.marker.property)
+            try:
+                if definition is None:
+                    name = scope.marker.property
+                    raise ValueTypeError(f"property {name!r} is not declared under properties:")
+                marker = (definition.name, strict_value(definition.type, scope.marker.value))
+            except ValueTypeError as error:
+                where = self._where("prune", loc)
+                self.issues.append(ManifestIssue(where, _field_name(loc), str(error)))
+        return Policy(
+            contacts=prune.contacts.action,
+            contact_scope=ContactScope(
+                None if scope.lists is None else frozenset(scope.lists), marker
+            ),
+            exact_members=prune.members,
+            lists=prune.lists,
+            properties=prune.properties,
+            protected_contacts=frozenset(email_key(e) for e in protect.contacts),
+            protected_lists=frozenset(protect.lists),
+            thresholds=Thresholds(
+                safety.max_delete_share, safety.max_update_share, safety.min_records
+            ),
+        )
+
+    def _where(self, key: str, loc: Sequence[str | int]) -> SourceLocation:
+        """The line of `loc` in the file that declared top-level `key`."""
+        declared = self.sources.get(key)
+        for document in self.documents:
+            if declared is not None and str(document.path) == declared.file:
+                return document.location(loc)
+        return declared or SourceLocation(str(self.files[0]), 1)
 
     def _claim(self, address: str, where: SourceLocation, field_name: str) -> bool:
         earlier = self.sources.get(address)

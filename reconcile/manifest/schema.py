@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from reconcile.model import MembersPolicy, Namespace, PropertyType, SubscriptionStatus
+from reconcile.policy import ContactPrune, DefinitionPrune, MemberPrune
 
 SCHEMA_ID = "https://reconcile.dev/schemas/manifest.schema.json"
 
@@ -95,6 +96,58 @@ class ContactSpec(_Strict):
         return value
 
 
+class MarkerSpec(_Strict):
+    property: StrictStr
+    value: StrictBool | StrictInt | StrictFloat | StrictStr
+
+
+class ContactScopeSpec(_Strict):
+    lists: list[StrictStr] | None = Field(
+        None,
+        description="live contacts on at least one of these lists (default: every list the "
+        "manifest declares)",
+    )
+    marker: MarkerSpec | None = Field(
+        None, description="and carrying this property value (e.g. managed_by: reconcile)"
+    )
+
+
+class ContactPruneSpec(_Strict):
+    action: ContactPrune = Field(
+        ContactPrune.IGNORE,
+        description="ignore | exclude (from campaigns) | unsubscribe (from managed lists) "
+        "| delete (erasure, irreversible)",
+    )
+    scope: ContactScopeSpec = Field(default_factory=ContactScopeSpec)
+
+
+class PruneSpec(_Strict):
+    """What happens to what no manifest declares. Everything is off by default."""
+
+    contacts: ContactPruneSpec = Field(default_factory=ContactPruneSpec)
+    members: MemberPrune = Field(
+        MemberPrune.REMOVE,
+        description="undeclared members of members: exact lists: remove or unsubscribe",
+    )
+    lists: DefinitionPrune = DefinitionPrune.IGNORE
+    properties: DefinitionPrune = DefinitionPrune.IGNORE
+
+
+class ProtectSpec(_Strict):
+    """Contacts and lists no plan may delete, remove, unsubscribe or exclude."""
+
+    contacts: list[StrictStr] = Field(default_factory=list)
+    lists: list[StrictStr] = Field(default_factory=list)
+
+
+class SafetySpec(_Strict):
+    max_delete_share: float = Field(
+        0.10, ge=0, le=1, description="of the live records of a type: deletes + unsubscribes"
+    )
+    max_update_share: float = Field(0.30, ge=0, le=1)
+    min_records: int = Field(20, ge=0, description="no limit below this many live records")
+
+
 class ManifestDocument(_Strict):
     """One YAML file; a manifest is the merge of one or more of these."""
 
@@ -114,6 +167,9 @@ class ManifestDocument(_Strict):
         description="CSV file(s), relative to this file: columns email, name, "
         "excluded_from_campaigns, lists (a;b or a:unsubscribed), properties (JSON object)",
     )
+    prune: PruneSpec | None = None
+    protect: ProtectSpec | None = None
+    safety: SafetySpec | None = None
 
 
 def manifest_json_schema() -> dict[str, Any]:

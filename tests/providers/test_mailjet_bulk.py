@@ -45,7 +45,7 @@ async def apply_with_chunks(
     try:
         made, live = await engine.make_plan(manifest, provider)
         estimate = provider.estimate_calls(made.changes, live)
-        report = await engine.apply_plan(made, provider, live)
+        report = await engine.apply_plan(made, provider, live, force=True)
         return estimate, report
     finally:
         await provider.aclose()
@@ -109,7 +109,7 @@ def test_per_contact_failures_are_mapped_to_their_contacts(tmp_path: Path) -> No
             emulator.control.inject(Fault(status=500, method="POST", path_contains="manage"))
             seats_id = next(r["ID"] for r in (await provider.client.get("/contactmetadata/seats")))
             await provider.client.delete(f"/contactmetadata/{seats_id}")  # gone after planning
-            return await engine.apply_plan(made, provider, live)
+            return await engine.apply_plan(made, provider, live, force=True)
         finally:
             await provider.aclose()
 
