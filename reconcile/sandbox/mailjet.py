@@ -145,13 +145,14 @@ class MailjetEmulator:
             if message is not None:
                 faults.failure_message = message
 
-    def hide_from_listing(self, email: str) -> None:
-        """Eventual consistency: the collection misses it; lookups and POST still see it."""
+    def hide_from_listing(self, email: str, hidden: bool = True) -> None:
+        """Eventual consistency: the collection misses it; lookups and POST still see it.
+        `hidden=False` is the listing catching up."""
         with self._api.lock:
             found = self._state.contact_by_email(email)
             if found is None:
                 raise KeyError(email)
-            found.hidden_from_listing = True
+            found.hidden_from_listing = hidden
 
 
 def create_mailjet_emulator(
