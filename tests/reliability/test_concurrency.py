@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ from tests.reliability.accounts import (
 )
 from tests.support import run, served
 
-RACES = {
+RACES: dict[str, Callable[[], Account]] = {
     "mailjet-real-api": lambda: MailjetAccount(MailjetEmulatorSettings(job_polls_to_complete=2)),
     "mailjet-seed-document": lambda: MailjetAccount(
         MailjetEmulatorSettings(
