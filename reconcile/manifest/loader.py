@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,7 +267,11 @@ class _Builder:
                 self._error(source, loc, f"property {name!r} is not declared under properties:")
                 continue
             try:
-                values[definition.name] = strict_value(definition.type, raw)
+                value = strict_value(definition.type, raw)
+                # Repeated short values (a department, a plan) share one string object.
+                if isinstance(value, str) and len(value) <= 64:
+                    value = sys.intern(value)
+                values[definition.name] = value
             except ValueTypeError as error:
                 self._error(source, loc, f"{error} (declared {definition.type})")
         return values

@@ -13,12 +13,13 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, overload
 from urllib.parse import quote
 
 import httpx
 
 from reconcile.errors import ApiError
+from reconcile.providers.answers import of_request
 from reconcile.providers.pacing import (
     Pacer,
     RequestStats,
@@ -38,6 +39,11 @@ _SUBSCRIBER_PATH = re.compile(r"/subscribers/[^/]+/$")
 # A RateLimit-Reset below this is a number of seconds (the IETF draft's form), not a timestamp.
 _EPOCH_FLOOR = 1e9
 RETRY_AFTER_MAX = 600.0  # a longer Retry-After ends the run instead of waiting
+T = TypeVar("T")
+
+
+def _as_is(item: Any) -> Any:
+    return item
 
 
 @dataclass
@@ -117,13 +123,35 @@ class MailJawnClient:
 
     # ---- calls ------------------------------------------------------------------------
 
+    @overload
     async def list_all(
         self, path: str, key: str, params: Mapping[str, Any] | None = None
+    ) -> list[Any]: ...
+
+    @overload
+    async def list_all(
+        self,
+        path: str,
+        key: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        keep: Callable[[Any], T],
+    ) -> list[T]: ...
+
+    async def list_all(
+        self,
+        path: str,
+        key: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        keep: Callable[[Any], Any] = _as_is,
     ) -> list[Any]:
         """Every item of a collection: limit=100 and offset, until `total` is reached.
 
         Stops too on a short page, and never goes past the smallest total seen, so a
         total that keeps growing (records added during the read) can't loop forever.
+        `keep` turns each item into what the caller needs; an item it can't read is an
+        error of this request.
         """
         items: list[Any] = []
         offset = 0
@@ -131,7 +159,10 @@ class MailJawnClient:
         while True:
             answer = await self.get(path, {**(params or {}), "limit": PAGE_SIZE, "offset": offset})
             page, total = self._page(answer, path, key)
-            items.extend(page)
+            try:
+                items.extend(keep(item) for item in page)
+            except ApiError as error:
+                raise of_request(error, "GET", self.prefix + path) from None
             offset += len(page)
             bound = total if bound is None else min(bound, total)
             if len(page) < PAGE_SIZE or offset >= bound:

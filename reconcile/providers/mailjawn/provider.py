@@ -154,8 +154,9 @@ class MailJawnProvider(Provider):
         """Every subscriber; every tag seen, plus scope.lists (a tag exists by name)."""
         state = State()
         self.subscribers = {}
-        for record in await self.client.list_all(SUBSCRIBERS, "subscribers"):
-            found = records.subscriber(record)
+        for found in await self.client.list_all(
+            SUBSCRIBERS, "subscribers", keep=records.subscriber
+        ):
             if found.key in self.subscribers:
                 continue  # the same subscriber on two pages: someone added one meanwhile
             self.subscribers[found.key] = found
@@ -325,16 +326,18 @@ class MailJawnProvider(Provider):
             return {}
         listing_pages = (len(self.subscribers) + len(wanted)) // PAGE_SIZE + 1
         if len(wanted) > listing_pages:
-            every = await self.client.list_all(SUBSCRIBERS, "subscribers")
-            candidates = [records.subscriber(record) for record in every]
+            candidates = await self.client.list_all(
+                SUBSCRIBERS, "subscribers", keep=records.subscriber
+            )
         else:
             searches = await asyncio.gather(*(self._search(email) for email in wanted.values()))
             candidates = [found for result in searches for found in result]
         return {found.key: found for found in candidates if found.key in wanted}
 
     async def _search(self, email: str) -> list[Subscriber]:
-        answer = await self.client.list_all(SUBSCRIBERS, "subscribers", {"search": email})
-        matches = (records.subscriber(record) for record in answer)
+        matches = await self.client.list_all(
+            SUBSCRIBERS, "subscribers", {"search": email}, keep=records.subscriber
+        )
         return [found for found in matches if found.key == email_key(email)]
 
 

@@ -55,13 +55,15 @@ def subscriber(record: Any) -> Subscriber:
     if status not in STATUSES:
         raise _misread(f"subscriber {email} has status {status!r}, which reconcile does not know")
     name = record.get("name")
+    if name is not None and not isinstance(name, str):
+        raise _misread(f"subscriber {email} has name={name!r}, expected a string")
     custom = record.get("custom_fields") or {}
     if not isinstance(custom, Mapping):
         raise _misread(f"subscriber {email} has custom_fields={custom!r}, expected an object")
     return Subscriber(
         id=_required_str(record, "id"),
         email=email,
-        name=name if isinstance(name, str) else "",
+        name=name or "",
         status=status,
         custom_fields={str(k): _scalar(v) for k, v in custom.items()},
         tags=_tag_slugs(record.get("tags") or [], email),

@@ -9,6 +9,7 @@ from typing import Any, TypeVar, overload
 import httpx
 
 from reconcile.errors import ApiError
+from reconcile.providers.answers import of_request
 from reconcile.providers.pacing import (
     Pacer,
     RequestStats,
@@ -93,7 +94,10 @@ class MailjetClient:
             page = await self.get(
                 resource, {**(params or {}), "Limit": PAGE_SIZE, "Offset": offset}
             )
-            records.extend(keep(record) for record in page)
+            try:
+                records.extend(keep(record) for record in page)
+            except ApiError as error:
+                raise of_request(error, "GET", API_PREFIX + resource) from None
             if len(page) < PAGE_SIZE:
                 return records
             offset += PAGE_SIZE

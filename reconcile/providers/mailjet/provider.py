@@ -90,22 +90,19 @@ class MailjetProvider(Provider):
         """Definitions and lists first (list IDs are needed), then contacts, their data and
         the members of each wanted list all at once: each collection is read exactly once."""
         metadata, lists = await asyncio.gather(
-            self.client.list_all("/contactmetadata"), self.client.list_all("/contactslist")
+            self.client.list_all("/contactmetadata", keep=records.identified_property),
+            self.client.list_all("/contactslist", keep=records.identified_list),
         )
         state = State()
         self.ids = _Ids()
-        for record in metadata:
-            definition = records.property_def(record)
+        for property_id, definition in metadata:
             state.properties[definition.name] = definition
-            self.ids.properties[definition.name] = records.field(
-                record, "ID", int, "/contactmetadata"
-            )
-        for record in lists:
-            if record.get("IsDeleted") is True:
+            self.ids.properties[definition.name] = property_id
+        for list_id, name, deleted in lists:
+            if deleted:
                 continue
-            name = records.field(record, "Name", str, "/contactslist")
             state.lists[name] = ContactList(name)
-            self.ids.lists[name] = records.field(record, "ID", int, "/contactslist")
+            self.ids.lists[name] = list_id
         wanted = [name for name in sorted(self.ids.lists) if scope.wants_members(name)]
         definitions = state.properties
         contacts, data, members = await asyncio.gather(
@@ -128,9 +125,10 @@ class MailjetProvider(Provider):
         )
         emails_by_id: dict[int, str] = {}
         for contact_id, contact in contacts:
-            state.add_contact(contact)
-            self.ids.contacts[contact.key] = contact_id
-            emails_by_id[contact_id] = contact.key
+            key = contact.key  # one string object shared by every index of this contact
+            state.contacts[key] = contact
+            self.ids.contacts[key] = contact_id
+            emails_by_id[contact_id] = key
         _add_contact_data(state, data, emails_by_id)
         for name, recipients in zip(wanted, members, strict=True):
             _add_members(state, name, recipients, emails_by_id)
@@ -318,14 +316,15 @@ class MailjetProvider(Provider):
         """POST once; on a duplicate, or an answer that may hide a landed write, look it up.
 
         The real API answers a duplicate with 400 MJ18; the documented one returns
-        the existing record. A 5xx or lost connection on a POST is not retried
-        blindly: the record is looked up first, and only created again if absent.
+        the existing record. A 5xx, a lost connection or a success we could not read
+        on a POST is not retried blindly: the record is looked up first, and only
+        created again if absent.
         """
         try:
             created = await self.client.post(path, body, idempotent=False)
         except ApiError as error:
             duplicate = _is_duplicate(error)
-            if not duplicate and error.status is not None and error.status < 500:
+            if not duplicate and not _may_have_landed(error):
                 raise
             existing = await find()
             if existing is not None:
@@ -394,6 +393,11 @@ def _definitions(changes: Sequence[Change], live: State) -> dict[str, PropertyDe
                 change.key, PropertyType(change.after["type"]), namespace
             )
     return definitions
+
+
+def _may_have_landed(error: ApiError) -> bool:
+    """No answer, a server error, or a success whose body we could not read."""
+    return error.status is None or error.status >= 500 or error.status < 300
 
 
 def _is_duplicate(error: ApiError) -> bool:

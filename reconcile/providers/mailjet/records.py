@@ -3,6 +3,7 @@ raises instead of becoming a write."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ from reconcile.model import (
 )
 
 T = TypeVar("T")
+_MISSING = object()
 
 
 def field(record: Any, name: str, kind: type[T], source: str) -> T:
@@ -59,13 +61,40 @@ def property_def(record: Any) -> PropertyDef:
         ) from None
 
 
+def identified_property(record: Any) -> tuple[int, PropertyDef]:
+    return field(record, "ID", int, "/contactmetadata"), property_def(record)
+
+
+def identified_list(record: Any) -> tuple[int, str, bool]:
+    """A /contactslist record -> (ID, Name, IsDeleted)."""
+    source = "/contactslist"
+    return (
+        field(record, "ID", int, source),
+        field(record, "Name", str, source),
+        (record.get("IsDeleted") is True),
+    )
+
+
 def contact(record: Any) -> Contact:
+    """Name and IsExcludedFromCampaigns are checked too: every PUT sends both back, so a
+    misread one would overwrite the live value."""
     source = "/contact"
     email = field(record, "Email", str, source)
     excluded = record.get("IsExcludedFromCampaigns", False)
     if not isinstance(excluded, bool):
-        raise ApiError(f"contact {email} has IsExcludedFromCampaigns={excluded!r}", path=source)
-    return Contact(email, {NAME: optional_str(record, "Name"), EXCLUDED: excluded})
+        raise ApiError(
+            f"contact {email} has IsExcludedFromCampaigns={excluded!r}, expected a boolean; "
+            "nothing was changed based on it",
+            path=source,
+        )
+    name = record.get("Name", _MISSING)
+    if name is not None and not isinstance(name, str):
+        raise ApiError(
+            f"contact {email} has Name={name!r}, expected a string; "
+            "nothing was changed based on it",
+            path=source,
+        )
+    return Contact(email, {NAME: name or "", EXCLUDED: excluded})
 
 
 def identified_contact(record: Any) -> tuple[int, Contact]:
@@ -73,8 +102,10 @@ def identified_contact(record: Any) -> tuple[int, Contact]:
 
 
 def recipient(record: Any) -> tuple[int, bool]:
-    """A /listrecipient record -> (ContactID, IsUnsubscribed)."""
-    return field(record, "ContactID", int, "/listrecipient"), record.get("IsUnsubscribed") is True
+    """A /listrecipient record -> (ContactID, IsUnsubscribed). A misread IsUnsubscribed
+    would take someone who left for a member (and an exact list would remove them)."""
+    source = "/listrecipient"
+    return field(record, "ContactID", int, source), field(record, "IsUnsubscribed", bool, source)
 
 
 def contact_values(
@@ -86,8 +117,13 @@ def contact_values(
     values: dict[str, PropertyValue] = {}
     for item in field(record, "Data", list, source):
         name = field(item, "Name", str, source)
-        raw = item.get("Value")
-        values[name] = _canonical(raw, definitions.get(name))
+        definition = definitions.get(name)
+        value = _canonical(item.get("Value"), definition)
+        # The definition's name and interned short strings: one object per distinct
+        # value, not one per contact (tens of MB at 100k contacts).
+        if isinstance(value, str) and len(value) <= 64:
+            value = sys.intern(value)
+        values[definition.name if definition else name] = value
     return contact_id, values
 
 
