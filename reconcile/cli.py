@@ -19,6 +19,7 @@ from reconcile.plan import Plan
 from reconcile.providers.base import ApplyReport, OutcomeStatus
 from reconcile.render.json import render_json
 from reconcile.render.markdown import render_markdown
+from reconcile.render.redact import redact
 from reconcile.render.text import render_text
 from reconcile.sandbox.runtime import PROVIDERS, SANDBOX_DIR, serve, state_file
 
@@ -96,6 +97,14 @@ def plan(
     ] = False,
     sandbox: SandboxOpt = False,
     force: ForceOpt = False,
+    redact_output: Annotated[
+        bool,
+        typer.Option(
+            "--redact",
+            help="mask emails, names and property values in what is printed "
+            "(the --out file keeps them: apply needs them)",
+        ),
+    ] = False,
 ) -> None:
     """Read the live account, compare it with the manifests, print the changes."""
 
@@ -106,7 +115,7 @@ def plan(
             return made
 
     made = _run(lambda: _await(work()))
-    _show(made, output_format)
+    _show(redact(made) if redact_output else made, output_format)
     _run(lambda: made.raise_if_unsafe(force))
     if out_file is not None:
         out_file.write_text(made.dumps(), encoding="utf-8")

@@ -322,7 +322,13 @@ def _pruned(desired: State, live: State, policy: Policy, planned: list[Change]) 
 
 def _undeclared_in_scope(desired: State, live: State, policy: Policy) -> set[str]:
     scope_lists = policy.scope_lists(frozenset(desired.lists))
-    on_lists = {email for (list_name, email) in live.memberships if list_name in scope_lists}
+    # Subscribed members only: someone who unsubscribed from every scope list is left as is,
+    # like an unsubscribed member of an exact list (the record of their choice is kept).
+    on_lists = {
+        email
+        for (list_name, email), membership in live.memberships.items()
+        if list_name in scope_lists and membership.status is SubscriptionStatus.SUBSCRIBED
+    }
     marker = policy.contact_scope.marker
     chosen: set[str] = set()
     for key in on_lists:

@@ -39,8 +39,8 @@ class DefinitionPrune(StrEnum):
 class ContactScope:
     """Which live contacts a contact prune may touch; every condition given must hold.
 
-    `lists`: on (subscribed or not) at least one of these lists; None means any list
-    the manifest declares. `marker`: carries this property with this value.
+    `lists`: subscribed to at least one of these lists; None means any list the manifest
+    declares (someone who unsubscribed from all of them is left alone). `marker`: carries this property with this value.
     """
 
     lists: frozenset[str] | None = None

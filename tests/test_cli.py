@@ -191,3 +191,40 @@ def test_sandbox_command_serves_the_emulator_and_keeps_state(workdir: Path) -> N
         if server.stderr is not None:
             server.stderr.close()
     assert "from-test" in state.read_text()
+
+
+def test_unsafe_plan_exits_1_after_showing_it_and_force_allows_it(workdir: Path) -> None:
+    assert reconcile("apply", "--sandbox", "--auto-approve", "quickstart")[0] == 0
+    manifest = workdir / "quickstart" / "audience.yaml"
+    text = manifest.read_text(encoding="utf-8").replace("seats: 12", "seats: 13")
+    text = text.replace("seats: 3}", "seats: 4}")
+    manifest.write_text(text + "safety: {min_records: 1, max_update_share: 0.1}\n", "utf-8")
+    code, output = reconcile("plan", "--sandbox", "quickstart", "--out", "plan.json")
+    assert code == 1
+    assert "contact:alice@example.com" in output  # shown for review first
+    assert "2 updates of 10 live contact records" in output
+    assert "--force" in output
+    assert not (workdir / "plan.json").exists()
+    assert reconcile("apply", "--sandbox", "--auto-approve", "quickstart")[0] == 1
+    code, _ = reconcile("plan", "--sandbox", "quickstart", "--out", "plan.json", "--force")
+    assert code == 0
+    code, output = reconcile("apply", "--sandbox", "--plan", "plan.json")
+    assert code == 1
+    assert "safety thresholds" in output
+    code, output = reconcile("apply", "--sandbox", "--plan", "plan.json", "--force")
+    assert code == 0, output
+    assert "2 done" in output
+
+
+def test_redact_masks_printed_plans_but_not_the_saved_one(workdir: Path) -> None:
+    for output_format in ("text", "markdown", "json"):
+        code, output = reconcile(
+            "plan", "--sandbox", "quickstart", "--redact", "--format", output_format
+        )
+        assert code == 0
+        assert "alice@example.com" not in output, output_format
+        assert "Alice Martin" not in output, output_format
+        assert "Engineering" not in output, output_format
+        assert "a***@example.com" in output, output_format
+    reconcile("plan", "--sandbox", "quickstart", "--redact", "--out", "plan.json")
+    assert "alice@example.com" in (workdir / "plan.json").read_text(encoding="utf-8")

@@ -6,7 +6,12 @@ from __future__ import annotations
 from reconcile.diff import Change
 from reconcile.plan import Plan
 from reconcile.render.fields import field_lines
-from reconcile.render.summary import DETAIL_LIMIT, grouped_counts
+from reconcile.render.summary import (
+    DETAIL_LIMIT,
+    destructive_banner,
+    effect_counts,
+    grouped_counts,
+)
 from reconcile.render.text import FLAG_NOTES, SYMBOLS, summary_line
 
 MAX_CHARS = 60_000
@@ -17,9 +22,15 @@ def render_markdown(plan: Plan) -> str:
     head = [f"### reconcile plan ({plan.provider})", ""]
     if plan.is_empty:
         return "\n".join([*head, "No changes: the account matches the manifest.", ""])
+    banner = destructive_banner(plan)
+    if banner:
+        head += ["> [!WARNING]", f"> **{banner}** Review each of these before merging.", ""]
     head += ["| | create | update | delete |", "|---|---:|---:|---:|"]
     head += [f"| {g} | {c:,} | {u:,} | {d:,} |" for g, c, u, d in grouped_counts(plan)]
     head += ["", f"**{summary_line(plan)}**", ""]
+    effects = ", ".join(f"{count:,} {effect}" for effect, count in effect_counts(plan))
+    if effects:
+        head += [f"Consent: {effects}.", ""]
     if plan.estimate is not None:
         head += [plan.estimate.describe(), ""]
     body = "\n".join(head)
@@ -43,7 +54,8 @@ def _details(changes: tuple[Change, ...], budget: int) -> tuple[str, int]:
     used = 0
     for shown, change in enumerate(changes):
         symbol = SYMBOLS[change.action][0]
-        block = [f"{symbol} {change.address}"]
+        effect = f"  ({change.effect})" if change.effect is not None else ""
+        block = [f"{symbol} {change.address}{effect}"]
         block += [f"{symbol}     ! {FLAG_NOTES[flag]}" for flag in sorted(change.flags)]
         block += [f"{symbol}     {name}: {value}" for name, value in field_lines(change)]
         size = sum(len(line) + 1 for line in block)

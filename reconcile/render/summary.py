@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from reconcile.diff import ResourceType
+from reconcile.diff import DESTRUCTIVE, Effect, ResourceType
 from reconcile.plan import Plan, split_membership_key
 
 DETAIL_LIMIT = 200  # changes shown field by field in text and markdown; JSON has all
@@ -28,3 +28,19 @@ def grouped_counts(plan: Plan) -> list[tuple[str, int, int, int]]:
 def _group_order(group: str) -> tuple[int, str]:
     kinds = [kind.value for kind in ResourceType]
     return (kinds.index(group.split(" ", maxsplit=1)[0]), group)
+
+
+def effect_counts(plan: Plan) -> list[tuple[Effect, int]]:
+    """How many changes have each consent effect, in a fixed order."""
+    counts = Counter(change.effect for change in plan.changes if change.effect is not None)
+    return [(effect, counts[effect]) for effect in Effect if counts[effect]]
+
+
+def destructive_banner(plan: Plan) -> str | None:
+    """One sentence naming everything destructive the plan does, or None."""
+    parts = [
+        f"{count:,} {effect}" for effect, count in effect_counts(plan) if effect in DESTRUCTIVE
+    ]
+    if not parts:
+        return None
+    return "This plan is destructive: " + ", ".join(parts) + "."

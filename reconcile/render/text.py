@@ -5,10 +5,15 @@ from __future__ import annotations
 from rich.console import Console
 from rich.text import Text
 
-from reconcile.diff import Action, Flag
+from reconcile.diff import DESTRUCTIVE, Action, Flag
 from reconcile.plan import Plan
 from reconcile.render.fields import field_lines
-from reconcile.render.summary import DETAIL_LIMIT, grouped_counts
+from reconcile.render.summary import (
+    DETAIL_LIMIT,
+    destructive_banner,
+    effect_counts,
+    grouped_counts,
+)
 
 SYMBOLS = {
     Action.CREATE: ("+", "green"),
@@ -51,6 +56,9 @@ def render_text(plan: Plan, console: Console) -> None:
         symbol, colour = SYMBOLS[change.action]
         line = Text(f"  {symbol} ", colour)
         line.append(change.address, "bold")
+        if change.effect is not None:
+            style = "bold red" if change.effect in DESTRUCTIVE else "magenta"
+            line.append(f"  ({change.effect})", style)
         console.print(line)
         for flag in sorted(change.flags):
             console.print(Text(f"      ! {FLAG_NOTES[flag]}", "magenta"))
@@ -70,5 +78,11 @@ def render_text(plan: Plan, console: Console) -> None:
     if not plan.is_empty:
         console.print()
         console.print(Text(summary_line(plan), "bold"))
+        effects = ", ".join(f"{count:,} {effect}" for effect, count in effect_counts(plan))
+        if effects:
+            console.print(Text(f"Consent: {effects}.", "magenta"))
+        banner = destructive_banner(plan)
+        if banner:
+            console.print(Text(f"! {banner}", "bold red"))
         if plan.estimate is not None:
             console.print(Text(plan.estimate.describe()))

@@ -33,6 +33,8 @@ class Fault:
           "reset" drops the connection without an answer (the ASGI app raises);
           "reset_after" serves the request, then drops the connection before the
           answer (a write lands; the client can't know);
+          "garble" serves the request, then answers `status` with `body` instead
+          (a write lands; its answer is not what the document promises);
           "latency" sleeps `seconds` then serves normally.
     method/path_contains/path narrow which requests it matches ("" matches all;
     `path` must equal the request path).
@@ -127,7 +129,7 @@ class ControlMiddleware:
         if fault is not None and fault.kind == "latency":
             await asyncio.sleep(fault.seconds)
             fault = None
-        if fault is not None and fault.kind == "reset_after":
+        if fault is not None and fault.kind in ("reset_after", "garble"):
 
             async def discard(message: Any) -> None:
                 return None
