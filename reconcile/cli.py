@@ -19,6 +19,7 @@ from reconcile.plan import Plan
 from reconcile.providers.base import ApplyReport, OutcomeStatus
 from reconcile.render.json import render_json
 from reconcile.render.markdown import render_markdown
+from reconcile.render.progress import ProgressMode, choose_mode, watching
 from reconcile.render.redact import redact
 from reconcile.render.text import render_text
 from reconcile.sandbox.runtime import PROVIDERS, SANDBOX_DIR, serve, state_file
@@ -45,6 +46,9 @@ class Format(StrEnum):
 PathsArg = Annotated[list[Path], typer.Argument(help="manifest files or directories")]
 SandboxOpt = Annotated[
     bool, typer.Option("--sandbox", help=f"use the built-in emulator (state in {SANDBOX_DIR}/)")
+]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="no progress bars or progress log lines")
 ]
 ForceOpt = Annotated[
     bool,
@@ -105,13 +109,16 @@ def plan(
             "(the --out file keeps them: apply needs them)",
         ),
     ] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Read the live account, compare it with the manifests, print the changes."""
+    mode = choose_mode(err, quiet)
 
     async def work() -> Plan:
         manifest = engine.validate(paths)
         async with engine.open_provider(manifest.provider, engine.Target(sandbox)) as provider:
-            made, _live = await engine.make_plan(manifest, provider)
+            async with watching(err, mode, "Reading the account", provider.stats):
+                made, _live = await engine.make_plan(manifest, provider)
             return made
 
     made = _run(lambda: _await(work()))
@@ -129,22 +136,26 @@ def apply(
     paths: Annotated[
         list[Path] | None, typer.Argument(help="manifest files or directories")
     ] = None,
+    *,
     plan_file: Annotated[
         Path | None, typer.Option("--plan", help="apply this saved plan exactly")
     ] = None,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="do not ask")] = False,
     sandbox: SandboxOpt = False,
     force: ForceOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Plan and apply (after confirmation), or apply a saved plan if it is still current."""
+    mode = choose_mode(err, quiet)
     if bool(paths) == bool(plan_file):
         err.print("[bold red]Error:[/] give manifest PATHs or --plan FILE (one of the two)")
         raise typer.Exit(EXIT_ERROR)
     report: ApplyReport | None
     if plan_file is not None:
-        report = _run(lambda: _await(_apply_saved(plan_file, sandbox, force)))
+        report = _run(lambda: _await(_apply_saved(plan_file, sandbox, force, mode)))
     else:
-        report = _run(lambda: _await(_plan_and_apply(paths or [], auto_approve, sandbox, force)))
+        work = _plan_and_apply(paths or [], auto_approve, sandbox, force, mode)
+        report = _run(lambda: _await(work))
     if report is None:
         return
     _show_report(report)
@@ -152,30 +163,38 @@ def apply(
         raise typer.Exit(EXIT_ERROR)
 
 
-async def _apply_saved(plan_file: Path, sandbox: bool, force: bool) -> ApplyReport:
+async def _apply_saved(
+    plan_file: Path, sandbox: bool, force: bool, mode: ProgressMode
+) -> ApplyReport:
     try:
         text = plan_file.read_text(encoding="utf-8")
     except OSError as error:
         raise ReconcileError(f"{plan_file}: cannot read the plan ({error.strerror})") from None
     saved = Plan.loads(text, str(plan_file))
     config = engine.provider_config(saved.provider, saved.provider_options)
-    async with engine.open_provider(config, engine.Target(sandbox)) as provider:
+    async with (
+        engine.open_provider(config, engine.Target(sandbox)) as provider,
+        watching(err, mode, "Checking and applying", provider.stats),
+    ):
         return await engine.apply_plan(saved, provider, force=force)
 
 
 async def _plan_and_apply(
-    paths: list[Path], auto_approve: bool, sandbox: bool, force: bool
+    paths: list[Path], auto_approve: bool, sandbox: bool, force: bool, mode: ProgressMode
 ) -> ApplyReport | None:
     manifest = engine.validate(paths)
     async with engine.open_provider(manifest.provider, engine.Target(sandbox)) as provider:
-        made, live = await engine.make_plan(manifest, provider)
+        async with watching(err, mode, "Reading the account", provider.stats):
+            made, live = await engine.make_plan(manifest, provider)
         render_text(made, out)
         if made.is_empty:
             return None
         made.raise_if_unsafe(force)
         if not auto_approve and not _confirmed():
             return None
-        return await engine.apply_plan(made, provider, live, force=force)
+        total = made.estimate.api_calls if made.estimate else None
+        async with watching(err, mode, "Applying", provider.stats, total):
+            return await engine.apply_plan(made, provider, live, force=force)
 
 
 def _confirmed() -> bool:

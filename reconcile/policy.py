@@ -40,7 +40,8 @@ class ContactScope:
     """Which live contacts a contact prune may touch; every condition given must hold.
 
     `lists`: subscribed to at least one of these lists; None means any list the manifest
-    declares (someone who unsubscribed from all of them is left alone). `marker`: carries this property with this value.
+    declares (someone who unsubscribed from all of them is left alone).
+    `marker`: carries this property with this value.
     """
 
     lists: frozenset[str] | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import socket
@@ -52,9 +53,9 @@ def test_quickstart_plans_applies_and_converges(workdir: Path) -> None:
 
 
 def test_json_plan_follows_the_contract(workdir: Path) -> None:
-    code, output = reconcile("plan", "--sandbox", "quickstart", "--format", "json")
-    assert code == 0
-    plan = json.loads(output)
+    result = runner.invoke(app, ["plan", "--sandbox", "quickstart", "--format", "json"])
+    assert result.exit_code == 0
+    plan = json.loads(result.stdout)  # progress goes to stderr
     assert plan["format_version"] == 1
     assert plan["provider"] == "mailjet"
     assert plan["summary"] == {"create": 28, "update": 0, "delete": 0}
@@ -228,3 +229,12 @@ def test_redact_masks_printed_plans_but_not_the_saved_one(workdir: Path) -> None
         assert "a***@example.com" in output, output_format
     reconcile("plan", "--sandbox", "quickstart", "--redact", "--out", "plan.json")
     assert "alice@example.com" in (workdir / "plan.json").read_text(encoding="utf-8")
+
+
+def test_progress_is_a_log_line_without_terminal_and_quiet_silences_it(workdir: Path) -> None:
+    code, output = reconcile("plan", "--sandbox", "quickstart")
+    assert code == 0
+    assert re.search(r"Reading the account: done, \d+ requests, 0 s waiting", output)
+    code, output = reconcile("plan", "--sandbox", "quickstart", "--quiet")
+    assert code == 0
+    assert "Reading the account" not in output

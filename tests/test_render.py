@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 from rich.console import Console
@@ -9,6 +10,7 @@ from rich.console import Console
 from reconcile.diff import Action, Change, ResourceType
 from reconcile.model import ReadScope
 from reconcile.plan import Estimate, Plan
+from reconcile.render import progress
 from reconcile.render.markdown import MAX_CHARS, render_markdown
 from reconcile.render.text import render_text
 
@@ -64,3 +66,28 @@ def test_small_plans_show_every_change() -> None:
     text = buffer.getvalue()
     assert "more changes" not in text
     assert text.count("+ membership:") == 6
+
+
+def test_progress_logs_lines_in_ci_and_nothing_when_quiet() -> None:
+    counters = {"requests": 0.0, "waited_seconds": 0.0, "jobs_pending": 0.0}
+
+    async def work(mode: progress.ProgressMode, console: Console) -> None:
+        async with progress.watching(console, mode, "Applying", lambda: dict(counters), 10):
+            for _ in range(5):
+                counters["requests"] += 2
+                counters["jobs_pending"] = 1
+                await asyncio.sleep(0.05)
+            counters["waited_seconds"] += 3
+            counters["jobs_pending"] = 0
+
+    for mode, expected in (
+        (progress.ProgressMode.LOG, "Applying: done, 10 requests, 3 s waiting on rate limits"),
+        (progress.ProgressMode.QUIET, ""),
+    ):
+        sink = io.StringIO()
+        asyncio.run(work(mode, Console(file=sink, width=200)))
+        assert sink.getvalue().strip() == expected
+    sink = io.StringIO()
+    asyncio.run(work(progress.ProgressMode.BAR, Console(file=sink, width=200, force_terminal=True)))
+    assert "Applying" in sink.getvalue()
+    assert "bulk jobs pending" in sink.getvalue()

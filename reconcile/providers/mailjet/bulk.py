@@ -63,6 +63,7 @@ class BulkWriter:
         self.client = client
         self.polling = polling
         self.chunk_size = chunk_size
+        self.jobs_pending = 0  # submitted and not finished yet (for progress)
 
     async def run(self, actions: Sequence[ListAction], items: Sequence[BulkItem]) -> JobResult:
         """Submit `items` in chunks with `actions`, wait for every job, merge the results."""
@@ -85,7 +86,11 @@ class BulkWriter:
             # An upsert by email with idempotent list actions: safe to send again.
             answer = await self.client.post(JOBS, body, idempotent=True)
             job_id = _job_id(answer)
-            status = await self._wait(job_id)
+            self.jobs_pending += 1
+            try:
+                status = await self._wait(job_id)
+            finally:
+                self.jobs_pending -= 1
         except ApiError as error:
             return JobResult(job_error=str(error))
         return await self._result(job_id, status)

@@ -103,16 +103,16 @@ class MailjetClient:
             offset += PAGE_SIZE
 
     async def get(self, path: str, params: Mapping[str, Any] | None = None) -> list[Any]:
-        return _data(await self.request("GET", path, params=params), "GET", path)
+        return _data(await self.request("GET", path, params=params), "GET", API_PREFIX + path)
 
     async def post(self, path: str, body: Any, *, idempotent: bool) -> list[Any]:
         payload = await self.request("POST", path, body=body, idempotent=idempotent)
-        return _data(payload, "POST", path)
+        return _data(payload, "POST", API_PREFIX + path)
 
     async def put(self, path: str, body: Any) -> list[Any]:
         """PUT; a 304 Not Modified (nothing changed) is success with no records."""
         payload = await self.request("PUT", path, body=body)
-        return [] if payload is None else _data(payload, "PUT", path)
+        return [] if payload is None else _data(payload, "PUT", API_PREFIX + path)
 
     async def delete(self, path: str, *, prefix: str = API_PREFIX) -> None:
         await self.request("DELETE", path, prefix=prefix)

@@ -82,6 +82,7 @@ class MailjetProvider(Provider):
             "retries": self.client.stats.retries,
             "rate_limited": self.client.stats.rate_limited,
             "waited_seconds": round(self.client.pacer.waited_seconds, 3),
+            "jobs_pending": self.bulk.jobs_pending,
         }
 
     # ---- read -------------------------------------------------------------------------

@@ -21,7 +21,6 @@ from reconcile.model import (
 )
 
 T = TypeVar("T")
-_MISSING = object()
 
 
 def field(record: Any, name: str, kind: type[T], source: str) -> T:
@@ -87,7 +86,9 @@ def contact(record: Any) -> Contact:
             "nothing was changed based on it",
             path=source,
         )
-    name = record.get("Name", _MISSING)
+    if "Name" not in record:
+        raise ApiError(f"contact {email} has no Name; nothing was changed based on it", path=source)
+    name = record["Name"]
     if name is not None and not isinstance(name, str):
         raise ApiError(
             f"contact {email} has Name={name!r}, expected a string; "

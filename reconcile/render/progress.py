@@ -1,0 +1,92 @@
+"""Progress while reading and applying: a rich bar on a terminal, a log line every few
+seconds elsewhere (CI), nothing with --quiet. It samples the provider's counters, so the
+providers know nothing about how progress is shown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from enum import StrEnum
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+Stats = Callable[[], Mapping[str, float]]
+LOG_EVERY_SECONDS = 10.0
+SAMPLE_SECONDS = 0.2
+
+
+class ProgressMode(StrEnum):
+    BAR = "bar"
+    LOG = "log"
+    QUIET = "quiet"
+
+
+def choose_mode(console: Console, quiet: bool) -> ProgressMode:
+    if quiet:
+        return ProgressMode.QUIET
+    return ProgressMode.BAR if console.is_terminal else ProgressMode.LOG
+
+
+def describe(stats: Mapping[str, float], since: Mapping[str, float]) -> str:
+    requests = int(stats.get("requests", 0) - since.get("requests", 0))
+    waited = stats.get("waited_seconds", 0) - since.get("waited_seconds", 0)
+    parts = [f"{requests:,} requests", f"{waited:.0f} s waiting on rate limits"]
+    if stats.get("jobs_pending"):
+        parts.append(f"{int(stats['jobs_pending'])} bulk jobs pending")
+    if stats.get("rate_limited"):
+        parts.append(f"{int(stats['rate_limited'])} answered 429")
+    return ", ".join(parts)
+
+
+@contextlib.asynccontextmanager
+async def watching(
+    console: Console, mode: ProgressMode, label: str, stats: Stats, total: int | None = None
+) -> AsyncIterator[None]:
+    """Show progress of `label` until the block ends; `total` is the expected request count."""
+    if mode is ProgressMode.QUIET:
+        yield
+        return
+    since = dict(stats())
+    task = asyncio.create_task(
+        _bar(console, label, stats, since, total)
+        if mode is ProgressMode.BAR
+        else _log(console, label, stats, since)
+    )
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if mode is ProgressMode.LOG:
+            console.print(f"{label}: done, {describe(stats(), since)}")
+
+
+async def _bar(
+    console: Console, label: str, stats: Stats, since: Mapping[str, float], total: int | None
+) -> None:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[detail]}"),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(label, total=total, detail="")
+        while True:
+            now = stats()
+            done = int(now.get("requests", 0) - since.get("requests", 0))
+            progress.update(task, completed=done, detail=describe(now, since))
+            await asyncio.sleep(SAMPLE_SECONDS)
+
+
+async def _log(console: Console, label: str, stats: Stats, since: Mapping[str, float]) -> None:
+    started = time.monotonic()
+    while True:
+        await asyncio.sleep(LOG_EVERY_SECONDS)
+        elapsed = time.monotonic() - started
+        console.print(f"{label}: {elapsed:.0f} s, {describe(stats(), since)}")
