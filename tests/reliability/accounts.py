@@ -99,6 +99,24 @@ class Account(ABC):
     def clear_faults(self) -> None:
         """The outage is over: drop every injected fault that is left."""
 
+    @abstractmethod
+    def http_options(self) -> dict[str, Any]:
+        """Authentication for a plain httpx client (tests that fetch raw answers)."""
+
+    def real_answer(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """The JSON the emulator answers GET `path` with (to build a damaged copy of it)."""
+
+        async def get() -> Any:
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://emulator.test", **self.http_options()
+            ) as http:
+                answer = await http.get(path, params=params)
+                answer.raise_for_status()
+                return answer.json()
+
+        return run(get())
+
     def manifest(self, directory: Path) -> Manifest:
         return load(directory, self.manifest_text())
 
@@ -292,6 +310,10 @@ class MailjetAccount(Account):
             **FAST_RETRY_ENV,
         }
 
+    def http_options(self) -> dict[str, Any]:
+        settings = self.emulator.settings
+        return {"auth": httpx.BasicAuth(settings.api_key, settings.secret_key)}
+
     def clear_faults(self) -> None:
         with self.control.lock:
             self.control.faults.clear()
@@ -458,6 +480,13 @@ class MailJawnAccount(Account):
             "MAILJAWN_PROJECT_ID": self.emulator.settings.project_id,
             **FAST_RETRY_ENV,
         }
+
+    def http_options(self) -> dict[str, Any]:
+        return {"headers": {"Authorization": f"Bearer {MAILJAWN_KEY}"}}
+
+    @property
+    def subscribers_path(self) -> str:
+        return f"/api/v1/projects/{self.emulator.settings.project_id}/subscribers/"
 
     def clear_faults(self) -> None:
         with self.control.lock:
