@@ -14,7 +14,9 @@ from rich.console import Console
 
 from reconcile import engine
 from reconcile.errors import ReconcileError
-from reconcile.manifest.export import export_yaml
+from reconcile.manifest.export import export_files, export_into, export_yaml
+from reconcile.manifest.yaml_source import read_yaml
+from reconcile.model import State
 from reconcile.plan import Plan
 from reconcile.providers.base import ApplyReport, OutcomeStatus
 from reconcile.render.json import render_json
@@ -215,22 +217,49 @@ def _confirmed() -> bool:
 @app.command()
 def export(
     provider: Annotated[str, typer.Option("--provider", help="mailjet or mailjawn")] = "mailjet",
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="write here")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="write here; an existing manifest file is updated in place (comments and "
+            "order kept); with --contacts-per-file, a directory",
+        ),
+    ] = None,
+    contacts_per_file: Annotated[
+        int | None,
+        typer.Option("--contacts-per-file", min=1, help="split contacts into several files"),
+    ] = None,
     sandbox: SandboxOpt = False,
 ) -> None:
     """Write the live account as manifest YAML."""
+    if contacts_per_file is not None and output is None:
+        err.print("[bold red]Error:[/] --contacts-per-file needs -o DIRECTORY")
+        raise typer.Exit(EXIT_ERROR)
 
-    async def work() -> str:
+    async def work() -> State:
         config = engine.provider_config(provider, {})
         async with engine.open_provider(config, engine.Target(sandbox)) as opened:
-            return export_yaml(await engine.read_everything(opened), provider)
+            return await engine.read_everything(opened)
 
-    text = _run(lambda: _await(work()))
+    live = _run(lambda: _await(work()))
     if output is None:
-        sys.stdout.write(text)
-    else:
+        sys.stdout.write(export_yaml(live, provider))
+        return
+    if contacts_per_file is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        for name, text in export_files(live, provider, contacts_per_file).items():
+            (output / name).write_text(text, encoding="utf-8")
+        err.print(f"Wrote {output}/ (audience.yaml and contacts-*.yaml)")
+        return
+    if output.is_file():
+        existing = _run(lambda: read_yaml(output))
+        text = export_into(existing.data, output.read_text(encoding="utf-8"), live, provider)
         output.write_text(text, encoding="utf-8")
-        err.print(f"Wrote {output}")
+        err.print(f"Updated {output} (comments and order kept)")
+        return
+    output.write_text(export_yaml(live, provider), encoding="utf-8")
+    err.print(f"Wrote {output}")
 
 
 @app.command()

@@ -82,3 +82,48 @@ def test_mailjawn_example_converges(workdir: Path) -> None:
     assert "Apply complete: 10 done, 0 failed, 0 skipped." in output
     code, output = reconcile("plan", "--sandbox", "--detailed-exitcode", "mailjawn")
     assert code == 0, output
+
+
+def test_export_splits_contacts_into_files_that_plan_to_no_changes(workdir: Path) -> None:
+    shutil.copytree(EXAMPLES / "quickstart", workdir / "quickstart")
+    assert reconcile("apply", "--sandbox", "--auto-approve", "quickstart")[0] == 0
+    code, output = reconcile("export", "--sandbox", "-o", "split", "--contacts-per-file", "4")
+    assert code == 0, output
+    names = sorted(p.name for p in (workdir / "split").iterdir())
+    assert names == [
+        "audience.yaml",
+        "contacts-0001.yaml",
+        "contacts-0002.yaml",
+        "contacts-0003.yaml",
+    ]
+    assert all(
+        (workdir / "split" / n).read_text().startswith("# yaml-language-server") for n in names
+    )
+    code, output = reconcile("plan", "--sandbox", "--detailed-exitcode", "split")
+    assert code == 0, output
+
+
+def test_re_export_updates_a_manifest_in_place_keeping_comments_and_order(
+    workdir: Path,
+) -> None:
+    shutil.copytree(EXAMPLES / "quickstart", workdir / "quickstart")
+    assert reconcile("apply", "--sandbox", "--auto-approve", "quickstart")[0] == 0
+    original = (workdir / "quickstart" / "audience.yaml").read_text(encoding="utf-8")
+    shutil.copy(workdir / "quickstart" / "audience.yaml", workdir / "mine.yaml")
+
+    assert reconcile("export", "--sandbox", "-o", "mine.yaml")[0] == 0
+    assert (workdir / "mine.yaml").read_text(encoding="utf-8") == original  # nothing moved
+
+    drift = original.replace("name: Alice Martin", "name: Alice Martin-Diaz")
+    drift += "  - email: zed@example.com\n    name: Zed\n    lists: [newsletter]\n"
+    (workdir / "quickstart" / "audience.yaml").write_text(drift, encoding="utf-8")
+    assert reconcile("apply", "--sandbox", "--auto-approve", "quickstart")[0] == 0
+
+    assert reconcile("export", "--sandbox", "-o", "mine.yaml")[0] == 0
+    updated = (workdir / "mine.yaml").read_text(encoding="utf-8")
+    assert "beta-testers: {members: exact}  # exact: members not declared here" in updated
+    assert "name: Alice Martin-Diaz" in updated
+    assert updated.index("jonas@example.com") < updated.index("zed@example.com")
+    assert updated.count("yaml-language-server") == 1
+    code, output = reconcile("plan", "--sandbox", "--detailed-exitcode", "mine.yaml")
+    assert code == 0, output

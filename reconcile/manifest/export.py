@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import io
+from datetime import date
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from reconcile.model import EXCLUDED, NAME, PropertyDef, PropertyType, State, SubscriptionStatus
+from reconcile.model import (
+    EXCLUDED,
+    NAME,
+    PropertyDef,
+    PropertyType,
+    State,
+    SubscriptionStatus,
+    ValueTypeError,
+    email_key,
+    strict_value,
+)
 
 SCHEMA_MODELINE = "yaml-language-server: $schema=https://reconcile.dev/schemas/manifest.schema.json"
 
@@ -81,15 +92,96 @@ def _contact(state: State, key: str, lists: dict[str, str]) -> CommentedMap:
     return entry
 
 
-def dump_document(document: Any) -> str:
+def dump_document(document: Any, *, modeline: bool = True) -> str:
     yaml = YAML(typ="rt")
     yaml.default_flow_style = False
     yaml.indent(mapping=2, sequence=4, offset=2)
     buffer = io.StringIO()
-    buffer.write(f"# {SCHEMA_MODELINE}\n")
+    if modeline:
+        buffer.write(f"# {SCHEMA_MODELINE}\n")
     yaml.dump(document, buffer)
     return buffer.getvalue()
 
 
 def export_yaml(state: State, provider: str) -> str:
     return dump_document(state_to_document(state, provider))
+
+
+def export_files(state: State, provider: str, contacts_per_file: int) -> dict[str, str]:
+    """The export split for a directory: audience.yaml (provider, properties, lists) and
+    contacts-0001.yaml, ... with at most `contacts_per_file` contacts each."""
+    document = state_to_document(state, provider)
+    contacts = document.pop("contacts")
+    files = {"audience.yaml": dump_document(document)}
+    for start in range(0, len(contacts), contacts_per_file):
+        part = CommentedMap(contacts=CommentedSeq(contacts[start : start + contacts_per_file]))
+        files[f"contacts-{start // contacts_per_file + 1:04d}.yaml"] = dump_document(part)
+    return files
+
+
+def export_into(existing: CommentedMap, text: str, state: State, provider: str) -> str:
+    """Re-export into a manifest that exists: entries are updated in place, so its comments,
+    order and flow style stay; what is gone from the account is removed, what is new is
+    appended in sorted order."""
+    fresh = state_to_document(state, provider)
+    if not isinstance(existing.get("provider"), CommentedMap):
+        existing["provider"] = fresh["provider"]
+    for section in ("properties", "lists"):
+        existing[section] = _merged_map(existing.get(section), fresh[section])
+    existing["contacts"] = _merged_contacts(existing.get("contacts"), fresh["contacts"])
+    return dump_document(existing, modeline="$schema=" not in text.split("\n", 1)[0])
+
+
+MANIFEST_ONLY = frozenset({"members", "replace", "resubscribe"})  # not visible in an account
+
+
+def _merged_map(old: Any, new: CommentedMap, *, adding: bool = True) -> CommentedMap:
+    """`old` updated to `new`, keeping settings only a manifest holds; with adding=False,
+    a field `old` never mentioned stays unmentioned when its live value is the default."""
+    if not isinstance(old, CommentedMap):
+        return new
+    for key in [k for k in old if k not in new and k not in MANIFEST_ONLY]:
+        del old[key]
+    for key, value in new.items():
+        if key not in old:
+            if adding or value not in (False, None):
+                old[key] = value
+        elif isinstance(old[key], CommentedMap) and isinstance(value, CommentedMap):
+            old[key] = _merged_map(old[key], value)
+        elif not _same(old[key], value):
+            old[key] = value
+    return old
+
+
+def _same(old: Any, new: Any) -> bool:
+    """Equal as the manifest means them: lists of names in any order, timestamps by value."""
+    if isinstance(old, list) and isinstance(new, list):
+        return sorted(map(str, old)) == sorted(map(str, new))
+    if isinstance(old, date) and isinstance(new, str):
+        try:
+            return strict_value(PropertyType.DATETIME, old) == new
+        except ValueTypeError:
+            return False
+    return bool(old == new)
+
+
+def _merged_contacts(old: Any, new: CommentedSeq) -> CommentedSeq:
+    if not isinstance(old, CommentedSeq):
+        return new
+    fresh = {email_key(entry["email"]): entry for entry in new}
+    kept = CommentedSeq()
+    seen: set[str] = set()
+    for index, entry in enumerate(old):
+        key = email_key(str(entry.get("email", ""))) if isinstance(entry, CommentedMap) else ""
+        if key in fresh:
+            kept.append(_merged_map(entry, fresh[key], adding=False))
+            _keep_comment(old, index, kept)
+            seen.add(key)
+    kept.extend(entry for key, entry in fresh.items() if key not in seen)
+    return kept
+
+
+def _keep_comment(old: CommentedSeq, index: int, kept: CommentedSeq) -> None:
+    comment = old.ca.items.get(index)
+    if comment is not None:
+        kept.ca.items[len(kept) - 1] = comment

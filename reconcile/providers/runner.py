@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 
 from reconcile.diff import Change, ResourceType
 from reconcile.errors import ApiError
@@ -19,6 +20,23 @@ from reconcile.providers.base import ApplyReport, blocker
 
 Step = Callable[[Change], Awaitable[str | None]]
 GroupStep = Callable[[str, list[Change]], Awaitable[None]]
+
+
+@asynccontextmanager
+async def all_or_none() -> AsyncIterator[asyncio.TaskGroup]:
+    """Tasks that succeed together: when one fails, the others are cancelled and awaited
+    before its error (the first one, not an ExceptionGroup) propagates, so no request is
+    left in flight on a client that is about to close."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            yield group
+    except BaseExceptionGroup as failed:
+        raise _first(failed) from None
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    error = group.exceptions[0]
+    return _first(error) if isinstance(error, BaseExceptionGroup) else error
 
 
 def contact_of(change: Change) -> str:

@@ -32,7 +32,7 @@ from reconcile.providers.base import ApplyReport, Capability, Provider
 from reconcile.providers.mailjawn import records
 from reconcile.providers.mailjawn.client import PAGE_SIZE, MailJawnClient
 from reconcile.providers.mailjawn.records import SUBSCRIBERS, Subscriber
-from reconcile.providers.runner import ChangeRunner
+from reconcile.providers.runner import ChangeRunner, all_or_none
 
 MAX_IMPORT = 1000
 IDENTIFY = "/subscribers/identify/"
@@ -330,8 +330,9 @@ class MailJawnProvider(Provider):
                 SUBSCRIBERS, "subscribers", keep=records.subscriber
             )
         else:
-            searches = await asyncio.gather(*(self._search(email) for email in wanted.values()))
-            candidates = [found for result in searches for found in result]
+            async with all_or_none() as group:
+                searches = [group.create_task(self._search(e)) for e in wanted.values()]
+            candidates = [found for search in searches for found in search.result()]
         return {found.key: found for found in candidates if found.key in wanted}
 
     async def _search(self, email: str) -> list[Subscriber]:

@@ -37,7 +37,7 @@ from reconcile.providers.mailjet import records
 from reconcile.providers.mailjet.bulk import BulkItem, BulkWriter, JobPolling
 from reconcile.providers.mailjet.client import MailjetClient
 from reconcile.providers.mailjet.routing import ContactWork, NamedAction, list_action, route
-from reconcile.providers.runner import ChangeRunner
+from reconcile.providers.runner import ChangeRunner, all_or_none
 
 
 @dataclass
@@ -90,10 +90,14 @@ class MailjetProvider(Provider):
     async def read(self, scope: ReadScope) -> State:
         """Definitions and lists first (list IDs are needed), then contacts, their data and
         the members of each wanted list all at once: each collection is read exactly once."""
-        metadata, lists = await asyncio.gather(
-            self.client.list_all("/contactmetadata", keep=records.identified_property),
-            self.client.list_all("/contactslist", keep=records.identified_list),
-        )
+        async with all_or_none() as group:
+            reading_metadata = group.create_task(
+                self.client.list_all("/contactmetadata", keep=records.identified_property)
+            )
+            reading_lists = group.create_task(
+                self.client.list_all("/contactslist", keep=records.identified_list)
+            )
+        metadata, lists = reading_metadata.result(), reading_lists.result()
         state = State()
         self.ids = _Ids()
         for property_id, definition in metadata:
@@ -106,24 +110,29 @@ class MailjetProvider(Provider):
             self.ids.lists[name] = list_id
         wanted = [name for name in sorted(self.ids.lists) if scope.wants_members(name)]
         definitions = state.properties
-        contacts, data, members = await asyncio.gather(
-            self.client.list_all("/contact", keep=records.identified_contact),
-            self.client.list_all(
-                "/contactdata", keep=lambda r: records.contact_values(r, definitions)
+        async with all_or_none() as group:
+            reading_contacts = group.create_task(
+                self.client.list_all("/contact", keep=records.identified_contact)
             )
-            if scope.contact_data
-            else _nothing(),
-            asyncio.gather(
-                *(
+            reading_data = group.create_task(
+                self.client.list_all(
+                    "/contactdata", keep=lambda r: records.contact_values(r, definitions)
+                )
+                if scope.contact_data
+                else _nothing()
+            )
+            reading_members = [
+                group.create_task(
                     self.client.list_all(
                         "/listrecipient",
                         {"ContactsList": self.ids.lists[name]},
                         keep=records.recipient,
                     )
-                    for name in wanted
                 )
-            ),
-        )
+                for name in wanted
+            ]
+        contacts, data = reading_contacts.result(), reading_data.result()
+        members = [task.result() for task in reading_members]
         emails_by_id: dict[int, str] = {}
         for contact_id, contact in contacts:
             key = contact.key  # one string object shared by every index of this contact
