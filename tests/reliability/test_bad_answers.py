@@ -125,7 +125,7 @@ BAD_READS = [
         "mailjet",
         f"{JET}/contact",
         _fixed({"Count": 1, "Data": ["old2@example.com"], "Total": 1}),
-        "expected an object, got str",
+        "expected an object in the answer, got str",
     ),
     BadRead(
         "contact-without-id",
@@ -381,8 +381,19 @@ BAD_WRITE_ANSWERS = [
             method="POST",
             path=f"{JET}/contact",
         ),
+        completes=True,
+    ),
+    BadWriteAnswer(
+        "contact-create-answered-empty-nothing-landed",
+        "mailjet",
+        lambda a: Fault(
+            status=201,
+            body={"Count": 0, "Data": [], "Total": 0},
+            method="POST",
+            path=f"{JET}/contact",
+        ),
         completes=False,
-        says="ID=None, expected int",
+        says=r"POST /v3/REST/contact: answered None instead of the created record",
     ),
     BadWriteAnswer(
         "import-answer-unreadable",

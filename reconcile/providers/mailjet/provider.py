@@ -35,7 +35,7 @@ from reconcile.plan import split_membership_key
 from reconcile.providers.base import ApplyReport, Capability, Provider
 from reconcile.providers.mailjet import records
 from reconcile.providers.mailjet.bulk import BulkItem, BulkWriter, JobPolling
-from reconcile.providers.mailjet.client import MailjetClient
+from reconcile.providers.mailjet.client import API_PREFIX, MailjetClient
 from reconcile.providers.mailjet.routing import ContactWork, NamedAction, list_action, route
 from reconcile.providers.runner import ChangeRunner, all_or_none
 
@@ -342,9 +342,19 @@ class MailjetProvider(Provider):
             if duplicate:
                 raise
             created = await self.client.post(path, body, idempotent=False)
-        if not created:
-            raise ApiError("answered with no record", method="POST", path=path)
-        return created[0]
+        record = created[0] if created else None
+        if _has_id(record):
+            return record
+        # A success whose record we can't read: it landed, so look it up, never re-create.
+        existing = await find()
+        if existing is not None:
+            return existing
+        raise ApiError(
+            f"answered {record!r} instead of the created record"[:300]
+            + "; nothing was changed based on it",
+            method="POST",
+            path=API_PREFIX + path,
+        )
 
     async def _find(self, path: str) -> Any:
         try:
@@ -403,6 +413,11 @@ def _definitions(changes: Sequence[Change], live: State) -> dict[str, PropertyDe
                 change.key, PropertyType(change.after["type"]), namespace
             )
     return definitions
+
+
+def _has_id(record: Any) -> bool:
+    identifier = record.get("ID") if isinstance(record, dict) else None
+    return isinstance(identifier, int) and not isinstance(identifier, bool)
 
 
 def _may_have_landed(error: ApiError) -> bool:
