@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from enum import StrEnum
@@ -18,7 +20,7 @@ from reconcile.manifest.export import export_files, export_into, export_yaml
 from reconcile.manifest.yaml_source import read_yaml
 from reconcile.model import State
 from reconcile.plan import Plan
-from reconcile.providers.base import ApplyReport, OutcomeStatus
+from reconcile.providers.base import STOP, ApplyReport, OutcomeStatus
 from reconcile.render.json import render_json
 from reconcile.render.markdown import render_markdown
 from reconcile.render.progress import ProgressMode, choose_mode, watching
@@ -36,7 +38,8 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 T = TypeVar("T")
 
-EXIT_ERROR, EXIT_CHANGES = 1, 2
+EXIT_ERROR, EXIT_CHANGES, EXIT_INTERRUPTED = 1, 2, 130
+REPORT_LIMIT = 50  # outcomes listed one by one; the counts cover all
 
 
 class Format(StrEnum):
@@ -67,9 +70,9 @@ def _run(work: Callable[[], T]) -> T:
     except ReconcileError as error:
         err.print(f"[bold red]Error:[/] {_escape(str(error))}")
         raise typer.Exit(EXIT_ERROR) from None
-    except KeyboardInterrupt:
-        err.print("Interrupted.")
-        raise typer.Exit(130) from None
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        err.print("Interrupted before any write; nothing was changed.")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def _escape(text: str) -> str:
@@ -77,7 +80,34 @@ def _escape(text: str) -> str:
 
 
 def _await(coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coroutine)
+    return asyncio.run(_interruptible(coroutine))
+
+
+async def _interruptible(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Ctrl-C while reading stops at once; while writing, the first one lets the requests
+    in flight finish and starts nothing new (the report says what was done), a second one
+    aborts."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    STOP.clear()
+
+    def on_interrupt() -> None:
+        if STOP.writing and not STOP.requested:
+            STOP.request()
+            err.print(
+                "Stopping: finishing the requests in flight, starting nothing new "
+                "(Ctrl-C again to abort now)."
+            )
+        elif task is not None:
+            task.cancel()
+
+    with contextlib.suppress(NotImplementedError):  # platforms without signal handlers
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    try:
+        return await coroutine
+    finally:
+        with contextlib.suppress(NotImplementedError):
+            loop.remove_signal_handler(signal.SIGINT)
 
 
 @app.command()
@@ -285,12 +315,15 @@ def _show(made: Plan, output_format: Format) -> None:
 
 
 def _show_report(report: ApplyReport) -> None:
-    for outcome in report.outcomes:
-        if outcome.status is not OutcomeStatus.DONE:
-            err.print(f"  {outcome.status.value}: {outcome.address}: {_escape(outcome.message)}")
+    problems = [o for o in report.outcomes if o.status is not OutcomeStatus.DONE]
+    for outcome in problems[:REPORT_LIMIT]:
+        err.print(f"  {outcome.status.value}: {outcome.address}: {_escape(outcome.message)}")
+    if len(problems) > REPORT_LIMIT:
+        err.print(f"  ... and {len(problems) - REPORT_LIMIT:,} more not done")
     done = report.count(OutcomeStatus.DONE)
     failed = report.count(OutcomeStatus.FAILED)
     skipped = report.count(OutcomeStatus.SKIPPED)
-    out.print(f"Apply complete: {done} done, {failed} failed, {skipped} skipped.")
+    title = "Apply interrupted" if report.interrupted else "Apply complete"
+    out.print(f"{title}: {done} done, {failed} failed, {skipped} skipped.")
     if not report.ok:
         err.print("Some changes did not apply; fix the cause and run apply again to finish.")

@@ -1,9 +1,23 @@
-"""Shared by both clients: a record misread from an answer is reported as an error of
-the request that brought it, so the user sees which call answered what."""
+"""Shared by both clients: answers that can't be used, and answers that never came.
+
+A record misread from an answer is reported as an error of the request that brought
+it; a failed exchange (timeout, TLS, refused connection) is explained in terms the
+user can act on (which timeout ran out and which setting sets it).
+"""
 
 from __future__ import annotations
 
+import ssl
+
+import httpx
+
 from reconcile.errors import ApiError
+
+TIMEOUT_SETTINGS = {
+    httpx.ConnectTimeout: ("connect", "could not connect within", "RECONCILE_CONNECT_TIMEOUT"),
+    httpx.ReadTimeout: ("read", "no answer within", "RECONCILE_READ_TIMEOUT"),
+    httpx.WriteTimeout: ("write", "could not send the request within", "RECONCILE_READ_TIMEOUT"),
+}
 
 
 def of_request(error: ApiError, method: str, path: str) -> ApiError:
@@ -15,3 +29,41 @@ def of_request(error: ApiError, method: str, path: str) -> ApiError:
     if error.path:
         message = message.removeprefix(f"{error.path}: ")
     return ApiError(message, method=method, path=path, status=error.status)
+
+
+def is_tls_failure(error: BaseException) -> bool:
+    """A TLS handshake or certificate failure somewhere in the chain of `error`."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def explained(error: httpx.TransportError) -> httpx.TransportError:
+    """The same kind of error, its message saying what failed and what sets the limit."""
+    return type(error)(_problem(error), request=_request_of(error))
+
+
+def _problem(error: httpx.TransportError) -> str:
+    if is_tls_failure(error):
+        return (
+            f"TLS handshake failed: {error}; check that the URL's scheme (https or http) "
+            "and the server's certificate are right"
+        )
+    for kind, (name, what, setting) in TIMEOUT_SETTINGS.items():
+        if isinstance(error, kind):
+            request = _request_of(error)
+            limits = request.extensions.get("timeout", {}) if request is not None else {}
+            seconds = limits.get(name)
+            within = f"{what} {seconds:g} s" if isinstance(seconds, int | float) else what
+            return f"{within}; {setting} sets the limit"
+    return str(error) or type(error).__name__
+
+
+def _request_of(error: httpx.TransportError) -> httpx.Request | None:
+    try:
+        return error.request
+    except RuntimeError:  # raised without a request
+        return None

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from reconcile.diff import Action, Change, Finding, ResourceType
+from reconcile.errors import ApiError
 from reconcile.model import ReadScope, State
 from reconcile.plan import split_membership_key
 
@@ -50,12 +51,45 @@ class ApplyReport:
             Outcome(change.address, OutcomeStatus.SKIPPED, f"skipped: {blocker} failed")
         )
 
+    def not_started(self, change: Change) -> None:
+        self.outcomes.append(Outcome(change.address, OutcomeStatus.SKIPPED, INTERRUPTED))
+
+    @property
+    def interrupted(self) -> bool:
+        return any(INTERRUPTED in o.message for o in self.outcomes)
+
     @property
     def ok(self) -> bool:
         return all(o.status is OutcomeStatus.DONE for o in self.outcomes)
 
     def count(self, status: OutcomeStatus) -> int:
         return sum(1 for o in self.outcomes if o.status is status)
+
+
+class StopRequest:
+    """Set on Ctrl-C: writes in flight finish, nothing new starts (a process-wide signal)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.writing = False  # set once apply starts writing: before that, stop at once
+
+    def request(self) -> None:
+        self.requested = True
+
+    def clear(self) -> None:
+        self.requested = False
+        self.writing = False
+
+
+STOP = StopRequest()
+INTERRUPTED = "not started: apply was interrupted"
+
+
+def refuse_write_when_stopping(method: str, path: str) -> None:
+    """Called just before a request goes out: after Ctrl-C no new write starts (reads and
+    job polls go on, so jobs already submitted are followed to their end)."""
+    if STOP.requested and method != "GET":
+        raise ApiError(INTERRUPTED, method=method, path=path)
 
 
 def dependencies(change: Change) -> list[str]:

@@ -17,8 +17,14 @@ from dataclasses import dataclass, field
 
 import httpx
 import stamina
+import stamina.instrumentation
+
+from reconcile.providers.answers import explained, is_tls_failure
 
 BURST_SHARE = 0.05
+# Retries are counted in RequestStats and shown by the command line's progress; stamina's
+# default hook would log a bare "stamina.retry_scheduled" line on stderr for each one.
+stamina.instrumentation.set_on_retry_hooks([])
 
 
 @dataclass
@@ -91,6 +97,8 @@ def _retryable(idempotent: bool) -> Callable[[Exception], bool]:
     def retryable(error: Exception) -> bool:
         if isinstance(error, RetryableStatus):
             return error.response.status_code == 429 or idempotent
+        if is_tls_failure(error):
+            return False  # a wrong scheme or a bad certificate does not heal by waiting
         if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
             return True  # never reached the server
         return idempotent and isinstance(error, httpx.TransportError)
@@ -108,24 +116,28 @@ async def send_with_retries(
     """`send` until it answers something not worth retrying, backing off per `policy`.
 
     Raises RetryableStatus with the last answer when the attempts run out, and the
-    transport error when a connection failure may not be repeated.
+    transport error (explained: which timeout, TLS...) when a connection failure may
+    not be repeated or keeps happening.
     """
     first = True
-    async for attempt in stamina.retry_context(
-        on=_retryable(idempotent),
-        attempts=policy.attempts,
-        wait_initial=policy.wait_initial,
-        wait_max=policy.wait_max,
-        wait_jitter=policy.wait_jitter,
-    ):
-        with attempt:
-            if not first:
-                stats.retries += 1
-            first = False
-            response = await send()
-            if worth_retrying(response):
-                raise RetryableStatus(response)
-            return response
+    try:
+        async for attempt in stamina.retry_context(
+            on=_retryable(idempotent),
+            attempts=policy.attempts,
+            wait_initial=policy.wait_initial,
+            wait_max=policy.wait_max,
+            wait_jitter=policy.wait_jitter,
+        ):
+            with attempt:
+                if not first:
+                    stats.retries += 1
+                first = False
+                response = await send()
+                if worth_retrying(response):
+                    raise RetryableStatus(response)
+                return response
+    except httpx.TransportError as error:
+        raise explained(error) from error
     raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
 
 

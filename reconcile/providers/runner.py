@@ -16,7 +16,7 @@ from reconcile.diff import Change, ResourceType
 from reconcile.errors import ApiError
 from reconcile.model import email_key
 from reconcile.plan import split_membership_key
-from reconcile.providers.base import ApplyReport, blocker
+from reconcile.providers.base import STOP, ApplyReport, blocker
 
 Step = Callable[[Change], Awaitable[str | None]]
 GroupStep = Callable[[str, list[Change]], Awaitable[None]]
@@ -46,12 +46,18 @@ def contact_of(change: Change) -> str:
 
 class ChangeRunner:
     def __init__(self, report: ApplyReport) -> None:
+        STOP.writing = True
         self.report = report
         self.failed: set[str] = set()
         self.pending: set[str] = set()  # first step done, a second one to come (finish)
 
     def runnable(self, change: Change) -> bool:
-        """False (and reported skipped) when something it depends on failed."""
+        """False (and reported skipped) when something it depends on failed, or when a stop
+        was requested (Ctrl-C) before it started."""
+        if STOP.requested:
+            self.failed.add(change.address)
+            self.report.not_started(change)
+            return False
         blocking = blocker(change, self.failed)
         if blocking is None:
             return True

@@ -20,6 +20,7 @@ import httpx
 
 from reconcile.errors import ApiError
 from reconcile.providers.answers import of_request
+from reconcile.providers.base import refuse_write_when_stopping
 from reconcile.providers.pacing import (
     Pacer,
     RequestStats,
@@ -243,6 +244,7 @@ class MailJawnClient:
         lane = self._lane(method)
         async with lane.in_flight:
             await lane.pacer.wait_turn()
+            refuse_write_when_stopping(method, url)
             self.stats.count(method)
             response = await self._http.request(method, url, params=params, json=body)
         self._follow_rate_headers(lane.pacer, response)

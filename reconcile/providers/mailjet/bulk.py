@@ -17,6 +17,7 @@ from typing import Any
 
 from reconcile.diff import Change
 from reconcile.errors import ApiError
+from reconcile.providers.base import INTERRUPTED, STOP
 from reconcile.providers.mailjet.client import API_PREFIX, MailjetClient
 
 JOBS = "/contact/managemanycontacts"
@@ -79,6 +80,8 @@ class BulkWriter:
         return merged
 
     async def _one_job(self, actions: Sequence[ListAction], chunk: Sequence[BulkItem]) -> JobResult:
+        if STOP.requested:
+            return JobResult(job_error=INTERRUPTED)
         body: dict[str, Any] = {"Contacts": [item.body for item in chunk]}
         if actions:
             body["ContactsLists"] = [{"ListID": lid, "Action": act} for lid, act in actions]

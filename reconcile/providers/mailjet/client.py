@@ -10,6 +10,7 @@ import httpx
 
 from reconcile.errors import ApiError
 from reconcile.providers.answers import of_request
+from reconcile.providers.base import refuse_write_when_stopping
 from reconcile.providers.pacing import (
     Pacer,
     RequestStats,
@@ -175,6 +176,7 @@ class MailjetClient:
     ) -> httpx.Response:
         async with self._in_flight:
             await self.pacer.wait_turn()
+            refuse_write_when_stopping(method, path)
             self.stats.count(method)
             response = await self._http.request(method, path, params=params, json=body)
         if response.status_code == 429:
