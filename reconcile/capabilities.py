@@ -44,11 +44,9 @@ def capability_issues(manifest: Manifest, provider: type[Provider]) -> list[Mani
     if Capability.LIST_UNSUBSCRIBE not in can:
         for (list_name, email), membership in manifest.desired.memberships.items():
             if membership.status is SubscriptionStatus.UNSUBSCRIBED:
-                address = f"membership:{list_name}/{email}"
                 issues.append(
-                    ManifestIssue(
-                        manifest.source_of(address),
-                        f"{email}.lists.{list_name}",
+                    manifest.issue(
+                        f"membership:{list_name}/{email}",
                         f"an unsubscribed membership needs a list-level unsubscribe, which {name} "
                         "cannot do (use excluded_from_campaigns: true to stop all campaigns)",
                     )
@@ -64,9 +62,7 @@ def capability_issues(manifest: Manifest, provider: type[Provider]) -> list[Mani
                 )
             )
     for finding in provider.check_desired(manifest.desired):
-        issues.append(
-            ManifestIssue(manifest.source_of(finding.address), finding.address, finding.message)
-        )
+        issues.append(manifest.issue(finding.address, finding.message))
     return issues
 
 

@@ -17,7 +17,6 @@ from rich.console import Console
 from reconcile import engine
 from reconcile.errors import ReconcileError
 from reconcile.manifest.export import export_files, export_into, export_yaml
-from reconcile.manifest.yaml_source import read_yaml
 from reconcile.model import State
 from reconcile.plan import Plan
 from reconcile.providers.base import STOP, ApplyReport, OutcomeStatus
@@ -34,8 +33,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# No emoji or highlighting: manifest text like ':x:' is printed as written.
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 T = TypeVar("T")
 
 EXIT_ERROR, EXIT_CHANGES, EXIT_INTERRUPTED = 1, 2, 130
@@ -283,8 +283,7 @@ def export(
         err.print(f"Wrote {output}/ (audience.yaml and contacts-*.yaml)")
         return
     if output.is_file():
-        existing = _run(lambda: read_yaml(output))
-        text = export_into(existing.data, output.read_text(encoding="utf-8"), live, provider)
+        text = _run(lambda: export_into(output, live, provider))
         output.write_text(text, encoding="utf-8")
         err.print(f"Updated {output} (comments and order kept)")
         return

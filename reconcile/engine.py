@@ -12,7 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from reconcile.capabilities import raise_if_unsupported
 from reconcile.diff import diff_states
-from reconcile.errors import ConfigError, ManifestError, ManifestIssue, PlanError
+from reconcile.errors import ConfigError, ManifestError, PlanError
 from reconcile.manifest.loader import Manifest, ProviderConfig, load_manifest
 from reconcile.manifest.schema import MailJawnOptions, MailjetOptions, ProviderOptions
 from reconcile.model import ReadScope, State
@@ -142,10 +142,7 @@ async def make_plan(manifest: Manifest, provider: Provider) -> tuple[Plan, State
     result = diff_states(manifest.desired, live, manifest.policy)
     if result.errors:
         raise ManifestError(
-            [
-                ManifestIssue(manifest.source_of(finding.address), finding.address, finding.message)
-                for finding in result.errors
-            ]
+            [manifest.issue(finding.address, finding.message) for finding in result.errors]
         )
     changes, vetoed = provider.review(result.changes, live)
     options = manifest.provider.model_dump(exclude={"type"})

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -175,10 +177,36 @@ def normalize_value(kind: PropertyType, value: object) -> PropertyValue:
     return _to_datetime(value)
 
 
+MAX_TEXT = 10_000  # characters in a name or a string property value
+INT_RANGE = (-(2**63), 2**63 - 1)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def text_problem(value: str) -> str | None:
+    """What makes `value` unfit for a name or a string value, or None."""
+    if len(value) > MAX_TEXT:
+        return f"is longer than {MAX_TEXT:,} characters"
+    found = _CONTROL.search(value)
+    if found:
+        return f"contains a control character ({found.group()!r})"
+    return None
+
+
 def strict_value(kind: PropertyType, value: object) -> PropertyValue:
-    """Manifest values: no strings standing in for numbers or booleans."""
+    """Manifest values: no strings standing in for numbers or booleans, nothing that
+    cannot be stored (64-bit integers, finite floats, printable text)."""
     if value is None:
         return None
+    if isinstance(value, list | dict | set | tuple):
+        raise ValueTypeError(f"expected {kind.value}, got a {type(value).__name__}")
+    if isinstance(value, str):
+        problem = text_problem(value)
+        if problem:
+            raise ValueTypeError(f"the value {problem}")
+    if isinstance(value, int) and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise ValueTypeError("is out of the 64-bit integer range")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueTypeError(f"must be a finite number, got {value}")
     if isinstance(value, str) and kind in (PropertyType.INT, PropertyType.FLOAT, PropertyType.BOOL):
         raise ValueTypeError(f"expected {kind.value}, got a string")
     if isinstance(value, bool) and kind in (PropertyType.INT, PropertyType.FLOAT):
@@ -195,7 +223,7 @@ def _to_bool(value: object) -> bool:
         return value.strip().lower() in _TRUE_WORDS
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
-    raise ValueTypeError(f"expected bool, got {value!r}")
+    raise ValueTypeError(f"expected bool, got {repr(value)[:60]}")
 
 
 def _to_int(value: object) -> int:
@@ -210,7 +238,7 @@ def _to_int(value: object) -> int:
             return int(value.strip())
         except ValueError:
             pass
-    raise ValueTypeError(f"expected int, got {value!r}")
+    raise ValueTypeError(f"expected int, got {repr(value)[:60]}")
 
 
 def _to_float(value: object) -> float:
@@ -223,7 +251,7 @@ def _to_float(value: object) -> float:
             return float(value.strip())
         except ValueError:
             pass
-    raise ValueTypeError(f"expected float, got {value!r}")
+    raise ValueTypeError(f"expected float, got {repr(value)[:60]}")
 
 
 def _to_datetime(value: object) -> str:
@@ -234,10 +262,15 @@ def _to_datetime(value: object) -> str:
     elif isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueTypeError(f"expected an ISO 8601 datetime, got {value!r}") from None
+        except ValueError as error:
+            raise ValueTypeError(
+                f"expected an ISO 8601 datetime, got {value[:60]!r} ({error})"
+            ) from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
     else:
         raise ValueTypeError(f"expected an ISO 8601 datetime, got {type(value).__name__}")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except OverflowError:
+        raise ValueTypeError("the datetime is out of range once converted to UTC") from None

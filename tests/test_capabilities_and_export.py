@@ -47,8 +47,8 @@ def test_mailjawn_limitations_are_refused_before_any_request(workdir: Path, comm
 
     assert code == 1
     assert "jawn.yaml:3: lists.news.members: members: exact needs removing list members" in output
-    assert "jawn.yaml:7: a@example.com.lists.news: an unsubscribed membership needs" in output
-    assert "jawn.yaml:4: list:Big News:" in output
+    assert "jawn.yaml:7: contacts[0].lists.news: an unsubscribed membership needs" in output
+    assert "jawn.yaml:4: lists.Big News:" in output
     assert not (workdir / ".reconcile").exists()  # no provider was opened
 
 

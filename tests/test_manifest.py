@@ -61,7 +61,7 @@ def error_of(tmp_path: Path, body: str) -> str:
         ),
         (
             "contacts:\n  - email: a@example.com\n    name: null\n",
-            "audience.yaml:9: contacts[0].name: Value error, cannot be null",
+            "audience.yaml:9: contacts[0].name: cannot be null",
         ),
         (
             "contacts:\n  - email: a@example.com\n    lists: {news: maybe}\n",

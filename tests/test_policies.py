@@ -155,7 +155,7 @@ protect: {contacts: [gone1@example.com]}
 """
     with pytest.raises(ManifestError) as raised:
         plan_for(tmp_path, account(), extra)
-    assert "membership:newsletter/gone1@example.com" in str(raised.value)
+    assert "contacts[1].lists.newsletter" in str(raised.value)
     assert "protected" in str(raised.value)
 
 

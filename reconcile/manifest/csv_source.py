@@ -18,10 +18,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from reconcile.errors import ManifestError, ManifestIssue, SourceLocation
+from reconcile.manifest.paths import validation_messages
 from reconcile.manifest.schema import ContactSpec
 
 COLUMNS = ("email", "name", "excluded_from_campaigns", "lists", "properties")
 MAX_CELL = 1_000_000
+MAX_FILE_CHARS = 256 * 1024 * 1024
+STATUSES = ("subscribed", "unsubscribed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,20 +46,50 @@ def read_contacts_csv(
     """Every valid row as a ContactSpec, one at a time (a big file is never held as specs);
     the problems of bad rows are appended to `issues`."""
     text = _text(path)
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = reader.fieldnames or []
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise _error(path, line, "", "contains a NUL byte (a control character)")
+    csv.field_size_limit(MAX_FILE_CHARS)  # cells are limited below, with their column named
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as error:
+        raise _error(path, 1, "", f"not a CSV header: {error}") from None
     unknown = [name for name in header if name not in COLUMNS]
-    if "email" not in header or unknown:
-        what = f"unknown column(s) {unknown}" if unknown else "no email column"
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if "email" not in header or unknown or repeated:
+        what = (
+            f"column(s) {repeated} appear more than once"
+            if repeated
+            else f"unknown column(s) {unknown}"
+            if unknown
+            else "no email column"
+        )
         raise _error(path, 1, "", f"{what}; columns are {', '.join(COLUMNS)}")
     line = 1
-    for record in reader:
+    records = iter(reader)
+    while True:
         row = CsvRow(path, line + 1)
+        try:
+            record = next(records)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            # strict: an unterminated quote ends the file instead of swallowing it
+            issues.append(ManifestIssue(row.location(), "", f"CSV syntax: {error} (a quote?)"))
+            return
         line = reader.line_num
         try:
-            spec = ContactSpec.model_validate(_row_data(record))
-        except ValueError as error:
-            issues.extend(_row_issues(row, error))
+            data = _row_data(record)
+            spec = ContactSpec.model_validate(data)
+        except ValidationError as error:
+            issues.extend(
+                ManifestIssue(row.location(), field, message)
+                for field, message in validation_messages(data, error)[:3]
+            )
+            continue
+        except _CellError as error:
+            issues.append(ManifestIssue(row.location(), error.column, str(error)))
             continue
         yield row, spec
 
@@ -94,7 +127,11 @@ def _cell(column: str, cell: str) -> Any:
         memberships: dict[str, str] = {}
         for item in cell.split(";"):
             name, _, status = item.strip().partition(":")
-            memberships[name.strip()] = status.strip() or "subscribed"
+            status = status.strip() or "subscribed"
+            if status not in STATUSES:
+                message = f"expected 'subscribed' or 'unsubscribed', got {status[:40]!r}"
+                raise _CellError(f"lists.{name.strip()}", message)
+            memberships[name.strip()] = status
         return memberships
     if column == "properties":
         try:
@@ -111,20 +148,6 @@ class _CellError(ValueError):
     def __init__(self, column: str, message: str) -> None:
         self.column = column
         super().__init__(message)
-
-
-def _row_issues(row: CsvRow, error: ValueError) -> list[ManifestIssue]:
-    if isinstance(error, ValidationError):
-        return [
-            ManifestIssue(
-                row.location(),
-                ".".join(str(p) for p in item["loc"] if not str(p).startswith(("list[", "dict["))),
-                item["msg"],
-            )
-            for item in error.errors(include_url=False)[:3]
-        ]
-    column = error.column if isinstance(error, _CellError) else ""
-    return [ManifestIssue(row.location(), column, str(error))]
 
 
 def _error(path: Path, line: int, field: str, message: str) -> ManifestError:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from reconcile.errors import ManifestError, ManifestIssue, SourceLocation
 from reconcile.model import (
     EXCLUDED,
     NAME,
@@ -119,10 +121,16 @@ def export_files(state: State, provider: str, contacts_per_file: int) -> dict[st
     return files
 
 
-def export_into(existing: CommentedMap, text: str, state: State, provider: str) -> str:
+def export_into(path: Path, state: State, provider: str) -> str:
     """Re-export into a manifest that exists: entries are updated in place, so its comments,
     order and flow style stay; what is gone from the account is removed, what is new is
     appended in sorted order."""
+    text = path.read_text(encoding="utf-8")
+    existing = YAML(typ="rt").load(text)  # plain round-trip: timestamps stay as written
+    if not isinstance(existing, CommentedMap):
+        raise ManifestError(
+            [ManifestIssue(SourceLocation(str(path), 1), "", "not a manifest (a mapping)")]
+        )
     fresh = state_to_document(state, provider)
     if not isinstance(existing.get("provider"), CommentedMap):
         existing["provider"] = fresh["provider"]

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import ValidationError
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from reconcile.errors import ManifestError, ManifestIssue, SourceLocation
 from reconcile.manifest.csv_source import read_contacts_csv
 from reconcile.manifest.emails import email_problem
+from reconcile.manifest.paths import field_name, path_of, validation_messages
 from reconcile.manifest.schema import (
     ContactSpec,
     MailJawnOptions,
@@ -62,6 +62,22 @@ class Manifest:
             managed | self.policy.scope_lists(managed),
             manages_data or self.policy.needs_contact_data,
         )
+
+    def issue(self, address: str, message: str) -> ManifestIssue:
+        """An issue about a planned address, located and named as the manifest writes it."""
+        return ManifestIssue(self.source_of(address), self.field_of(address), message)
+
+    def field_of(self, address: str) -> str:
+        """`membership:news/a@x.com` -> `contacts[3].lists.news`, `list:news` -> `lists.news`."""
+        kind, _, rest = address.partition(":")
+        if kind in {"property", "list"}:
+            return f"{'properties' if kind == 'property' else 'lists'}.{rest}"
+        list_name, _, email = rest.rpartition("/") if kind == "membership" else ("", "", rest)
+        contact = self.contact_sources.get(email)
+        if contact is None:
+            return address
+        tail = f"lists.{list_name}" if list_name else "email"
+        return f"{contact.label}.{tail}" if contact.label else tail
 
     def source_of(self, address: str) -> SourceLocation:
         """Where the manifest declares `address` (contacts and memberships are located on
@@ -193,7 +209,7 @@ class _Builder:
                 marker = (definition.name, strict_value(definition.type, scope.marker.value))
             except ValueTypeError as error:
                 where = self._where("prune", loc)
-                self.issues.append(ManifestIssue(where, _field_name(loc), str(error)))
+                self.issues.append(ManifestIssue(where, field_name(loc), str(error)))
         return Policy(
             contacts=prune.contacts.action,
             contact_scope=ContactScope(
@@ -228,7 +244,8 @@ class _Builder:
     def _add_contact(self, source: ContactSource, spec: ContactSpec) -> None:
         problem = email_problem(spec.email)
         if problem:
-            self._error(source, ("email",), f"{spec.email!r} {problem}")
+            shown = spec.email if len(spec.email) <= 80 else f"{spec.email[:60]}..."
+            self._error(source, ("email",), f"{shown!r} {problem}")
             return
         key = email_key(spec.email)
         earlier = self.contact_sources.get(key)
@@ -341,48 +358,10 @@ def _provider_options(value: object) -> ProviderConfig:
 
 
 def _validation_issues(document: YamlDocument, error: ValidationError) -> list[ManifestIssue]:
-    by_field: dict[str, ManifestIssue] = {}
-    for item in error.errors(include_url=False):
-        path = _data_path(document.data, item["loc"], item["type"] == "missing")
-        field_name = _field_name(path)
-        if field_name in by_field:
-            continue
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unknown field"
-        elif item["type"] in {"literal_error", "enum"}:
-            message = f"{message}, got {item['input']!r}"
-        by_field[field_name] = ManifestIssue(document.location(path), field_name, message)
-    # A union reports one error per alternative; the deepest one is the helpful one.
     return [
-        issue
-        for name, issue in by_field.items()
-        if not any(other.startswith((f"{name}.", f"{name}[")) for other in by_field)
+        ManifestIssue(document.location(path_of(document.data, field)), field, message)
+        for field, message in validation_messages(document.data, error)
     ]
-
-
-def _data_path(data: Any, loc: Sequence[str | int], missing: bool) -> list[str | int]:
-    """Keep the parts of a pydantic error location that exist in the data (drops union tags)."""
-    path: list[str | int] = []
-    node = data
-    for position, part in enumerate(loc):
-        last = position == len(loc) - 1
-        if isinstance(node, CommentedMap | dict) and part in node:  # noqa: SIM114 (mypy narrows each branch)
-            node = node[part]
-            path.append(part)
-        elif isinstance(node, CommentedSeq | list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-            path.append(part)
-        elif missing and last and isinstance(node, CommentedMap | dict):
-            path.append(part)  # a missing key: name it
-    return path
-
-
-def _field_name(path: Sequence[str | int]) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
 
 
 def _issue(path: Path, line: int, field_name: str, message: str) -> ManifestError:

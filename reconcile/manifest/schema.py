@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -13,10 +12,17 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    WithJsonSchema,
     field_validator,
 )
 
-from reconcile.model import MembersPolicy, Namespace, PropertyType, SubscriptionStatus
+from reconcile.model import (
+    MembersPolicy,
+    Namespace,
+    PropertyType,
+    SubscriptionStatus,
+    text_problem,
+)
 from reconcile.policy import ContactPrune, DefinitionPrune, MemberPrune
 
 SCHEMA_ID = "https://reconcile.dev/schemas/manifest.schema.json"
@@ -71,7 +77,22 @@ class MembershipSpec(_Strict):
     )
 
 
-ScalarValue = StrictBool | StrictInt | StrictFloat | StrictStr | datetime | date | None
+# Property values are checked against their declared type by the loader (with the
+# field's name and line); the schema only documents what is accepted.
+PropertyInput = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string"},
+                {"type": "integer"},
+                {"type": "number"},
+                {"type": "boolean"},
+                {"type": "null"},
+            ]
+        }
+    ),
+]
 MembershipValue = SubscriptionStatus | MembershipSpec
 
 
@@ -81,7 +102,7 @@ class ContactSpec(_Strict):
     excluded_from_campaigns: StrictBool | None = Field(
         None, description="omit to leave it as it is"
     )
-    properties: dict[StrictStr, ScalarValue] = Field(
+    properties: dict[StrictStr, PropertyInput] = Field(
         default_factory=dict, description="null clears a property"
     )
     lists: list[StrictStr] | dict[StrictStr, MembershipValue] = Field(
@@ -93,6 +114,14 @@ class ContactSpec(_Strict):
     def _no_null(cls, value: Any) -> Any:
         if value is None:
             raise ValueError("cannot be null; leave the field out to keep the live value")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        problem = text_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(problem)
         return value
 
 

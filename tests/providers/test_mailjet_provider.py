@@ -217,7 +217,7 @@ def test_property_type_change_is_refused_unless_replace(tmp_path: Path) -> None:
         properties:
           seats: {type: int}
     """
-    with pytest.raises(Exception, match=r"audience.yaml:3: property:seats: .*replace: true"):
+    with pytest.raises(Exception, match=r"audience.yaml:3: properties.seats: .*replace: true"):
         run(plan_with(emulator, load(tmp_path, refused)))
 
     allowed = refused.replace("{type: int}", "{type: int, replace: true}")
