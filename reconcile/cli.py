@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -13,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
 
 from reconcile import engine
 from reconcile.errors import ReconcileError
@@ -37,6 +39,24 @@ app = typer.Typer(
 out = Console(highlight=False, soft_wrap=True, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 T = TypeVar("T")
+
+
+@app.callback()
+def main(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="log every HTTP request and answer to stderr (credentials redacted, no bodies)",
+        ),
+    ] = False,
+) -> None:
+    """Keep an email audience equal to YAML manifests: plan, review, apply."""
+    trace = logging.getLogger("reconcile.http")
+    trace.handlers = [RichHandler(console=err, show_path=False, markup=False)] if debug else []
+    trace.setLevel(logging.DEBUG if debug else logging.WARNING)
+    trace.propagate = False
+
 
 EXIT_ERROR, EXIT_CHANGES, EXIT_INTERRUPTED = 1, 2, 130
 REPORT_LIMIT = 50  # outcomes listed one by one; the counts cover all

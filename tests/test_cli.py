@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -238,3 +239,22 @@ def test_progress_is_a_log_line_without_terminal_and_quiet_silences_it(workdir: 
     code, output = reconcile("plan", "--sandbox", "quickstart", "--quiet")
     assert code == 0
     assert "Reading the account" not in output
+
+
+def test_debug_trace_logs_requests_with_credentials_redacted(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator = create_mailjet_emulator()
+    key, secret = emulator.settings.api_key, emulator.settings.secret_key
+    with served(emulator.app) as url:
+        monkeypatch.setenv("MAILJET_API_URL", url)
+        monkeypatch.setenv("MAILJET_API_KEY", key)
+        monkeypatch.setenv("MAILJET_SECRET_KEY", secret)
+        code, output = reconcile("--debug", "plan", "quickstart", "--quiet")
+    assert code == 0, output
+    assert "-> GET" in output
+    assert "<- 200 GET" in output
+    assert "[redacted]" in output
+    basic = base64.b64encode(f"{key}:{secret}".encode()).decode()
+    for leaked in (secret, basic):
+        assert leaked not in output

@@ -28,6 +28,7 @@ from reconcile.providers.pacing import (
     RetryPolicy,
     send_with_retries,
 )
+from reconcile.providers.trace import trace_hooks
 
 DEFAULT_URL = "https://api.mailjawn.com"
 PAGE_SIZE = 100
@@ -100,6 +101,7 @@ class MailJawnClient:
             base_url=base_url.rstrip("/"),
             transport=transport,
             timeout=timeout or httpx.Timeout(30.0, connect=10.0),
+            event_hooks=dict(trace_hooks()),
             headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
         )
         self.prefix = f"/api/v1/projects/{quote(project_id, safe='')}"

@@ -18,6 +18,7 @@ from reconcile.providers.pacing import (
     RetryPolicy,
     send_with_retries,
 )
+from reconcile.providers.trace import trace_hooks
 
 PAGE_SIZE = 1000
 API_PREFIX = "/v3/REST"
@@ -56,6 +57,7 @@ class MailjetClient:
             auth=httpx.BasicAuth(api_key, secret_key),
             transport=transport,
             timeout=timeout or httpx.Timeout(30.0, connect=10.0),
+            event_hooks=dict(trace_hooks()),
             headers={"Accept": "application/json"},
         )
         self.pacer = Pacer(requests_per_minute)
