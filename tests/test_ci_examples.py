@@ -339,18 +339,6 @@ def test_drift_check_reports_changes_then_none_and_fails_on_errors(runner: Runne
     assert runner.outputs() == {}
 
 
-def redact_supported() -> bool:
-    shown = subprocess.run(
-        [str(RECONCILE), "plan", "--help"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-        check=False,
-    )
-    return "--redact" in shown.stdout
-
-
-@pytest.mark.skipif(not redact_supported(), reason="reconcile plan has no --redact yet")
 def test_redacted_comment_and_issue_but_a_complete_saved_plan(runner: Runner) -> None:
     runner.env["REDACT"] = "true"
     planned = runner.run("plan", "Plan")
