@@ -151,8 +151,8 @@ def naive_calls(size: int) -> int:
     return 1 + size + new + size * len(PROPERTIES) + size * 2
 
 
-def start_server(size: int, port: int, scale: float) -> subprocess.Popen[bytes]:
-    command = ["-m", "bench.serve", "--size", str(size), "--port", str(port)]
+def start_server(size: int, port: int, scale: float, rpm: int = 200) -> subprocess.Popen[bytes]:
+    command = ["-m", "bench.serve", "--size", str(size), "--port", str(port), "--rpm", str(rpm)]
     return subprocess.Popen([sys.executable, *command, "--time-scale", str(scale)])
 
 
