@@ -20,7 +20,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CONTROL_PREFIX = "/_emulator"
 
@@ -123,12 +123,16 @@ class ControlMiddleware:
             await self.app(scope, receive, send)
             return
         method, path = scope["method"], scope["path"]
-        if self.control.latency_seconds:
-            await asyncio.sleep(self.control.latency_seconds)
         fault = self.control.take_fault(method, path)
+        delay = self.control.latency_seconds
         if fault is not None and fault.kind == "latency":
-            await asyncio.sleep(fault.seconds)
+            delay += fault.seconds
             fault = None
+        if delay:
+            # The request has arrived whole; the server is slow to act on it. A client
+            # that gives up meanwhile does not stop it (a write still lands).
+            receive = await _arrived_whole(receive)
+            await asyncio.sleep(delay)
         if fault is not None and fault.kind in ("reset_after", "garble"):
 
             async def discard(message: Any) -> None:
@@ -158,6 +162,21 @@ class ControlMiddleware:
 
         await self.app(scope, receive, logging_send)
         self.control.record(method, path, status_seen)
+
+
+async def _arrived_whole(receive: Receive) -> Receive:
+    """Read the request body now; the app gets it later even if the client has gone."""
+    arrived: list[Message] = []
+    while True:
+        message = await receive()
+        arrived.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+
+    async def replay() -> Message:
+        return arrived.pop(0) if arrived else await receive()
+
+    return replay
 
 
 def control_routes(

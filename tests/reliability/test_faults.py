@@ -14,8 +14,9 @@ provider (see tests/conftest.py).
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -58,14 +59,18 @@ WRITES = {"mailjet": ("POST", "PUT"), "mailjawn": ("POST", "PATCH")}
 
 def aimed(account: Account, role: str, **fault: object) -> Fault:
     """Inject a fault aimed at one role of request (see TARGETS)."""
-    made = Fault(**{**TARGETS[account.provider_name][role], **fault})  # type: ignore[arg-type]
-    if isinstance(account, MailJawnAccount):
-        project = account.emulator.settings.project_id
-        made = replace(
-            made, path=made.path.format(subscribers=f"/api/v1/projects/{project}/subscribers/")
-        )
+    target = {**TARGETS[account.provider_name][role], "path": role_path(account, role)}
+    made = Fault(**{**target, **fault})  # type: ignore[arg-type]
     account.control.inject(made)
     return made
+
+
+def role_path(account: Account, role: str) -> str:
+    """The exact path a role's requests go to ("" when it is not one path)."""
+    path = TARGETS[account.provider_name][role].get("path", "")
+    if isinstance(account, MailJawnAccount):
+        return path.format(subscribers=account.subscribers_path)
+    return path
 
 
 def throttled(account: Account) -> object:
@@ -297,4 +302,39 @@ def test_command_line_outage_reports_then_rerun_converges(
         assert code == 0, output
         code, output = cli("plan", "--detailed-exitcode", manifest, env=env)
         assert code == 0, output
+    account.assert_converged()
+
+
+def successful_bulk_posts(account: Account) -> int:
+    """Bulk writes the emulator carried out (Mailjet jobs posted, MailJawn imports)."""
+    bulk = role_path(account, "bulk")
+    return sum(
+        1
+        for call in account.control.calls("POST")
+        if call.path == bulk and 200 <= call.status < 300
+    )
+
+
+@pytest.mark.parametrize("provider_name", ACCOUNTS)
+def test_a_bulk_write_that_timed_out_still_lands_once_more_and_nothing_doubles(
+    tmp_path: Path, provider_name: str
+) -> None:
+    baseline = ACCOUNTS[provider_name]()
+    assert run(apply_once(baseline, baseline.manifest(tmp_path), baseline.provider())).completed
+    account = ACCOUNTS[provider_name]()
+    manifest = account.manifest(tmp_path)
+    aimed(account, "bulk", kind="latency", seconds=0.5)
+    timeout = httpx.Timeout(0.2, connect=2.0)
+
+    with served(account.app) as url:
+        first = run(apply_once(account, manifest, account.provider(url, timeout=timeout)))
+        deadline = time.monotonic() + 5
+        while successful_bulk_posts(account) <= successful_bulk_posts(baseline):
+            assert time.monotonic() < deadline, "the timed-out bulk write never landed"
+            time.sleep(0.05)
+        check = run(apply_once(account, manifest, account.provider(url, timeout=timeout)))
+
+    assert first.completed, first.problems()
+    assert successful_bulk_posts(account) == successful_bulk_posts(baseline) + 1
+    assert check.changes == 0, check
     account.assert_converged()
