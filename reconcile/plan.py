@@ -144,7 +144,8 @@ class Plan:
                 "the plan exceeds the safety thresholds: "
                 + "; ".join(reasons)
                 + ". Review it, then run again with --force if it is intended "
-                "(thresholds: safety: in the manifest)."
+                "(thresholds: safety: in the manifest; a re-run that finishes a partial "
+                "apply counts what is left against what exists now)."
             )
 
     @property

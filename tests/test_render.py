@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 
+import pytest
 from rich.console import Console
 
 from reconcile.diff import Action, Change, ResourceType
@@ -91,3 +92,14 @@ def test_progress_logs_lines_in_ci_and_nothing_when_quiet() -> None:
     asyncio.run(work(progress.ProgressMode.BAR, Console(file=sink, width=200, force_terminal=True)))
     assert "Applying" in sink.getvalue()
     assert "bulk jobs pending" in sink.getvalue()
+
+
+def test_progress_says_done_only_when_the_work_succeeded() -> None:
+    async def failing(console: Console) -> None:
+        async with progress.watching(console, progress.ProgressMode.LOG, "Reading", dict):
+            raise RuntimeError("unreachable")
+
+    sink = io.StringIO()
+    with pytest.raises(RuntimeError):
+        asyncio.run(failing(Console(file=sink, width=200)))
+    assert sink.getvalue() == ""

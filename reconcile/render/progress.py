@@ -61,8 +61,9 @@ async def watching(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        if mode is ProgressMode.LOG:
-            console.print(f"{label}: done, {describe(stats(), since)}")
+    # Only after success: a failure prints its own error instead.
+    if mode is ProgressMode.LOG:
+        console.print(f"{label}: done, {describe(stats(), since)}")
 
 
 async def _bar(
