@@ -67,3 +67,25 @@ def _request_of(error: httpx.TransportError) -> httpx.Request | None:
         return error.request
     except RuntimeError:  # raised without a request
         return None
+
+
+NO_BODY = object()  # a success without a body (204, 304): callers return None for it
+
+
+def json_body(response: httpx.Response, method: str, path: str) -> object:
+    """The answer's JSON (None for an error page that is not JSON), NO_BODY for an empty
+    success; a success whose body is not JSON is an error, so nothing acts on it."""
+    status = response.status_code
+    if status == 304 or (status < 300 and not response.content):
+        return NO_BODY
+    try:
+        return response.json()
+    except ValueError:
+        if status < 300:
+            raise ApiError(
+                "answered with a body that is not JSON; nothing was changed based on it",
+                method=method,
+                path=path,
+                status=status,
+            ) from None
+        return None

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 
 from reconcile.errors import ApiError
-from reconcile.providers.answers import of_request
+from reconcile.providers.answers import NO_BODY, json_body, of_request
 from reconcile.providers.base import refuse_write_when_stopping
 from reconcile.providers.pacing import (
     Pacer,
@@ -274,19 +274,9 @@ class MailJawnClient:
 
     def _decode(self, response: httpx.Response, method: str, url: str) -> Any:
         status = response.status_code
-        if status < 300 and not response.content:
+        payload: Any = json_body(response, method, url)
+        if payload is NO_BODY:
             return None
-        payload: Any = None
-        try:
-            payload = response.json()
-        except ValueError:
-            if status < 300:
-                raise ApiError(
-                    "answered with a body that is not JSON; nothing was changed based on it",
-                    method=method,
-                    path=url,
-                    status=status,
-                ) from None
         if status < 300:
             return payload
         message = self._redact(error_message(payload, response))

@@ -9,7 +9,7 @@ from typing import Any, TypeVar, overload
 import httpx
 
 from reconcile.errors import ApiError
-from reconcile.providers.answers import of_request
+from reconcile.providers.answers import NO_BODY, json_body, of_request
 from reconcile.providers.base import refuse_write_when_stopping
 from reconcile.providers.pacing import (
     Pacer,
@@ -188,19 +188,9 @@ class MailjetClient:
 
 def _decode(response: httpx.Response, method: str, path: str) -> Any:
     status = response.status_code
-    if status == 304 or (status < 300 and not response.content):
+    payload: Any = json_body(response, method, path)
+    if payload is NO_BODY:
         return None
-    payload: Any = None
-    try:
-        payload = response.json()
-    except ValueError:
-        if status < 300:
-            raise ApiError(
-                "answered with a body that is not JSON; nothing was changed based on it",
-                method=method,
-                path=path,
-                status=status,
-            ) from None
     if status < 300:
         return payload
     raise ApiError(
