@@ -122,6 +122,11 @@ def membership_key(list_name: str, email: str) -> str:
     return f"{list_name}/{email}"
 
 
+def split_membership_key(key: str) -> tuple[str, str]:
+    list_name, _, email = key.partition("/")
+    return list_name, email
+
+
 def diff_states(desired: State, live: State, policy: Policy | None = None) -> DiffResult:
     policy = policy or Policy()
     result = DiffResult()
@@ -144,7 +149,7 @@ def _without_memberships_of_erased(changes: list[Change]) -> list[Change]:
     return [
         c
         for c in changes
-        if c.type is not ResourceType.MEMBERSHIP or c.key.partition("/")[2] not in erased
+        if c.type is not ResourceType.MEMBERSHIP or split_membership_key(c.key)[1] not in erased
     ]
 
 
@@ -377,7 +382,7 @@ def _protection_errors(changes: list[Change], policy: Policy) -> Iterator[Findin
         if change.type is ResourceType.CONTACT:
             email = change.key
         elif change.type is ResourceType.MEMBERSHIP:
-            list_name, _, email = change.key.partition("/")
+            list_name, email = split_membership_key(change.key)
         elif change.type is ResourceType.LIST:
             list_name = change.key
         if email in policy.protected_contacts or list_name in policy.protected_lists:

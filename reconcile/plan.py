@@ -10,7 +10,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from reconcile.diff import DESTRUCTIVE, Action, Change, Effect, Flag, ResourceType
+from reconcile.diff import (
+    DESTRUCTIVE,
+    Action,
+    Change,
+    Effect,
+    Flag,
+    ResourceType,
+    split_membership_key,
+)
 from reconcile.errors import ReconcileError, StalePlanError, UnsafePlanError
 from reconcile.model import ReadScope, State, fingerprint
 from reconcile.policy import Thresholds
@@ -278,11 +286,6 @@ def live_counts(live: State) -> dict[str, int]:
         ResourceType.CONTACT.value: len(live.contacts),
         ResourceType.MEMBERSHIP.value: len(live.memberships),
     }
-
-
-def split_membership_key(key: str) -> tuple[str, str]:
-    list_name, _, email = key.partition("/")
-    return list_name, email
 
 
 def live_record(live: State, change: Change) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from reconcile.diff import split_membership_key
 from reconcile.errors import ManifestError, ManifestIssue, SourceLocation
 from reconcile.manifest.csv_source import read_contacts_csv
 from reconcile.manifest.emails import email_problem
@@ -72,7 +73,7 @@ class Manifest:
         kind, _, rest = address.partition(":")
         if kind in {"property", "list"}:
             return f"{'properties' if kind == 'property' else 'lists'}.{rest}"
-        list_name, _, email = rest.rpartition("/") if kind == "membership" else ("", "", rest)
+        list_name, email = _list_and_email(kind, rest)
         contact = self.contact_sources.get(email)
         if contact is None:
             return address
@@ -83,11 +84,16 @@ class Manifest:
         """Where the manifest declares `address` (contacts and memberships are located on
         demand from their entry, so a big audience keeps no location per record)."""
         kind, _, rest = address.partition(":")
-        list_name, _, email = rest.rpartition("/") if kind == "membership" else ("", "", rest)
+        list_name, email = _list_and_email(kind, rest)
         contact = self.contact_sources.get(email) if kind in {"contact", "membership"} else None
         if contact is not None:
             return contact.location(("lists", list_name) if list_name else ())
         return self.sources.get(address, SourceLocation(str(self.files[0]), 1))
+
+
+def _list_and_email(kind: str, key: str) -> tuple[str, str]:
+    """(list, email) of a membership key, ("", email) of a contact key."""
+    return split_membership_key(key) if kind == "membership" else ("", key)
 
 
 def manifest_files(paths: Iterable[Path]) -> list[Path]:

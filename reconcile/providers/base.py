@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
 
-from reconcile.diff import Action, Change, Finding, ResourceType
+from reconcile.diff import Action, Change, Finding, ResourceType, split_membership_key
 from reconcile.errors import ApiError
 from reconcile.model import ReadScope, State
-from reconcile.plan import split_membership_key
 
 
 class Capability(StrEnum):

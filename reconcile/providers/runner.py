@@ -12,10 +12,9 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 
-from reconcile.diff import Change, ResourceType
+from reconcile.diff import Change, ResourceType, split_membership_key
 from reconcile.errors import ApiError
 from reconcile.model import email_key
-from reconcile.plan import split_membership_key
 from reconcile.providers.base import STOP, ApplyReport, blocker
 
 Step = Callable[[Change], Awaitable[str | None]]

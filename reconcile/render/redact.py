@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from reconcile.diff import Change, ResourceType
+from reconcile.diff import Change, ResourceType, split_membership_key
 from reconcile.model import EXCLUDED
-from reconcile.plan import Plan, split_membership_key
+from reconcile.plan import Plan
 
 MASK = "***"
 _EMAIL = re.compile(r"[^\s/:@,;'\"()<>\[\]]+@[A-Za-z0-9.-]+")

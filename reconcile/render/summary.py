@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from reconcile.diff import DESTRUCTIVE, Effect, ResourceType
-from reconcile.plan import Plan, split_membership_key
+from reconcile.diff import DESTRUCTIVE, Effect, ResourceType, split_membership_key
+from reconcile.plan import Plan
 
 DETAIL_LIMIT = 200  # changes shown field by field in text and markdown; JSON has all
 

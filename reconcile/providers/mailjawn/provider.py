@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconcile.diff import Action, Change, Finding, ResourceType
+from reconcile.diff import Action, Change, Finding, ResourceType, split_membership_key
 from reconcile.errors import ApiError
 from reconcile.model import (
     EXCLUDED,
@@ -27,7 +27,6 @@ from reconcile.model import (
     SubscriptionStatus,
     email_key,
 )
-from reconcile.plan import split_membership_key
 from reconcile.providers.base import ApplyReport, Capability, Provider
 from reconcile.providers.mailjawn import records
 from reconcile.providers.mailjawn.client import PAGE_SIZE, MailJawnClient

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from reconcile.diff import Action, Change, Flag, ResourceType
+from reconcile.diff import Action, Change, Flag, ResourceType, split_membership_key
 from reconcile.errors import ApiError
 from reconcile.model import (
     Contact,
@@ -31,7 +31,6 @@ from reconcile.model import (
     State,
     SubscriptionStatus,
 )
-from reconcile.plan import split_membership_key
 from reconcile.providers.base import ApplyReport, Capability, Provider
 from reconcile.providers.mailjet import records
 from reconcile.providers.mailjet.bulk import BulkItem, BulkWriter, JobPolling

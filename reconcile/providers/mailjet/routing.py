@@ -13,9 +13,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from reconcile.diff import Action, Change, Flag, ResourceType
+from reconcile.diff import Action, Change, Flag, ResourceType, split_membership_key
 from reconcile.model import Namespace, PropertyDef, SubscriptionStatus
-from reconcile.plan import split_membership_key
 from reconcile.providers.runner import contact_of
 
 EXPECTED_POLLS = 3  # a job reports running a few times before it ends
