@@ -27,7 +27,13 @@ from typing import Any
 
 import httpx
 
-from bench.synthetic import LISTS, PROPERTIES, live_contacts, write_csv_manifest
+from bench.synthetic import (
+    LISTS,
+    PROPERTIES,
+    live_contacts,
+    write_csv_manifest,
+    write_yaml_manifest,
+)
 from reconcile import engine
 from reconcile.manifest.loader import Manifest, load_manifest
 from reconcile.providers.mailjet.bulk import JobPolling
@@ -166,10 +172,12 @@ def wait_until_up(url: str) -> None:
     raise RuntimeError("benchmark emulator did not start")
 
 
-def one_size(size: int, scale: float, naive_up_to: int) -> dict[str, Any]:
+def one_size(size: int, scale: float, naive_up_to: int, contacts_in: str) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=f"bench-{size}-"))
+    write = write_yaml_manifest if contacts_in == "yaml" else write_csv_manifest
+    path = write(work, size)
     cpu = time.process_time()
-    manifest = load_manifest([write_csv_manifest(work, size)])
+    manifest = load_manifest([path])
     load_cpu = time.process_time() - cpu
     port = free_port()
     server = start_server(size, port, scale)
@@ -193,6 +201,7 @@ def one_size(size: int, scale: float, naive_up_to: int) -> dict[str, Any]:
         server.wait(timeout=30)
     result.update(
         size=size,
+        contacts_in=contacts_in,
         load_cpu=load_cpu,
         min_reads=minimum_reads(size),
         min_apply=minimum_apply(size),
@@ -206,10 +215,16 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--time-scale", type=float, default=20.0)
     parser.add_argument("--naive-up-to", type=int, default=1000)
+    parser.add_argument(
+        "--contacts-in",
+        choices=["csv", "yaml"],
+        default="csv",
+        help="where the manifest lists its contacts: a contacts_from CSV file or the YAML",
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one_size(args.one, args.time_scale, args.naive_up_to)))
+        print(json.dumps(one_size(args.one, args.time_scale, args.naive_up_to, args.contacts_in)))
         return
     for size in args.sizes:
         output = subprocess.run(
@@ -223,6 +238,8 @@ def main() -> None:
                 str(args.time_scale),
                 "--naive-up-to",
                 str(args.naive_up_to),
+                "--contacts-in",
+                args.contacts_in,
             ],
             check=True,
             capture_output=True,
@@ -233,7 +250,10 @@ def main() -> None:
 
 def report(r: dict[str, Any]) -> None:
     print(f"\n== {r['size']:,} contacts ({r['changes']:,} changes) ==")
-    print(f"load+validate CPU   {r['load_cpu']:.1f} s        peak memory {r['peak_mb']:.0f} MB")
+    print(
+        f"load+validate CPU   {r['load_cpu']:.1f} s ({r['contacts_in']})  "
+        f"peak memory {r['peak_mb']:.0f} MB"
+    )
     print(
         f"plan   calls {r['plan_calls']:>7,} (minimum {r['min_reads']:,}, "
         f"x{r['plan_calls'] / r['min_reads']:.2f})  wall {r['plan_wall']:.0f} s "

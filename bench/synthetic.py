@@ -70,6 +70,14 @@ def live_contacts(count: int) -> list[tuple[str, str, dict[str, Any], list[str]]
     return result
 
 
+def write_yaml_manifest(directory: Path, count: int) -> Path:
+    """The audience with its contacts in the YAML manifest itself."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"audience-{count}.yaml"
+    path.write_text(manifest_yaml(count), "utf-8")
+    return path
+
+
 def write_csv_manifest(directory: Path, count: int) -> Path:
     """The same audience with its contacts in a CSV file (`contacts_from`)."""
     directory.mkdir(parents=True, exist_ok=True)

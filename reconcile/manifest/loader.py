@@ -146,6 +146,7 @@ class _Builder:
         self.pending_contacts: list[Iterator[tuple[ContactSource, ContactSpec]]] = []
 
     def add(self, document: YamlDocument, manifest: ManifestDocument) -> None:
+        document = document.for_locating()
         self.documents.append(document)
         if manifest.provider is not None:
             where = document.location(("provider",))

@@ -1,0 +1,415 @@
+"""The fast path for big manifests: rapidyaml (C++) parses, a walk builds plain Python
+values with ruamel's own YAML 1.2 scalar rules, and lines are found only when asked.
+
+ruamel's pure-Python loader takes about 100 s for 100,000 contacts; this path takes a
+few. It covers what manifests are made of: maps, sequences, plain, quoted and block
+scalars. Anything else (anchors, aliases, tags, merge keys, directives, duplicate keys,
+deep nesting, text ruamel's reader refuses, anything rapidyaml cannot parse) returns
+None, and the caller reads the file with ruamel, which reports errors with lines.
+"""
+
+from __future__ import annotations
+
+import bisect
+import ctypes
+import os
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import ryml
+import ryml._ryml  # the binding's functions, without the per-call Python wrapper
+from ruamel.yaml import YAML
+from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.reader import Reader
+
+MAX_DEPTH = 64  # the same limit as the ruamel path (yaml_source)
+_NONE = 2**64 - 1  # rapidyaml's "no node"
+_UNSUPPORTED = ryml.KEYREF | ryml.VALREF | ryml.KEYANCH | ryml.VALANCH | ryml.KEYTAG | ryml.VALTAG
+_MAP, _SEQ, _STREAM = ryml.MAP, ryml.SEQ, ryml.STREAM
+_VAL_PLAIN, _KEY_PLAIN = ryml.VAL_PLAIN, ryml.KEY_PLAIN
+_type = ryml._ryml.Tree_type
+_key = ryml._ryml.Tree_key
+_val = ryml._ryml.Tree_val
+_first_child = ryml._ryml.Tree_first_child
+_next_sibling = ryml._ryml.Tree_next_sibling
+# Where the parsers disagree, each pattern after a quick test for the character it needs:
+# ruamel refuses tabs, reads NEL and a lone CR as breaks, and ends a comment inside a
+# flow collection at the end of the line, not at the bracket; rapidyaml misreads explicit
+# `? key` entries and a colon next to a flow indicator (`{1:}`, `{:x}`). Manifests need
+# none of these; ruamel reads them.
+_DISAGREEMENTS = [
+    ("", re.compile("[\t\x85\u2028\u2029]")),
+    ("\r", re.compile(r"\r(?!\n)")),
+    ("#", re.compile(r"(?:^|\s)#[^\n]*[\]}]", re.MULTILINE)),
+    ("?", re.compile(r"(?:^|[\s\[{,])\?(?:\s|$)", re.MULTILINE)),
+    (":", re.compile(r":[\]}\[{,]|[\[{,] *:")),
+]
+_FLOW_OPEN = re.compile(rb"[\[{]")
+_FLOW_CLOSE = re.compile(rb"[\]}]")
+_DASH = re.compile(rb"-")
+_INDICATORS = frozenset(",[]{}#&*!|>'\"%@`")  # cannot start a plain scalar
+_INDICATORS_BEFORE_SPACE = frozenset("-?:")  # cannot start one when a space follows
+_TAG_PREFIX = "tag:yaml.org,2002:"
+_SIMPLE_INT = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
+_SIMPLE_FLOAT = re.compile(r"-?[0-9]+\.[0-9]+\Z")
+
+
+class _Fallback(Exception):
+    """The document holds something only ruamel reads exactly."""
+
+
+class _Scalars:
+    """Plain scalars -> values, exactly as ruamel's round-trip loader resolves them."""
+
+    def __init__(self) -> None:
+        yaml = YAML(typ="rt")
+        # ruamel's patterns are lazy proxies (an attribute lookup per match): unwrap once.
+        self.resolvers: dict[str, list[tuple[str, re.Pattern[str]]]] = {
+            first: [(tag, re.compile(rx.pattern, rx.flags)) for tag, rx in candidates]
+            for first, candidates in yaml.resolver.versioned_resolver.items()
+        }
+        self.constructor = yaml.constructor
+
+    def plain(self, text: str) -> Any:
+        first = text[:1]
+        if first in _INDICATORS or (first in _INDICATORS_BEFORE_SPACE and text[1:2] in {"", " "}):
+            raise _Fallback("indicator")  # rapidyaml reads `{a: %}` and `}:`; YAML refuses
+        candidates = self.resolvers.get(first)
+        if candidates is None:
+            return text
+        for tag, pattern in candidates:
+            if pattern.match(text):
+                return self._construct(tag.removeprefix(_TAG_PREFIX), tag, text)
+        return text
+
+    def _construct(self, kind: str, tag: str, text: str) -> Any:
+        if kind == "null":
+            return None
+        if kind == "bool":
+            return text.lower() == "true"
+        if kind == "timestamp":
+            return text  # kept as text, as the ruamel path does (see yaml_source)
+        if kind == "int" and _SIMPLE_INT.match(text):
+            return int(text)
+        if kind == "float" and _SIMPLE_FLOAT.match(text):
+            return float(text)
+        if kind in {"int", "float"}:  # 0x1F, 1_000, .inf, 1e3: ruamel's own constructor
+            return getattr(self.constructor, f"construct_yaml_{kind}")(ScalarNode(tag, text))
+        raise _Fallback(kind)  # merge key `<<`, value key `=`, ...
+
+
+_scalars: _Scalars | None = None
+
+
+def _plain_scalars() -> _Scalars:
+    global _scalars  # noqa: PLW0603 (built once: ruamel's tables take a moment)
+    if _scalars is None:
+        _scalars = _Scalars()
+    return _scalars
+
+
+class FastLines:
+    """Lines of a fast-parsed document. Top-level keys and their children (provider,
+    properties.x, lists.y) are located during the walk; deeper paths, which only error
+    messages ask for, parse the file again."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self.shallow: dict[tuple[str | int, ...], int] = {}
+        self._newlines: list[int] | None = None
+        self._positions: _Positions | None = None
+
+    def line(self, loc: Sequence[str | int]) -> int:
+        """0-based line of the deepest node of `loc` that exists in the file."""
+        known = self.shallow.get(tuple(loc))
+        if known is not None:
+            return known
+        if self._positions is None:  # kept: errors come in batches
+            self._positions = _Positions(_parse(self.raw), self.raw)
+        positions = self._positions
+        offset = 0
+        node = _root(positions.tree)
+        for part in loc:
+            child = _child(positions.tree, node, part)
+            if child is None:
+                break
+            node = child
+            offset = positions.start(node)
+        return self.line_at(offset)
+
+    def line_at(self, offset: int) -> int:
+        if self._newlines is None:
+            self._newlines = [m.start() for m in re.finditer(b"\n", self.raw)]
+        return bisect.bisect_left(self._newlines, offset)
+
+
+def parse_fast(raw: bytes, text: str) -> tuple[Any, FastLines] | None:
+    """(data, lines), or None when only ruamel reads this document exactly."""
+    if not raw or text.startswith("%") or "\n%" in text:
+        return None  # empty, or directives, which change the scalar rules
+    if any(needed in text and pattern.search(text) for needed, pattern in _DISAGREEMENTS):
+        return None
+    if Reader.NON_PRINTABLE.search(text):
+        return None  # ruamel refuses these characters with their line
+    try:
+        data, offsets = _read(raw)
+    except (_Fallback, ryml.ExceptionBasic, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None  # empty, or not a manifest: ruamel's reading decides
+    lines = FastLines(raw)
+    lines.shallow = {path: lines.line_at(offset) for path, offset in offsets.items()}
+    return data, lines
+
+
+def _read(raw: bytes) -> tuple[Any, dict[tuple[str | int, ...], int]]:
+    """The document's values and the offsets of its shallow keys; the tree is freed on
+    return, before the values are validated."""
+    parsed = _parse(raw)
+    walk = _Walk(parsed)
+    root = _root(parsed.tree)
+    return walk.value(root, _type(parsed.tree, root), 0, ()), walk.offsets
+
+
+class _Walk:
+    """Builds the document's values; records the offsets of keys two levels deep.
+
+    Hot loop: at 100,000 contacts it visits about 1.2 million nodes, so it calls the
+    binding's functions directly (skipping a wrapper per call), reads each node's type
+    once, and resolves each distinct key text once."""
+
+    def __init__(self, parsed: _Parsed) -> None:
+        self.tree = parsed.tree
+        self.base = parsed.base
+        self.offsets: dict[tuple[str | int, ...], int] = {}
+        self.plain = _plain_scalars().plain
+        self.keys: dict[str, Any] = {}
+
+    def value(self, node: int, kind: int, depth: int, path: tuple[str, ...] | None) -> Any:
+        if kind & _UNSUPPORTED or depth > MAX_DEPTH:
+            raise _Fallback("anchor, alias, tag or deep nesting")
+        if kind & _MAP:
+            return self._map(node, depth, path)
+        if kind & _SEQ:
+            return self._seq(node, depth)
+        view = _val(self.tree, node)
+        text = "" if view is None else str(view, "utf-8")
+        return self.plain(text) if kind & _VAL_PLAIN else text
+
+    def _seq(self, node: int, depth: int) -> list[Any]:
+        tree = self.tree
+        items: list[Any] = []
+        child = _first_child(tree, node)
+        while child != _NONE:
+            items.append(self.value(child, _type(tree, child), depth + 1, None))
+            child = _next_sibling(tree, child)
+        return items
+
+    def _map(self, node: int, depth: int, path: tuple[str, ...] | None) -> dict[Any, Any]:
+        tree = self.tree
+        record = path is not None and len(path) < 2
+        result: dict[Any, Any] = {}
+        child = _first_child(tree, node)
+        while child != _NONE:
+            kind = _type(tree, child)
+            view = _key(tree, child)
+            if view is None:
+                raise _Fallback("null key")
+            key = self._key(str(view, "utf-8"), kind)
+            if key in result:
+                raise _Fallback("duplicate key")  # ruamel reports it with its line
+            child_path = None
+            if record and path is not None and isinstance(key, str):
+                child_path = (*path, key)
+                self.offsets[child_path] = _address(view) - self.base
+            result[key] = self.value(child, kind, depth + 1, child_path)
+            child = _next_sibling(tree, child)
+        return result
+
+    def _key(self, text: str, kind: int) -> Any:
+        if not kind & _KEY_PLAIN:
+            return text
+        if not text:
+            raise _Fallback("null key")  # `[:]` reads differently; no manifest has one
+        key = self.keys.get(text)
+        if key is None:
+            key = self.plain(text)
+            if isinstance(key, float):
+                raise _Fallback("float key")  # 1.0 and 1 are one key to Python
+            self.keys[text] = key = sys.intern(key) if isinstance(key, str) else key
+        return key
+
+
+def _root(tree: Any) -> int:
+    root: int = tree.root_id()
+    kind = tree.type(root)
+    if kind & _STREAM:
+        if tree.num_children(root) != 1:
+            raise _Fallback("several documents")
+        root = tree.first_child(root)
+    return root
+
+
+def _is_null(tree: Any, node: int) -> bool:
+    return not tree.is_container(node) and not (tree.has_val(node) and tree.val(node) is not None)
+
+
+def _child(tree: Any, node: int, part: str | int) -> int | None:
+    """The child of a map by key or of a sequence by index (found in C++: at 100,000
+    contacts a Python walk along the siblings would take a while per error)."""
+    if tree.is_seq(node):
+        found = tree.child(node, part) if isinstance(part, int) and part >= 0 else _NONE
+        return None if found == _NONE else int(found)
+    if isinstance(part, str) and part:
+        found = tree.find_child(node, part.encode("utf-8"))
+        if found != _NONE and (
+            not tree.is_key_plain(found) or _plain_scalars().plain(part) == part
+        ):
+            return int(found)
+    child = tree.first_child(node)
+    while child != _NONE:  # keys that are not text as written (`0x1F: x` is 31)
+        key: Any = str(tree.key(child) or b"", "utf-8")
+        if tree.is_key_plain(child):
+            key = _plain_scalars().plain(key)
+        if key == part and isinstance(key, bool) == isinstance(part, bool):
+            return int(child)
+        child = tree.next_sibling(child)
+    return None
+
+
+class _Positions:
+    """Where nodes start in the parsed buffer, as ruamel marks them. Keys and scalars
+    point into the buffer; a container or a null item has no text of its own, so it
+    starts at the first bracket or dash after whatever precedes it."""
+
+    def __init__(self, parsed: _Parsed, raw: bytes) -> None:
+        self.parsed = parsed
+        self.tree = parsed.tree
+        self.base = parsed.base
+        self.raw = raw
+
+    def start(self, node: int) -> int:
+        tree = self.tree
+        if tree.has_key(node) and tree.key(node) is not None:
+            return _address(tree.key(node)) - self.base
+        view = self._val(node)
+        if view is not None:
+            offset = _address(view) - self.base
+            if tree.is_val_literal(node) or tree.is_val_folded(node):
+                # the text starts on the line after the `|` or `>` that opens it
+                return max(self.raw.rfind(b"|", 0, offset), self.raw.rfind(b">", 0, offset))
+            return offset
+        if tree.is_container(node) and tree.is_flow(node):
+            found = _FLOW_OPEN.search(self.raw, self._before(node))
+        elif tree.is_map(node):
+            return self.start(tree.first_child(node))  # its first key
+        elif tree.is_seq(node):  # a block sequence: the dash of its first item
+            first = tree.first_child(node)
+            start = self.start(first)
+            return start if _is_null(tree, first) else self.raw.rfind(b"-", 0, start)
+        else:  # a null item, `- ` with no text
+            found = _DASH.search(self.raw, self._before(node))
+        return found.start() if found else self._before(node)
+
+    def end(self, node: int) -> int:
+        tree = self.tree
+        view = self._val(node)
+        if view is not None:
+            return _address(view) - self.base + len(view)
+        child = tree.last_child(node)
+        if child != _NONE:
+            return self.end(child)
+        if _is_null(tree, node):  # `key:` or a `- ` item
+            key = tree.key(node) if tree.has_key(node) else None
+            return self.start(node) + (1 if key is None else len(key))
+        start = self.start(node)
+        found = _FLOW_CLOSE.search(self.raw, start)
+        return found.end() if found else start
+
+    def _before(self, node: int) -> int:
+        tree = self.tree
+        previous = tree.prev_sibling(node)
+        if previous != _NONE:
+            return self.end(previous)
+        parent = tree.parent(node)
+        if parent == _NONE:
+            return 0
+        if tree.has_key(parent) and tree.key(parent) is not None:
+            key = tree.key(parent)
+            return _address(key) - self.base + len(key)
+        before = self._before(parent)
+        # the first child comes after its parent's opening: a flow bracket, or (a block
+        # sequence that is an item of another: `- - x`) the dash of that outer item
+        grandparent = tree.parent(parent)
+        opening = None
+        if tree.is_flow(parent):
+            opening = _FLOW_OPEN.search(self.raw, before)
+        elif tree.is_seq(parent) and grandparent != _NONE and tree.is_seq(grandparent):
+            opening = _DASH.search(self.raw, before)
+        return opening.end() if opening else before
+
+    def _val(self, node: int) -> memoryview | None:
+        return self.tree.val(node) if self.tree.has_val(node) else None
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """A rapidyaml tree over a private copy of the file, and the copy's address: scalars
+    point into it, so their offsets (and lines) are address differences."""
+
+    buffer: bytearray  # the tree's scalars live here: it must outlive the tree
+    tree: Any
+    base: int
+
+
+def _parse(raw: bytes) -> _Parsed:
+    buffer = bytearray(raw)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(buffer))
+    with _stderr_silenced():  # rapidyaml prints parse errors; ruamel will report them
+        tree = ryml.parse_in_place(buffer)
+    return _Parsed(buffer, tree, base)
+
+
+class _PyBuffer(ctypes.Structure):
+    _fields_ = [
+        ("buf", ctypes.c_void_p),
+        ("obj", ctypes.c_void_p),
+        ("len", ctypes.c_ssize_t),
+        ("itemsize", ctypes.c_ssize_t),
+        ("readonly", ctypes.c_int),
+        ("ndim", ctypes.c_int),
+        ("format", ctypes.c_char_p),
+        ("shape", ctypes.c_void_p),
+        ("strides", ctypes.c_void_p),
+        ("suboffsets", ctypes.c_void_p),
+        ("internal", ctypes.c_void_p),
+    ]
+
+
+def _address(view: memoryview) -> int:
+    """Address of a read-only memoryview's bytes (ctypes only maps writable ones)."""
+    buffer = _PyBuffer()
+    if ctypes.pythonapi.PyObject_GetBuffer(ctypes.py_object(view), ctypes.byref(buffer), 0):
+        raise _Fallback("buffer")
+    try:
+        return int(buffer.buf or 0)
+    finally:
+        ctypes.pythonapi.PyBuffer_Release(ctypes.byref(buffer))
+
+
+@contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
