@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconcile.errors import ManifestError
 from reconcile.manifest import yaml_source
 from reconcile.manifest.fast_yaml import parse_fast
 
@@ -105,6 +106,15 @@ def test_the_examples_take_the_fast_path() -> None:
         "a: " + "[" * 70 + "]" * 70 + "\n",
         "a: [1\n",
         "? [k]\n: v\n",
+        "{email: %}",
+        "}:",
+        "[?",
+        "{email: 0\t}",
+        "{email: x #y}",
+        "{1:}",
+        "{:!}",
+        "{email: \x85}",
+        "{email: ['\r']}",
     ],
     ids=[
         "anchor-alias",
@@ -121,18 +131,52 @@ def test_the_examples_take_the_fast_path() -> None:
         "deep-nesting",
         "syntax-error",
         "complex-key",
+        "indicator-start",
+        "closing-bracket-key",
+        "explicit-key-in-flow",
+        "tab",
+        "comment-in-flow",
+        "colon-before-bracket",
+        "colon-after-bracket",
+        "next-line-character",
+        "lone-carriage-return",
     ],
 )
 def test_what_only_ruamel_reads_exactly_goes_to_ruamel(text: str) -> None:
     assert parse_fast(text.encode("utf-8"), text) is None
 
 
-def test_read_yaml_still_reports_what_it_hands_to_ruamel(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "text",
+    [
+        "email:\n  - []\n",
+        "email:\n  -\n    -\n      - yes\n",
+        "name:\n  -\n    - yes\n",
+        "email:\n  - -\n  - \n",
+        "email:\n  - \n  - \n",
+        "email: yes\nlists:\n  -\n    |-\n      email: []\n  - []\n",
+        "lists:\n  - |\n      a [x]\n\n      b\n  - []\n  - >-\n    q {\n  - {}\n",
+        "true:\n  - yes\n0x1F: []\n",
+        "a: b\r\nc: [d, e]\r\n",
+    ],
+)
+def test_shapes_found_by_fuzzing_are_located_as_ruamel_locates_them(text: str) -> None:
+    assert assert_same_as_ruamel(text)
+
+
+def test_read_yaml_reports_what_it_hands_to_ruamel_and_rapidyaml_stays_quiet(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "dup.yaml"
     path.write_text("provider: mailjet\nlists: {}\nlists: {}\n", encoding="utf-8")
-    with pytest.raises(Exception, match="duplicate") as raised:
+    with pytest.raises(ManifestError) as raised:
         yaml_source.read_yaml(path)
-    assert "dup.yaml:3" in str(raised.value) or "dup.yaml" in str(raised.value)
+    assert raised.value.issues[0].location.line == 3
+    assert "duplicate key" in raised.value.issues[0].message
+    path.write_text("provider: mailjet\nlists: [news\n", encoding="utf-8")
+    with pytest.raises(ManifestError):
+        yaml_source.read_yaml(path)
+    assert capfd.readouterr().err == ""  # rapidyaml prints its parse errors to fd 2
 
 
 def test_deep_locations_of_a_big_document_parse_again_on_demand() -> None:

@@ -319,7 +319,10 @@ class _Positions:
         tree = self.tree
         view = self._val(node)
         if view is not None:
-            return _address(view) - self.base + len(view)
+            offset = _address(view) - self.base
+            if tree.is_val_literal(node) or tree.is_val_folded(node):
+                return self._block_end(offset)  # its value was rewritten, shorter
+            return offset + len(view)
         child = tree.last_child(node)
         if child != _NONE:
             return self.end(child)
@@ -329,6 +332,24 @@ class _Positions:
         start = self.start(node)
         found = _FLOW_CLOSE.search(self.raw, start)
         return found.end() if found else start
+
+    def _block_end(self, offset: int) -> int:
+        """The end of a block scalar whose text starts on the line of `offset`: the first
+        later line that is indented less and not blank."""
+        raw = self.raw
+        start = raw.rfind(b"\n", 0, offset) + 1
+        indent = None
+        while start < len(raw):
+            end = raw.find(b"\n", start)
+            line = raw[start : len(raw) if end == -1 else end]
+            if line.strip():
+                line_indent = len(line) - len(line.lstrip(b" "))
+                if indent is None:
+                    indent = line_indent
+                elif line_indent < indent:
+                    return start
+            start = len(raw) if end == -1 else end + 1
+        return len(raw)
 
     def _before(self, node: int) -> int:
         tree = self.tree
