@@ -115,6 +115,7 @@ def test_the_examples_take_the_fast_path() -> None:
         "{:!}",
         "{email: \x85}",
         "{email: ['\r']}",
+        "- a: 1\n",
     ],
     ids=[
         "anchor-alias",
@@ -140,6 +141,7 @@ def test_the_examples_take_the_fast_path() -> None:
         "colon-after-bracket",
         "next-line-character",
         "lone-carriage-return",
+        "top-level-sequence",
     ],
 )
 def test_what_only_ruamel_reads_exactly_goes_to_ruamel(text: str) -> None:
@@ -158,6 +160,8 @@ def test_what_only_ruamel_reads_exactly_goes_to_ruamel(text: str) -> None:
         "lists:\n  - |\n      a [x]\n\n      b\n  - []\n  - >-\n    q {\n  - {}\n",
         "true:\n  - yes\n0x1F: []\n",
         "a: b\r\nc: [d, e]\r\n",
+        "email:\n  - |\n  - []\n",
+        "email:\n  - >\n\n  - []\n",
     ],
 )
 def test_shapes_found_by_fuzzing_are_located_as_ruamel_locates_them(text: str) -> None:
