@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import ctypes
+import functools
 import os
 import re
 import sys
@@ -104,14 +105,9 @@ class _Scalars:
         raise _Fallback(kind)  # merge key `<<`, value key `=`, ...
 
 
-_scalars: _Scalars | None = None
-
-
+@functools.cache
 def _plain_scalars() -> _Scalars:
-    global _scalars  # noqa: PLW0603 (built once: ruamel's tables take a moment)
-    if _scalars is None:
-        _scalars = _Scalars()
-    return _scalars
+    return _Scalars()  # once: building ruamel's tables takes a moment
 
 
 class FastLines:
