@@ -116,6 +116,7 @@ def test_the_examples_take_the_fast_path() -> None:
         "{email: \x85}",
         "{email: ['\r']}",
         "- a: 1\n",
+        "a: [?x]\n",
     ],
     ids=[
         "anchor-alias",
@@ -142,6 +143,7 @@ def test_the_examples_take_the_fast_path() -> None:
         "next-line-character",
         "lone-carriage-return",
         "top-level-sequence",
+        "question-mark-in-flow",
     ],
 )
 def test_what_only_ruamel_reads_exactly_goes_to_ruamel(text: str) -> None:

@@ -52,8 +52,9 @@ _DISAGREEMENTS = [
 _FLOW_OPEN = re.compile(rb"[\[{]")
 _FLOW_CLOSE = re.compile(rb"[\]}]")
 _DASH = re.compile(rb"-")
-_INDICATORS = frozenset(",[]{}#&*!|>'\"%@`")  # cannot start a plain scalar
-_INDICATORS_BEFORE_SPACE = frozenset("-?:")  # cannot start one when a space follows
+# Cannot start a plain scalar (`?` and `:` can in block context, but ruamel reads `[?x]`
+# as a key, rapidyaml as text: rare enough to leave all of them to ruamel)
+_INDICATORS = frozenset(",[]{}#&*!|>'\"%@`?:")
 _PIECE = 2**20  # bytes: documents above this have their nodes counted in pieces this big
 _ITEM_LINE = re.compile(rb"\n {0,8}- ")
 _TAG_PREFIX = "tag:yaml.org,2002:"
@@ -79,7 +80,7 @@ class _Scalars:
 
     def plain(self, text: str) -> Any:
         first = text[:1]
-        if first in _INDICATORS or (first in _INDICATORS_BEFORE_SPACE and text[1:2] in {"", " "}):
+        if first in _INDICATORS or (first == "-" and text[1:2] in {"", " "}):
             raise _Fallback("indicator")  # rapidyaml reads `{a: %}` and `}:`; YAML refuses
         candidates = self.resolvers.get(first)
         if candidates is None:
