@@ -8,7 +8,8 @@ emulator served by another process over real HTTP, with the real service's laten
 latency and job polling by the same factor so big sizes finish; reported times are
 scaled back to real-service time. The naive way (one request per contact, per
 property write and per membership) is run for real up to --naive-up-to contacts and
-counted by formula above that.
+counted by formula above that. "Paced waits" add up the sleeps of concurrent requests,
+so they can exceed the wall time.
 """
 
 from __future__ import annotations

@@ -1,0 +1,308 @@
+"""Benchmark plan and apply on MailJawn at 1k/10k/100k contacts, against the naive way.
+
+    python -m bench.run_mailjawn --sizes 1000 10000 [--time-scale 20] [--contacts-in csv|yaml]
+
+The same audience as bench.run (bench.synthetic: 80% of the contacts live, a quarter
+of those differing in one property, every contact on 2 lists) with a MailJawn
+provider. Each size runs in its own process (so peak memory is that size's) against
+a seeded emulator served by another process (bench.serve_mailjawn) over real HTTP,
+with the document's limits (100 reads and 30 writes per key per minute) and 300 ms
+per request. `--time-scale` shrinks the rate window and the latency by the same
+factor so that the thousands of single writes finish; reported times are scaled back
+to real-service time (local CPU is not: it is what this machine spent). "Held by
+rate limits" is the wall time during which at least one request sleeps in the
+client's pacer. The naive way (a request per contact, per property write and per
+tag) is counted by formula.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.run import free_port, wait_until_up
+from bench.serve_mailjawn import MAX_IMPORT, READ_LIMIT, WRITE_LIMIT
+from bench.synthetic import (
+    PROPERTIES,
+    live_contacts,
+    manifest_yaml,
+    write_csv_manifest,
+    write_yaml_manifest,
+)
+from reconcile import engine
+from reconcile.manifest.loader import Manifest, load_manifest
+from reconcile.manifest.schema import MailJawnOptions
+from reconcile.providers.mailjawn.client import PAGE_SIZE, MailJawnClient
+from reconcile.providers.mailjawn.provider import MailJawnProvider
+from reconcile.sandbox.mailjawn import MailJawnEmulatorSettings
+
+SANDBOX = MailJawnEmulatorSettings()
+API_KEY = next(iter(SANDBOX.api_keys))
+WRITES = ("POST", "PATCH", "DELETE")
+
+
+def provider_line() -> str:
+    return (
+        f"provider: {{type: mailjawn, project_id: '{SANDBOX.project_id}', "
+        f"reads_per_minute: {READ_LIMIT}, writes_per_minute: {WRITE_LIMIT}, "
+        f"import_chunk_size: {MAX_IMPORT}}}"
+    )
+
+
+def write_manifest(directory: Path, size: int, contacts_in: str) -> Path:
+    """bench.synthetic's manifest (YAML or CSV contacts) with its provider line swapped."""
+    mailjet_line = manifest_yaml(0).splitlines()[0]
+    assert mailjet_line.startswith("provider:"), mailjet_line
+    write = write_yaml_manifest if contacts_in == "yaml" else write_csv_manifest
+    path = write(directory, size)
+    text = path.read_text("utf-8")
+    path.write_text(text.replace(mailjet_line, provider_line(), 1), "utf-8")
+    return path
+
+
+def counts(size: int) -> tuple[int, int, int]:
+    """(live, new, changed) subscribers of bench.synthetic's account for `size` contacts."""
+    live = len(live_contacts(size))
+    changed = sum(1 for n in range(size) if n % 5 != 4 and n % 4 == 0)
+    return live, size - live, changed
+
+
+def minimum_reads(size: int) -> int:
+    """Pages of 100 subscribers to list them all: ceil(live / 100), at least one.
+
+    That is all the provider must read: each subscriber in the listing carries its
+    custom_fields and its tags, so no read per subscriber or per tag is needed; tags
+    exist by name (no tag endpoint to list) and custom fields have no definitions
+    (nothing to read for properties). The client stops at `total`, so a count that is
+    a multiple of 100 needs no closing empty page; an empty account still takes one.
+    """
+    live, _, _ = counts(size)
+    return max(1, -(-live // PAGE_SIZE))
+
+
+def minimum_apply(size: int) -> int:
+    """ceil(new / 1,000) bulk imports, plus one write per changed existing subscriber.
+
+    A bulk import (POST subscribers/, 1 to 1,000 items) carries each new subscriber's
+    name, custom_fields and tags, so new contacts and their memberships cost one write
+    per 1,000. Nothing can update existing subscribers in bulk: the import counts
+    existing emails as `skipped`, and the writes that change one (PATCH subscribers/{id}/,
+    or identify/) take one subscriber each; so each changed subscriber is one write.
+    Tags for existing subscribers would be one identify/ each too, but this account
+    has none to add (every live contact already has its 2 tags). Lists and properties
+    need no write at all: tags exist by name and custom fields have no definitions.
+    """
+    _, new, changed = counts(size)
+    return -(-new // MAX_IMPORT) + changed
+
+
+def naive_calls(size: int) -> tuple[int, int]:
+    """(reads, writes): per contact a search by email and a create if missing, then a
+    PATCH per property and an identify/ per tag."""
+    _, new, _ = counts(size)
+    return size, new + size * len(PROPERTIES) + size * 2
+
+
+def client_for(url: str, options: MailJawnOptions, scale: float) -> MailJawnClient:
+    """The manifest's budgets, per a window shrunk by `scale` (per_window stays 100 / 30)."""
+    return MailJawnClient(
+        api_key=API_KEY,
+        project_id=options.project_id or SANDBOX.project_id,
+        base_url=url,
+        reads_per_minute=options.reads_per_minute * scale,
+        writes_per_minute=options.writes_per_minute * scale,
+        window_seconds=60.0 / scale,
+    )
+
+
+class HeldClock:
+    """Wall time during which at least one request sleeps in a pacer (rate limit or
+    Retry-After); the pacers' own waited_seconds add up concurrent sleeps instead."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._sleeping = 0
+        self._since = 0.0
+
+    def watch(self, client: MailJawnClient) -> None:
+        client.reads.sleep = client.writes.sleep = self.sleep
+
+    async def sleep(self, delay: float) -> None:
+        if self._sleeping == 0:
+            self._since = time.monotonic()
+        self._sleeping += 1
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            self._sleeping -= 1
+            if self._sleeping == 0:
+                self.seconds += time.monotonic() - self._since
+
+
+def writes_made(client: MailJawnClient) -> int:
+    return sum(client.stats.by_method.get(method, 0) for method in WRITES)
+
+
+async def run_reconcile(url: str, manifest: Manifest, scale: float) -> dict[str, Any]:
+    options = manifest.provider
+    assert isinstance(options, MailJawnOptions)
+    client = client_for(url, options, scale)
+    provider = MailJawnProvider(client, import_chunk_size=options.import_chunk_size)
+    held = HeldClock()
+    held.watch(client)
+    try:
+        started, cpu = time.monotonic(), time.process_time()
+        plan, live = await engine.make_plan(manifest, provider)
+        plan_stats = (client.stats.requests, time.monotonic() - started, time.process_time() - cpu)
+        plan_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        waited, summed = held.seconds, client.waited_seconds
+        started, cpu, before = time.monotonic(), time.process_time(), client.stats.requests
+        report = await engine.apply_plan(plan, provider, live, force=True)
+        apply_stats = (client.stats.requests - before, time.monotonic() - started)
+        apply_cpu = time.process_time() - cpu
+        apply_writes = writes_made(client)
+        apply_wait = held.seconds - waited
+        apply_summed = client.waited_seconds - summed
+        result = {
+            "changes": len(plan.changes),
+            "estimate": plan.estimate.api_calls if plan.estimate else None,
+            "plan_calls": plan_stats[0],
+            "plan_wall": plan_stats[1] * scale,
+            "plan_cpu": plan_stats[2],
+            "plan_wait": waited * scale,
+            "plan_wait_summed": summed * scale,
+            "plan_peak_mb": plan_peak,
+            "apply_calls": apply_stats[0],
+            "apply_writes": apply_writes,
+            "apply_wall": apply_stats[1] * scale,
+            "apply_cpu": apply_cpu,
+            "apply_wait": apply_wait * scale,
+            "apply_wait_summed": apply_summed * scale,
+            "apply_ok": report.ok,
+        }
+        del plan, live, report  # the drift check after an apply is a new run, as in CI
+        again, _ = await engine.make_plan(manifest, provider)
+        return result | {
+            "second_plan_empty": again.is_empty,
+            "rate_limited": client.stats.rate_limited,
+            "retries": client.stats.retries,
+        }
+    finally:
+        await provider.aclose()
+
+
+def start_server(size: int, port: int, scale: float) -> subprocess.Popen[bytes]:
+    command = ["-m", "bench.serve_mailjawn", "--size", str(size), "--port", str(port)]
+    return subprocess.Popen([sys.executable, *command, "--time-scale", str(scale)])
+
+
+def one_size(size: int, scale: float, contacts_in: str) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix=f"bench-mailjawn-{size}-"))
+    path = write_manifest(work, size, contacts_in)
+    cpu = time.process_time()
+    manifest = load_manifest([path])
+    load_cpu = time.process_time() - cpu
+    port = free_port()
+    server = start_server(size, port, scale)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url)
+        result = asyncio.run(run_reconcile(url, manifest, scale))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    naive_reads, naive_writes = naive_calls(size)
+    result.update(
+        size=size,
+        scale=scale,
+        contacts_in=contacts_in,
+        load_cpu=load_cpu,
+        min_reads=minimum_reads(size),
+        min_apply=minimum_apply(size),
+        naive_reads=naive_reads,
+        naive_writes=naive_writes,
+        peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--time-scale", type=float, default=20.0)
+    parser.add_argument(
+        "--contacts-in",
+        choices=["csv", "yaml"],
+        default="csv",
+        help="where the manifest lists its contacts: a contacts_from CSV file or the YAML",
+    )
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one_size(args.one, args.time_scale, args.contacts_in)))
+        return
+    for size in args.sizes:
+        output = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.run_mailjawn",
+                "--one",
+                str(size),
+                "--time-scale",
+                str(args.time_scale),
+                "--contacts-in",
+                args.contacts_in,
+            ],
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        ).stdout
+        report(json.loads(output.strip().splitlines()[-1]))
+
+
+def hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def report(r: dict[str, Any]) -> None:
+    print(f"\n== {r['size']:,} contacts ({r['changes']:,} changes; time scale {r['scale']:g}) ==")
+    print(
+        f"load+validate CPU   {r['load_cpu']:.1f} s ({r['contacts_in']})  peak memory: "
+        f"{r['plan_peak_mb']:.0f} MB after load and plan, {r['peak_mb']:.0f} MB for the "
+        "whole run (then apply, and a second plan)"
+    )
+    print(
+        f"plan   calls {r['plan_calls']:>7,} (minimum {r['min_reads']:,}, "
+        f"x{r['plan_calls'] / r['min_reads']:.2f})  wall {hours(r['plan_wall'])} "
+        f"(held by rate limits {hours(r['plan_wait'])})  local CPU {r['plan_cpu']:.1f} s"
+    )
+    print(
+        f"apply  calls {r['apply_calls']:>7,} ({r['apply_writes']:,} writes; minimum "
+        f"{r['min_apply']:,}, x{r['apply_calls'] / max(r['min_apply'], 1):.2f}; estimate "
+        f"{r['estimate']:,})  wall {hours(r['apply_wall'])} (held by rate limits "
+        f"{hours(r['apply_wait'])})  local CPU {r['apply_cpu']:.1f} s"
+    )
+    print(
+        f"       ok={r['apply_ok']} second plan empty={r['second_plan_empty']} "
+        f"429s={r['rate_limited']} retries={r['retries']}"
+    )
+    naive = r["naive_reads"] + r["naive_writes"]
+    at_limit = max(r["naive_reads"] / READ_LIMIT, r["naive_writes"] / WRITE_LIMIT) * 60
+    print(
+        f"naive  calls {naive:>7,} (counted: {r['naive_reads']:,} reads, "
+        f"{r['naive_writes']:,} writes; {hours(at_limit)} at {WRITE_LIMIT} writes/min) "
+        f"-> {naive / max(r['apply_calls'], 1):,.0f}x the calls of reconcile's apply"
+    )
+
+
+if __name__ == "__main__":
+    main()
