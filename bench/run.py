@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -216,11 +217,11 @@ def one_size(size: int, scale: float, naive_up_to: int, contacts_in: str) -> dic
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def size_arguments(description: str) -> argparse.ArgumentParser:
+    """The options every benchmark runner takes (sizes, time scale, where contacts live)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--time-scale", type=float, default=20.0)
-    parser.add_argument("--naive-up-to", type=int, default=1000)
     parser.add_argument(
         "--contacts-in",
         choices=["csv", "yaml"],
@@ -228,30 +229,32 @@ def main() -> None:
         help="where the manifest lists its contacts: a contacts_from CSV file or the YAML",
     )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    return parser
+
+
+def each_size(module: str, args: argparse.Namespace, *extra: str) -> Iterator[dict[str, Any]]:
+    """Run `module --one SIZE` per size in a fresh process (so peak memory is that
+    size's) and yield the JSON result it prints last."""
+    for size in args.sizes:
+        options = ["--time-scale", str(args.time_scale), "--contacts-in", args.contacts_in]
+        output = subprocess.run(
+            [sys.executable, "-m", module, "--one", str(size), *options, *extra],
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        ).stdout
+        yield json.loads(output.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = size_arguments(__doc__.split("\n\n")[0])
+    parser.add_argument("--naive-up-to", type=int, default=1000)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one_size(args.one, args.time_scale, args.naive_up_to, args.contacts_in)))
         return
-    for size in args.sizes:
-        output = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bench.run",
-                "--one",
-                str(size),
-                "--time-scale",
-                str(args.time_scale),
-                "--naive-up-to",
-                str(args.naive_up_to),
-                "--contacts-in",
-                args.contacts_in,
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        report(json.loads(output.strip().splitlines()[-1]))
+    for result in each_size("bench.run", args, "--naive-up-to", str(args.naive_up_to)):
+        report(result)
 
 
 def report(r: dict[str, Any]) -> None:

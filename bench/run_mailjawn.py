@@ -17,7 +17,6 @@ tag) is counted by formula.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import resource
@@ -28,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import free_port, wait_until_up
+from bench.run import each_size, free_port, size_arguments, wait_until_up
 from bench.serve_mailjawn import MAX_IMPORT, READ_LIMIT, WRITE_LIMIT
 from bench.synthetic import (
     PROPERTIES,
@@ -235,38 +234,12 @@ def one_size(size: int, scale: float, contacts_in: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
-    parser.add_argument("--time-scale", type=float, default=20.0)
-    parser.add_argument(
-        "--contacts-in",
-        choices=["csv", "yaml"],
-        default="csv",
-        help="where the manifest lists its contacts: a contacts_from CSV file or the YAML",
-    )
-    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = size_arguments(__doc__.split("\n\n")[0]).parse_args()
     if args.one:
         print(json.dumps(one_size(args.one, args.time_scale, args.contacts_in)))
         return
-    for size in args.sizes:
-        output = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bench.run_mailjawn",
-                "--one",
-                str(size),
-                "--time-scale",
-                str(args.time_scale),
-                "--contacts-in",
-                args.contacts_in,
-            ],
-            check=True,
-            stdout=subprocess.PIPE,
-            text=True,
-        ).stdout
-        report(json.loads(output.strip().splitlines()[-1]))
+    for result in each_size("bench.run_mailjawn", args):
+        report(result)
 
 
 def hours(seconds: float) -> str:
