@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -164,9 +165,27 @@ def naive_calls(size: int) -> int:
     return 1 + size + new + size * len(PROPERTIES) + size * 2
 
 
-def start_server(size: int, port: int, scale: float, rpm: int = 200) -> subprocess.Popen[bytes]:
-    command = ["-m", "bench.serve", "--size", str(size), "--port", str(port), "--rpm", str(rpm)]
-    return subprocess.Popen([sys.executable, *command, "--time-scale", str(scale)])
+@contextmanager
+def served(module: str, size: int, scale: float, *options: str) -> Iterator[str]:
+    """A seeded emulator (`python -m module`, another process) on a free port, up and
+    answering: its URL. Stopped on leaving."""
+    port = free_port()
+    command = ["-m", module, "--size", str(size), "--port", str(port), "--time-scale", str(scale)]
+    server = subprocess.Popen([sys.executable, *command, *options])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def load_timed(path: Path) -> tuple[Manifest, float]:
+    """The manifest and the CPU seconds loading and validating it took."""
+    cpu = time.process_time()
+    manifest = load_manifest([path])
+    return manifest, time.process_time() - cpu
 
 
 def wait_until_up(url: str) -> None:
@@ -182,30 +201,17 @@ def wait_until_up(url: str) -> None:
 def one_size(size: int, scale: float, naive_up_to: int, contacts_in: str) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=f"bench-{size}-"))
     write = write_yaml_manifest if contacts_in == "yaml" else write_csv_manifest
-    path = write(work, size)
-    cpu = time.process_time()
-    manifest = load_manifest([path])
-    load_cpu = time.process_time() - cpu
-    port = free_port()
-    server = start_server(size, port, scale)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url)
+    manifest, load_cpu = load_timed(write(work, size))
+    with served("bench.serve", size, scale) as url:
         result = asyncio.run(run_reconcile(url, manifest, scale))
-        if size <= naive_up_to:
-            server.terminate()
-            server.wait(timeout=30)
-            server = start_server(size, port, scale)
-            wait_until_up(url)
+    if size <= naive_up_to:
+        with served("bench.serve", size, scale) as url:
             httpx.post(f"{url}/_emulator/settings", json={"latency_seconds": 0}, timeout=5)
             started = time.monotonic()
             result["naive_calls"] = asyncio.run(run_naive(url, manifest, scale))
             result["naive_wall"] = (time.monotonic() - started) * scale
-        else:
-            result["naive_calls"] = naive_calls(size)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    else:
+        result["naive_calls"] = naive_calls(size)
     result.update(
         size=size,
         contacts_in=contacts_in,

@@ -20,14 +20,12 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import each_size, free_port, size_arguments, wait_until_up
+from bench.run import each_size, load_timed, served, size_arguments
 from bench.serve_mailjawn import MAX_IMPORT, READ_LIMIT, WRITE_LIMIT
 from bench.synthetic import (
     PROPERTIES,
@@ -37,7 +35,7 @@ from bench.synthetic import (
     write_yaml_manifest,
 )
 from reconcile import engine
-from reconcile.manifest.loader import Manifest, load_manifest
+from reconcile.manifest.loader import Manifest
 from reconcile.manifest.schema import MailJawnOptions
 from reconcile.providers.mailjawn.client import PAGE_SIZE, MailJawnClient
 from reconcile.providers.mailjawn.provider import MailJawnProvider
@@ -198,26 +196,11 @@ async def run_reconcile(url: str, manifest: Manifest, scale: float) -> dict[str,
         await provider.aclose()
 
 
-def start_server(size: int, port: int, scale: float) -> subprocess.Popen[bytes]:
-    command = ["-m", "bench.serve_mailjawn", "--size", str(size), "--port", str(port)]
-    return subprocess.Popen([sys.executable, *command, "--time-scale", str(scale)])
-
-
 def one_size(size: int, scale: float, contacts_in: str) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=f"bench-mailjawn-{size}-"))
-    path = write_manifest(work, size, contacts_in)
-    cpu = time.process_time()
-    manifest = load_manifest([path])
-    load_cpu = time.process_time() - cpu
-    port = free_port()
-    server = start_server(size, port, scale)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url)
+    manifest, load_cpu = load_timed(write_manifest(work, size, contacts_in))
+    with served("bench.serve_mailjawn", size, scale) as url:
         result = asyncio.run(run_reconcile(url, manifest, scale))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     naive_reads, naive_writes = naive_calls(size)
     result.update(
         size=size,

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from tempfile import mkdtemp
 
-from bench.run import KEY, SECRET, free_port, start_server, wait_until_up
+from bench.run import KEY, SECRET, served
 from bench.synthetic import live_contacts
 from reconcile import engine
 from reconcile.manifest.loader import load_manifest
@@ -65,15 +65,8 @@ def main() -> None:
     parser.add_argument("--rpm", type=int, default=300)
     args = parser.parse_args()
     size = args.contacts * 5 // 4  # the seeded account holds 80% of `size`
-    port = free_port()
-    server = start_server(size, port, 1.0, args.rpm)  # latency 300 ms, real time
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url)
+    with served("bench.serve", size, 1.0, "--rpm", str(args.rpm)) as url:  # 300 ms, real time
         result = asyncio.run(apply(url, write_manifest(Path(mkdtemp()), size, args.rpm), args.rpm))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     print(
         f"{result['changes']:.0f} renames at {args.rpm}/min, 300 ms per request: "
         f"{result['calls']:.0f} calls in {result['wall']:.0f} s, "
