@@ -12,6 +12,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -152,6 +153,43 @@ class ValueTypeError(ValueError):
     """A property value does not fit its declared type."""
 
 
+def describe(value: object) -> str:
+    """What a value is, in the words of whoever wrote it: never a parser's type name."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, date):  # datetime too
+        return "a date"
+    if isinstance(value, bytes | bytearray):
+        return "binary data"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, AbstractSet):
+        return "a set"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return "a tagged value"
+
+
+def quote_hint(value: object) -> str:
+    """For a number where text was expected: how to keep it as written, when the reader
+    changed it (`0123` -> 123, `0x1F` -> 31). YAML readers keep the written form of such
+    a number on a subclass of int, with its width when it had leading zeros."""
+    if isinstance(value, bool) or not isinstance(value, int) or type(value) is int:
+        return ""
+    width = getattr(value, "_width", None)
+    if isinstance(width, int) and width > len(str(abs(value))):
+        return " — quote it to keep leading zeros"
+    if width is None:
+        return " — quote it to keep it as written"
+    return ""
+
+
 _TRUE_WORDS = {"true", "1", "yes"}
 _FALSE_WORDS = {"false", "0", "no", ""}
 
@@ -167,7 +205,7 @@ def normalize_value(kind: PropertyType, value: object) -> PropertyValue:
     if kind is PropertyType.STR:
         if isinstance(value, str):
             return value
-        raise ValueTypeError(f"expected a string, got {type(value).__name__}")
+        raise ValueTypeError(f"expected a string, got {describe(value)}{quote_hint(value)}")
     if kind is PropertyType.BOOL:
         return _to_bool(value)
     if kind is PropertyType.INT:
@@ -197,8 +235,8 @@ def strict_value(kind: PropertyType, value: object) -> PropertyValue:
     cannot be stored (64-bit integers, finite floats, printable text)."""
     if value is None:
         return None
-    if isinstance(value, list | dict | set | tuple):
-        raise ValueTypeError(f"expected {kind.value}, got a {type(value).__name__}")
+    if not isinstance(value, str | int | float | date):  # a list, a mapping, a tag, ...
+        raise ValueTypeError(f"expected {kind.value}, got {describe(value)}")
     if isinstance(value, str):
         problem = text_problem(value)
         if problem:
@@ -212,7 +250,7 @@ def strict_value(kind: PropertyType, value: object) -> PropertyValue:
     if isinstance(value, bool) and kind in (PropertyType.INT, PropertyType.FLOAT):
         raise ValueTypeError(f"expected {kind.value}, got a boolean")
     if kind is PropertyType.BOOL and not isinstance(value, bool):
-        raise ValueTypeError(f"expected bool, got {type(value).__name__}")
+        raise ValueTypeError(f"expected bool, got {describe(value)}")
     return normalize_value(kind, value)
 
 
@@ -269,7 +307,7 @@ def _to_datetime(value: object) -> str:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
     else:
-        raise ValueTypeError(f"expected an ISO 8601 datetime, got {type(value).__name__}")
+        raise ValueTypeError(f"expected an ISO 8601 datetime, got {describe(value)}")
     try:
         return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     except OverflowError:

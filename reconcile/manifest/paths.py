@@ -7,6 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from reconcile.model import describe, quote_hint
 
 Path = list[str | int]
 _PREFIXES = ("Value error, ", "Assertion failed, ")
@@ -63,14 +66,7 @@ def validation_messages(data: Any, error: ValidationError) -> list[tuple[str, st
         name = field_name(data_path(data, item["loc"], item["type"] == "missing"))
         if name in by_field:
             continue
-        message = item["msg"]
-        for prefix in _PREFIXES:
-            message = message.removeprefix(prefix)
-        if item["type"] == "extra_forbidden":
-            message = "unknown field"
-        elif item["type"] in {"literal_error", "enum"}:
-            message = f"{message}, got {_short(item['input'])}"
-        by_field[name] = message
+        by_field[name] = _message(item)
     return [
         (name, message)
         for name, message in by_field.items()
@@ -78,6 +74,39 @@ def validation_messages(data: Any, error: ValidationError) -> list[tuple[str, st
     ]
 
 
+# Wrong-type errors: pydantic's words for the expected kind, the user's for what was given.
+_EXPECTED = {
+    "dict_type": "a mapping",
+    "model_type": "a mapping",  # pydantic names the model class here
+    "list_type": "a list",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "int_type": "a whole number",
+    "float_type": "a number",
+}
+
+
+def _message(item: ErrorDetails) -> str:
+    """One pydantic error in the words of a manifest author: no class or parser names."""
+    kind = item["type"]
+    given = item.get("input")
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, got {describe(given)}{_hint(kind, given)}"
+    message = item["msg"]
+    for prefix in _PREFIXES:
+        message = message.removeprefix(prefix)
+    if kind in {"literal_error", "enum"}:
+        message = f"{message}, got {_short(given)}"
+    return message
+
+
+def _hint(kind: str, given: object) -> str:
+    return quote_hint(given) if kind == "string_type" else ""
+
+
 def _short(value: Any) -> str:
-    text = repr(value) if isinstance(value, str | int | float | bool) or value is None else ""
-    return text[:60] if text else f"a {type(value).__name__}"
+    """A given value as written when that is short and plain (`'all'`, `2`), else what it is."""
+    plain = isinstance(value, str) or type(value) in {int, float, bool} or value is None
+    return repr(value)[:60] if plain else describe(value)

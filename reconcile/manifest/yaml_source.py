@@ -132,10 +132,11 @@ def _parse(path: Path, text: str) -> Any:
         raise _single(path, 1, "", f"YAML syntax: {str(error)[:200]}") from None
     except RecursionError:
         raise _single(path, 1, "", f"nested deeper than {MAX_DEPTH} levels") from None
-    except (AttributeError, TypeError, ValueError, KeyError) as error:
-        # ruamel failing inside its constructor on exotic input (a merge of an !!set, ...)
-        message = f"YAML construct that cannot be read: {type(error).__name__}: {error}"
-        raise _single(path, 1, "", message[:300]) from None
+    except (AttributeError, TypeError, ValueError, KeyError):
+        # ruamel failing inside its constructor on exotic input (a merge of an !!set, ...):
+        # its exception names its own classes, which mean nothing to the manifest's author
+        message = "YAML construct that cannot be read (a tag or merge key on something other "
+        raise _single(path, 1, "", message + "than a mapping, a list or a plain value?)") from None
 
 
 def _check_flow_depth(path: Path, text: str) -> None:
