@@ -56,7 +56,7 @@ def capability_issues(manifest: Manifest, provider: type[Provider]) -> list[Mani
         if capability not in can:
             issues.append(
                 ManifestIssue(
-                    manifest.source_of("prune"),
+                    manifest.locate(field_name),
                     field_name,
                     f"this policy needs '{capability}', which {name} cannot do",
                 )

@@ -19,6 +19,7 @@ from rich.logging import RichHandler
 from reconcile import engine
 from reconcile.errors import ReconcileError
 from reconcile.manifest.export import export_files, export_into, export_yaml
+from reconcile.manifest.loader import Manifest
 from reconcile.model import State
 from reconcile.plan import Plan
 from reconcile.providers.base import STOP, ApplyReport, OutcomeStatus
@@ -99,6 +100,14 @@ def _escape(text: str) -> str:
     return text.replace("[", r"\[")
 
 
+def _validated(paths: list[Path]) -> Manifest:
+    """engine.validate, with its notes (subdirectories left unread, ...) on stderr."""
+    manifest = engine.validate(paths)
+    for note in manifest.notes:
+        err.print(f"note: {_escape(note)}")
+    return manifest
+
+
 def _await(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(_interruptible(coroutine))
 
@@ -133,7 +142,7 @@ async def _interruptible(coroutine: Coroutine[Any, Any, T]) -> T:
 @app.command()
 def validate(paths: PathsArg) -> None:
     """Check manifests offline: schema, references, value types. No network, no credentials."""
-    manifest = _run(lambda: engine.validate(paths))
+    manifest = _run(lambda: _validated(paths))
     state = manifest.desired
     out.print(
         f"Valid: {len(manifest.files)} file(s), {len(state.properties)} properties, "
@@ -167,7 +176,7 @@ def plan(
     mode = choose_mode(err, quiet)
 
     async def work() -> Plan:
-        manifest = engine.validate(paths)
+        manifest = _validated(paths)
         async with engine.open_provider(manifest.provider, engine.Target(sandbox)) as provider:
             async with watching(err, mode, "Reading the account", provider.stats):
                 made, _live = await engine.make_plan(manifest, provider)
@@ -234,7 +243,7 @@ async def _apply_saved(
 async def _plan_and_apply(
     paths: list[Path], auto_approve: bool, sandbox: bool, force: bool, mode: ProgressMode
 ) -> ApplyReport | None:
-    manifest = engine.validate(paths)
+    manifest = _validated(paths)
     async with engine.open_provider(manifest.provider, engine.Target(sandbox)) as provider:
         async with watching(err, mode, "Reading the account", provider.stats):
             made, live = await engine.make_plan(manifest, provider)

@@ -171,6 +171,10 @@ BAD: list[Bad] = [
     Bad("mailjawn_unsubscribed_membership", 12, f"{C0}.lists.news", r"mailjawn cannot"),
     Bad("mailjawn_exact_list", 3, "lists.beta.members", r"mailjawn cannot"),
     Bad("mailjawn_tag_not_a_slug", 3, "lists.Not A Slug", r"not a valid MailJawn tag slug"),
+    # a prune policy's error is on that policy's own line, not on `prune:`
+    Bad("mailjawn_prune_contacts_unsubscribe", 6, "prune.contacts.action", r"mailjawn cannot"),
+    Bad("mailjawn_prune_lists_delete", 7, "prune.lists", r"'delete a list', which mailjawn"),
+    Bad("mailjawn_prune_members_unsubscribe", 7, "prune.members", r"mailjawn cannot"),
     # --- invalid emails --------------------------------------------------------------
     Bad("email_no_at", 3, f"{C0}.email", r"'alice\.example\.com' is not a valid email"),
     Bad("email_two_at", 3, f"{C0}.email", r"not a valid email"),

@@ -55,6 +55,18 @@ class Manifest:
     sources: dict[str, SourceLocation] = field(default_factory=dict)
     contact_sources: dict[str, ContactSource] = field(default_factory=dict)
     policy: Policy = field(default_factory=Policy)
+    # the file that declared each top-level key (prune, ...), to locate the fields under it
+    declared_in: dict[str, YamlDocument] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # for stderr: what PATHs left unread
+
+    def locate(self, name: str) -> SourceLocation:
+        """The line of a field under a top-level key (`prune.members`) in the file that
+        declared that key; the key's own line when the field is not written there."""
+        parts = name.split(".")
+        document = self.declared_in.get(parts[0])
+        if document is None:
+            return self.source_of(parts[0])
+        return document.location(parts)
 
     def read_scope(self) -> ReadScope:
         manages_data = any(c.properties for c in self.desired.contacts.values())
@@ -96,23 +108,78 @@ def _list_and_email(kind: str, key: str) -> tuple[str, str]:
     return split_membership_key(key) if kind == "membership" else ("", key)
 
 
-def manifest_files(paths: Iterable[Path]) -> list[Path]:
-    files: list[Path] = []
+@dataclass(frozen=True)
+class FoundFiles:
+    files: list[Path]
+    notes: list[str]  # what the PATHs hold that is not read
+
+
+def manifest_files(paths: Iterable[Path]) -> FoundFiles:
+    """The files PATHs name, each once however it is named (`a.yaml ./a.yaml`, `dir
+    dir/a.yaml`, a symlink). A directory gives the *.yaml and *.yml files directly in it,
+    without hidden files or editor leftovers; a note names its subdirectories that hold
+    manifests, which are not read."""
+    files: dict[Path, Path] = {}  # resolved -> as named
+    notes: list[str] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES)
+            found, subdirectories = _directory_files(path)
             if not found:
-                raise _issue(path, 1, "", "directory holds no *.yaml or *.yml file")
-            files.extend(found)
+                message = "directory holds no *.yaml or *.yml file"
+                raise _issue(path, 1, "", message + _unread(subdirectories))
+            if subdirectories:
+                notes.append(_subdirectories_note(path, subdirectories))
         elif path.exists():
-            files.append(path)
+            found = [path]
         else:
             raise _issue(path, 1, "", "no such file or directory")
-    return files
+        for file in found:
+            files.setdefault(file.resolve(), file)
+    return FoundFiles(list(files.values()), notes)
+
+
+def _directory_files(directory: Path) -> tuple[list[Path], list[str]]:
+    """(manifest files, `name/` of subdirectories holding some) directly in `directory`."""
+    try:
+        entries = _entries(directory)
+    except OSError as error:
+        raise _issue(directory, 1, "", f"cannot read directory: {error.strerror}") from None
+    files = [entry for entry in entries if _is_manifest(entry)]
+    subdirectories = [f"{entry.name}/" for entry in entries if _holds_manifests(entry)]
+    return files, subdirectories
+
+
+def _entries(directory: Path) -> list[Path]:
+    """What a directory holds, by name, without hidden entries and editor leftovers
+    (`.#a.yaml` lock, `#a.yaml#` autosave, `a.yaml~` backup, `.a.yaml.swp` swap)."""
+    names = sorted(directory.iterdir())
+    return [e for e in names if not e.name.startswith((".", "#")) and not e.name.endswith("~")]
+
+
+def _holds_manifests(path: Path) -> bool:
+    try:
+        return path.is_dir() and any(_is_manifest(entry) for entry in _entries(path))
+    except OSError:
+        return False
+
+
+def _is_manifest(path: Path) -> bool:
+    return path.suffix in MANIFEST_SUFFIXES and path.is_file()
+
+
+def _subdirectories_note(directory: Path, subdirectories: list[str]) -> str:
+    what = "subdirectory" if len(subdirectories) == 1 else "subdirectories"
+    read = f"only files directly in {directory}/ are read"
+    return f"ignored {what} {', '.join(subdirectories)} ({read})"
+
+
+def _unread(subdirectories: list[str]) -> str:
+    return f" (subdirectories are not read: {', '.join(subdirectories)})" if subdirectories else ""
 
 
 def load_manifest(paths: Sequence[Path]) -> Manifest:
-    files = manifest_files(paths)
+    found = manifest_files(paths)
+    files = found.files
     documents = [read_yaml(path) for path in files]
     parsed: list[tuple[YamlDocument, ManifestDocument]] = []
     issues: list[ManifestIssue] = []
@@ -126,7 +193,9 @@ def load_manifest(paths: Sequence[Path]) -> Manifest:
     builder = _Builder(files)
     for document, manifest in parsed:
         builder.add(document, manifest)
-    return builder.finish()
+    loaded = builder.finish()
+    loaded.notes.extend(found.notes)
+    return loaded
 
 
 class _Builder:
@@ -143,6 +212,7 @@ class _Builder:
         self.issues: list[ManifestIssue] = []
         self.documents: list[YamlDocument] = []
         self.contact_sources: dict[str, ContactSource] = {}
+        self.declared_in: dict[str, YamlDocument] = {}
         self.pending_contacts: list[Iterator[tuple[ContactSource, ContactSpec]]] = []
 
     def add(self, document: YamlDocument, manifest: ManifestDocument) -> None:
@@ -157,6 +227,7 @@ class _Builder:
                 key, document.location((key,)), key
             ):
                 setattr(self, key, getattr(manifest, key))
+                self.declared_in[key] = document
         for name, spec in manifest.properties.items():
             where = document.location(("properties", name))
             if self._claim(f"property:{name}", where, f"properties.{name}"):
@@ -197,7 +268,13 @@ class _Builder:
             raise ManifestError(self.issues)
         assert self.provider is not None
         return Manifest(
-            self.provider, self.state, self.files, self.sources, self.contact_sources, policy
+            self.provider,
+            self.state,
+            self.files,
+            self.sources,
+            self.contact_sources,
+            policy,
+            self.declared_in,
         )
 
     def _policy(self) -> Policy:
