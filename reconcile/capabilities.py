@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reconcile.diff import list_ref, membership_ref
 from reconcile.errors import ManifestError, ManifestIssue
 from reconcile.manifest.loader import Manifest
 from reconcile.model import MembersPolicy, SubscriptionStatus
@@ -32,10 +33,9 @@ def capability_issues(manifest: Manifest, provider: type[Provider]) -> list[Mani
     if Capability.REMOVE_LIST_MEMBER not in can:
         for list_name, spec in manifest.desired.lists.items():
             if spec.members is MembersPolicy.EXACT:
-                address = f"list:{list_name}"
                 issues.append(
                     ManifestIssue(
-                        manifest.source_of(address),
+                        manifest.source_of(list_ref(list_name)),
                         f"lists.{list_name}.members",
                         f"members: exact needs removing list members, which {name} cannot do "
                         "(use members: additive)",
@@ -46,7 +46,7 @@ def capability_issues(manifest: Manifest, provider: type[Provider]) -> list[Mani
             if membership.status is SubscriptionStatus.UNSUBSCRIBED:
                 issues.append(
                     manifest.issue(
-                        f"membership:{list_name}/{email}",
+                        membership_ref(list_name, email),
                         f"an unsubscribed membership needs a list-level unsubscribe, which {name} "
                         "cannot do (use excluded_from_campaigns: true to stop all campaigns)",
                     )
@@ -62,7 +62,7 @@ def capability_issues(manifest: Manifest, provider: type[Provider]) -> list[Mani
                 )
             )
     for finding in provider.check_desired(manifest.desired):
-        issues.append(manifest.issue(finding.address, finding.message))
+        issues.append(manifest.issue(finding.ref, finding.message))
     return issues
 
 

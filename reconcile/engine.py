@@ -62,6 +62,7 @@ async def open_provider(config: ProviderConfig, target: Target) -> AsyncIterator
     if target.sandbox:
         with in_process_sandbox(config.type, target.sandbox_dir) as endpoint:
             provider = _build(config, endpoint)
+            provider.sandboxed = True
             try:
                 yield provider
             finally:
@@ -142,7 +143,7 @@ async def make_plan(manifest: Manifest, provider: Provider) -> tuple[Plan, State
     result = diff_states(manifest.desired, live, manifest.policy)
     if result.errors:
         raise ManifestError(
-            [manifest.issue(finding.address, finding.message) for finding in result.errors]
+            [manifest.issue(finding.ref, finding.message) for finding in result.errors]
         )
     changes, vetoed = provider.review(result.changes, live)
     options = manifest.provider.model_dump(exclude={"type"})
@@ -157,6 +158,7 @@ async def make_plan(manifest: Manifest, provider: Provider) -> tuple[Plan, State
         estimate=estimate,
         thresholds=manifest.policy.thresholds,
         live=live,
+        account=provider.account(),
     )
     return made, live
 
@@ -179,6 +181,7 @@ async def apply_plan(
             f"the plan is for {plan.provider}, the manifest's provider is {provider.name}"
         )
     if live is None:
+        plan.raise_if_other_account(provider.account())
         live = await provider.read(plan.scope)
         raise_if_stale(plan, live)
     return await provider.apply(plan.changes, live)

@@ -19,6 +19,9 @@ from enum import StrEnum
 from typing import Any, TypeAlias
 
 PropertyValue: TypeAlias = str | int | float | bool | None
+# The identity of a planned resource: (name,) for a property or list, (email key,) for a
+# contact, (list name, email key) for a membership. Text addresses are for display only.
+Key: TypeAlias = tuple[str, ...]
 
 
 class PropertyType(StrEnum):
@@ -71,30 +74,50 @@ class ContactList:
 
 @dataclass(frozen=True, slots=True)
 class Contact:
+    """`opted_in_at` (desired only): when the person gave the consent the manifest records,
+    UTC `YYYY-MM-DDTHH:MM:SSZ`. `opted_out_at` (live only): the latest moment their global
+    opt-out can have happened (the provider's unsubscribe time, or the record's last
+    change where the provider keeps none); None when unknown."""
+
     email: str  # as written; identity is email_key(email)
     fields: Mapping[str, Any] = field(default_factory=dict)
     properties: Mapping[str, PropertyValue] = field(default_factory=dict)
+    opted_in_at: str | None = None
+    opted_out_at: str | None = None
 
     @property
     def key(self) -> str:
         return email_key(self.email)
 
     def record(self) -> dict[str, Any]:
-        return {"email": self.email, **self.fields, "properties": dict(self.properties)}
+        record = {"email": self.email, **self.fields, "properties": dict(self.properties)}
+        if self.opted_out_at is not None:
+            record["opted_out_at"] = self.opted_out_at
+        return record
 
 
 @dataclass(frozen=True, slots=True)
 class Membership:
+    """`opted_in_at` and `opted_out_at` as on Contact, for this one list."""
+
     list_name: str
     email: str  # identity key (lower case)
     status: SubscriptionStatus = SubscriptionStatus.SUBSCRIBED
-    resubscribe: bool = False  # desired only: explicit opt-in to re-subscribe someone who left
+    opted_in_at: str | None = None
+    opted_out_at: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.list_name, self.email)
 
     def record(self) -> dict[str, Any]:
+        record = {"status": self.status.value}
+        if self.opted_out_at is not None:
+            record["opted_out_at"] = self.opted_out_at
+        return record
+
+    def record_wanted(self) -> dict[str, Any]:
+        """What a plan asks of this membership (a desired one)."""
         return {"status": self.status.value}
 
 
@@ -141,6 +164,18 @@ class State:
 
 def email_key(email: str) -> str:
     return email.strip().lower()
+
+
+def utc_moment(value: object) -> str | None:
+    """A provider's timestamp as UTC `YYYY-MM-DDTHH:MM:SSZ`, or None when absent or unreadable
+    (an unreadable time counts as unknown, which no opt-in can undo)."""
+    if value is None or value == "":
+        return None
+    try:
+        moment = normalize_value(PropertyType.DATETIME, value)
+    except ValueTypeError:
+        return None
+    return moment if isinstance(moment, str) else None
 
 
 def fingerprint(record: Mapping[str, Any]) -> str:

@@ -12,14 +12,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from reconcile.diff import (
     DESTRUCTIVE,
+    KEY_LENGTH,
     Action,
     Change,
     Effect,
     Flag,
     ResourceType,
-    split_membership_key,
 )
-from reconcile.errors import ReconcileError, StalePlanError, UnsafePlanError
+from reconcile.errors import PlanError, ReconcileError, StalePlanError, UnsafePlanError
 from reconcile.model import ReadScope, State, fingerprint
 from reconcile.policy import Thresholds
 
@@ -47,6 +47,10 @@ def _phase(change: Change) -> int:
 
 def ordered(changes: Iterable[Change]) -> tuple[Change, ...]:
     return tuple(sorted(changes, key=lambda c: (_phase(c), c.key)))
+
+
+def describe_account(account: Mapping[str, str]) -> str:
+    return ", ".join(f"{name} {value}" for name, value in sorted(account.items())) or "unknown"
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class Plan:
     estimate: Estimate | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
     live_counts: Mapping[str, int] = field(default_factory=dict)  # per type, as read
+    account: Mapping[str, str] = field(default_factory=dict)  # public identity, never a secret
 
     @classmethod
     def build(
@@ -104,6 +109,7 @@ class Plan:
         estimate: Estimate | None = None,
         thresholds: Thresholds | None = None,
         live: State | None = None,
+        account: Mapping[str, str] | None = None,
     ) -> Plan:
         return cls(
             provider,
@@ -114,7 +120,22 @@ class Plan:
             estimate,
             thresholds or Thresholds(),
             live_counts(live) if live is not None else {},
+            dict(account or {}),
         )
+
+    def raise_if_other_account(self, account: Mapping[str, str]) -> None:
+        """A saved plan applies only to the account it was made against."""
+        if not self.account:
+            raise PlanError(
+                "the plan records no account (made by an older reconcile?); nothing was "
+                "applied. Run plan again against this account."
+            )
+        if dict(self.account) != dict(account):
+            raise PlanError(
+                f"the plan was made against another account ({describe_account(self.account)}), "
+                f"not this one ({describe_account(account)}); nothing was applied. Run plan "
+                "against this account and review that plan."
+            )
 
     @property
     def is_destructive(self) -> bool:
@@ -165,13 +186,14 @@ class Plan:
         return {action.value: counts.get(action.value, 0) for action in Action}
 
     def fingerprint(self) -> str:
-        return fingerprint({"changes": [change_to_json(c) for c in self.changes]})
+        return str(self.to_json()["fingerprint"])
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "format_version": FORMAT_VERSION,
             "notice": PERSONAL_DATA_NOTICE,
             "provider": self.provider,
+            "account": dict(self.account),
             "summary": self.summary(),
             "changes": [change_to_json(c) for c in self.changes],
             "warnings": list(self.warnings),
@@ -179,8 +201,9 @@ class Plan:
             "provider_options": dict(self.provider_options),
             "estimate": self.estimate.to_json() if self.estimate else None,
             "safety": {**self.thresholds.to_json(), "live_counts": dict(self.live_counts)},
-            "fingerprint": self.fingerprint(),
         }
+        data["fingerprint"] = _file_fingerprint(data)
+        return data
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n"
@@ -188,18 +211,23 @@ class Plan:
     @classmethod
     def loads(cls, text: str, source: str) -> Plan:
         try:
-            raw = PlanFile.model_validate_json(text)
-        except ValidationError as error:
+            data = json.loads(text)
+            raw = PlanFile.model_validate(data)
+        except ValueError as error:
+            if not isinstance(error, ValidationError):
+                raise ReconcileError(f"{source}: not a reconcile plan file (not JSON)") from None
             first = error.errors(include_url=False)[0]
             where = ".".join(str(p) for p in first["loc"])
             message = f"{source}: not a reconcile plan file ({where}: {first['msg']})"
             raise ReconcileError(message) from None
+        if raw.fingerprint != _file_fingerprint(data):
+            raise ReconcileError(f"{source}: plan file was edited after it was made (fingerprint)")
         if raw.format_version != FORMAT_VERSION:
             raise ReconcileError(
                 f"{source}: plan format_version {raw.format_version} is not supported "
                 f"(this reconcile reads {FORMAT_VERSION})"
             )
-        plan = cls(
+        return cls(
             raw.provider,
             tuple(change_from_json(c) for c in raw.changes),
             ReadScope.from_json(raw.scope),
@@ -207,15 +235,14 @@ class Plan:
             raw.provider_options,
             thresholds=Thresholds.from_json(raw.safety),
             live_counts={k: int(v) for k, v in raw.safety.get("live_counts", {}).items()},
+            account=raw.account,
         )
-        if raw.fingerprint and raw.fingerprint != plan.fingerprint():
-            raise ReconcileError(f"{source}: plan file was edited after it was made (fingerprint)")
-        return plan
 
 
 class ChangeFile(BaseModel):
     model_config = ConfigDict(extra="ignore")
     address: str
+    key: list[str]
     type: ResourceType
     action: Action
     before: dict[str, Any] | None
@@ -228,6 +255,7 @@ class PlanFile(BaseModel):
     model_config = ConfigDict(extra="ignore")
     format_version: int
     provider: str
+    account: dict[str, str] = {}
     changes: list[ChangeFile]
     warnings: list[str] = []
     scope: dict[str, Any] = {}
@@ -236,10 +264,16 @@ class PlanFile(BaseModel):
     fingerprint: str | None = None
 
 
+def _file_fingerprint(data: Mapping[str, Any]) -> str:
+    """Covers the whole file, so no field (the account included) can be edited unseen."""
+    return fingerprint({k: v for k, v in data.items() if k != "fingerprint"})
+
+
 def change_to_json(change: Change) -> dict[str, Any]:
     data: dict[str, Any] = {
         "address": change.address,
         "type": change.type.value,
+        "key": list(change.key),
         "action": change.action.value,
         "before": _plain(change.before),
         "after": _plain(change.after),
@@ -257,13 +291,12 @@ def change_to_json(change: Change) -> dict[str, Any]:
 
 
 def change_from_json(raw: ChangeFile) -> Change:
-    prefix = f"{raw.type.value}:"
-    if not raw.address.startswith(prefix):
-        raise ReconcileError(f"plan change {raw.address!r} does not match its type {raw.type}")
+    if len(raw.key) != KEY_LENGTH[raw.type] or not all(raw.key):
+        raise ReconcileError(f"plan change {raw.address!r} has a bad key {raw.key!r}")
     return Change(
         raw.type,
         raw.action,
-        raw.address.removeprefix(prefix),
+        tuple(raw.key),
         raw.before,
         raw.after,
         raw.fingerprint,
@@ -291,15 +324,15 @@ def live_counts(live: State) -> dict[str, int]:
 def live_record(live: State, change: Change) -> dict[str, Any] | None:
     """The live record a change concerns, in the form its fingerprint was taken from."""
     if change.type is ResourceType.PROPERTY:
-        prop = live.properties.get(change.key)
+        prop = live.properties.get(change.key[0])
         return None if prop is None else prop.record()
     if change.type is ResourceType.LIST:
-        found = live.lists.get(change.key)
+        found = live.lists.get(change.list_name)
         return None if found is None else found.record()
     if change.type is ResourceType.CONTACT:
-        contact = live.contacts.get(change.key)
+        contact = live.contacts.get(change.email)
         return None if contact is None else contact.record()
-    membership = live.memberships.get(split_membership_key(change.key))
+    membership = live.memberships.get((change.list_name, change.email))
     return None if membership is None else membership.record()
 
 

@@ -61,9 +61,11 @@ def test_json_plan_follows_the_contract(workdir: Path) -> None:
     assert plan["provider"] == "mailjet"
     assert plan["summary"] == {"create": 28, "update": 0, "delete": 0}
     assert "personal data" in plan["notice"]
+    assert plan["account"] == {"kind": "sandbox", "api_key": "sandbox-key"}
     first = plan["changes"][0]
     assert first == {
         "address": "property:department",
+        "key": ["department"],
         "type": "property",
         "action": "create",
         "before": None,

@@ -41,6 +41,11 @@ VALUES: dict[str, st.SearchStrategy[Any]] = {
 }
 
 
+# No opt-in, one older than every opt-out the emulator records, one newer than all of them.
+OLD_CONSENT, NEW_CONSENT = "2000-01-01T00:00:00Z", "2999-01-01T00:00:00Z"
+OPT_INS = st.sampled_from([None, OLD_CONSENT, NEW_CONSENT])
+
+
 @dataclass
 class LiveContact:
     name: str
@@ -78,11 +83,11 @@ def desired_states(draw: st.DrawFn) -> State:
         if draw(st.booleans()):
             fields[EXCLUDED] = draw(st.booleans())
         values = {p: draw(st.none() | VALUES[p]) for p in PROPERTY_TYPES if draw(st.booleans())}
-        state.add_contact(Contact(email, fields, values))
+        state.add_contact(Contact(email, fields, values, draw(OPT_INS)))
         for list_name in state.lists:
             if draw(st.booleans()):
                 status = draw(st.sampled_from(list(SubscriptionStatus)))
-                state.add_membership(Membership(list_name, email, status, draw(st.booleans())))
+                state.add_membership(Membership(list_name, email, status, draw(OPT_INS)))
     return state
 
 
@@ -148,7 +153,12 @@ def test_apply_then_plan_is_empty_and_nothing_unmanaged_changes(
         if now is not None:
             for list_name, unsubscribed in was["Lists"].items():
                 consent = desired.memberships.get((list_name, email))
-                if unsubscribed and not (consent and consent.resubscribe):
+                if unsubscribed and not (consent and consent.opted_in_at == NEW_CONSENT):
                     assert now["Lists"].get(list_name, True) is True, (email, list_name)
+            wanted = desired.contacts.get(email)
+            if was["IsExcludedFromCampaigns"] and not (
+                wanted and wanted.opted_in_at == NEW_CONSENT
+            ):
+                assert now["IsExcludedFromCampaigns"] is True, email
     again = run(plan_with(emulator, manifest))
     assert again.is_empty, [(c.address, c.before, c.after) for c in again.changes]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from reconcile.diff import contact_ref
 from reconcile.errors import ManifestError
 from reconcile.manifest.loader import load_manifest
 from reconcile.model import EXCLUDED, NAME, MembersPolicy, SubscriptionStatus
@@ -113,7 +114,7 @@ def test_files_of_a_directory_are_merged(tmp_path: Path) -> None:
     assert EXCLUDED not in contact.fields
     membership = manifest.desired.memberships[("news", "bo@example.com")]
     assert membership.status is SubscriptionStatus.UNSUBSCRIBED
-    assert str(manifest.source_of("contact:bo@example.com")).endswith("b.yml:2")
+    assert str(manifest.source_of(contact_ref("bo@example.com"))).endswith("b.yml:2")
 
 
 def test_a_key_defined_in_two_files_names_both(tmp_path: Path) -> None:

@@ -21,13 +21,13 @@ def big_plan(contacts: int) -> Plan:
     for n in range(contacts):
         email = f"person{n}@example.com"
         after = {"email": email, "name": "x" * 40, "properties": {"note": "y" * 60}}
-        changes.append(Change(ResourceType.CONTACT, Action.CREATE, email, None, after))
+        changes.append(Change(ResourceType.CONTACT, Action.CREATE, (email,), None, after))
         for list_name in ("news", "product"):
             changes.append(
                 Change(
                     ResourceType.MEMBERSHIP,
                     Action.CREATE,
-                    f"{list_name}/{email}",
+                    (list_name, email),
                     None,
                     {"status": "subscribed"},
                 )

@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from reconcile.diff import split_membership_key
+from reconcile.diff import Ref, ResourceType, list_ref, property_ref
 from reconcile.errors import ManifestError, ManifestIssue, SourceLocation
 from reconcile.manifest.csv_source import read_contacts_csv
 from reconcile.manifest.emails import email_problem
@@ -33,6 +34,7 @@ from reconcile.model import (
     ContactList,
     Membership,
     PropertyDef,
+    PropertyType,
     PropertyValue,
     ReadScope,
     State,
@@ -76,36 +78,34 @@ class Manifest:
             manages_data or self.policy.needs_contact_data,
         )
 
-    def issue(self, address: str, message: str) -> ManifestIssue:
-        """An issue about a planned address, located and named as the manifest writes it."""
-        return ManifestIssue(self.source_of(address), self.field_of(address), message)
+    def issue(self, ref: Ref, message: str) -> ManifestIssue:
+        """An issue about a planned resource, located and named as the manifest writes it."""
+        return ManifestIssue(self.source_of(ref), self.field_of(ref), message)
 
-    def field_of(self, address: str) -> str:
-        """`membership:news/a@x.com` -> `contacts[3].lists.news`, `list:news` -> `lists.news`."""
-        kind, _, rest = address.partition(":")
-        if kind in {"property", "list"}:
-            return f"{'properties' if kind == 'property' else 'lists'}.{rest}"
-        list_name, email = _list_and_email(kind, rest)
-        contact = self.contact_sources.get(email)
+    def field_of(self, ref: Ref) -> str:
+        """membership (news, a@x.com) -> `contacts[3].lists.news`, list news -> `lists.news`."""
+        if ref.type is ResourceType.PROPERTY:
+            return f"properties.{ref.key[0]}"
+        if ref.type is ResourceType.LIST:
+            return f"lists.{ref.key[0]}"
+        contact = self.contact_sources.get(ref.key[-1])
         if contact is None:
-            return address
-        tail = f"lists.{list_name}" if list_name else "email"
+            return ref.address
+        tail = f"lists.{ref.key[0]}" if ref.type is ResourceType.MEMBERSHIP else "email"
         return f"{contact.label}.{tail}" if contact.label else tail
 
-    def source_of(self, address: str) -> SourceLocation:
-        """Where the manifest declares `address` (contacts and memberships are located on
-        demand from their entry, so a big audience keeps no location per record)."""
-        kind, _, rest = address.partition(":")
-        list_name, email = _list_and_email(kind, rest)
-        contact = self.contact_sources.get(email) if kind in {"contact", "membership"} else None
-        if contact is not None:
-            return contact.location(("lists", list_name) if list_name else ())
-        return self.sources.get(address, SourceLocation(str(self.files[0]), 1))
-
-
-def _list_and_email(kind: str, key: str) -> tuple[str, str]:
-    """(list, email) of a membership key, ("", email) of a contact key."""
-    return split_membership_key(key) if kind == "membership" else ("", key)
+    def source_of(self, ref: Ref | str) -> SourceLocation:
+        """Where the manifest declares `ref` (contacts and memberships are located on demand
+        from their entry, so a big audience keeps no location per record); a str names a
+        top-level key such as `prune`."""
+        if isinstance(ref, str):
+            return self.sources.get(ref, SourceLocation(str(self.files[0]), 1))
+        if ref.type in (ResourceType.CONTACT, ResourceType.MEMBERSHIP):
+            contact = self.contact_sources.get(ref.key[-1])
+            if contact is not None:
+                loc = ("lists", ref.key[0]) if ref.type is ResourceType.MEMBERSHIP else ()
+                return contact.location(loc)
+        return self.sources.get(ref.address, SourceLocation(str(self.files[0]), 1))
 
 
 @dataclass(frozen=True)
@@ -230,13 +230,13 @@ class _Builder:
                 self.declared_in[key] = document
         for name, spec in manifest.properties.items():
             where = document.location(("properties", name))
-            if self._claim(f"property:{name}", where, f"properties.{name}"):
+            if self._claim(property_ref(name).address, where, f"properties.{name}"):
                 self.state.properties[name] = PropertyDef(
                     name, spec.type, spec.namespace, spec.replace
                 )
         for name, list_spec in manifest.lists.items():
             where = document.location(("lists", name))
-            if self._claim(f"list:{name}", where, f"lists.{name}"):
+            if self._claim(list_ref(name).address, where, f"lists.{name}"):
                 self.state.lists[name] = ContactList(name, list_spec.members)
         self.pending_contacts.append(
             (YamlContact(document, index), contact)
@@ -344,18 +344,46 @@ class _Builder:
             fields[NAME] = spec.name
         if spec.excluded_from_campaigns is not None:
             fields[EXCLUDED] = spec.excluded_from_campaigns
+        opted_in = self._opt_in(source, ("opted_in_at",), spec.opted_in_at)
         # Keys and names below reuse one string object each (the contact's key, the
         # declared list's name): at 100k contacts, per-row copies cost tens of MB.
-        self.state.contacts[key] = Contact(spec.email, fields, properties)
+        self.state.contacts[key] = Contact(spec.email, fields, properties, opted_in)
         for list_name, membership in _memberships(spec):
             declared = self.state.lists.get(list_name)
             if declared is None:
                 message = f"list {list_name!r} is not declared under lists:"
                 self._error(source, ("lists", list_name), message, "lists")
                 continue
+            loc = ("lists", list_name, "opted_in_at")
             self.state.add_membership(
-                Membership(declared.name, key, membership.status, membership.resubscribe)
+                Membership(
+                    declared.name,
+                    key,
+                    membership.status,
+                    self._opt_in(source, loc, membership.opted_in_at),
+                )
             )
+
+    def _opt_in(self, source: ContactSource, loc: Sequence[str | int], raw: Any) -> str | None:
+        """An opt-in time: a real moment, not in the future (that would be an opt-in used
+        for every opt-out until then), normalised to UTC."""
+        if raw is None:
+            return None
+        try:
+            moment = strict_value(PropertyType.DATETIME, raw)
+        except ValueTypeError as error:
+            self._error(source, loc, f"{error} (the time consent was given)")
+            return None
+        assert isinstance(moment, str)
+        # Not even a little in the future: an opt-out after the plan must always be newer.
+        if moment > datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"):
+            self._error(
+                source,
+                loc,
+                f"{moment} is in the future; an opt-in records when consent was given",
+            )
+            return None
+        return moment
 
     def _contact_properties(
         self, source: ContactSource, spec: ContactSpec

@@ -69,12 +69,22 @@ class ListSpec(_Strict):
     )
 
 
+OPT_IN_HELP = (
+    "when the person gave consent (ISO 8601 time, e.g. 2026-11-30T09:00:00Z): undoes only an "
+    "opt-out from before that time, so it is used once"
+)
+RESUBSCRIBE_MOVED = (
+    "resubscribe: true is replaced by opted_in_at: <when the person gave consent>, e.g. "
+    "opted_in_at: 2026-11-30T09:00:00Z; an opt-in now undoes only an unsubscribe from before "
+    "that time (README: Consent)"
+)
+# A timestamp as written (YAML may hand over a datetime); the loader checks and normalises it.
+OptInInput = Annotated[Any, WithJsonSchema({"type": "string", "format": "date-time"})]
+
+
 class MembershipSpec(_Strict):
     status: SubscriptionStatus = SubscriptionStatus.SUBSCRIBED
-    resubscribe: StrictBool = Field(
-        False,
-        description="explicit consent to subscribe again someone who unsubscribed from this list",
-    )
+    opted_in_at: OptInInput = Field(None, description=OPT_IN_HELP)
 
 
 # Property values are checked against their declared type by the loader (with the
@@ -108,6 +118,18 @@ class ContactSpec(_Strict):
     lists: list[StrictStr] | dict[StrictStr, MembershipValue] = Field(
         default_factory=list, description="a list of names (subscribed) or name: status"
     )
+    opted_in_at: OptInInput = Field(
+        None, description=f"campaigns (excluded_from_campaigns: false): {OPT_IN_HELP}"
+    )
+
+    @field_validator("lists", mode="before")
+    @classmethod
+    def _no_resubscribe(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for name, membership in value.items():
+                if isinstance(membership, dict) and "resubscribe" in membership:
+                    raise ValueError(f"{name}: {RESUBSCRIBE_MOVED}")
+        return value
 
     @field_validator("name", "excluded_from_campaigns", mode="before")
     @classmethod

@@ -8,7 +8,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
 
-from reconcile.diff import Action, Change, Finding, ResourceType, split_membership_key
+from reconcile.diff import (
+    Action,
+    Change,
+    Finding,
+    Ref,
+    ResourceType,
+    contact_ref,
+    list_ref,
+    property_ref,
+)
 from reconcile.errors import ApiError
 from reconcile.model import ReadScope, State
 
@@ -91,18 +100,18 @@ def refuse_write_when_stopping(method: str, path: str) -> None:
         raise ApiError(INTERRUPTED, method=method, path=path)
 
 
-def dependencies(change: Change) -> list[str]:
-    """Addresses a change needs to have succeeded first (only creations can fail them)."""
+def dependencies(change: Change) -> list[Ref]:
+    """What a change needs to have succeeded first (only creations can fail them)."""
     if change.type is ResourceType.CONTACT and change.after:
-        return [f"property:{name}" for name in change.after.get("properties", {})]
+        return [property_ref(name) for name in change.after.get("properties", {})]
     if change.type is ResourceType.MEMBERSHIP and change.action is not Action.DELETE:
-        list_name, email = split_membership_key(change.key)
-        return [f"list:{list_name}", f"contact:{email}"]
+        return [list_ref(change.list_name), contact_ref(change.email)]
     return []
 
 
-def blocker(change: Change, failed: set[str]) -> str | None:
-    return next((dep for dep in dependencies(change) if dep in failed), None)
+def blocker(change: Change, failed: set[Ref]) -> str | None:
+    """The address of a failed dependency of `change`, or None."""
+    return next((dep.address for dep in dependencies(change) if dep in failed), None)
 
 
 class Provider(ABC):
@@ -114,6 +123,15 @@ class Provider(ABC):
 
     name: ClassVar[str]
     capabilities: ClassVar[frozenset[Capability]]
+    sandboxed: bool = False  # set by the engine when it opened the built-in sandbox
+
+    def identity(self) -> dict[str, str]:
+        """The account's public identity (an id, never a secret)."""
+        return {}
+
+    def account(self) -> dict[str, str]:
+        """What a saved plan records and `apply --plan` checks: the same account, or refuse."""
+        return {"kind": "sandbox" if self.sandboxed else "service", **self.identity()}
 
     @abstractmethod
     async def read(self, scope: ReadScope) -> State:

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 
-from reconcile.diff import Change, ResourceType, split_membership_key
+from reconcile.diff import Change, Ref
 from reconcile.errors import ApiError
 from reconcile.model import email_key
 from reconcile.providers.base import STOP, ApplyReport, blocker
@@ -39,38 +39,38 @@ def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 def contact_of(change: Change) -> str:
-    key = change.key if change.type is ResourceType.CONTACT else split_membership_key(change.key)[1]
-    return email_key(key)
+    """The email key of the contact a contact or membership change concerns."""
+    return email_key(change.email)
 
 
 class ChangeRunner:
     def __init__(self, report: ApplyReport) -> None:
         STOP.writing = True
         self.report = report
-        self.failed: set[str] = set()
-        self.pending: set[str] = set()  # first step done, a second one to come (finish)
+        self.failed: set[Ref] = set()
+        self.pending: set[Ref] = set()  # first step done, a second one to come (finish)
 
     def runnable(self, change: Change) -> bool:
         """False (and reported skipped) when something it depends on failed, or when a stop
         was requested (Ctrl-C) before it started."""
         if STOP.requested:
-            self.failed.add(change.address)
+            self.failed.add(change.ref)
             self.report.not_started(change)
             return False
         blocking = blocker(change, self.failed)
         if blocking is None:
             return True
-        self.failed.add(change.address)
+        self.failed.add(change.ref)
         self.report.skipped(change, blocking)
         return False
 
     def done(self, change: Change, message: str = "") -> None:
-        self.pending.discard(change.address)
+        self.pending.discard(change.ref)
         self.report.done(change, message)
 
     def fail(self, change: Change, message: str) -> None:
-        self.pending.discard(change.address)
-        self.failed.add(change.address)
+        self.pending.discard(change.ref)
+        self.failed.add(change.ref)
         self.report.failed(change, message)
 
     def settle(self, changes: Iterable[Change]) -> None:
@@ -85,7 +85,7 @@ class ChangeRunner:
         await asyncio.gather(*(self._one(change, step, final) for change in runnable))
 
     async def finish(self, changes: Iterable[Change], step: Step) -> None:
-        waiting = [change for change in changes if change.address in self.pending]
+        waiting = [change for change in changes if change.ref in self.pending]
         await asyncio.gather(*(self._one(change, step, True) for change in waiting))
 
     async def each_contact(self, changes: Iterable[Change], step: GroupStep) -> None:
@@ -120,4 +120,4 @@ class ChangeRunner:
         if final:
             self.done(change, message or "")
         else:
-            self.pending.add(change.address)
+            self.pending.add(change.ref)

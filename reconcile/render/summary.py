@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from reconcile.diff import DESTRUCTIVE, Effect, ResourceType, split_membership_key
+from reconcile.diff import DESTRUCTIVE, Effect, ResourceType
 from reconcile.plan import Plan
 
 DETAIL_LIMIT = 200  # changes shown field by field in text and markdown; JSON has all
@@ -16,7 +16,7 @@ def grouped_counts(plan: Plan) -> list[tuple[str, int, int, int]]:
     for change in plan.changes:
         group = change.type.value
         if change.type is ResourceType.MEMBERSHIP:
-            group = f"membership of {split_membership_key(change.key)[0]}"
+            group = f"membership of {change.list_name}"
         counts[(group, change.action.value)] += 1
     groups = sorted({group for group, _ in counts}, key=_group_order)
     return [

@@ -108,6 +108,24 @@ class MailjetEmulator:
                 state.add_membership(contact.id, list_id, unsubscribed)
             return contact.id
 
+    def seed_unsubscribe(self, email: str, list_name: str | None = None) -> None:
+        """The person unsubscribes: from `list_name`, or from everything (excluded)."""
+        with self._api.lock:
+            state = self._state
+            contact = state.contact_by_email(email)
+            if contact is None:
+                raise KeyError(f"contact {email!r} does not exist")
+            if list_name is None:
+                contact.set_excluded(True, stamp=True)
+                return
+            found = state.list_by_name(list_name)
+            if found is None:
+                raise KeyError(f"list {list_name!r} does not exist")
+            membership = state.membership_of(contact.id, found.id)
+            if membership is None:
+                raise KeyError(f"{email!r} is not on list {list_name!r}")
+            state.set_unsubscribed(membership, True)
+
     def contact(self, email: str) -> dict[str, Any] | None:
         with self._api.lock:
             state = self._state

@@ -178,10 +178,12 @@ class _ContactUpdate:
             fields["excluded"] = item["IsExcludedFromCampaigns"]
         return cls(email, fields, _typed_properties(state, item.get("Properties", {})))
 
-    def apply(self, state: MailjetState) -> int:
+    def apply(self, state: MailjetState, stamp_exclusion: bool = True) -> int:
         contact = state.contact_by_email(self.email) or state.add_contact(self.email)
-        for name, value in self.fields.items():
-            setattr(contact, name, value)
+        if "name" in self.fields:
+            contact.name = self.fields["name"]
+        if "excluded" in self.fields:
+            contact.set_excluded(self.fields["excluded"], stamp_exclusion)
         for name, value in self.properties.items():
             if value is None:
                 contact.properties.pop(name, None)

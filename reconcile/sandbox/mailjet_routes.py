@@ -192,7 +192,8 @@ class MailjetApi:
             excluded = body.get("IsExcludedFromCampaigns", excluded)
             if (name, excluded) == (contact.name, contact.excluded):
                 return not_modified()
-            contact.name, contact.excluded = name, excluded
+            contact.name = name
+            contact.set_excluded(excluded, self.settings.stamp_exclusion)
             return one(contact.to_api())
 
     async def delete_contact_v3(self, request: Request) -> Response:

@@ -26,4 +26,7 @@ class MailjetEmulatorSettings:
     v3_contact_delete: bool = False
     # managemanycontacts jobs report a running status this many polls before finishing.
     job_polls_to_complete: int = 3
+    # Whether a contact's UnsubscribedAt is set when it becomes excluded from campaigns
+    # (the seed documents the field, not when the real API fills it in).
+    stamp_exclusion: bool = True
     max_job_contacts: int = 50000

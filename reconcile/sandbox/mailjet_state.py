@@ -140,6 +140,13 @@ class ContactRecord:
     hidden_from_listing: bool = False
     properties: dict[str, Any] = field(default_factory=dict)
 
+    def set_excluded(self, excluded: bool, stamp: bool) -> None:
+        """Exclusion is "equivalent to a global unsubscribe" (the seed); with `stamp`, it
+        sets UnsubscribedAt ("Timestamp when the contact unsubscribed") as it happens."""
+        if excluded and not self.excluded and stamp:
+            self.unsubscribed_at = now_iso()
+        self.excluded = excluded
+
     def to_api(self) -> dict[str, Any]:
         return {
             "CreatedAt": self.created_at,
@@ -256,6 +263,7 @@ class MailjetState:
             excluded=excluded,
             created_at=created,
             last_activity_at=created,
+            unsubscribed_at=created if excluded else "",
         )
         self.contacts[contact.id] = contact
         self._by_email[email.lower()] = contact.id

@@ -87,7 +87,7 @@ def plan(desired: State, live: State, provider: MailJawnProvider) -> tuple[Plan,
     result = diff_states(desired, live)
     assert not result.errors
     changes, warnings = provider.review(result.changes, live)
-    return Plan.build(provider.name, changes, scope_of(desired)), warnings
+    return Plan.build(provider.name, changes, scope_of(desired)), result.warnings + warnings
 
 
 def provider_for(
@@ -401,7 +401,7 @@ def test_bounced_and_complained_are_never_changed_and_warned_about() -> None:
         "contact:bounced@example.com",
         "contact:complained@example.com",
     }
-    assert "never changes a bounced or complained status" in warnings[0].message
+    assert all("no opt-in (opted_in_at)" in w.message for w in warnings)
     assert [(c.address, c.after) for c in planned.changes] == [
         ("contact:bounced@example.com", {NAME: "B2"})
     ]
@@ -416,11 +416,21 @@ def test_apply_without_review_still_never_changes_a_bounced_status() -> None:
     emulator.seed_subscriber("bounced@example.com", status="bounced")
     recorder = Recorder(emulator)
     provider = provider_for(emulator, recorder)
-    desired = desired_state([contact("bounced@example.com", excluded=False)])
+    # As if a plan asked to re-include them (a diff never does without an opt-in).
+    include = Change(
+        ResourceType.CONTACT,
+        Action.UPDATE,
+        ("bounced@example.com",),
+        {EXCLUDED: True},
+        {EXCLUDED: False},
+    )
 
     async def scenario() -> ApplyReport:
-        live = await provider.read(scope_of(desired))
-        return await provider.apply(diff_states(desired, live).changes, live)
+        live = await provider.read(ReadScope())
+        kept, warned = provider.review([include], live)
+        assert kept == []
+        assert "never changes a bounced or complained status" in warned[0].message
+        return await provider.apply([include], live)
 
     report = run_with(provider, scenario())
 
@@ -468,11 +478,11 @@ def test_tag_removals_are_refused_and_contacts_are_hard_deleted() -> None:
     emulator.seed_subscriber("b@example.com")
     provider = provider_for(emulator)
     membership = ResourceType.MEMBERSHIP
-    removal = Change(membership, Action.DELETE, "beta/a@example.com", {}, None)
+    removal = Change(membership, Action.DELETE, ("beta", "a@example.com"), {}, None)
     unsubscribe = Change(
-        membership, Action.UPDATE, "beta/b@example.com", {}, {"status": "unsubscribed"}
+        membership, Action.UPDATE, ("beta", "b@example.com"), {}, {"status": "unsubscribed"}
     )
-    erase = Change(ResourceType.CONTACT, Action.DELETE, "b@example.com", {}, None)
+    erase = Change(ResourceType.CONTACT, Action.DELETE, ("b@example.com",), {}, None)
 
     async def scenario() -> ApplyReport:
         live = await provider.read(ReadScope(every_list=True))
@@ -503,7 +513,7 @@ def test_plan_apply_plan_converges_and_changes_nothing_unmanaged() -> None:
     provider = provider_for(emulator, chunk=3)
     managed = [
         contact("user000@example.com", "Renamed", plan="pro"),
-        contact("user003@example.com", excluded=False),  # unsubscribed -> active
+        contact("user003@example.com", excluded=False),  # unsubscribed, no opt-in: stays
         contact("user007@example.com", "Bounced Renamed", excluded=False),  # stays bounced
         contact("user011@example.com", seats=99, plan=None),
     ]
@@ -523,7 +533,7 @@ def test_plan_apply_plan_converges_and_changes_nothing_unmanaged() -> None:
     kept = emulator.subscriber("user000@example.com") or {}
     assert kept["custom_fields"] == {"plan": "pro", "seats": 0, "crm_id": "c0", "score": 0.0}
     assert (emulator.subscriber("user007@example.com") or {})["status"] == "bounced"
-    assert (emulator.subscriber("user003@example.com") or {})["status"] == "active"
+    assert (emulator.subscriber("user003@example.com") or {})["status"] == "unsubscribed"
     assert tags_of(emulator, "user011@example.com") == {"newsletter", "vip", "beta"}
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from reconcile.errors import ManifestError
 from reconcile.sandbox.mailjet import (
     MailjetEmulator,
     MailjetEmulatorSettings,
@@ -102,7 +105,7 @@ def test_plan_shows_only_what_the_manifest_asks(
         "membership:newsletter/new.person@example.com",
         "membership:beta/user0006@example.com",
     ]
-    updates = {c.key: (c.before, c.after) for c in made.changes if c.action.value == "update"}
+    updates = {c.email: (c.before, c.after) for c in made.changes if c.action.value == "update"}
     assert updates["user0001@example.com"] == ({"name": "User 1"}, {"name": "Renamed One"})
     assert updates["user0002@example.com"] == (
         {"properties": {"seats": 2}},
@@ -183,18 +186,20 @@ def test_contact_created_by_someone_else_meanwhile_is_updated_not_duplicated(
     assert contact["Properties"] == {"tier": "x"}
 
 
-def test_resubscribe_needs_explicit_consent(tmp_path: Path) -> None:
+def test_an_opt_in_resubscribes_once(tmp_path: Path) -> None:
     emulator = create_mailjet_emulator()
     emulator.seed_list("news")
     emulator.seed_contact("left@example.com", lists={"news": True})
+    time.sleep(1.05)  # the opt-in is given after the unsubscribe (second precision)
+    consent = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     manifest = load(
         tmp_path,
-        """
+        f"""
         provider: mailjet
-        lists: {news: {}}
+        lists: {{news: {{}}}}
         contacts:
           - email: left@example.com
-            lists: {news: {status: subscribed, resubscribe: true}}
+            lists: {{news: {{status: subscribed, opted_in_at: "{consent}"}}}}
         """,
     )
 
@@ -207,6 +212,27 @@ def test_resubscribe_needs_explicit_consent(tmp_path: Path) -> None:
     contact = emulator.contact("left@example.com")
     assert contact is not None
     assert contact["Lists"] == {"news": False}
+    # They unsubscribe again: the same opt-in does not bring them back.
+    emulator.seed_unsubscribe("left@example.com", "news")
+    again = run(plan_with(emulator, manifest))
+    assert again.is_empty
+    assert any("after the opt-in" in w for w in again.warnings)
+
+
+def test_a_resubscribe_true_manifest_is_refused_with_the_new_form(tmp_path: Path) -> None:
+    with pytest.raises(
+        ManifestError, match=r"lists: news: resubscribe: true is replaced by opted_in_at"
+    ):
+        load(
+            tmp_path,
+            """
+            provider: mailjet
+            lists: {news: {}}
+            contacts:
+              - email: left@example.com
+                lists: {news: {status: subscribed, resubscribe: true}}
+            """,
+        )
 
 
 def test_property_type_change_is_refused_unless_replace(tmp_path: Path) -> None:

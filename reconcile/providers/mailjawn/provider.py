@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconcile.diff import Action, Change, Finding, ResourceType, split_membership_key
+from reconcile.diff import Action, Change, Finding, ResourceType, list_ref
 from reconcile.errors import ApiError
 from reconcile.model import (
     EXCLUDED,
@@ -47,7 +47,7 @@ class _NewContact:
 
     @property
     def key(self) -> str:
-        return self.change.key
+        return self.change.email
 
     @property
     def after(self) -> dict[str, Any]:
@@ -55,7 +55,7 @@ class _NewContact:
 
     @property
     def tags(self) -> list[str]:
-        return [split_membership_key(rider.key)[0] for rider in self.riders]
+        return [rider.list_name for rider in self.riders]
 
     @property
     def needs_status(self) -> bool:
@@ -82,19 +82,22 @@ class MailJawnProvider(Provider):
     async def aclose(self) -> None:
         await self.client.aclose()
 
+    def identity(self) -> dict[str, str]:
+        return {"project_id": self.client.project_id}
+
     def estimate_calls(self, changes: Sequence[Change], live: State) -> int:
         """Imports per chunk of new subscribers (plus a PATCH for each created excluded),
         a PATCH per update, one identify per existing subscriber gaining tags, deletes."""
         creates = [
             c for c in changes if c.type is ResourceType.CONTACT and c.action is Action.CREATE
         ]
-        created = {c.key for c in creates}
+        created = {c.email for c in creates}
         excluded = sum(1 for c in creates if (c.after or {}).get(EXCLUDED) is True)
         others = sum(
             1 for c in changes if c.type is ResourceType.CONTACT and c.action is not Action.CREATE
         )
         tagged = {
-            split_membership_key(c.key)[1]
+            c.email
             for c in changes
             if c.type is ResourceType.MEMBERSHIP and c.action is Action.CREATE
         } - created
@@ -119,7 +122,7 @@ class MailJawnProvider(Provider):
             fix = f"rename it to {slug!r}" if slug else "use letters and digits"
             findings.append(
                 Finding(
-                    f"list:{name}",
+                    list_ref(name),
                     "is not a valid MailJawn tag slug (lower-case letters and digits joined by "
                     f"single - or _); {fix}",
                 )
@@ -137,7 +140,7 @@ class MailJawnProvider(Provider):
                 continue
             warnings.append(
                 Finding(
-                    change.address,
+                    change.ref,
                     f"is {status} on MailJawn; reconcile never changes a bounced or complained "
                     "status, so excluded_from_campaigns stays true",
                 )
@@ -182,7 +185,7 @@ class MailJawnProvider(Provider):
             run.done(change, "a tag exists by name; nothing to write")
         for change in groups[(ResourceType.LIST, Action.DELETE)]:
             run.fail(change, "MailJawn has no way to delete a tag")
-        new_keys = {c.key for c in groups[(ResourceType.CONTACT, Action.CREATE)]}
+        new_keys = {c.email for c in groups[(ResourceType.CONTACT, Action.CREATE)]}
         riders, tag_adds, refused = _split_memberships(groups, new_keys)
         for change in refused:
             run.fail(change, NO_TAG_REMOVAL)
@@ -197,7 +200,7 @@ class MailJawnProvider(Provider):
     async def _create_contacts(
         self, creates: list[Change], riders: dict[str, list[Change]], run: ChangeRunner
     ) -> None:
-        items = [_NewContact(c, riders.get(c.key, [])) for c in creates if run.runnable(c)]
+        items = [_NewContact(c, riders.get(c.email, [])) for c in creates if run.runnable(c)]
         size = self.import_chunk_size
         chunks = [items[i : i + size] for i in range(0, len(items), size)]
         results = await asyncio.gather(*(self._import(chunk) for chunk in chunks))
@@ -281,7 +284,7 @@ class MailJawnProvider(Provider):
     # -- updates, tags, deletions
 
     async def _update_contact(self, change: Change) -> str:
-        current = await self._subscriber(change.key)
+        current = await self._subscriber(change.email)
         body = records.patch_body(change.after or {}, current.status)
         if body:
             await self.client.patch(f"{SUBSCRIBERS}{current.id}/", body)
@@ -299,7 +302,7 @@ class MailJawnProvider(Provider):
 
     async def _delete_contact(self, change: Change) -> str:
         try:
-            current = await self._subscriber(change.key)
+            current = await self._subscriber(change.email)
             await self.client.delete(f"{SUBSCRIBERS}{current.id}/")
         except ApiError as error:
             if error.status != 404 and not isinstance(error, _NotFound):
@@ -351,7 +354,7 @@ def _may_have_landed(error: ApiError) -> bool:
 
 
 def _list_of(membership: Change) -> str:
-    return split_membership_key(membership.key)[0]
+    return membership.list_name
 
 
 def _of_type(
@@ -375,7 +378,7 @@ def _split_memberships(
         if (change.after or {}).get("status") != SubscriptionStatus.SUBSCRIBED.value:
             refused.append(change)  # an unsubscribed tag can't be expressed
             continue
-        email = split_membership_key(change.key)[1]
+        email = change.email
         if email in new_keys:
             riders[email].append(change)
         else:
@@ -388,7 +391,7 @@ def _protected_status(change: Change, live: State) -> str | None:
         return None
     if EXCLUDED not in (change.after or {}):
         return None
-    contact = live.contacts.get(change.key)
+    contact = live.contacts.get(change.email)
     status = contact.fields.get(records.STATUS) if contact else None
     return status if status in records.PROTECTED_STATUSES else None
 

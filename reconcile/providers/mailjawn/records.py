@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconcile.errors import ApiError
-from reconcile.model import EXCLUDED, NAME, Contact, PropertyValue, email_key
+from reconcile.model import EXCLUDED, NAME, Contact, PropertyValue, email_key, utc_moment
 
 SUBSCRIBERS = "/subscribers/"
 ACTIVE = "active"
@@ -33,6 +33,7 @@ class Subscriber:
     status: str
     custom_fields: Mapping[str, PropertyValue]
     tags: frozenset[str]
+    modified: str | None = None  # UTC; MailJawn keeps no unsubscribe time, only this
 
     @property
     def key(self) -> str:
@@ -44,7 +45,10 @@ class Subscriber:
 
     def contact(self) -> Contact:
         fields = {NAME: self.name, EXCLUDED: self.status != ACTIVE, STATUS: self.status}
-        return Contact(self.email, fields, dict(self.custom_fields))
+        # No unsubscribe time: the last change of the record is the latest the opt-out can
+        # have happened, so an opt-in older than any change since never brings them back.
+        opted_out_at = None if self.status == ACTIVE else self.modified
+        return Contact(self.email, fields, dict(self.custom_fields), opted_out_at=opted_out_at)
 
 
 def subscriber(record: Any) -> Subscriber:
@@ -67,6 +71,7 @@ def subscriber(record: Any) -> Subscriber:
         status=status,
         custom_fields={str(k): _scalar(v) for k, v in custom.items()},
         tags=_tag_slugs(record.get("tags") or [], email),
+        modified=utc_moment(record.get("modified")),
     )
 
 
@@ -157,6 +162,8 @@ def differing(after: Mapping[str, Any], current: Subscriber) -> dict[str, Any]:
         for name in (NAME, EXCLUDED)
         if name in after and have.fields.get(name) != after[name]
     }
+    if delta.get(EXCLUDED) is False:
+        del delta[EXCLUDED]  # they opted out before the import: a creation carries no consent
     values = {
         name: value
         for name, value in (after.get("properties") or {}).items()

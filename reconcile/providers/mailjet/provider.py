@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
-from reconcile.diff import Action, Change, Flag, ResourceType, split_membership_key
+from reconcile.diff import Action, Change, Flag, ResourceType
 from reconcile.errors import ApiError
 from reconcile.model import (
-    Contact,
+    EXCLUDED,
     ContactList,
     Membership,
     Namespace,
@@ -74,6 +74,9 @@ class MailjetProvider(Provider):
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+    def identity(self) -> dict[str, str]:
+        return {"api_key": self.client.public_key}
 
     def stats(self) -> dict[str, float]:
         return {
@@ -220,8 +223,7 @@ class MailjetProvider(Provider):
         carried = [
             change
             for change in work.changes
-            if change.address in run.pending
-            or (change.address not in run.failed and run.runnable(change))
+            if change.ref in run.pending or (change.ref not in run.failed and run.runnable(change))
         ]
         if not carried:
             return None
@@ -238,27 +240,30 @@ class MailjetProvider(Provider):
 
     async def _write_property(self, change: Change) -> None:
         assert change.after is not None
-        if Flag.REPLACE in change.flags and change.key in self.ids.properties:
-            await self.client.delete(f"/contactmetadata/{self.ids.properties.pop(change.key)}")
+        name = change.key[0]
+        if Flag.REPLACE in change.flags and name in self.ids.properties:
+            await self.client.delete(f"/contactmetadata/{self.ids.properties.pop(name)}")
         body = {
-            "Name": change.key,
+            "Name": name,
             "Datatype": change.after["type"],
             "NameSpace": change.after["namespace"],
         }
         record = await self._create(
             "/contactmetadata",
             body,
-            lambda: self._find(f"/contactmetadata/{quote(change.key, safe='')}"),
+            lambda: self._find(f"/contactmetadata/{quote(name, safe='')}"),
         )
-        self.ids.properties[change.key] = records.field(record, "ID", int, "/contactmetadata")
+        self.ids.properties[name] = records.field(record, "ID", int, "/contactmetadata")
 
     async def _create_list(self, change: Change) -> None:
-        async def find() -> Any:
-            found = await self.client.get("/contactslist", {"Name": change.key})
-            return next((r for r in found if r.get("Name") == change.key), None)
+        name = change.list_name
 
-        record = await self._create("/contactslist", {"Name": change.key}, find)
-        self.ids.lists[change.key] = records.field(record, "ID", int, "/contactslist")
+        async def find() -> Any:
+            found = await self.client.get("/contactslist", {"Name": name})
+            return next((r for r in found if r.get("Name") == name), None)
+
+        record = await self._create("/contactslist", {"Name": name}, find)
+        self.ids.lists[name] = records.field(record, "ID", int, "/contactslist")
 
     async def _write_contact(self, change: Change, live: State) -> None:
         """Create or update the contact record (Name, IsExcludedFromCampaigns)."""
@@ -271,14 +276,18 @@ class MailjetProvider(Provider):
                 records.creation_body(email, managed),
                 lambda: self._find(f"/contact/{quote(email, safe='')}"),
             )
-            self.ids.contacts[change.key] = records.field(record, "ID", int, "/contact")
+            self.ids.contacts[change.email] = records.field(record, "ID", int, "/contact")
             current = records.contact(record)
+            if current.fields.get(EXCLUDED) is True:
+                # It existed already (created meanwhile) and opted out: never re-included
+                # by a creation, which carries no consent.
+                managed.pop(EXCLUDED, None)
         else:
-            current = live.contacts[change.key]
+            current = live.contacts[change.email]
         if any(current.fields.get(k) != v for k, v in managed.items()):
             # Full replacement: every editable field, live value for the unmanaged ones.
             body = records.editable_fields({**current.fields, **managed})
-            await self.client.put(f"/contact/{self._contact_id(change.key)}", body)
+            await self.client.put(f"/contact/{self._contact_id(change.email)}", body)
 
     async def _write_contact_data(self, change: Change) -> None:
         """Only the managed properties that differ; Mailjet merges the rest, null clears."""
@@ -286,14 +295,13 @@ class MailjetProvider(Provider):
         if not values:
             return
         await self.client.put(
-            f"/contactdata/{self._contact_id(change.key)}", records.data_body(values)
+            f"/contactdata/{self._contact_id(change.email)}", records.data_body(values)
         )
 
     async def _set_lists(self, email: str, changes: list[Change]) -> None:
         """All of one contact's membership changes in one managecontactslists call."""
         actions = [
-            {"ListID": self._list_id(split_membership_key(c.key)[0]), "Action": list_action(c)}
-            for c in changes
+            {"ListID": self._list_id(c.list_name), "Action": list_action(c)} for c in changes
         ]
         await self.client.post(
             f"/contact/{self._contact_id(email)}/managecontactslists",
@@ -302,7 +310,7 @@ class MailjetProvider(Provider):
         )
 
     async def _delete_contact(self, change: Change) -> None:
-        contact_id = self._contact_id(change.key)
+        contact_id = self._contact_id(change.email)
         try:
             await self.client.delete(f"/contact/{contact_id}")
         except ApiError as error:
@@ -312,10 +320,10 @@ class MailjetProvider(Provider):
             await self.client.delete(f"/v4/contacts/{contact_id}", prefix="")
 
     async def _delete_list(self, change: Change) -> None:
-        await self.client.delete(f"/contactslist/{self.ids.lists[change.key]}")
+        await self.client.delete(f"/contactslist/{self.ids.lists[change.list_name]}")
 
     async def _delete_property(self, change: Change) -> None:
-        await self.client.delete(f"/contactmetadata/{self.ids.properties[change.key]}")
+        await self.client.delete(f"/contactmetadata/{self.ids.properties[change.key[0]]}")
 
     # ---- helpers ----------------------------------------------------------------------
 
@@ -388,18 +396,21 @@ def _add_contact_data(
         email = emails_by_id.get(contact_id)
         if email is not None:
             current = state.contacts[email]
-            state.add_contact(Contact(current.email, current.fields, values))
+            state.add_contact(replace(current, properties=values))
 
 
 def _add_members(
-    state: State, list_name: str, recipients: list[tuple[int, bool]], emails_by_id: dict[int, str]
+    state: State,
+    list_name: str,
+    recipients: list[tuple[int, bool, str | None]],
+    emails_by_id: dict[int, str],
 ) -> None:
-    for contact_id, unsubscribed in recipients:
+    for contact_id, unsubscribed, unsubscribed_at in recipients:
         email = emails_by_id.get(contact_id)
         if email is None:
             continue  # the contact listing lags behind; this plan does not manage them
         status = SubscriptionStatus.UNSUBSCRIBED if unsubscribed else SubscriptionStatus.SUBSCRIBED
-        state.add_membership(Membership(list_name, email, status))
+        state.add_membership(Membership(list_name, email, status, opted_out_at=unsubscribed_at))
 
 
 def _definitions(changes: Sequence[Change], live: State) -> dict[str, PropertyDef]:
@@ -408,8 +419,8 @@ def _definitions(changes: Sequence[Change], live: State) -> dict[str, PropertyDe
     for change in changes:
         if change.type is ResourceType.PROPERTY and change.after:
             namespace = Namespace(change.after.get("namespace", Namespace.STATIC.value))
-            definitions[change.key] = PropertyDef(
-                change.key, PropertyType(change.after["type"]), namespace
+            definitions[change.key[0]] = PropertyDef(
+                change.key[0], PropertyType(change.after["type"]), namespace
             )
     return definitions
 

@@ -18,6 +18,7 @@ from reconcile.model import (
     PropertyValue,
     ValueTypeError,
     normalize_value,
+    utc_moment,
 )
 
 T = TypeVar("T")
@@ -95,18 +96,24 @@ def contact(record: Any) -> Contact:
             "nothing was changed based on it",
             path=source,
         )
-    return Contact(email, {NAME: name or "", EXCLUDED: excluded})
+    # When they opted out of everything, if the account says (a re-inclusion needs an
+    # opt-in recorded after it; an unknown time can't be undone).
+    opted_out_at = utc_moment(record.get("UnsubscribedAt")) if excluded else None
+    return Contact(email, {NAME: name or "", EXCLUDED: excluded}, opted_out_at=opted_out_at)
 
 
 def identified_contact(record: Any) -> tuple[int, Contact]:
     return field(record, "ID", int, "/contact"), contact(record)
 
 
-def recipient(record: Any) -> tuple[int, bool]:
-    """A /listrecipient record -> (ContactID, IsUnsubscribed). A misread IsUnsubscribed
-    would take someone who left for a member (and an exact list would remove them)."""
+def recipient(record: Any) -> tuple[int, bool, str | None]:
+    """A /listrecipient record -> (ContactID, IsUnsubscribed, UnsubscribedAt when
+    unsubscribed). A misread IsUnsubscribed would take someone who left for a member
+    (and an exact list would remove them)."""
     source = "/listrecipient"
-    return field(record, "ContactID", int, source), field(record, "IsUnsubscribed", bool, source)
+    unsubscribed = field(record, "IsUnsubscribed", bool, source)
+    when = utc_moment(record.get("UnsubscribedAt")) if unsubscribed else None
+    return field(record, "ContactID", int, source), unsubscribed, when
 
 
 def contact_values(
@@ -148,8 +155,10 @@ def creation_body(email: str, managed: Mapping[str, Any]) -> dict[str, Any]:
     body: dict[str, Any] = {"Email": email}
     if NAME in managed:
         body["Name"] = managed[NAME]
-    if EXCLUDED in managed:
-        body["IsExcludedFromCampaigns"] = managed[EXCLUDED]
+    # Only true is sent: false is a new contact's default, and on a contact someone created
+    # meanwhile (the write becomes an update) it would re-include them without consent.
+    if managed.get(EXCLUDED) is True:
+        body["IsExcludedFromCampaigns"] = True
     return body
 
 

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from reconcile.diff import Action, Change, Flag, ResourceType, split_membership_key
+from reconcile.diff import Action, Change, Flag, ResourceType
 from reconcile.model import Namespace, PropertyDef, SubscriptionStatus
 from reconcile.providers.runner import contact_of
 
@@ -45,9 +45,7 @@ class ContactWork:
         return any(k != "properties" for k in (self.contact.after or {}))
 
     def actions(self) -> tuple[NamedAction, ...]:
-        return tuple(
-            sorted((split_membership_key(m.key)[0], list_action(m)) for m in self.memberships)
-        )
+        return tuple(sorted((m.list_name, list_action(m)) for m in self.memberships))
 
     def single_cost(self) -> int:
         calls = 0
