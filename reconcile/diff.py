@@ -492,6 +492,28 @@ def _protection_errors(changes: list[Change], policy: Policy) -> Iterator[Findin
             )
 
 
+def protection_conflicts(desired: State, policy: Policy) -> Iterator[Finding]:
+    """What the manifest itself asks that `protect:` forbids, found without reading the
+    account: excluding a protected contact, unsubscribing from or on a protected list."""
+    for email in sorted(policy.protected_contacts):
+        contact = desired.contacts.get(email)
+        if contact is not None and contact.fields.get(EXCLUDED) is True:
+            yield Finding(
+                contact_ref(email),
+                "is protected (protect: in the manifest), so no plan may exclude it from "
+                "campaigns; change the manifest or remove the protection",
+            )
+    for (list_name, email), membership in desired.memberships.items():
+        if membership.status is SubscriptionStatus.UNSUBSCRIBED and _protected(
+            policy, list_name, email
+        ):
+            yield Finding(
+                membership_ref(list_name, email),
+                "is protected (protect: in the manifest), so no plan may unsubscribe it; "
+                "change the manifest or remove the protection",
+            )
+
+
 def protected_by(change: Change, policy: Policy) -> bool:
     """Whether `protect:` covers what `change` touches (the contact, or the list)."""
     if change.type is ResourceType.CONTACT:

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from reconcile.capabilities import raise_if_unsupported
-from reconcile.diff import diff_states
+from reconcile.diff import diff_states, protection_conflicts
 from reconcile.errors import ConfigError, ManifestError, PlanError
 from reconcile.manifest.loader import Manifest, ProviderConfig, load_manifest
 from reconcile.manifest.schema import MailJawnOptions, MailjetOptions, ProviderOptions
@@ -42,6 +42,9 @@ def validate(paths: Sequence[Path]) -> Manifest:
     """Load and check a manifest offline, including what its provider can do."""
     manifest = load_manifest(paths)
     raise_if_unsupported(manifest, provider_class(manifest.provider))
+    conflicts = list(protection_conflicts(manifest.desired, manifest.policy))
+    if conflicts:
+        raise ManifestError([manifest.issue(found.ref, found.message) for found in conflicts])
     return manifest
 
 

@@ -1,0 +1,377 @@
+"""Regressions of issue #11 defects found in real use: consent through every field, opt-ins
+used once, structured identities, one apply converges, protection, account-bound plans.
+
+Each test talks HTTP to an emulator (in-process ASGI transport) through the engine.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reconcile import engine
+from reconcile.errors import ManifestError, PlanError
+from reconcile.manifest.loader import Manifest
+from reconcile.plan import Plan
+from reconcile.providers.mailjawn.client import MailJawnClient
+from reconcile.providers.mailjawn.provider import MailJawnProvider
+from reconcile.sandbox.common import EmulatorTransport
+from reconcile.sandbox.mailjawn import MailJawnEmulator, create_mailjawn_emulator
+from reconcile.sandbox.mailjet import (
+    MailjetEmulator,
+    MailjetEmulatorSettings,
+    create_mailjet_emulator,
+)
+from tests.support import FAST_RETRY, load, mailjet_provider, plan_and_apply, plan_with, run
+
+
+def consent_now() -> str:
+    """An opt-in given now, strictly after anything the emulator stamped before the call."""
+    time.sleep(1.05)
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def converged(emulator: MailjetEmulator, manifest: Manifest) -> Plan:
+    _, report = run(plan_and_apply(emulator, manifest))
+    assert report.ok, report.outcomes
+    again = run(plan_with(emulator, manifest))
+    assert again.is_empty, [(c.address, c.before, c.after) for c in again.changes]
+    return again
+
+
+# ---- consent through every field ------------------------------------------------------
+
+
+def test_excluded_false_does_not_reinclude_a_globally_unsubscribed_contact(
+    tmp_path: Path,
+) -> None:
+    emulator = create_mailjet_emulator()
+    emulator.seed_contact("gone@example.com", "Gone", excluded=True)
+    manifest = load(
+        tmp_path,
+        """
+        provider: mailjet
+        contacts:
+          - {email: gone@example.com, name: Gone Again, excluded_from_campaigns: false}
+        """,
+    )
+
+    again = converged(emulator, manifest)
+
+    contact = emulator.contact("gone@example.com")
+    assert contact is not None
+    assert contact["IsExcludedFromCampaigns"] is True
+    assert contact["Name"] == "Gone Again"  # the rest of the entry still applies
+    assert any(w.startswith("contact:gone@example.com: opted out") for w in again.warnings)
+
+
+def test_a_contact_opt_in_reincludes_once(tmp_path: Path) -> None:
+    emulator = create_mailjet_emulator()
+    emulator.seed_contact("back@example.com", excluded=True)
+    consent = consent_now()
+    manifest = load(
+        tmp_path,
+        f"""
+        provider: mailjet
+        contacts:
+          - email: back@example.com
+            excluded_from_campaigns: false
+            opted_in_at: "{consent}"
+        """,
+    )
+
+    made, report = run(plan_and_apply(emulator, manifest))
+
+    assert report.ok
+    assert [(c.address, c.effect and c.effect.value) for c in made.changes] == [
+        ("contact:back@example.com", "re-include in campaigns")
+    ]
+    assert (emulator.contact("back@example.com") or {})["IsExcludedFromCampaigns"] is False
+    time.sleep(1.05)
+    emulator.seed_unsubscribe("back@example.com")  # they leave again, after the opt-in
+    converged(emulator, manifest)
+    assert (emulator.contact("back@example.com") or {})["IsExcludedFromCampaigns"] is True
+
+
+def test_an_unknown_opt_out_time_is_never_undone(tmp_path: Path) -> None:
+    emulator = create_mailjet_emulator(MailjetEmulatorSettings(stamp_exclusion=False))
+    emulator.seed_contact("someone@example.com")
+    manifest = load(tmp_path, "provider: mailjet\ncontacts: [{email: someone@example.com}]\n")
+    provider = mailjet_provider(emulator)
+
+    async def exclude_through_the_api() -> None:
+        try:
+            live = await provider.read(manifest.read_scope())
+            contact_id = provider.ids.contacts["someone@example.com"]
+            assert live.contacts
+            await provider.client.put(
+                f"/contact/{contact_id}", {"Name": "", "IsExcludedFromCampaigns": True}
+            )
+        finally:
+            await provider.aclose()
+
+    run(exclude_through_the_api())
+    consent = consent_now()
+    manifest = load(
+        tmp_path,
+        f"""
+        provider: mailjet
+        contacts:
+          - {{email: someone@example.com, excluded_from_campaigns: false, opted_in_at: "{consent}"}}
+        """,
+    )
+
+    again = converged(emulator, manifest)
+
+    assert (emulator.contact("someone@example.com") or {})["IsExcludedFromCampaigns"] is True
+    assert any("gives no time for the opt-out" in w for w in again.warnings)
+
+
+def mailjawn_provider(emulator: MailJawnEmulator) -> MailJawnProvider:
+    client = MailJawnClient(
+        api_key=next(iter(emulator.settings.api_keys)),
+        project_id=emulator.settings.project_id,
+        base_url="http://mailjawn.test",
+        transport=EmulatorTransport(app=emulator.app),
+        reads_per_minute=1_000_000,
+        writes_per_minute=1_000_000,
+        retry=FAST_RETRY,
+    )
+    return MailJawnProvider(client)
+
+
+async def mailjawn_plan_and_apply(emulator: MailJawnEmulator, manifest: Manifest) -> Plan:
+    provider = mailjawn_provider(emulator)
+    try:
+        made, live = await engine.make_plan(manifest, provider)
+        report = await engine.apply_plan(made, provider, live, force=True)
+        assert report.ok, report.outcomes
+        again, _ = await engine.make_plan(manifest, provider)
+        assert again.is_empty, [(c.address, c.after) for c in again.changes]
+        return made
+    finally:
+        await provider.aclose()
+
+
+def test_mailjawn_unsubscribed_comes_back_only_with_an_opt_in_newer_than_the_record(
+    tmp_path: Path,
+) -> None:
+    emulator = create_mailjawn_emulator()
+    emulator.seed_subscriber("left@example.com", status="unsubscribed")
+    plain = load(
+        tmp_path,
+        """
+        provider: mailjawn
+        contacts: [{email: left@example.com, excluded_from_campaigns: false}]
+        """,
+    )
+
+    made = run(mailjawn_plan_and_apply(emulator, plain))
+
+    assert made.is_empty
+    assert any(w.startswith("contact:left@example.com: opted out") for w in made.warnings)
+    assert (emulator.subscriber("left@example.com") or {})["status"] == "unsubscribed"
+
+    consent = consent_now()
+    opted_in = load(
+        tmp_path,
+        f"""
+        provider: mailjawn
+        contacts:
+          - {{email: left@example.com, excluded_from_campaigns: false, opted_in_at: "{consent}"}}
+        """,
+    )
+    made = run(mailjawn_plan_and_apply(emulator, opted_in))
+    assert [c.address for c in made.changes] == ["contact:left@example.com"]
+    assert (emulator.subscriber("left@example.com") or {})["status"] == "active"
+
+    time.sleep(1.05)
+    unsubscribe_through_the_api(emulator, "left@example.com")  # they leave again
+    made = run(mailjawn_plan_and_apply(emulator, opted_in))
+    assert made.is_empty
+    assert (emulator.subscriber("left@example.com") or {})["status"] == "unsubscribed"
+
+
+def unsubscribe_through_the_api(emulator: MailJawnEmulator, email: str) -> None:
+    found = emulator.subscriber(email)
+    assert found is not None
+
+    async def patch() -> httpx.Response:
+        transport = EmulatorTransport(app=emulator.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://x") as http:
+            return await http.patch(
+                f"/api/v1/projects/{emulator.settings.project_id}/subscribers/{found['id']}/",
+                headers={"Authorization": f"Bearer {next(iter(emulator.settings.api_keys))}"},
+                json={"status": "unsubscribed"},
+            )
+
+    answer = run(patch())
+    assert answer.status_code == 200, answer.text
+
+
+def test_an_opt_in_in_the_future_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match=r"contacts\[0\]\.opted_in_at: .* is in the future"):
+        load(
+            tmp_path,
+            """
+            provider: mailjet
+            contacts: [{email: a@example.com, opted_in_at: "2999-01-01T00:00:00Z"}]
+            """,
+        )
+
+
+# ---- identities are structured ---------------------------------------------------------
+
+
+def test_list_names_with_slashes_and_emails_with_slashes_keep_their_identity(
+    tmp_path: Path,
+) -> None:
+    emulator = create_mailjet_emulator()
+    for name in ("a", "a/b", "Sales/EMEA", "x ?#%&+", ".dot", "Ünï", "CASE", "case"):
+        emulator.seed_list(name)
+    # `membership:a/b/x@example.com` is both ("a", "b/x@...") and ("a/b", "x@...").
+    emulator.seed_contact("b/x@example.com", lists={"a": False})
+    emulator.seed_contact("x@example.com", lists={"a/b": False})
+    manifest = load(
+        tmp_path,
+        """
+        provider: mailjet
+        lists:
+          a: {members: exact}
+          a/b: {members: exact}
+          Sales/EMEA: {}
+          "x ?#%&+": {}
+          .dot: {}
+          Ünï: {}
+          CASE: {}
+          case: {members: exact}
+        contacts:
+          - email: b/x@example.com
+            lists: [a, Sales/EMEA, "x ?#%&+", .dot, Ünï, CASE]
+        """,
+    )
+
+    made = run(plan_with(emulator, manifest))
+    removals = [c.key for c in made.changes if c.action.value == "delete"]
+    assert removals == [("a/b", "x@example.com")]
+
+    converged(emulator, manifest)
+
+    assert (emulator.contact("b/x@example.com") or {})["Lists"] == {
+        "a": False,
+        "Sales/EMEA": False,
+        "x ?#%&+": False,
+        ".dot": False,
+        "Ünï": False,
+        "CASE": False,
+    }
+    assert (emulator.contact("x@example.com") or {})["Lists"] == {}
+
+
+def test_a_saved_plan_round_trips_structured_keys(tmp_path: Path) -> None:
+    emulator = create_mailjet_emulator()
+    emulator.seed_list("a/b")
+    manifest = load(
+        tmp_path,
+        """
+        provider: mailjet
+        lists: {a/b: {}}
+        contacts: [{email: c/d@example.com, lists: [a/b]}]
+        """,
+    )
+    made = run(plan_with(emulator, manifest))
+
+    loaded = Plan.loads(made.dumps(), "plan.json")
+
+    assert [c.key for c in loaded.changes] == [c.key for c in made.changes]
+    assert ("a/b", "c/d@example.com") in [c.key for c in loaded.changes]
+
+
+# ---- one apply converges ---------------------------------------------------------------
+
+
+def test_replacing_a_property_rewrites_declared_values_in_the_same_apply(tmp_path: Path) -> None:
+    emulator = create_mailjet_emulator()
+    emulator.seed_property("seats", "str")
+    emulator.seed_contact("a@example.com", properties={"seats": "3"})
+    emulator.seed_contact("b@example.com", properties={"seats": "4"})
+    manifest = load(
+        tmp_path,
+        """
+        provider: mailjet
+        properties: {seats: {type: int, replace: true}}
+        contacts:
+          - {email: a@example.com, properties: {seats: 3}}
+          - {email: b@example.com}
+        """,
+    )
+
+    converged(emulator, manifest)
+
+    assert (emulator.contact("a@example.com") or {})["Properties"] == {"seats": 3}
+    assert (emulator.contact("b@example.com") or {})["Properties"] == {}  # lost, as the plan said
+
+
+# ---- protection ------------------------------------------------------------------------
+
+
+def test_protection_covers_exclusion_by_prune_and_refuses_it_in_the_manifest(
+    tmp_path: Path,
+) -> None:
+    emulator = create_mailjet_emulator()
+    emulator.seed_list("news")
+    emulator.seed_contact("ceo@example.com", lists={"news": False})
+    emulator.seed_contact("other@example.com", lists={"news": False})
+    manifest = load(
+        tmp_path,
+        """
+        provider: mailjet
+        lists: {news: {}}
+        prune: {contacts: {action: exclude}}
+        protect: {contacts: [ceo@example.com, typo@exmaple.com]}
+        safety: {max_delete_share: 1.0}
+        """,
+    )
+
+    made = run(plan_with(emulator, manifest))
+
+    assert [(c.address, c.effect and c.effect.value) for c in made.changes] == [
+        ("contact:other@example.com", "exclude from campaigns")
+    ]
+    assert any(w.startswith("contact:typo@exmaple.com: is under protect") for w in made.warnings)
+    path = tmp_path / "audience.yaml"
+    path.write_text(
+        "provider: mailjet\nprotect: {contacts: [ceo@example.com]}\n"
+        "contacts:\n  - {email: ceo@example.com, excluded_from_campaigns: true}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ManifestError, match=r"audience.yaml:4: contacts\[0\]\.email: is protected"):
+        engine.validate([path])
+
+
+# ---- plans belong to one account -------------------------------------------------------
+
+
+def test_a_plan_is_refused_by_another_account_and_writes_nothing(tmp_path: Path) -> None:
+    ours = create_mailjet_emulator()
+    theirs = create_mailjet_emulator(MailjetEmulatorSettings(api_key="other-key"))
+    manifest = load(tmp_path, "provider: mailjet\ncontacts: [{email: a@example.com}]\n")
+    made = run(plan_with(ours, manifest))
+    saved = Plan.loads(made.dumps(), "plan.json")
+    assert saved.account == {"kind": "service", "api_key": "sandbox-key"}
+
+    async def apply_elsewhere() -> None:
+        provider = mailjet_provider(theirs)
+        try:
+            await engine.apply_plan(saved, provider)
+        finally:
+            await provider.aclose()
+
+    with pytest.raises(PlanError, match="made against another account"):
+        run(apply_elsewhere())
+    assert theirs.contact("a@example.com") is None
+    assert theirs.control.calls() == []  # refused before reading or writing anything
