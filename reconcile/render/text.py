@@ -21,7 +21,7 @@ SYMBOLS = {
     Action.DELETE: ("-", "red"),
 }
 FLAG_NOTES = {
-    Flag.RESUBSCRIBE: "re-subscribes someone who unsubscribed (consent given in the manifest)",
+    Flag.RESUBSCRIBE: "undoes an opt-out: consent recorded in the manifest (opted_in_at) after it",
     Flag.REPLACE: "deletes and recreates the definition: every value of it is lost",
 }
 
