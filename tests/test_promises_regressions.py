@@ -7,6 +7,7 @@ Each test talks HTTP to an emulator (in-process ASGI transport) through the engi
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from reconcile import engine
 from reconcile.errors import ManifestError, PlanError
 from reconcile.manifest.loader import Manifest
 from reconcile.plan import Plan
+from reconcile.providers.base import ApplyReport
 from reconcile.providers.mailjawn.client import MailJawnClient
 from reconcile.providers.mailjawn.provider import MailJawnProvider
 from reconcile.sandbox.common import EmulatorTransport
@@ -375,3 +377,63 @@ def test_a_plan_is_refused_by_another_account_and_writes_nothing(tmp_path: Path)
         run(apply_elsewhere())
     assert theirs.contact("a@example.com") is None
     assert theirs.control.calls() == []  # refused before reading or writing anything
+
+
+# ---- full-replacement writes between plan and apply -------------------------------------
+
+
+async def plan_then_apply_after(
+    emulator: MailjetEmulator, manifest: Manifest, meanwhile: Callable[[], None]
+) -> ApplyReport:
+    """Plan, let the world act, then apply that plan with the live state it was made from
+    (what `apply PATH` does after the confirmation prompt)."""
+    provider = mailjet_provider(emulator)
+    try:
+        made, live = await engine.make_plan(manifest, provider)
+        meanwhile()
+        return await engine.apply_plan(made, provider, live, force=True)
+    finally:
+        await provider.aclose()
+
+
+def test_a_rename_does_not_undo_an_opt_out_made_after_planning(tmp_path: Path) -> None:
+    emulator = create_mailjet_emulator()
+    emulator.seed_contact("ann@example.com", "Ann")
+    manifest = load(
+        tmp_path, "provider: mailjet\ncontacts: [{email: ann@example.com, name: Anna}]\n"
+    )
+
+    report = run(
+        plan_then_apply_after(
+            emulator, manifest, lambda: emulator.seed_unsubscribe("ann@example.com")
+        )
+    )
+
+    assert report.ok
+    contact = emulator.contact("ann@example.com") or {}
+    assert (contact["Name"], contact["IsExcludedFromCampaigns"]) == ("Anna", True)
+
+
+def test_an_opt_in_does_not_undo_an_opt_out_made_after_planning(tmp_path: Path) -> None:
+    emulator = create_mailjet_emulator()
+    emulator.seed_contact("bo@example.com", excluded=True)
+    consent = consent_now()
+    manifest = load(
+        tmp_path,
+        f"""
+        provider: mailjet
+        contacts:
+          - {{email: bo@example.com, excluded_from_campaigns: false, opted_in_at: "{consent}"}}
+        """,
+    )
+
+    def include_then_leave_again() -> None:
+        emulator.seed_contact_fields("bo@example.com", excluded=False)
+        time.sleep(1.05)
+        emulator.seed_unsubscribe("bo@example.com")
+
+    report = run(plan_then_apply_after(emulator, manifest, include_then_leave_again))
+
+    assert not report.ok
+    assert "opted out again since planning" in report.outcomes[0].message
+    assert (emulator.contact("bo@example.com") or {})["IsExcludedFromCampaigns"] is True

@@ -108,6 +108,14 @@ class MailjetEmulator:
                 state.add_membership(contact.id, list_id, unsubscribed)
             return contact.id
 
+    def seed_contact_fields(self, email: str, *, excluded: bool) -> None:
+        """Another tool changes the contact (no UnsubscribedAt is stamped for a re-include)."""
+        with self._api.lock:
+            contact = self._state.contact_by_email(email)
+            if contact is None:
+                raise KeyError(f"contact {email!r} does not exist")
+            contact.set_excluded(excluded, stamp=True)
+
     def seed_unsubscribe(self, email: str, list_name: str | None = None) -> None:
         """The person unsubscribes: from `list_name`, or from everything (excluded)."""
         with self._api.lock:

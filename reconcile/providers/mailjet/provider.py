@@ -21,6 +21,7 @@ from reconcile.diff import Action, Change, Flag, ResourceType
 from reconcile.errors import ApiError
 from reconcile.model import (
     EXCLUDED,
+    Contact,
     ContactList,
     Membership,
     Namespace,
@@ -283,11 +284,30 @@ class MailjetProvider(Provider):
                 # by a creation, which carries no consent.
                 managed.pop(EXCLUDED, None)
         else:
-            current = live.contacts[change.email]
+            current = await self._current_contact(change, live)
         if any(current.fields.get(k) != v for k, v in managed.items()):
             # Full replacement: every editable field, live value for the unmanaged ones.
             body = records.editable_fields({**current.fields, **managed})
             await self.client.put(f"/contact/{self._contact_id(change.email)}", body)
+
+    async def _current_contact(self, change: Change, live: State) -> Contact:
+        """The record as it is now, not as planned: PUT replaces every editable field, so
+        a field sent from the plan's read would undo an opt-out or rename made since."""
+        contact_id = self._contact_id(change.email)
+        found = await self._find(f"/contact/{contact_id}")
+        if found is None:
+            raise ApiError(f"contact {change.email} was deleted since planning; run plan again")
+        current = records.contact(found)
+        planned = live.contacts.get(change.email)
+        reincluding = (change.after or {}).get(EXCLUDED) is False
+        if reincluding and current.fields.get(EXCLUDED) and (
+            planned is None or current.opted_out_at != planned.opted_out_at
+        ):
+            raise ApiError(
+                f"contact {change.email} opted out again since planning, after the opt-in; "
+                "left excluded (run plan again)"
+            )
+        return current
 
     async def _write_contact_data(self, change: Change) -> None:
         """Only the managed properties that differ; Mailjet merges the rest, null clears."""
