@@ -198,21 +198,22 @@ def test_mailjawn_unsubscribed_comes_back_only_with_an_opt_in_newer_than_the_rec
     assert (emulator.subscriber("left@example.com") or {})["status"] == "unsubscribed"
 
 
-def unsubscribe_through_the_api(emulator: MailJawnEmulator, email: str) -> None:
+async def patch_status(emulator: MailJawnEmulator, email: str, status: str) -> None:
+    """Another tool (or the person, through a link) sets a subscriber's status."""
     found = emulator.subscriber(email)
     assert found is not None
-
-    async def patch() -> httpx.Response:
-        transport = EmulatorTransport(app=emulator.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://x") as http:
-            return await http.patch(
-                f"/api/v1/projects/{emulator.settings.project_id}/subscribers/{found['id']}/",
-                headers={"Authorization": f"Bearer {next(iter(emulator.settings.api_keys))}"},
-                json={"status": "unsubscribed"},
-            )
-
-    answer = run(patch())
+    transport = EmulatorTransport(app=emulator.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://x") as http:
+        answer = await http.patch(
+            f"/api/v1/projects/{emulator.settings.project_id}/subscribers/{found['id']}/",
+            headers={"Authorization": f"Bearer {next(iter(emulator.settings.api_keys))}"},
+            json={"status": status},
+        )
     assert answer.status_code == 200, answer.text
+
+
+def unsubscribe_through_the_api(emulator: MailJawnEmulator, email: str) -> None:
+    run(patch_status(emulator, email, "unsubscribed"))
 
 
 def test_an_opt_in_in_the_future_is_refused(tmp_path: Path) -> None:
@@ -437,3 +438,36 @@ def test_an_opt_in_does_not_undo_an_opt_out_made_after_planning(tmp_path: Path) 
     assert not report.ok
     assert "opted out again since planning" in report.outcomes[0].message
     assert (emulator.contact("bo@example.com") or {})["IsExcludedFromCampaigns"] is True
+
+
+def test_mailjawn_does_not_reactivate_someone_whose_record_moved_since_planning(
+    tmp_path: Path,
+) -> None:
+    emulator = create_mailjawn_emulator()
+    emulator.seed_subscriber("cy@example.com", status="unsubscribed")
+    consent = consent_now()
+    manifest = load(
+        tmp_path,
+        f"""
+        provider: mailjawn
+        contacts:
+          - {{email: cy@example.com, excluded_from_campaigns: false, opted_in_at: "{consent}"}}
+        """,
+    )
+
+    async def scenario() -> ApplyReport:
+        provider = mailjawn_provider(emulator)
+        try:
+            made, live = await engine.make_plan(manifest, provider)
+            assert [c.address for c in made.changes] == ["contact:cy@example.com"]
+            time.sleep(1.05)
+            await patch_status(emulator, "cy@example.com", "unsubscribed")  # they leave again
+            return await engine.apply_plan(made, provider, live, force=True)
+        finally:
+            await provider.aclose()
+
+    report = run(scenario())
+
+    assert not report.ok
+    assert "changed since planning" in report.outcomes[0].message
+    assert (emulator.subscriber("cy@example.com") or {})["status"] == "unsubscribed"

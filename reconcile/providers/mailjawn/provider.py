@@ -285,12 +285,25 @@ class MailJawnProvider(Provider):
 
     async def _update_contact(self, change: Change) -> str:
         current = await self._subscriber(change.email)
+        if (change.after or {}).get(EXCLUDED) is False:
+            current = await self._unchanged_since_planning(current)
         body = records.patch_body(change.after or {}, current.status)
         if body:
             await self.client.patch(f"{SUBSCRIBERS}{current.id}/", body)
         if current.protected and EXCLUDED in (change.after or {}):
             return f"status left {current.status}: it is never changed"
         return ""
+
+    async def _unchanged_since_planning(self, planned: Subscriber) -> Subscriber:
+        """Before re-activating someone (an opt-in), read them again: if their record moved
+        since the plan read it, they may have opted out again after the consent."""
+        found = (await self._find_many([planned.email])).get(planned.key)
+        if found is None or found.modified != planned.modified or found.status != planned.status:
+            raise ApiError(
+                f"subscriber {planned.email} changed since planning (opted out again?); "
+                "not re-activated (run plan again)"
+            )
+        return found
 
     async def _add_tags(self, key: str, changes: list[Change]) -> None:
         current = self.subscribers.get(key)
