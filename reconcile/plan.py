@@ -177,6 +177,15 @@ class Plan:
                 "apply counts what is left against what exists now)."
             )
 
+    def raise_if_warned(self, strict: bool) -> None:
+        """--strict: every warning (an unmatched protect: entry, someone kept out for want
+        of consent...) is an error, before anything is saved or applied."""
+        if strict and self.warnings:
+            raise UnsafePlanError(
+                f"--strict: the plan has {len(self.warnings):,} warning(s), listed above; "
+                "nothing was saved or applied. Resolve them, or run without --strict."
+            )
+
     @property
     def is_empty(self) -> bool:
         return not self.changes

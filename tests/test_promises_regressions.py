@@ -13,8 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from reconcile import engine
+from reconcile.cli import app
 from reconcile.errors import ManifestError, PlanError
 from reconcile.manifest.loader import Manifest
 from reconcile.plan import Plan
@@ -471,3 +473,26 @@ def test_mailjawn_does_not_reactivate_someone_whose_record_moved_since_planning(
     assert not report.ok
     assert "changed since planning" in report.outcomes[0].message
     assert (emulator.subscriber("cy@example.com") or {})["status"] == "unsubscribed"
+
+
+def test_strict_turns_an_unmatched_protect_entry_into_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "audience.yaml").write_text(
+        "provider: mailjet\nprotect: {lists: [newsleter]}\nlists: {newsletter: {}}\n",
+        encoding="utf-8",
+    )
+
+    lenient = CliRunner().invoke(app, ["plan", "--sandbox", "audience.yaml"])
+    strict = CliRunner().invoke(app, ["plan", "--sandbox", "--strict", "audience.yaml"])
+    applied = CliRunner().invoke(
+        app, ["apply", "--sandbox", "--strict", "--auto-approve", "audience.yaml"]
+    )
+
+    assert lenient.exit_code == 0, lenient.output
+    assert "list:newsleter: is under protect:lists" in lenient.output
+    assert strict.exit_code == 1
+    assert "--strict: the plan has 1 warning(s)" in strict.output
+    assert applied.exit_code == 1
+    assert "Apply complete" not in applied.output
