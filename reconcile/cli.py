@@ -18,7 +18,7 @@ from rich.logging import RichHandler
 
 from reconcile import engine
 from reconcile.errors import ReconcileError
-from reconcile.manifest.export import export_files, export_into, export_yaml
+from reconcile.manifest.export import export_audience
 from reconcile.manifest.loader import Manifest
 from reconcile.model import State
 from reconcile.plan import Plan
@@ -302,22 +302,13 @@ def export(
             return await engine.read_everything(opened)
 
     live = _run(lambda: _await(work()))
-    if output is None:
-        sys.stdout.write(export_yaml(live, provider))
-        return
-    if contacts_per_file is not None:
-        output.mkdir(parents=True, exist_ok=True)
-        for name, text in export_files(live, provider, contacts_per_file).items():
-            (output / name).write_text(text, encoding="utf-8")
-        err.print(f"Wrote {output}/ (audience.yaml and contacts-*.yaml)")
-        return
-    if output.is_file():
-        text = _run(lambda: export_into(output, live, provider))
-        output.write_text(text, encoding="utf-8")
-        err.print(f"Updated {output} (comments and order kept)")
-        return
-    output.write_text(export_yaml(live, provider), encoding="utf-8")
-    err.print(f"Wrote {output}")
+    result = _run(lambda: export_audience(live, provider, output, contacts_per_file))
+    for warning in result.warnings:
+        err.print(f"[yellow]Warning:[/] {_escape(warning)}")
+    _run(result.carry_out)
+    sys.stdout.write(result.stdout)
+    if result.summary:
+        err.print(_escape(result.summary))
 
 
 @app.command()

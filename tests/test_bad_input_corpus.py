@@ -184,7 +184,7 @@ BAD: list[Bad] = [
     Bad("email_leading_dot_local", 3, f"{C0}.email", r"misplaced dot"),
     Bad("email_double_dot_local", 3, f"{C0}.email", r"misplaced dot"),
     Bad("email_no_dot_in_domain", 3, f"{C0}.email", r"not a valid email"),
-    Bad("email_unicode_domain", 3, f"{C0}.email", r"'alice@bücher\.de' is not a valid email"),
+    Bad("email_unicode_domain", 3, f"{C0}.email", r"cannot be in a domain name \('♥'\)"),
     Bad("email_quoted_local_part", 3, f"{C0}.email", r"not a valid email"),
     Bad("email_underscore_domain", 3, f"{C0}.email", r"not a valid email"),
     Bad("email_hyphen_label_edge", 3, f"{C0}.email", r"not a valid email"),
