@@ -34,7 +34,7 @@ FUZZ = settings(
 KEYS = [
     "provider", "version", "properties", "lists", "contacts", "contacts_from", "email",
     "name", "excluded_from_campaigns", "type", "namespace", "replace", "members", "status",
-    "resubscribe", "requests_per_minute", "bulk_chunk_size", "project_id",
+    "opted_in_at", "requests_per_minute", "bulk_chunk_size", "project_id",
     "reads_per_minute", "writes_per_minute", "import_chunk_size", "seats", "score",
     "since", "note", "vip", "news", "beta", "<<", "1", "null", "true", "'[0]'", "x y",
 ]  # fmt: skip
@@ -144,7 +144,7 @@ contacts:
     lists: [news]
   - email: b@example.com
     excluded_from_campaigns: true
-    lists: {news: subscribed, beta: {status: unsubscribed, resubscribe: false}}
+    lists: {news: subscribed, beta: {status: unsubscribed, opted_in_at: 2026-01-02T03:04:05Z}}
 """
 MANIFEST_FOR_CSV = """\
 provider: mailjet
