@@ -35,7 +35,9 @@ class SandboxEndpoint:
 def create_emulator(provider: str, state: dict[str, Any] | None) -> tuple[Any, dict[str, str]]:
     """The emulator for `provider` and the sandbox credentials it accepts."""
     if provider == "mailjet":
-        jet = create_mailjet_emulator(MailjetEmulatorSettings(), state)
+        # Jobs end on the third poll, as the plan's estimate expects and the benchmark
+        # serves them, so the sandbox makes exactly the calls its plans announce.
+        jet = create_mailjet_emulator(MailjetEmulatorSettings(job_polls_to_complete=2), state)
         return jet, {"api_key": jet.settings.api_key, "secret_key": jet.settings.secret_key}
     if provider == "mailjawn":
         jawn = create_mailjawn_emulator(MailJawnEmulatorSettings(), state)

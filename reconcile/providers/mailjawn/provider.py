@@ -86,8 +86,12 @@ class MailJawnProvider(Provider):
         return {"project_id": self.client.project_id}
 
     def estimate_calls(self, changes: Sequence[Change], live: State) -> int:
-        """Imports per chunk of new subscribers (plus a PATCH for each created excluded),
-        a PATCH per update, one identify per existing subscriber gaining tags, deletes."""
+        """Every request apply sends when nothing fails and nobody else writes meanwhile:
+        imports per chunk of new subscribers; for each created excluded one (an import can't
+        set a status) the look-up of its id and a PATCH; a PATCH per update (after a
+        fresh read when it re-activates someone), one identify per existing subscriber
+        gaining tags, deletes. Look-ups that only follow a fault or an import that skipped
+        someone are not counted."""
         creates = [
             c for c in changes if c.type is ResourceType.CONTACT and c.action is Action.CREATE
         ]
@@ -102,7 +106,15 @@ class MailJawnProvider(Provider):
             if c.type is ResourceType.MEMBERSHIP and c.action is Action.CREATE
         } - created
         imports = -(-len(creates) // self.import_chunk_size)
-        return imports + excluded + others + len(tagged)
+        reactivations = sum(
+            1
+            for c in changes
+            if c.type is ResourceType.CONTACT
+            and c.action is Action.UPDATE
+            and (c.after or {}).get(EXCLUDED) is False
+        )  # each reads the subscriber again first: one search
+        lookups = lookup_calls(excluded, len(live.contacts) + len(creates)) + reactivations
+        return imports + lookups + excluded + others + len(tagged)
 
     def stats(self) -> dict[str, float]:
         return {
@@ -209,7 +221,8 @@ class MailJawnProvider(Provider):
         found: dict[str, Subscriber] = {}
         try:
             found = await self._find_many(
-                [str(item.after["email"]) for item in items if item.key in to_check]
+                [str(item.after["email"]) for item in items if item.key in to_check],
+                subscribers=len(self.subscribers) + len(items),
             )
         except ApiError as error:
             failed.update(
@@ -334,13 +347,16 @@ class MailJawnProvider(Provider):
             raise _NotFound(f"subscriber {key} is not in the project (deleted meanwhile?)")
         return found[key]
 
-    async def _find_many(self, emails: Iterable[str]) -> dict[str, Subscriber]:
-        """Subscribers by email key: one search each, or one full listing when that's fewer."""
+    async def _find_many(
+        self, emails: Iterable[str], *, subscribers: int | None = None
+    ) -> dict[str, Subscriber]:
+        """Subscribers by email key: one search each, or one full listing when that's fewer
+        (`subscribers`: how many the project holds, when known better than from the read)."""
         wanted = {email_key(email): email for email in emails}
         if not wanted:
             return {}
-        listing_pages = (len(self.subscribers) + len(wanted)) // PAGE_SIZE + 1
-        if len(wanted) > listing_pages:
+        total = len(self.subscribers) + len(wanted) if subscribers is None else subscribers
+        if lookup_calls(len(wanted), total) < len(wanted):
             candidates = await self.client.list_all(
                 SUBSCRIBERS, "subscribers", keep=records.subscriber
             )
@@ -355,6 +371,14 @@ class MailJawnProvider(Provider):
             SUBSCRIBERS, "subscribers", {"search": email}, keep=records.subscriber
         )
         return [found for found in matches if found.key == email_key(email)]
+
+
+def lookup_calls(wanted: int, subscribers: int) -> int:
+    """Requests to find `wanted` subscribers in a project of `subscribers`: a search each,
+    or every page of the listing when that is fewer."""
+    if not wanted:
+        return 0
+    return min(wanted, max(1, -(-subscribers // PAGE_SIZE)))
 
 
 class _NotFound(ApiError):

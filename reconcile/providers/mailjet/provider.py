@@ -169,6 +169,11 @@ class MailjetProvider(Provider):
         return report
 
     def estimate_calls(self, changes: Sequence[Change], live: State) -> int:
+        """Every request apply sends when nothing fails and nobody else writes meanwhile,
+        from the same routing apply uses: definitions (two for a replace), contact records
+        (a POST; a read then a PUT for a Name/exclusion change), contact data, list
+        changes, bulk jobs with their expected polls, erasures. Look-ups that only follow
+        a duplicate (MJ18) or a write whose answer was lost are not counted."""
         routed = route(changes, _definitions(changes, live), self.bulk.chunk_size)
         other = sum(
             2 if Flag.REPLACE in change.flags else 1
@@ -283,6 +288,8 @@ class MailjetProvider(Provider):
                 # It existed already (created meanwhile) and opted out: never re-included
                 # by a creation, which carries no consent.
                 managed.pop(EXCLUDED, None)
+        elif not managed:
+            return  # properties only: /contactdata carries them, the record is left alone
         else:
             current = await self._current_contact(change, live)
         if any(current.fields.get(k) != v for k, v in managed.items()):
@@ -332,12 +339,13 @@ class MailjetProvider(Provider):
     async def _delete_contact(self, change: Change) -> None:
         contact_id = self._contact_id(change.email)
         try:
-            await self.client.delete(f"/contact/{contact_id}")
+            # GDPR erasure lives in v4: the real v3 has no DELETE on contact (405), so
+            # trying v3 first would cost every erasure a second request.
+            await self.client.delete(f"/v4/contacts/{contact_id}", prefix="")
         except ApiError as error:
             if error.status not in (404, 405):
                 raise
-            # The real v3 has no DELETE on contact; GDPR erasure lives in v4.
-            await self.client.delete(f"/v4/contacts/{contact_id}", prefix="")
+            await self.client.delete(f"/contact/{contact_id}")  # the seed document's way
 
     async def _delete_list(self, change: Change) -> None:
         await self.client.delete(f"/contactslist/{self.ids.lists[change.list_name]}")

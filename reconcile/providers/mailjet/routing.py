@@ -44,14 +44,19 @@ class ContactWork:
             return False
         return any(k != "properties" for k in (self.contact.after or {}))
 
+    @property
+    def record_calls(self) -> int:
+        """Requests for the contact record: a POST for a new one; for a Name/exclusion
+        change, the read of the record as it is now (PUT replaces every field) and the PUT."""
+        if self.contact is not None and self.contact.action is Action.CREATE:
+            return 1
+        return 2 if self.needs_put else 0
+
     def actions(self) -> tuple[NamedAction, ...]:
         return tuple(sorted((m.list_name, list_action(m)) for m in self.memberships))
 
     def single_cost(self) -> int:
-        calls = 0
-        if self.contact is not None:
-            calls += 1 if self.contact.action is Action.CREATE or self.needs_put else 0
-            calls += 1 if self.properties else 0
+        calls = self.record_calls + (1 if self.properties else 0)
         calls += len({m.action is Action.DELETE for m in self.memberships})
         return calls
 
@@ -65,7 +70,7 @@ class Route:
         calls = sum(work.single_cost() for work in self.single)
         for works in self.bulk.values():
             calls += jobs(len(works), chunk_size) * (1 + EXPECTED_POLLS)
-            calls += sum(1 for work in works if work.needs_put)
+            calls += sum(work.record_calls for work in works if work.needs_put)
         return calls
 
 
@@ -116,7 +121,7 @@ def route(
     for actions, works in groups.items():
         single = sum(work.single_cost() for work in works)
         bulk = jobs(len(works), chunk_size) * (1 + EXPECTED_POLLS) + sum(
-            1 for work in works if work.needs_put
+            work.record_calls for work in works if work.needs_put
         )
         if bulk < single:
             result.bulk[actions] = works
