@@ -307,8 +307,10 @@ class MailjetProvider(Provider):
         current = records.contact(found)
         planned = live.contacts.get(change.email)
         reincluding = (change.after or {}).get(EXCLUDED) is False
-        if reincluding and current.fields.get(EXCLUDED) and (
-            planned is None or current.opted_out_at != planned.opted_out_at
+        if (
+            reincluding
+            and current.fields.get(EXCLUDED)
+            and (planned is None or current.opted_out_at != planned.opted_out_at)
         ):
             raise ApiError(
                 f"contact {change.email} opted out again since planning, after the opt-in; "
