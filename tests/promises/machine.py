@@ -1,0 +1,796 @@
+"""The promise machine: an author editing the manifest, the outside world acting on the
+account, and reconcile (the real CLI, in-process, `--sandbox`) interleave; every step that
+reconcile takes is checked against the product's promises (tests/promises/invariants.py)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from typer.testing import CliRunner, Result
+
+from reconcile.cli import app
+from reconcile.sandbox.mailjawn import (
+    ALL_SCOPES,
+    MailJawnEmulatorSettings,
+    create_mailjawn_emulator,
+)
+from reconcile.sandbox.mailjet import MailjetEmulatorSettings, create_mailjet_emulator
+from reconcile.sandbox.runtime import create_emulator
+from tests.promises import world as w
+from tests.promises.author import (
+    ContactDecl,
+    Manifest,
+    MembershipDecl,
+    PropertyDecl,
+    Prune,
+    adopt,
+    exported_emails,
+)
+from tests.promises.invariants import (
+    CliBroken,
+    ExportNotRoundTrip,
+    ForeignPlanWrote,
+    FutureOptInAccepted,
+    NotConverged,
+    OptOutKey,
+    ReadOnlyWrote,
+    SecretShown,
+    StalePlanWrote,
+    check_consent,
+    check_destruction_and_ownership,
+    observe,
+)
+from tests.promises.pools import NAMES, PROPERTY_TYPES, VALUES, Pools
+from tests.support import served
+
+OLD_OPT_IN = datetime(2020, 1, 1, tzinfo=UTC)
+OPT_INS = ("none", "old", "now", "now", "none", "future")
+EXPORT_FORMS = ("file", "file-over", "dir", "dir-over")
+MANIFEST = "manifest"
+
+
+class Counter:
+    steps = 0
+    examples = 0
+    outcomes: ClassVar[dict[tuple[str, int], int]] = {}
+    errors: ClassVar[dict[str, int]] = {}
+
+
+def _changes(text: str) -> str:
+    return text if len(text) < 4000 else text[:4000] + "\n[...]"
+
+
+class PromiseMachine(RuleBasedStateMachine):
+    pools: ClassVar[Pools]
+
+    def __init__(self) -> None:
+        super().__init__()
+        Counter.examples += 1
+        self.provider = self.pools.provider
+        self.home = os.getcwd()
+        self.root = Path(tempfile.mkdtemp(prefix=f"promises-{self.provider}-"))
+        os.chdir(self.root)  # the sandbox state file lives under the current directory
+        self.runner = CliRunner()
+        self.account = w.Account(self.provider, self.root)
+        self.manifest = Manifest(self.provider)
+        self.manifest.write(self.root / MANIFEST)
+        self.optouts: dict[OptOutKey, datetime] = {}
+        self.exports = 0
+        self.saved: tuple[Manifest, list[dict[str, Any]], w.Snapshot] | None = None
+
+    def teardown(self) -> None:
+        os.chdir(self.home)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # ---- plumbing -------------------------------------------------------------
+
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        """Promise 7: no traceback, exit codes 0/1 (2 only under --detailed-exitcode)."""
+        result = self.runner.invoke(app, list(args), env=env)
+        shown = " ".join(args)
+        error = result.exception
+        if error is not None and not isinstance(error, SystemExit):
+            trace = "".join(traceback.format_exception(error))
+            raise CliBroken(f"reconcile {shown} raised {error!r}\n{result.output}\n{trace}")
+        if "Traceback" in result.output:
+            raise CliBroken(f"reconcile {shown} printed a traceback:\n{result.output}")
+        outcome = (args[0], result.exit_code)
+        Counter.outcomes[outcome] = Counter.outcomes.get(outcome, 0) + 1
+        if result.exit_code == 1:
+            first = next((line for line in result.output.splitlines() if "Error" in line), "")
+            Counter.errors[first[:150]] = Counter.errors.get(first[:150], 0) + 1
+        allowed = {0, 1, 2} if "--detailed-exitcode" in args else {0, 1}
+        if result.exit_code not in allowed:
+            raise CliBroken(f"reconcile {shown} exited {result.exit_code}:\n{result.output}")
+        return result
+
+    def world(self, action: Callable[..., Any]) -> bool:
+        """One act of a person or another tool; False when the provider refused it."""
+        before = self.account.snapshot()
+        try:
+            self.account.act(action)
+            done = True
+        except w.WorldRefused:
+            done = False
+        observe(self.optouts, before, self.account.snapshot(), datetime.now(UTC))
+        outcome = (f"world:{getattr(action, '__qualname__', '?').split('.')[0]}", int(done))
+        Counter.outcomes[outcome] = Counter.outcomes.get(outcome, 0) + 1
+        return done
+
+    def no_secrets(self, what: str, text: str) -> None:
+        """Credentials are never printed, nor written into plan files."""
+        _, credentials = create_emulator(self.provider, None)
+        if "secret_key" in credentials:  # Mailjet: the API key is the account's public name
+            pair = f"{credentials['api_key']}:{credentials['secret_key']}".encode()
+            secrets = [credentials["secret_key"], base64.b64encode(pair).decode()]
+        else:  # MailJawn: the bearer key is the secret, the project id is public
+            secrets = [credentials["api_key"]]
+        for secret in secrets:
+            if secret in text:
+                raise SecretShown(f"{what} shows a credential:\n{_changes(text)}")
+
+    def edited(self) -> None:
+        Counter.outcomes[("author", 0)] = Counter.outcomes.get(("author", 0), 0) + 1
+        self.manifest.write(self.root / MANIFEST)
+
+    def read_only(self, *args: str) -> Result:
+        before = self.account.snapshot()
+        result = self.cli(*args)
+        if self.account.snapshot().raw != before.raw:
+            raise ReadOnlyWrote(f"reconcile {' '.join(args)} changed the account")
+        return result
+
+    def writing(self, manifest: Manifest, *args: str) -> Result:
+        """A command that may write: every transition it made is checked."""
+        Counter.steps += 1
+        before = self.account.snapshot()
+        result = self.cli(*args)
+        after = self.account.snapshot()
+        check_consent(self.optouts, before, after, manifest)
+        check_destruction_and_ownership(before, after, manifest)
+        observe(self.optouts, before, after, datetime.now(UTC))
+        if manifest.future_opt_in(datetime.now(UTC)) and (
+            result.exit_code == 0 or after.raw != before.raw
+        ):
+            raise FutureOptInAccepted(f"reconcile {' '.join(args)}:\n{result.output}")
+        return result
+
+    def converged(self, why: str) -> None:
+        """Promise 4: after a successful apply the next plan is empty."""
+        again = self.read_only("plan", "--sandbox", "--quiet", "--detailed-exitcode", MANIFEST)
+        if again.exit_code != 0:
+            raise NotConverged(
+                f"after {why}, plan exits {again.exit_code}:\n{_changes(again.output)}"
+            )
+
+    def opt_in_time(self, kind: str, keys: list[OptOutKey]) -> datetime | None:
+        if kind == "none":
+            return None
+        if kind == "old":
+            return OLD_OPT_IN
+        if kind == "future":
+            return datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
+        latest = max((self.optouts[k] for k in keys if k in self.optouts), default=None)
+        moment = datetime.now(UTC).replace(microsecond=0)
+        while latest is not None and moment <= latest:  # consent after the opt-out
+            time.sleep(0.2)
+            moment = datetime.now(UTC).replace(microsecond=0)
+        return moment
+
+    def someone(self, who: int) -> w.Person | None:
+        """A person the account holds (by position, so examples shrink)."""
+        people = self.account.snapshot().people
+        email = _pick(sorted(people), who)
+        return None if email is None else people[email]
+
+    def move_under(self, changes: list[dict[str, Any]], pick: int) -> str | None:
+        """Another tool changes one resource the saved plan touches."""
+        live = self.account.snapshot()
+        jet = self.provider == "mailjet"
+        for change in (
+            changes[pick % max(len(changes), 1) :] + changes[: pick % max(len(changes), 1)]
+        ):
+            kind, key = change["type"], change["key"]
+            action: Callable[..., Any] | None = None
+            if kind == "contact":
+                person = live.people.get(key[0].lower())
+                if person is None:
+                    action = (
+                        w.mj_create_contact(key[0], "moved", [])
+                        if jet
+                        else w.jawn_identify(key[0], name="moved")
+                    )
+                elif jet:
+                    action = w.mj_put_contact(key[0], person.name + " (moved)", None)
+                else:
+                    action = w.jawn_patch(key[0], name=person.name + " (moved)")
+            elif kind == "membership":
+                name, email = key
+                person = live.people.get(email.lower())
+                if person is None or name not in live.lists:
+                    continue
+                if not jet:
+                    action = w.jawn_identify(email, tags=[name])
+                elif name in person.lists:
+                    action = w.mj_set_member(email, name, unsubscribed=person.lists[name])
+                else:
+                    action = w.mj_join(email, name)
+            elif kind == "list" and jet:
+                action = (
+                    w.mj_rename_list(key[0], key[0] + " moved")
+                    if key[0] in live.lists
+                    else w.mj_create_list(key[0])
+                )
+            elif kind == "property" and jet:
+                after = change.get("after") or {}
+                action = (
+                    w.mj_delete_property(key[0])
+                    if key[0] in live.properties
+                    else w.mj_create_property(key[0], str(after.get("type", "str")))
+                )
+            if action is not None and self.world(action):
+                return f"{change['address']} moved"
+        return None
+
+    def declared(self, email: str) -> ContactDecl:
+        found = self.manifest.contact(email)
+        if found is None:
+            found = ContactDecl(email)
+            self.manifest.contacts[email.lower()] = found
+        return found
+
+
+def _moved(change: dict[str, Any], then: w.Snapshot, now: w.Snapshot) -> bool:
+    """Whether the resource a saved change touches is clearly not what was planned."""
+    kind, key = change["type"], change["key"]
+    if kind == "property":
+        return then.properties.get(key[0]) != now.properties.get(key[0])
+    if kind == "list":
+        return (key[0] in then.lists) != (key[0] in now.lists)
+    if kind == "contact":
+        was, is_ = then.people.get(key[0].lower()), now.people.get(key[0].lower())
+        if was is None or is_ is None:
+            return (was is None) != (is_ is None)
+        fields = set((change.get("after") or {}) | (change.get("before") or {}))
+        props = {f.removeprefix("properties.") for f in fields if f.startswith("properties.")}
+        return (
+            was.name != is_.name
+            or was.status != is_.status
+            or any(was.properties.get(p) != is_.properties.get(p) for p in props)
+        )
+    if kind == "membership":
+        name, email = key
+        was, is_ = then.people.get(email.lower()), now.people.get(email.lower())
+        return (None if was is None else was.lists.get(name)) != (
+            None if is_ is None else is_.lists.get(name)
+        )
+    return False
+
+
+def _pick(items: list[str], index: int) -> str | None:
+    return items[index % len(items)] if items else None
+
+
+def make_machine(pools: Pools) -> type[PromiseMachine]:
+    emails = st.sampled_from(pools.emails)
+    lists = st.sampled_from(pools.lists)
+    props = st.sampled_from(pools.properties)
+    names = st.sampled_from(NAMES)
+    index = st.integers(0, 20)
+    any_value = st.sampled_from([v for values in VALUES.values() for v in values])
+    jet = pools.provider == "mailjet"
+
+    class Machine(PromiseMachine):
+        # ---- a starting audience -------------------------------------------------------
+
+        @initialize(
+            on=st.lists(lists, min_size=1, max_size=3, unique=True),
+            kinds=st.lists(st.sampled_from(PROPERTY_TYPES), min_size=1, max_size=2),
+            people=st.lists(emails, min_size=2, max_size=4, unique_by=str.lower),
+            seed=st.integers(0, 2**16),
+            stranger=st.sampled_from(pools.world_emails),
+        )
+        def start(
+            self: PromiseMachine,
+            on: list[str],
+            kinds: list[str],
+            people: list[str],
+            seed: int,
+            stranger: str,
+        ) -> None:
+            """A declared audience, applied; plus what the manifest does not manage: a
+            stranger on a declared list, and (Mailjet) another tool's list and property."""
+            for name in on:
+                self.manifest.lists[name] = "additive"
+            for prop, kind in zip(pools.properties, kinds, strict=False):
+                self.manifest.properties[prop] = PropertyDecl(kind)
+            for n, email in enumerate(people):
+                contact = self.declared(email)
+                contact.name = NAMES[(seed + n) % len(NAMES)]
+                prop = pools.properties[n % len(kinds)]
+                values = VALUES[self.manifest.properties[prop].type]
+                contact.properties[prop] = values[(seed >> n) % len(values)]
+                for k, name in enumerate(on):
+                    if (seed >> (n + k)) % 3:
+                        contact.lists[name] = MembershipDecl()
+            self.edited()
+            result = self.writing(
+                self.manifest, "apply", "--sandbox", "--quiet", "--auto-approve", MANIFEST
+            )
+            if result.exit_code == 0:
+                self.converged("the first apply")
+            if stranger.lower() not in self.manifest.contacts:
+                if jet:
+                    self.world(w.mj_create_contact(stranger, "Stranger", on[:1]))
+                else:
+                    self.world(w.jawn_identify(stranger, name="Stranger", tags=on[:1]))
+            if jet:
+                self.world(w.mj_create_list("other tool"))
+                self.world(w.mj_create_property("legacy", "str"))
+
+        # ---- author ------------------------------------------------------------------
+
+        @rule(
+            email=emails,
+            name=st.none() | names,
+            excluded=st.sampled_from([None, None, False, True]),
+        )
+        def author_put_contact(
+            self: PromiseMachine, email: str, name: str | None, excluded: bool | None
+        ) -> None:
+            contact = self.declared(email)
+            contact.name, contact.excluded = name, excluded
+            self.edited()
+
+        @rule(email=emails)
+        def author_drop_contact(self: PromiseMachine, email: str) -> None:
+            self.manifest.contacts.pop(email.lower(), None)
+            self.edited()
+
+        @rule(email=emails, prop=props, value=st.none() | any_value, unmanage=st.booleans())
+        def author_set_value(
+            self: PromiseMachine, email: str, prop: str, value: Any, unmanage: bool
+        ) -> None:
+            spec = self.manifest.properties.get(prop)
+            if spec is None:
+                return
+            contact = self.declared(email)
+            if unmanage:
+                contact.properties.pop(prop, None)
+            else:  # a value of the declared type (drawn by position, so it shrinks)
+                typed = VALUES[spec.type]
+                contact.properties[prop] = (
+                    None if value is None else typed[hash(repr(value)) % len(typed)]
+                )
+            self.edited()
+
+        @rule(
+            email=emails,
+            list_index=index,
+            unsubscribed=st.booleans(),
+            opt_in=st.sampled_from(OPT_INS),
+            drop=st.booleans(),
+        )
+        def author_membership(
+            self: PromiseMachine,
+            email: str,
+            list_index: int,
+            unsubscribed: bool,
+            opt_in: str,
+            drop: bool,
+        ) -> None:
+            name = _pick(list(self.manifest.lists), list_index)
+            if name is None:
+                return
+            contact = self.declared(email)
+            if drop:
+                contact.lists.pop(name, None)
+            else:
+                status = "unsubscribed" if unsubscribed and pools.exact_lists else "subscribed"
+                moment = (
+                    self.opt_in_time(opt_in, [("list", email.lower(), name)])
+                    if pools.list_unsubscribe
+                    else None
+                )
+                contact.lists[name] = MembershipDecl(status, moment)
+            self.edited()
+
+        @rule(email=emails, opt_in=st.sampled_from(OPT_INS))
+        def author_contact_opt_in(self: PromiseMachine, email: str, opt_in: str) -> None:
+            contact = self.declared(email)
+            contact.opted_in_at = self.opt_in_time(opt_in, [("global", email.lower())])
+            if contact.opted_in_at is not None and contact.excluded is None:
+                contact.excluded = False
+            self.edited()
+
+        @rule(name=lists, exact=st.booleans())
+        def author_add_list(self: PromiseMachine, name: str, exact: bool) -> None:
+            self.manifest.lists[name] = "exact" if exact and pools.exact_lists else "additive"
+            self.edited()
+
+        @rule(name=lists)
+        def author_drop_list(self: PromiseMachine, name: str) -> None:
+            self.manifest.lists.pop(name, None)
+            for contact in self.manifest.contacts.values():
+                contact.lists.pop(name, None)
+            if self.manifest.prune.scope_lists is not None:
+                self.manifest.prune.scope_lists = [
+                    n for n in self.manifest.prune.scope_lists if n != name
+                ] or None
+            self.edited()
+
+        @rule(name=props, kind=st.sampled_from(PROPERTY_TYPES), replace=st.booleans())
+        def author_add_property(self: PromiseMachine, name: str, kind: str, replace: bool) -> None:
+            if name not in self.manifest.properties:
+                self.manifest.properties[name] = PropertyDecl(kind, replace)
+                self.edited()
+
+        @rule(name=props)
+        def author_drop_property(self: PromiseMachine, name: str) -> None:
+            self.manifest.properties.pop(name, None)
+            for contact in self.manifest.contacts.values():
+                contact.properties.pop(name, None)
+            self.edited()
+
+        @rule(name=props, kind=st.sampled_from(PROPERTY_TYPES))
+        def author_retype_property(self: PromiseMachine, name: str, kind: str) -> None:
+            """A type change with replace: true; declared values follow the new type."""
+            spec = self.manifest.properties.get(name)
+            if spec is None or spec.type == kind:
+                return
+            self.manifest.properties[name] = PropertyDecl(kind, replace=True)
+            for contact in self.manifest.contacts.values():
+                if contact.properties.get(name) is not None:
+                    contact.properties[name] = VALUES[kind][0]
+            self.edited()
+
+        @rule(
+            contacts=st.sampled_from(pools.contact_prunes),
+            scope=st.none() | st.lists(lists, max_size=2, unique=True),
+            members=st.sampled_from(["remove", "unsubscribe"] if pools.exact_lists else ["remove"]),
+            delete_lists=st.booleans(),
+            delete_properties=st.booleans(),
+        )
+        def author_prune(
+            self: PromiseMachine,
+            contacts: str,
+            scope: list[str] | None,
+            members: str,
+            delete_lists: bool,
+            delete_properties: bool,
+        ) -> None:
+            scope = [n for n in scope if n in self.manifest.lists] if scope else None
+            self.manifest.prune = Prune(
+                contacts=contacts,
+                scope_lists=scope or None,
+                members=members,
+                lists="delete" if delete_lists and pools.list_delete else "ignore",
+                properties="delete"
+                if delete_properties and pools.property_definitions
+                else "ignore",
+            )
+            self.edited()
+
+        @rule(email=st.none() | emails, name=st.none() | lists, add=st.booleans())
+        def author_protect(
+            self: PromiseMachine, email: str | None, name: str | None, add: bool
+        ) -> None:
+            if email is not None:
+                current = [e for e in self.manifest.protect_contacts if e.lower() != email.lower()]
+                self.manifest.protect_contacts = [*current, email] if add else current
+            if name is not None:
+                current = [n for n in self.manifest.protect_lists if n != name]
+                self.manifest.protect_lists = [*current, name] if add else current
+            self.edited()
+
+        @rule(on=st.booleans())
+        def author_contacts_in_csv(self: PromiseMachine, on: bool) -> None:
+            self.manifest.csv_contacts = on
+            self.edited()
+
+        # ---- the outside world -------------------------------------------------------
+
+        @rule(who=index, which=index)
+        def world_unsubscribes_from_list(self: PromiseMachine, who: int, which: int) -> None:
+            person = self.someone(who)
+            if jet and person is not None:
+                on = sorted(n for n, subscribed in person.lists.items() if subscribed)
+                name = _pick(on, which)
+                if name is not None:
+                    self.world(w.mj_set_member(person.email, name, unsubscribed=True))
+
+        @rule(who=index)
+        def world_opts_out_globally(self: PromiseMachine, who: int) -> None:
+            person = self.someone(who)
+            if person is None:
+                return
+            if jet:
+                self.world(w.mj_put_contact(person.email, None, excluded=True))
+            else:
+                self.world(w.jawn_patch(person.email, status="unsubscribed"))
+
+        @precondition(lambda self: not jet)
+        @rule(who=index, status=st.sampled_from(["bounced", "complained"]))
+        def world_bounces(self: PromiseMachine, who: int, status: str) -> None:
+            person = self.someone(who)
+            if person is not None:
+                self.world(w.jawn_patch(person.email, status=status))
+
+        @rule(who=index, which=st.none() | index)
+        def world_person_opts_back_in(self: PromiseMachine, who: int, which: int | None) -> None:
+            """The person's own consent, through a form or a preference centre."""
+            person = self.someone(who)
+            if person is None:
+                return
+            name = None if which is None else _pick(sorted(self.account.snapshot().lists), which)
+            if jet and name is not None:
+                if not self.world(w.mj_set_member(person.email, name, unsubscribed=False)):
+                    self.world(w.mj_join(person.email, name))
+            elif jet:
+                self.world(w.mj_put_contact(person.email, None, excluded=False))
+            elif name is not None:
+                self.world(w.jawn_signup(person.email, name))
+            elif person.status == "unsubscribed":
+                self.world(w.jawn_patch(person.email, status="active"))
+
+        @rule(who=index, name=names)
+        def world_renames_contact(self: PromiseMachine, who: int, name: str) -> None:
+            person = self.someone(who)
+            if person is not None:
+                email = person.email
+                self.world(
+                    w.mj_put_contact(email, name, None) if jet else w.jawn_patch(email, name=name)
+                )
+
+        @rule(who=index, prop=props, value=st.none() | any_value)
+        def world_sets_value(self: PromiseMachine, who: int, prop: str, value: Any) -> None:
+            person = self.someone(who)
+            if person is None:
+                return
+            if jet:
+                kind = self.account.snapshot().properties.get(prop, ("str", 0))[0]
+                typed = VALUES[kind]
+                fitting = None if value is None else typed[hash(repr(value)) % len(typed)]
+                self.world(w.mj_set_value(person.email, prop, fitting))
+            else:
+                self.world(w.jawn_patch(person.email, custom_fields={prop: value}))
+
+        @rule(
+            email=st.sampled_from(pools.world_emails),
+            name=names,
+            on=st.lists(lists, max_size=2, unique=True),
+        )
+        def world_creates_contact(
+            self: PromiseMachine, email: str, name: str, on: list[str]
+        ) -> None:
+            if jet:
+                self.world(w.mj_create_contact(email, name, on))
+            else:
+                self.world(w.jawn_identify(email, name=name, tags=on))
+
+        @rule(who=index)
+        def world_deletes_contact(self: PromiseMachine, who: int) -> None:
+            person = self.someone(who)
+            if person is not None:
+                email = person.email
+                self.world(w.mj_delete_contact(email) if jet else w.jawn_delete(email))
+
+        @rule(name=lists, who=index)
+        def world_creates_list(self: PromiseMachine, name: str, who: int) -> None:
+            if jet:
+                self.world(w.mj_create_list(name))
+            else:  # a tag comes into being when someone is tagged
+                person = self.someone(who)
+                if person is not None:
+                    self.world(w.jawn_identify(person.email, tags=[name]))
+
+        @precondition(lambda self: jet)
+        @rule(which=index, new_name=lists)
+        def world_renames_list(self: PromiseMachine, which: int, new_name: str) -> None:
+            name = _pick(sorted(self.account.snapshot().lists), which)
+            if name is not None:
+                self.world(w.mj_rename_list(name, new_name))
+
+        @precondition(lambda self: jet)
+        @rule(which=index)
+        def world_deletes_list(self: PromiseMachine, which: int) -> None:
+            name = _pick(sorted(self.account.snapshot().lists), which)
+            if name is not None:
+                self.world(w.mj_delete_list(name))
+
+        @precondition(lambda self: jet)
+        @rule(name=props, kind=st.sampled_from(PROPERTY_TYPES), delete=st.booleans())
+        def world_edits_property(self: PromiseMachine, name: str, kind: str, delete: bool) -> None:
+            self.world(w.mj_delete_property(name) if delete else w.mj_create_property(name, kind))
+
+        # ---- reconcile ---------------------------------------------------------------
+
+        @rule()
+        def reconcile_validate(self: PromiseMachine) -> None:
+            result = self.read_only("validate", MANIFEST)
+            if self.manifest.future_opt_in(datetime.now(UTC)) and result.exit_code == 0:
+                raise FutureOptInAccepted(f"validate accepted a future opt-in:\n{result.output}")
+
+        @rule(
+            output=st.sampled_from(["text", "json", "markdown"]),
+            redact=st.booleans(),
+            debug=st.booleans(),
+        )
+        def reconcile_plan(self: PromiseMachine, output: str, redact: bool, debug: bool) -> None:
+            args = [*(["--debug"] if debug else []), "plan", "--sandbox", "--detailed-exitcode"]
+            args += ["--format", output, *(["--redact"] if redact else []), MANIFEST]
+            result = self.read_only(*args)
+            self.no_secrets(" ".join(args), result.output)
+            if self.manifest.future_opt_in(datetime.now(UTC)) and result.exit_code != 1:
+                raise FutureOptInAccepted(f"plan accepted a future opt-in:\n{result.output}")
+
+        @rule()
+        def reconcile_apply_unattended(self: PromiseMachine) -> None:
+            """apply without --auto-approve and without a terminal refuses, writing nothing."""
+            planned = self.read_only(
+                "plan", "--sandbox", "--quiet", "--detailed-exitcode", MANIFEST
+            )
+            result = self.read_only("apply", "--sandbox", "--quiet", MANIFEST)
+            if planned.exit_code == 2 and result.exit_code != 1:
+                raise ReadOnlyWrote(f"apply of changes, no terminal, exited {result.exit_code}")
+
+        @rule()
+        def reconcile_apply(self: PromiseMachine) -> None:
+            result = self.writing(
+                self.manifest, "apply", "--sandbox", "--quiet", "--auto-approve", MANIFEST
+            )
+            if result.exit_code == 0:
+                self.converged("apply --auto-approve")
+
+        @rule(move=st.booleans(), pick=index)
+        def reconcile_saved_plan(self: PromiseMachine, move: bool, pick: int) -> None:
+            """plan --out, (the account moves under a resource the plan touches), apply --plan."""
+            planned = self.manifest.copy()
+            made = self.read_only("plan", "--sandbox", "--quiet", "--out", "p.json", MANIFEST)
+            if made.exit_code != 0:
+                return
+            saved = json.loads((self.root / "p.json").read_text(encoding="utf-8"))
+            moved = self.move_under(saved["changes"], pick) if move else None
+            if moved is not None:
+                before = self.account.snapshot()
+                result = self.cli("apply", "--sandbox", "--quiet", "--plan", "p.json")
+                if result.exit_code != 1 or self.account.snapshot().raw != before.raw:
+                    raise StalePlanWrote(
+                        f"{moved} between plan and apply; apply --plan exited "
+                        f"{result.exit_code}:\n{_changes(result.output)}"
+                    )
+                return
+            result = self.writing(planned, "apply", "--sandbox", "--quiet", "--plan", "p.json")
+            if result.exit_code == 0 and self.manifest == planned:
+                self.converged("apply --plan")
+
+        @rule()
+        def reconcile_plan_out(self: PromiseMachine) -> None:
+            """plan --out saved.json, kept for a later apply --plan (steps may come between)."""
+            planned = self.manifest.copy()
+            made = self.read_only("plan", "--sandbox", "--quiet", "--out", "saved.json", MANIFEST)
+            if made.exit_code == 0:
+                self.no_secrets(
+                    "saved.json", (self.root / "saved.json").read_text(encoding="utf-8")
+                )
+                saved = json.loads((self.root / "saved.json").read_text(encoding="utf-8"))
+                self.saved = (planned, saved["changes"], self.account.snapshot())
+
+        @precondition(lambda self: self.saved is not None)
+        @rule()
+        def reconcile_apply_saved(self: PromiseMachine) -> None:
+            """apply --plan of the plan saved earlier: refused with nothing written when a
+            resource it touches moved since; otherwise checked like any apply."""
+            assert self.saved is not None
+            planned, changes, then = self.saved
+            self.saved = None
+            now = self.account.snapshot()
+            moved = [c["address"] for c in changes if _moved(c, then, now)]
+            result = self.writing(planned, "apply", "--sandbox", "--quiet", "--plan", "saved.json")
+            if moved and (result.exit_code != 1 or self.account.snapshot().raw != now.raw):
+                raise StalePlanWrote(
+                    f"{', '.join(moved)} moved since the plan was saved; apply --plan exited "
+                    f"{result.exit_code}:\n{_changes(result.output)}"
+                )
+
+        @rule(form=st.sampled_from(EXPORT_FORMS), per_file=st.integers(1, 3))
+        def reconcile_export(self: PromiseMachine, form: str, per_file: int) -> None:
+            """Promise 5: export, then plan of the export against the same account, is empty."""
+            Counter.steps += 1
+            over = form.endswith("-over") and not self.manifest.csv_contacts
+            if over:
+                target = self.root / MANIFEST
+            else:
+                self.exports += 1
+                target = self.root / "exports" / str(self.exports)
+                target.mkdir(parents=True)
+            several = len(list(target.glob("*.yaml"))) > 1
+            args = ["export", "--sandbox", "--provider", self.provider]
+            if form.startswith("dir") or several:
+                args += ["--contacts-per-file", str(per_file), "-o", f"{target}/"]
+            else:
+                args += ["-o", str(target / "audience.yaml")]
+            result = self.read_only(*args)
+            if result.exit_code != 0:
+                raise ExportNotRoundTrip(f"reconcile {' '.join(args)} failed:\n{result.output}")
+            live = set(self.account.snapshot().people)
+            written = [e.lower() for e in exported_emails(target)]
+            if sorted(written) != sorted(live):
+                raise ExportNotRoundTrip(
+                    f"{' '.join(args)}: exported {sorted(written)}, account holds {sorted(live)}"
+                )
+            again = self.read_only(
+                "plan", "--sandbox", "--quiet", "--detailed-exitcode", str(target)
+            )
+            if again.exit_code != 0:
+                raise ExportNotRoundTrip(
+                    f"{' '.join(args)} then plan exits {again.exit_code}:\n{_changes(again.output)}"
+                )
+            if over:  # the author continues from what export wrote
+                self.manifest = adopt(target, self.provider)
+
+        @rule()
+        def reconcile_foreign_plan(self: PromiseMachine) -> None:
+            """Promise 6: a plan made against another account (here: a copy of this one, so the
+            plan would apply cleanly) is refused, and nothing is written."""
+            Counter.steps += 1
+            state = self.account.raw()
+            emulator: Any
+            if jet:
+                emulator = create_mailjet_emulator(
+                    MailjetEmulatorSettings(
+                        api_key="foreign-key", secret_key="foreign-secret", job_polls_to_complete=1
+                    ),
+                    state,
+                )
+            else:
+                emulator = create_mailjawn_emulator(
+                    MailJawnEmulatorSettings(
+                        project_id="11111111-1111-4111-8111-111111111111",
+                        api_keys={"mj_foreign_key": ALL_SCOPES},
+                        read_limit=0,
+                        write_limit=0,
+                    ),
+                    state,
+                )
+            with served(emulator.app) as url:
+                env = (
+                    {
+                        "MAILJET_API_URL": url,
+                        "MAILJET_API_KEY": "foreign-key",
+                        "MAILJET_SECRET_KEY": "foreign-secret",
+                    }
+                    if jet
+                    else {
+                        "MAILJAWN_API_URL": url,
+                        "MAILJAWN_API_KEY": "mj_foreign_key",
+                        "MAILJAWN_PROJECT_ID": "11111111-1111-4111-8111-111111111111",
+                    }
+                )
+                made = self.cli("plan", "--quiet", "--out", "foreign.json", MANIFEST, env=env)
+            if made.exit_code != 0:
+                return
+            before = self.account.snapshot()
+            result = self.cli("apply", "--sandbox", "--quiet", "--plan", "foreign.json")
+            if result.exit_code != 1 or self.account.snapshot().raw != before.raw:
+                wrote = self.account.snapshot().raw != before.raw
+                raise ForeignPlanWrote(
+                    f"a plan made against another account: apply --plan exited {result.exit_code}"
+                    f"{', and the account changed' if wrote else ''}:\n{_changes(result.output)}"
+                )
+
+    Machine.pools = pools
+    Machine.__name__ = Machine.__qualname__ = f"{pools.provider.capitalize()}PromiseMachine"
+    return Machine
