@@ -500,8 +500,8 @@ def protection_conflicts(desired: State, policy: Policy) -> Iterator[Finding]:
         if contact is not None and contact.fields.get(EXCLUDED) is True:
             yield Finding(
                 contact_ref(email),
-                "is protected (protect: in the manifest), so no plan may exclude it from "
-                "campaigns; change the manifest or remove the protection",
+                "is protected (protect: in the manifest), so a plan that would exclude it from "
+                "campaigns is refused (unless it already is)",
             )
     for (list_name, email), membership in desired.memberships.items():
         if membership.status is SubscriptionStatus.UNSUBSCRIBED and _protected(
@@ -509,8 +509,8 @@ def protection_conflicts(desired: State, policy: Policy) -> Iterator[Finding]:
         ):
             yield Finding(
                 membership_ref(list_name, email),
-                "is protected (protect: in the manifest), so no plan may unsubscribe it; "
-                "change the manifest or remove the protection",
+                "is protected (protect: in the manifest), so a plan that would unsubscribe it "
+                "is refused (unless it already is)",
             )
 
 

@@ -354,8 +354,19 @@ def test_protection_covers_exclusion_by_prune_and_refuses_it_in_the_manifest(
         "contacts:\n  - {email: ceo@example.com, excluded_from_campaigns: true}\n",
         encoding="utf-8",
     )
+    # Offline, a note (an export declares a protected contact who excluded themselves)...
+    notes = engine.validate([path]).notes
+    assert any(
+        n.endswith(
+            "audience.yaml:4: contacts[0].email: is protected (protect: in the "
+            "manifest), so a plan that would exclude it from campaigns is refused (unless "
+            "it already is)"
+        )
+        for n in notes
+    ), notes
+    # ...and an error when the plan would exclude them.
     with pytest.raises(ManifestError, match=r"audience.yaml:4: contacts\[0\]\.email: is protected"):
-        engine.validate([path])
+        run(plan_with(emulator, engine.validate([path])))
 
 
 # ---- plans belong to one account -------------------------------------------------------
