@@ -15,7 +15,7 @@ from tests.promises.machine import Counter, make_machine
 from tests.promises.pools import POOLS
 
 BOUNDED = settings(
-    max_examples=8,
+    max_examples=10,
     stateful_step_count=15,
     deadline=None,
     database=None,
@@ -23,7 +23,7 @@ BOUNDED = settings(
 )
 SOAK = settings(
     BOUNDED,
-    max_examples=25,
+    max_examples=10,
     stateful_step_count=40,
     phases=[Phase.generate, Phase.target, Phase.shrink, Phase.explain],
 )

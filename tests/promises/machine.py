@@ -710,6 +710,9 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
             """Promise 5: export, then plan of the export against the same account, is empty."""
             Counter.steps += 1
             over = form.endswith("-over") and not self.manifest.csv_contacts
+            if over:  # export keeps what only a manifest holds: only over a plannable one
+                args = ["plan", "--sandbox", "--quiet", "--detailed-exitcode", MANIFEST]
+                over = self.read_only(*args).exit_code != 1
             if over:
                 target = self.root / MANIFEST
             else:
