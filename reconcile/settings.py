@@ -2,15 +2,48 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reconcile.errors import ConfigError
 from reconcile.providers.pacing import RetryPolicy
 
 
-class NetworkSettings(BaseSettings):
+class EnvSettings(BaseSettings):
+    """Settings read from environment variables; a bad value is a ConfigError naming the
+    variable, what is wrong and what to do, never a pydantic traceback."""
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise ConfigError(self._problems(error)) from None
+
+    @classmethod
+    def _problems(cls, error: ValidationError) -> str:
+        """`RECONCILE_READ_TIMEOUT: should be greater than 0; set ...`, one per variable.
+        The value itself is not repeated: it may be a secret."""
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        problems = []
+        for item in error.errors(include_url=False):
+            name = str(item["loc"][0]) if item["loc"] else ""
+            variable = f"{prefix}{name}".upper()
+            message = str(item["msg"]).removeprefix("Input ").removeprefix("Value error, ")
+            problems.append(f"{variable}: {message}; {cls._remedy(name)}")
+        return "; ".join(problems)
+
+    @classmethod
+    def _remedy(cls, name: str) -> str:
+        field = cls.model_fields.get(name)
+        if field is None or field.default is None:
+            return "set a valid value or unset it"
+        return f"set a valid value or unset it for the default ({field.default})"
+
+
+class NetworkSettings(EnvSettings):
     """Timeouts and retries, shared by both providers (RECONCILE_* variables)."""
 
     model_config = SettingsConfigDict(env_prefix="RECONCILE_", extra="ignore")
@@ -29,7 +62,7 @@ class NetworkSettings(BaseSettings):
         return RetryPolicy(self.retry_attempts, self.retry_wait, self.retry_wait_max, jitter)
 
 
-class MailjetSettings(BaseSettings):
+class MailjetSettings(EnvSettings):
     model_config = SettingsConfigDict(env_prefix="MAILJET_", extra="ignore")
 
     api_key: SecretStr | None = None
@@ -45,7 +78,7 @@ class MailjetSettings(BaseSettings):
         return self.api_key.get_secret_value(), self.secret_key.get_secret_value()
 
 
-class MailJawnSettings(BaseSettings):
+class MailJawnSettings(EnvSettings):
     model_config = SettingsConfigDict(env_prefix="MAILJAWN_", extra="ignore")
 
     api_key: SecretStr | None = None

@@ -22,6 +22,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from reconcile.errors import ConfigError
+
 CONTROL_PREFIX = "/_emulator"
 
 
@@ -247,14 +249,35 @@ class FixedWindowLimiter:
 
 
 def load_json_state(path: Path | None) -> dict[str, Any] | None:
+    """The saved emulator state, None when there is none yet. A file that can't be read or
+    is not a JSON object is a ConfigError naming it and saying what to do."""
     if path is None or not path.exists():
         return None
-    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise bad_state(path, f"cannot be read ({error.strerror})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise bad_state(path, f"is not valid JSON ({error})") from None
+    if not isinstance(loaded, dict):
+        raise bad_state(path, "does not hold a JSON object")
     return loaded
 
 
 def save_json_state(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as error:
+        raise ConfigError(
+            f"{path}: cannot save the sandbox state ({error.strerror}); "
+            "make its directory writable or choose another file"
+        ) from None
+
+
+def bad_state(path: Path, problem: str) -> ConfigError:
+    return ConfigError(
+        f"{path}: sandbox state {problem}; delete it to start from an empty account, or fix it"
+    )

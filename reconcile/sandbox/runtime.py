@@ -3,22 +3,33 @@ persisted in a JSON file so that runs build on each other like a real account.""
 
 from __future__ import annotations
 
+import signal
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import httpx
 import uvicorn
 
-from reconcile.sandbox.common import EmulatorTransport, load_json_state, save_json_state
+from reconcile.errors import ConfigError
+from reconcile.sandbox.common import (
+    EmulatorTransport,
+    bad_state,
+    load_json_state,
+    save_json_state,
+)
 from reconcile.sandbox.mailjawn import MailJawnEmulatorSettings, create_mailjawn_emulator
 from reconcile.sandbox.mailjet import MailjetEmulatorSettings, create_mailjet_emulator
 
 SANDBOX_DIR = Path(".reconcile/sandbox")
 PROVIDERS = ("mailjet", "mailjawn")
 UNLIMITED = 1e9  # the in-process sandbox enforces no rate limit, so clients need not pace
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -50,11 +61,22 @@ def state_file(provider: str, directory: Path = SANDBOX_DIR) -> Path:
     return directory / f"{provider}.json"
 
 
+def emulator_from_file(provider: str, path: Path) -> tuple[Any, dict[str, str]]:
+    """`create_emulator` with the state saved in `path`; a state the emulator can't take is
+    a ConfigError naming the file."""
+    state = load_json_state(path)
+    try:
+        return create_emulator(provider, state)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        problem = f"is not a {provider} sandbox account ({type(error).__name__}: {error})"
+        raise bad_state(path, problem) from None
+
+
 @contextmanager
 def in_process_sandbox(provider: str, directory: Path = SANDBOX_DIR) -> Iterator[SandboxEndpoint]:
     """An emulator reached through httpx's ASGI transport; its state is saved on exit."""
     path = state_file(provider, directory)
-    emulator, credentials = create_emulator(provider, load_json_state(path))
+    emulator, credentials = emulator_from_file(provider, path)
     transport = EmulatorTransport(app=emulator.app)
     try:
         yield SandboxEndpoint(provider, f"http://{provider}.sandbox", credentials, transport)
@@ -68,14 +90,59 @@ def serve(
     path: Path,
     announce: Callable[[str], None] = print,
 ) -> None:
-    """Serve an emulator on 127.0.0.1:port until interrupted, then save its state."""
-    emulator, credentials = create_emulator(provider, load_json_state(path))
-    config = uvicorn.Config(emulator.app, host="127.0.0.1", port=port, log_level="warning")
+    """Serve an emulator on 127.0.0.1:port (0: any free port) until SIGINT or SIGTERM, then
+    save its state. The port is listening before the address is announced."""
+    emulator, credentials = emulator_from_file(provider, path)
+    config = uvicorn.Config(emulator.app, log_level="warning")
     server = uvicorn.Server(config)
-    shown = ", ".join(f"{key}={value}" for key, value in credentials.items())
-    announce(f"{provider} sandbox on http://127.0.0.1:{port} (sandbox credentials: {shown})")
-    announce(f"state: {path} (saved on exit)")
+    with _listening(port) as listener:
+        shown = ", ".join(f"{key}={value}" for key, value in credentials.items())
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        announce(f"{provider} sandbox on {url} (sandbox credentials: {shown})")
+        announce(f"state: {path} (saved on exit)")
+        try:
+            with _stop_on_signals():
+                server.run(sockets=[listener])
+        except _Stopped:
+            pass
+        finally:
+            save_json_state(path, emulator.dump_state())
+    announce(f"state saved to {path}")
+
+
+def _listening(port: int) -> socket.socket:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        server.run()
+        listener.bind(("127.0.0.1", port))
+        listener.listen(128)
+    except OSError as error:
+        listener.close()
+        raise ConfigError(
+            f"cannot listen on 127.0.0.1:{port} ({error.strerror}); choose another --port"
+        ) from None
+    return listener
+
+
+class _Stopped(Exception):
+    """SIGINT or SIGTERM arrived outside uvicorn's own handling of it."""
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """uvicorn shuts down gracefully on SIGINT/SIGTERM and then raises the signal again for
+    the handler that was there before it; left at the default, SIGTERM would kill the
+    process before the state is saved. This handler stops the server's caller instead."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        raise _Stopped(signal.Signals(signum).name)
+
+    previous = {number: signal.signal(number, stop) for number in _STOP_SIGNALS}
+    try:
+        yield
     finally:
-        save_json_state(path, emulator.dump_state())
+        for number, handler in previous.items():
+            signal.signal(number, handler)
