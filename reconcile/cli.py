@@ -7,7 +7,9 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+import traceback
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -15,6 +17,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from reconcile import engine
 from reconcile.errors import ReconcileError
@@ -26,11 +30,111 @@ from reconcile.providers.base import STOP, ApplyReport, OutcomeStatus
 from reconcile.render.json import render_json
 from reconcile.render.markdown import render_markdown
 from reconcile.render.progress import ProgressMode, choose_mode, watching
-from reconcile.render.redact import redact
+from reconcile.render.redact import RedactingStream, redact, redact_message, redact_text
 from reconcile.render.text import render_text
 from reconcile.sandbox.runtime import PROVIDERS, SANDBOX_DIR, serve, state_file
 
+EXIT_ERROR, EXIT_CHANGES, EXIT_INTERRUPTED = 1, 2, 130
+_REDACTING: ContextVar[bool] = ContextVar("redacting", default=False)
+
+
+class ReconcileGroup(TyperGroup):
+    """The command group. Every error is one line and exit 1, usage errors included (click
+    would exit 2, which --detailed-exitcode means "the plan has changes"); Ctrl-C before any
+    write is 130; anything unexpected is one line too (the traceback with --debug). With
+    --redact anywhere on the command line, everything printed is redacted, errors about the
+    command line included."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        given = list(sys.argv[1:] if args is None else args)
+        with _redacting("--redact" in given):
+            code = self._exit_code(args, prog_name, complete_var, windows_expand_args, extra)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def _exit_code(
+        self,
+        args: Sequence[str] | None,
+        prog_name: str | None,
+        complete_var: str | None,
+        windows_expand_args: bool,
+        extra: Any,
+    ) -> int:
+        try:
+            result = super().main(
+                args, prog_name, complete_var, False, windows_expand_args, **extra
+            )
+        except TyperException as error:  # usage errors; an empty one has printed the help
+            ctx = getattr(error, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            message = error.format_message().replace("Value error, ", "")
+            if message:
+                _print_error(f"{message}{hint}", about_people=False)
+            return EXIT_ERROR
+        except typer.Abort:
+            err.print("Interrupted before any write; nothing was changed.")
+            return EXIT_INTERRUPTED
+        except typer.Exit as stop:
+            return stop.exit_code
+        return result if isinstance(result, int) else 0
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (TyperException, typer.Exit, typer.Abort):
+            raise
+        except ReconcileError as error:
+            _print_error(str(error))
+        except Exception as error:
+            _print_error(_unexpected(error, debug=bool(ctx.params.get("debug"))))
+        raise typer.Exit(EXIT_ERROR)
+
+
+def _unexpected(error: Exception, *, debug: bool) -> str:
+    """A file the system refused, by name; anything else as an internal error."""
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or error}"
+    if debug:
+        traceback.print_exception(error)
+        return f"internal error ({type(error).__name__}: {error})"
+    return f"internal error ({type(error).__name__}: {error}); run with --debug for the traceback"
+
+
+def _print_error(message: str, *, about_people: bool = True) -> None:
+    """`Error: ...` on stderr; under --redact the message is redacted (its quoted values too,
+    when it may be about people rather than about the command line)."""
+    if _REDACTING.get():
+        message = redact_message(message) if about_people else redact_text(message)
+    err.print(f"[bold red]Error:[/] {_escape(message)}")
+
+
+@contextlib.contextmanager
+def _redacting(active: bool) -> Iterator[None]:
+    """Under --redact, stdout and stderr mask every email written to them, whoever writes."""
+    if not active:
+        yield
+        return
+    token = _REDACTING.set(True)
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = streams
+        _REDACTING.reset(token)
+
+
 app = typer.Typer(
+    cls=ReconcileGroup,
     help="Keep an email audience equal to YAML manifests: plan, review, apply.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -59,7 +163,6 @@ def main(
     trace.propagate = False
 
 
-EXIT_ERROR, EXIT_CHANGES, EXIT_INTERRUPTED = 1, 2, 130
 REPORT_LIMIT = 50  # outcomes listed one by one; the counts cover all
 
 
@@ -69,7 +172,30 @@ class Format(StrEnum):
     MARKDOWN = "markdown"
 
 
-PathsArg = Annotated[list[Path], typer.Argument(help="manifest files or directories")]
+def _readable_paths(paths: list[Path] | None) -> list[Path] | None:
+    """A pipe or device given as a manifest would block or read as empty: refused by name."""
+    for path in paths or []:
+        if path.exists() and not (path.is_file() or path.is_dir()):
+            raise typer.BadParameter(f"{path} is not a regular file or a directory")
+    return paths
+
+
+def _readable_file(path: Path | None) -> Path | None:
+    _readable_paths([path] if path is not None else None)
+    return path
+
+
+PathsArg = Annotated[
+    list[Path], typer.Argument(help="manifest files or directories", callback=_readable_paths)
+]
+RedactOpt = Annotated[
+    bool,
+    typer.Option(
+        "--redact",
+        help="mask emails, names and property values in everything printed, errors "
+        "included (a saved --out plan keeps them: apply needs them)",
+    ),
+]
 SandboxOpt = Annotated[
     bool, typer.Option("--sandbox", help=f"use the built-in emulator (state in {SANDBOX_DIR}/)")
 ]
@@ -89,7 +215,7 @@ def _run(work: Callable[[], T]) -> T:
     try:
         return work()
     except ReconcileError as error:
-        err.print(f"[bold red]Error:[/] {_escape(str(error))}")
+        _print_error(str(error))
         raise typer.Exit(EXIT_ERROR) from None
     except (KeyboardInterrupt, asyncio.CancelledError):
         err.print("Interrupted before any write; nothing was changed.")
@@ -140,7 +266,7 @@ async def _interruptible(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 @app.command()
-def validate(paths: PathsArg) -> None:
+def validate(paths: PathsArg, *, redact_output: RedactOpt = False) -> None:
     """Check manifests offline: schema, references, value types. No network, no credentials."""
     manifest = _run(lambda: _validated(paths))
     state = manifest.desired
@@ -162,18 +288,13 @@ def plan(
     ] = False,
     sandbox: SandboxOpt = False,
     force: ForceOpt = False,
-    redact_output: Annotated[
-        bool,
-        typer.Option(
-            "--redact",
-            help="mask emails, names and property values in what is printed "
-            "(the --out file keeps them: apply needs them)",
-        ),
-    ] = False,
+    redact_output: RedactOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Read the live account, compare it with the manifests, print the changes."""
     mode = choose_mode(err, quiet)
+    if out_file is not None:
+        _run(lambda: _check_writable(out_file))
 
     async def work() -> Plan:
         manifest = _validated(paths)
@@ -183,10 +304,10 @@ def plan(
             return made
 
     made = _run(lambda: _await(work()))
-    _show(redact(made) if redact_output else made, output_format)
+    _show(_displayed(made), output_format)
     _run(lambda: made.raise_if_unsafe(force))
     if out_file is not None:
-        out_file.write_text(made.dumps(), encoding="utf-8")
+        _run(lambda: _write(out_file, made.dumps()))
         err.print(f"Saved the plan to {out_file}; apply it with: reconcile apply --plan {out_file}")
     if detailed_exitcode and not made.is_empty:
         raise typer.Exit(EXIT_CHANGES)
@@ -195,15 +316,18 @@ def plan(
 @app.command()
 def apply(
     paths: Annotated[
-        list[Path] | None, typer.Argument(help="manifest files or directories")
+        list[Path] | None,
+        typer.Argument(help="manifest files or directories", callback=_readable_paths),
     ] = None,
     *,
     plan_file: Annotated[
-        Path | None, typer.Option("--plan", help="apply this saved plan exactly")
+        Path | None,
+        typer.Option("--plan", help="apply this saved plan exactly", callback=_readable_file),
     ] = None,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="do not ask")] = False,
     sandbox: SandboxOpt = False,
     force: ForceOpt = False,
+    redact_output: RedactOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Plan and apply (after confirmation), or apply a saved plan if it is still current."""
@@ -247,7 +371,7 @@ async def _plan_and_apply(
     async with engine.open_provider(manifest.provider, engine.Target(sandbox)) as provider:
         async with watching(err, mode, "Reading the account", provider.stats):
             made, live = await engine.make_plan(manifest, provider)
-        render_text(made, out)
+        render_text(_displayed(made), out)
         if made.is_empty:
             return None
         made.raise_if_unsafe(force)
@@ -324,6 +448,31 @@ def sandbox(
     serve(provider, port, state or state_file(provider), announce=err.print)
 
 
+def _displayed(made: Plan) -> Plan:
+    """The plan as printed: redacted under --redact."""
+    return redact(made) if _REDACTING.get() else made
+
+
+def _reported(text: str) -> str:
+    """An apply report's address or message as printed: redacted under --redact."""
+    return redact_message(text) if _REDACTING.get() else text
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse an output file that can't be written before any work is done."""
+    if path.is_dir():
+        raise ReconcileError(f"{path} is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise ReconcileError(f"{path}: directory {path.parent} does not exist; create it first")
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise ReconcileError(f"{path}: cannot write ({error.strerror})") from None
+
+
 def _show(made: Plan, output_format: Format) -> None:
     if output_format is Format.JSON:
         sys.stdout.write(render_json(made))
@@ -336,7 +485,8 @@ def _show(made: Plan, output_format: Format) -> None:
 def _show_report(report: ApplyReport) -> None:
     problems = [o for o in report.outcomes if o.status is not OutcomeStatus.DONE]
     for outcome in problems[:REPORT_LIMIT]:
-        err.print(f"  {outcome.status.value}: {outcome.address}: {_escape(outcome.message)}")
+        shown = _reported(f"{outcome.address}: {outcome.message}")
+        err.print(f"  {outcome.status.value}: {_escape(shown)}")
     if len(problems) > REPORT_LIMIT:
         err.print(f"  ... and {len(problems) - REPORT_LIMIT:,} more not done")
     done = report.count(OutcomeStatus.DONE)

@@ -1,43 +1,104 @@
 """`--redact`: the same plan with emails, names and property values masked, for PR comments
-on public repositories. Only what is printed is redacted; a saved plan keeps everything."""
+on public repositories; `redact_message` for errors, warnings and apply reports;
+`redact_text` and `RedactingStream` for anything else printed. Only what is printed is
+redacted; a saved plan keeps everything."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, TextIO
 
-from reconcile.diff import Change, ResourceType, split_membership_key
+from reconcile.diff import Change, ResourceType
 from reconcile.model import EXCLUDED
 from reconcile.plan import Plan
 
 MASK = "***"
-_EMAIL = re.compile(r"[^\s/:@,;'\"()<>\[\]]+@[A-Za-z0-9.-]+")
 _KEPT_FIELDS = frozenset({EXCLUDED, "status", "type", "namespace", "members"})
+
+# Anything shaped like an address, wider than what the manifest accepts: a quoted local
+# part ("john..doe"@, also JSON-escaped), or a run of anything but spaces and separators
+# (`+`, inner apostrophes, non-ASCII letters, backslash escapes); a domain of Unicode word
+# characters (IDN), also as JSON \uXXXX escapes, or an address literal. `/` and `:`
+# separate, so that `membership:newsletter/` stays readable; a leading quote is not part
+# of the address, so that `'a***@example.com'` keeps its quotes.
+_SEPARATORS = r"""\s@<>()\[\]{},;:"/"""
+_LOCAL = rf"""(?:\\?"[^"\n]*\\?"|[^{_SEPARATORS}'][^{_SEPARATORS}]*)"""
+_LABEL = r"(?:[\w-]|\\u[0-9a-fA-F]{4})+"
+_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[^\]\s]*\])"
+_EMAIL = re.compile(rf"{_LOCAL}@{_DOMAIN}")
+# A quoted literal in a message, and a bare number after "got": values, unless the word
+# before the literal says it names a list, property, option... (not personal data).
+_QUOTED = re.compile(r"'(?:[^'\\\n]|\\.)*'" r'|"(?:[^"\\\n]|\\.)*"')
+_GOT_NUMBER = re.compile(r"\bgot -?\d[\w.+-]*")
+_WORD_BEFORE = re.compile(r"(\w+)\W*$")
+_NAMING_WORDS = frozenset(
+    {"list", "lists", "property", "properties", "provider", "tag", "option", "field"}
+    | {"column", "for", "expected", "or", "of", "to"}
+)
 
 
 def mask_email(email: str) -> str:
-    """`alice@example.com` -> `a***@example.com`: enough to tell rows apart, not to identify."""
-    local, at, domain = email.partition("@")
-    return f"{local[:1]}{MASK}{at}{domain}" if at else MASK
+    """`alice@example.com` -> `a***@example.com`: enough to tell rows apart, not to identify.
+    Only a letter or digit is kept, so that a quote or escape is never left half-open."""
+    local, at, domain = email.rpartition("@")
+    if not at:
+        return MASK
+    kept = local[:1] if local[:1].isalnum() else ""
+    return f"{kept}{MASK}@{domain}"
+
+
+def redact_text(text: str) -> str:
+    """Every email-like substring masked (`a***@example.com`); nothing else changed."""
+    return _EMAIL.sub(lambda match: mask_email(match.group()), text)
+
+
+def redact_message(text: str) -> str:
+    """An error, warning or report line: emails masked, and the values it quotes (`got
+    'Alice Smith'`, `Name='Bob'`) replaced by '***'; names of lists, properties and options
+    (`list 'newsletter'`, `'--format'`) are kept."""
+    text = _QUOTED.sub(_masked_literal, text)
+    text = _GOT_NUMBER.sub(f"got {MASK}", text)
+    return redact_text(text)
+
+
+def _masked_literal(match: re.Match[str]) -> str:
+    literal = match.group()
+    before = _WORD_BEFORE.search(match.string[max(0, match.start() - 40) : match.start()])
+    if literal[1:2] == "-" or (before is not None and before.group(1) in _NAMING_WORDS):
+        return literal
+    return f"{literal[0]}{MASK}{literal[0]}"
+
+
+class RedactingStream:
+    """A text stream that masks emails in everything written through it (the last line of
+    defence under --redact: logs, progress, anything printed directly)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(redact_text(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
 
 
 def redact(plan: Plan) -> Plan:
     return replace(
         plan,
         changes=tuple(_redact_change(change) for change in plan.changes),
-        warnings=tuple(_EMAIL.sub(lambda m: mask_email(m.group()), w) for w in plan.warnings),
+        warnings=tuple(redact_message(warning) for warning in plan.warnings),
     )
 
 
 def _redact_change(change: Change) -> Change:
-    key = change.key
-    if change.type is ResourceType.CONTACT:
-        key = mask_email(key)
-    elif change.type is ResourceType.MEMBERSHIP:
-        list_name, email = split_membership_key(key)
-        key = f"{list_name}/{mask_email(email)}"
+    """People's records are masked; list and property definitions are not about people."""
+    if change.type not in (ResourceType.CONTACT, ResourceType.MEMBERSHIP):
+        return change
+    key = (*change.key[:-1], mask_email(change.key[-1]))
     return replace(change, key=key, before=_masked(change.before), after=_masked(change.after))
 
 
