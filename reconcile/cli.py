@@ -199,6 +199,10 @@ RedactOpt = Annotated[
 SandboxOpt = Annotated[
     bool, typer.Option("--sandbox", help=f"use the built-in emulator (state in {SANDBOX_DIR}/)")
 ]
+StrictOpt = Annotated[
+    bool,
+    typer.Option("--strict", help="every warning is an error (nothing is saved or applied)"),
+]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="no progress bars or progress log lines")
 ]
@@ -288,6 +292,7 @@ def plan(
     ] = False,
     sandbox: SandboxOpt = False,
     force: ForceOpt = False,
+    strict: StrictOpt = False,
     redact_output: RedactOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -306,6 +311,7 @@ def plan(
     made = _run(lambda: _await(work()))
     _show(_displayed(made), output_format)
     _run(lambda: made.raise_if_unsafe(force))
+    _run(lambda: made.raise_if_warned(strict))
     if out_file is not None:
         _run(lambda: _write(out_file, made.dumps()))
         err.print(f"Saved the plan to {out_file}; apply it with: reconcile apply --plan {out_file}")
@@ -327,6 +333,7 @@ def apply(
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="do not ask")] = False,
     sandbox: SandboxOpt = False,
     force: ForceOpt = False,
+    strict: StrictOpt = False,
     redact_output: RedactOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -337,9 +344,9 @@ def apply(
         raise typer.Exit(EXIT_ERROR)
     report: ApplyReport | None
     if plan_file is not None:
-        report = _run(lambda: _await(_apply_saved(plan_file, sandbox, force, mode)))
+        report = _run(lambda: _await(_apply_saved(plan_file, sandbox, force, strict, mode)))
     else:
-        work = _plan_and_apply(paths or [], auto_approve, sandbox, force, mode)
+        work = _plan_and_apply(paths or [], auto_approve, sandbox, force, mode, strict=strict)
         report = _run(lambda: _await(work))
     if report is None:
         return
@@ -349,13 +356,14 @@ def apply(
 
 
 async def _apply_saved(
-    plan_file: Path, sandbox: bool, force: bool, mode: ProgressMode
+    plan_file: Path, sandbox: bool, force: bool, strict: bool, mode: ProgressMode
 ) -> ApplyReport:
     try:
         text = plan_file.read_text(encoding="utf-8")
     except OSError as error:
         raise ReconcileError(f"{plan_file}: cannot read the plan ({error.strerror})") from None
     saved = Plan.loads(text, str(plan_file))
+    saved.raise_if_warned(strict)
     config = engine.provider_config(saved.provider, saved.provider_options)
     async with (
         engine.open_provider(config, engine.Target(sandbox)) as provider,
@@ -365,13 +373,20 @@ async def _apply_saved(
 
 
 async def _plan_and_apply(
-    paths: list[Path], auto_approve: bool, sandbox: bool, force: bool, mode: ProgressMode
+    paths: list[Path],
+    auto_approve: bool,
+    sandbox: bool,
+    force: bool,
+    mode: ProgressMode,
+    *,
+    strict: bool,
 ) -> ApplyReport | None:
     manifest = _validated(paths)
     async with engine.open_provider(manifest.provider, engine.Target(sandbox)) as provider:
         async with watching(err, mode, "Reading the account", provider.stats):
             made, live = await engine.make_plan(manifest, provider)
         render_text(_displayed(made), out)
+        made.raise_if_warned(strict)
         if made.is_empty:
             return None
         made.raise_if_unsafe(force)

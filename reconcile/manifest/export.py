@@ -243,6 +243,8 @@ def export_audience(
             f"{output} is a directory: give a file (-o {output / MAIN_FILE}), or "
             "--contacts-per-file N to split the export into it"
         )
+    if output.exists() and not output.is_file():
+        raise ExportError(f"{output} is not a regular file: give a manifest file to write")
     if not output.exists():
         document["contacts"] = CommentedSeq(fresh.values())
         return ExportResult(

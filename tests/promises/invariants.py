@@ -133,9 +133,19 @@ def _in_scope(person: Person, manifest: Manifest) -> bool:
     return any(person.lists.get(name) is True for name in scope)
 
 
-def check_destruction_and_ownership(before: Snapshot, after: Snapshot, manifest: Manifest) -> None:
-    """2 and 3: what was not asked for did not happen."""
+def check_destruction_and_ownership(
+    before: Snapshot, after: Snapshot, manifest: Manifest, planned: Snapshot | None = None
+) -> None:
+    """2 and 3: what was not asked for did not happen. A prune's scope is judged on the
+    account as it was planned (`planned`, for a saved plan), which is what was reviewed."""
     prune = manifest.prune
+    seen = before if planned is None else planned
+
+    def in_scope(email: str, was: Person) -> bool:
+        return _in_scope(was, manifest) or (
+            email in seen.people and _in_scope(seen.people[email], manifest)
+        )
+
     for email, was in before.people.items():
         now = after.people.get(email)
         declared = manifest.contact(email)
@@ -143,7 +153,7 @@ def check_destruction_and_ownership(before: Snapshot, after: Snapshot, manifest:
         if now is None:
             if protected:
                 raise ProtectedTouched(f"protected contact {email} was deleted")
-            if declared is not None or prune.contacts != "delete" or not _in_scope(was, manifest):
+            if declared is not None or prune.contacts != "delete" or not in_scope(email, was):
                 raise UndeclaredDestroyed(
                     f"{email} deleted (declared: {declared is not None}, prune: {prune.contacts})"
                 )
@@ -156,7 +166,7 @@ def check_destruction_and_ownership(before: Snapshot, after: Snapshot, manifest:
             if declared is not None:
                 asked = declared.excluded is True
             else:
-                asked = prune.contacts == "exclude" and _in_scope(was, manifest)
+                asked = prune.contacts == "exclude" and in_scope(email, was)
             if not asked:
                 raise UndeclaredDestroyed(f"{email} excluded/unsubscribed globally, not asked")
         if was.opted_out and not now.opted_out and (declared is None or declared.excluded is None):

@@ -152,14 +152,14 @@ class PromiseMachine(RuleBasedStateMachine):
             raise ReadOnlyWrote(f"reconcile {' '.join(args)} changed the account")
         return result
 
-    def writing(self, manifest: Manifest, *args: str) -> Result:
+    def writing(self, manifest: Manifest, *args: str, planned: w.Snapshot | None = None) -> Result:
         """A command that may write: every transition it made is checked."""
         Counter.steps += 1
         before = self.account.snapshot()
         result = self.cli(*args)
         after = self.account.snapshot()
         check_consent(self.optouts, before, after, manifest)
-        check_destruction_and_ownership(before, after, manifest)
+        check_destruction_and_ownership(before, after, manifest, planned)
         observe(self.optouts, before, after, datetime.now(UTC))
         if manifest.future_opt_in(datetime.now(UTC)) and (
             result.exit_code == 0 or after.raw != before.raw
@@ -698,7 +698,9 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
             self.saved = None
             now = self.account.snapshot()
             moved = [c["address"] for c in changes if _moved(c, then, now)]
-            result = self.writing(planned, "apply", "--sandbox", "--quiet", "--plan", "saved.json")
+            result = self.writing(
+                planned, "apply", "--sandbox", "--quiet", "--plan", "saved.json", planned=then
+            )
             if moved and (result.exit_code != 1 or self.account.snapshot().raw != now.raw):
                 raise StalePlanWrote(
                     f"{', '.join(moved)} moved since the plan was saved; apply --plan exited "
