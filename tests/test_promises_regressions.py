@@ -39,6 +39,18 @@ def consent_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def opted_back_in(tmp_path: Path, provider: str, email: str, consent: str) -> Manifest:
+    """A manifest that brings `email` back into campaigns with consent given at `consent`."""
+    return load(
+        tmp_path,
+        f"""
+        provider: {provider}
+        contacts:
+          - {{email: {email}, excluded_from_campaigns: false, opted_in_at: "{consent}"}}
+        """,
+    )
+
+
 def converged(emulator: MailjetEmulator, manifest: Manifest) -> Plan:
     _, report = run(plan_and_apply(emulator, manifest))
     assert report.ok, report.outcomes
@@ -77,16 +89,7 @@ def test_a_contact_opt_in_reincludes_once(tmp_path: Path) -> None:
     emulator = create_mailjet_emulator()
     emulator.seed_contact("back@example.com", excluded=True)
     consent = consent_now()
-    manifest = load(
-        tmp_path,
-        f"""
-        provider: mailjet
-        contacts:
-          - email: back@example.com
-            excluded_from_campaigns: false
-            opted_in_at: "{consent}"
-        """,
-    )
+    manifest = opted_back_in(tmp_path, "mailjet", "back@example.com", consent)
 
     made, report = run(plan_and_apply(emulator, manifest))
 
@@ -120,14 +123,7 @@ def test_an_unknown_opt_out_time_is_never_undone(tmp_path: Path) -> None:
 
     run(exclude_through_the_api())
     consent = consent_now()
-    manifest = load(
-        tmp_path,
-        f"""
-        provider: mailjet
-        contacts:
-          - {{email: someone@example.com, excluded_from_campaigns: false, opted_in_at: "{consent}"}}
-        """,
-    )
+    manifest = opted_back_in(tmp_path, "mailjet", "someone@example.com", consent)
 
     again = converged(emulator, manifest)
 
@@ -181,14 +177,7 @@ def test_mailjawn_unsubscribed_comes_back_only_with_an_opt_in_newer_than_the_rec
     assert (emulator.subscriber("left@example.com") or {})["status"] == "unsubscribed"
 
     consent = consent_now()
-    opted_in = load(
-        tmp_path,
-        f"""
-        provider: mailjawn
-        contacts:
-          - {{email: left@example.com, excluded_from_campaigns: false, opted_in_at: "{consent}"}}
-        """,
-    )
+    opted_in = opted_back_in(tmp_path, "mailjawn", "left@example.com", consent)
     made = run(mailjawn_plan_and_apply(emulator, opted_in))
     assert [c.address for c in made.changes] == ["contact:left@example.com"]
     assert (emulator.subscriber("left@example.com") or {})["status"] == "active"
@@ -432,14 +421,7 @@ def test_an_opt_in_does_not_undo_an_opt_out_made_after_planning(tmp_path: Path) 
     emulator = create_mailjet_emulator()
     emulator.seed_contact("bo@example.com", excluded=True)
     consent = consent_now()
-    manifest = load(
-        tmp_path,
-        f"""
-        provider: mailjet
-        contacts:
-          - {{email: bo@example.com, excluded_from_campaigns: false, opted_in_at: "{consent}"}}
-        """,
-    )
+    manifest = opted_back_in(tmp_path, "mailjet", "bo@example.com", consent)
 
     def include_then_leave_again() -> None:
         emulator.seed_contact_fields("bo@example.com", excluded=False)
@@ -459,14 +441,7 @@ def test_mailjawn_does_not_reactivate_someone_whose_record_moved_since_planning(
     emulator = create_mailjawn_emulator()
     emulator.seed_subscriber("cy@example.com", status="unsubscribed")
     consent = consent_now()
-    manifest = load(
-        tmp_path,
-        f"""
-        provider: mailjawn
-        contacts:
-          - {{email: cy@example.com, excluded_from_campaigns: false, opted_in_at: "{consent}"}}
-        """,
-    )
+    manifest = opted_back_in(tmp_path, "mailjawn", "cy@example.com", consent)
 
     async def scenario() -> ApplyReport:
         provider = mailjawn_provider(emulator)
