@@ -8,7 +8,7 @@ into campaigns) without an opt-in recorded after their opt-out.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -79,6 +79,7 @@ class Action(StrEnum):
 class Flag(StrEnum):
     RESUBSCRIBE = "resubscribe"  # undoes an opt-out, with consent recorded after it
     REPLACE = "replace"  # delete and recreate; values held by it are lost
+    PRUNE = "prune"  # asked by a prune policy: its fingerprint covers the reason (scope lists)
 
 
 class Effect(StrEnum):
@@ -425,8 +426,9 @@ def _pruned(desired: State, live: State, policy: Policy, planned: list[Change]) 
                 )
     if policy.contacts is not ContactPrune.IGNORE:
         already = {change.ref for change in planned}
+        lists_of = memberships_by_email(live)
         for key in sorted(_undeclared_in_scope(desired, live, policy)):
-            for change in _prune_contact(key, desired, live, policy):
+            for change in _prune_contact(key, desired, live, policy, lists_of.get(key, [])):
                 if change.ref not in already:
                     yield change
 
@@ -452,21 +454,34 @@ def _undeclared_in_scope(desired: State, live: State, policy: Policy) -> set[str
     return chosen
 
 
-def _prune_contact(key: str, desired: State, live: State, policy: Policy) -> Iterator[Change]:
+def memberships_by_email(state: State) -> dict[str, list[Membership]]:
+    found: dict[str, list[Membership]] = {}
+    for membership in state.memberships.values():
+        found.setdefault(membership.email, []).append(membership)
+    return found
+
+
+def prune_basis(contact: Contact, memberships: Iterable[Membership]) -> dict[str, Any]:
+    """What a contact prune was decided on: the record and its lists as read. A saved plan
+    is stale when it moved (say, the scope list that put them in scope was left)."""
+    lists = sorted((m.list_name, m.status.value) for m in memberships)
+    return {**contact.record(), "lists": lists}
+
+
+def _prune_contact(
+    key: str, desired: State, live: State, policy: Policy, memberships: list[Membership]
+) -> Iterator[Change]:
     have = live.contacts[key]
+    basis = fingerprint(prune_basis(have, memberships))
+    pruned = frozenset({Flag.PRUNE})
     if policy.contacts is ContactPrune.DELETE:
         record = have.record()
-        yield Change(ResourceType.CONTACT, Action.DELETE, (key,), record, None, fingerprint(record))
+        yield Change(ResourceType.CONTACT, Action.DELETE, (key,), record, None, basis, pruned)
     elif policy.contacts is ContactPrune.EXCLUDE:
         if have.fields.get(EXCLUDED) is not True:
             before = {EXCLUDED: have.fields.get(EXCLUDED)}
             yield Change(
-                ResourceType.CONTACT,
-                Action.UPDATE,
-                (key,),
-                before,
-                {EXCLUDED: True},
-                fingerprint(have.record()),
+                ResourceType.CONTACT, Action.UPDATE, (key,), before, {EXCLUDED: True}, basis, pruned
             )
     else:
         for list_name in sorted(desired.lists):

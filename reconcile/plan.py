@@ -18,9 +18,11 @@ from reconcile.diff import (
     Effect,
     Flag,
     ResourceType,
+    memberships_by_email,
+    prune_basis,
 )
 from reconcile.errors import PlanError, ReconcileError, StalePlanError, UnsafePlanError
-from reconcile.model import ReadScope, State, fingerprint
+from reconcile.model import Membership, ReadScope, State, fingerprint
 from reconcile.policy import Thresholds
 
 FORMAT_VERSION = 1
@@ -330,8 +332,11 @@ def live_counts(live: State) -> dict[str, int]:
     }
 
 
-def live_record(live: State, change: Change) -> dict[str, Any] | None:
-    """The live record a change concerns, in the form its fingerprint was taken from."""
+def live_record(
+    live: State, change: Change, lists_of: Mapping[str, list[Membership]] | None = None
+) -> dict[str, Any] | None:
+    """The live record a change concerns, in the form its fingerprint was taken from
+    (`lists_of`, memberships by email, for the changes a contact prune made)."""
     if change.type is ResourceType.PROPERTY:
         prop = live.properties.get(change.key[0])
         return None if prop is None else prop.record()
@@ -340,7 +345,11 @@ def live_record(live: State, change: Change) -> dict[str, Any] | None:
         return None if found is None else found.record()
     if change.type is ResourceType.CONTACT:
         contact = live.contacts.get(change.email)
-        return None if contact is None else contact.record()
+        if contact is None:
+            return None
+        if Flag.PRUNE in change.flags:
+            return prune_basis(contact, (lists_of or {}).get(change.email, []))
+        return contact.record()
     membership = live.memberships.get((change.list_name, change.email))
     return None if membership is None else membership.record()
 
@@ -348,8 +357,10 @@ def live_record(live: State, change: Change) -> dict[str, Any] | None:
 def moved_since_planning(changes: Sequence[Change], live: State) -> list[str]:
     """Why each change no longer fits live state; empty when the plan is still fresh."""
     moved: list[str] = []
+    pruned = any(Flag.PRUNE in change.flags for change in changes)
+    lists_of = memberships_by_email(live) if pruned else None
     for change in changes:
-        record = live_record(live, change)
+        record = live_record(live, change, lists_of)
         if change.action is Action.CREATE:
             if record is not None:
                 moved.append(f"{change.address} was created by someone else since planning")

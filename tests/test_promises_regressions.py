@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from reconcile import engine
 from reconcile.cli import app
-from reconcile.errors import ManifestError, PlanError
+from reconcile.errors import ManifestError, PlanError, StalePlanError
 from reconcile.manifest.loader import Manifest
 from reconcile.plan import Plan
 from reconcile.providers.base import ApplyReport
@@ -482,3 +482,32 @@ def test_strict_turns_an_unmatched_protect_entry_into_an_error(
     assert "--strict: the plan has 1 warning(s)" in strict.output
     assert applied.exit_code == 1
     assert "Apply complete" not in applied.output
+
+
+def test_a_saved_prune_is_stale_when_its_reason_moved(tmp_path: Path) -> None:
+    emulator = create_mailjet_emulator()
+    emulator.seed_list("news")
+    emulator.seed_contact("undeclared@example.com", lists={"news": False})
+    manifest = load(
+        tmp_path,
+        """
+        provider: mailjet
+        lists: {news: {}}
+        prune: {contacts: {action: exclude}}
+        """,
+    )
+    made = run(plan_with(emulator, manifest))
+    assert [c.address for c in made.changes] == ["contact:undeclared@example.com"]
+    saved = Plan.loads(made.dumps(), "plan.json")
+    emulator.seed_unsubscribe("undeclared@example.com", "news")  # out of the prune's scope
+
+    async def apply_saved() -> None:
+        provider = mailjet_provider(emulator)
+        try:
+            await engine.apply_plan(saved, provider)
+        finally:
+            await provider.aclose()
+
+    with pytest.raises(StalePlanError, match=r"contact:undeclared@example\.com was changed"):
+        run(apply_saved())
+    assert (emulator.contact("undeclared@example.com") or {})["IsExcludedFromCampaigns"] is False

@@ -23,6 +23,7 @@ SYMBOLS = {
 FLAG_NOTES = {
     Flag.RESUBSCRIBE: "undoes an opt-out: consent recorded in the manifest (opted_in_at) after it",
     Flag.REPLACE: "deletes and recreates the definition: every value of it is lost",
+    Flag.PRUNE: "asked by a prune policy (prune: in the manifest), not by a declaration",
 }
 
 
