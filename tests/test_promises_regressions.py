@@ -367,7 +367,7 @@ def test_a_plan_is_refused_by_another_account_and_writes_nothing(tmp_path: Path)
     manifest = load(tmp_path, "provider: mailjet\ncontacts: [{email: a@example.com}]\n")
     made = run(plan_with(ours, manifest))
     saved = Plan.loads(made.dumps(), "plan.json")
-    assert saved.account == {"kind": "service", "api_key": "sandbox-key"}
+    assert saved.account == {"kind": "service", "api_key_sha256": "db6bcf6a2a36ee93"}
 
     async def apply_elsewhere() -> None:
         provider = mailjet_provider(theirs)
