@@ -1,6 +1,7 @@
 """The promise machine (issue #11), against both emulators: bounded runs for every test
 run, and a soak (`pytest -m soak tests/test_promises.py`) that plays fresh seeds until
-PROMISES_MINUTES (default 20) are spent, per provider."""
+PROMISES_MINUTES (default 20) are spent, per provider. PROMISES_EXAMPLES raises the bounded
+run's examples (default 10), e.g. to measure whether the machine finds a reverted fix."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tests.promises.machine import Counter, make_machine
 from tests.promises.pools import POOLS
 
 BOUNDED = settings(
-    max_examples=10,
+    max_examples=int(os.environ.get("PROMISES_EXAMPLES", "10")),
     stateful_step_count=15,
     deadline=None,
     database=None,

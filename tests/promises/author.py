@@ -278,12 +278,39 @@ def read_documents(directory: Path) -> list[dict[str, Any]]:
     return docs
 
 
+def csv_rows(directory: Path, doc: dict[str, Any]) -> list[dict[str, str]]:
+    """The rows of the CSV files a document takes contacts from (contacts_from)."""
+    named = doc.get("contacts_from")
+    names = [named] if isinstance(named, str) else list(named or [])
+    rows: list[dict[str, str]] = []
+    for name in names:
+        text = (directory / str(name)).read_text(encoding="utf-8").removeprefix("\ufeff")
+        rows += [dict(row) for row in csv.DictReader(io.StringIO(text, newline=""))]
+    return rows
+
+
 def exported_emails(directory: Path) -> list[str]:
+    """Every contact the directory's manifest declares, in its YAML files and CSVs."""
     return [
         str(entry["email"])
         for doc in read_documents(directory)
-        for entry in doc.get("contacts") or []
+        for entry in [*(doc.get("contacts") or []), *csv_rows(directory, doc)]
     ]
+
+
+def _csv_contact(row: dict[str, str]) -> ContactDecl:
+    contact = ContactDecl(row["email"])
+    if row.get("name"):
+        contact.name = row["name"]
+    if row.get("excluded_from_campaigns"):
+        contact.excluded = row["excluded_from_campaigns"].lower() == "true"
+    if row.get("properties"):
+        contact.properties = dict(json.loads(row["properties"]))
+    for item in (row.get("lists") or "").split(";"):
+        name, _, status = item.strip().partition(":")
+        if name.strip():
+            contact.lists[name.strip()] = MembershipDecl(status.strip() or "subscribed")
+    return contact
 
 
 def adopt(directory: Path, provider: str) -> Manifest:
@@ -335,4 +362,7 @@ def adopt(directory: Path, provider: str) -> Manifest:
                     else:
                         contact.lists[str(name)] = MembershipDecl(str(spec))
             manifest.contacts[contact.email.lower()] = contact
+        for row in csv_rows(directory, doc):
+            manifest.csv_contacts = True
+            manifest.contacts[row["email"].lower()] = _csv_contact(row)
     return manifest

@@ -60,6 +60,14 @@ class SecretShown(PromiseBroken):
     """Credentials are never printed (--debug included) and never in a plan file."""
 
 
+class RedactionLeaked(PromiseBroken):
+    """--redact: an email, name or property value of someone was printed."""
+
+
+class UnmatchedProtectSilent(PromiseBroken):
+    """A protect: entry that names nothing (a typo protects nobody) is warned about."""
+
+
 class CliBroken(PromiseBroken):
     """7: a traceback, or an exit code outside the contract."""
 

@@ -27,7 +27,7 @@ from reconcile.sandbox.mailjawn import (
     create_mailjawn_emulator,
 )
 from reconcile.sandbox.mailjet import MailjetEmulatorSettings, create_mailjet_emulator
-from reconcile.sandbox.runtime import create_emulator
+from reconcile.sandbox.runtime import create_emulator, state_file
 from tests.promises import world as w
 from tests.promises.author import (
     ContactDecl,
@@ -46,8 +46,10 @@ from tests.promises.invariants import (
     NotConverged,
     OptOutKey,
     ReadOnlyWrote,
+    RedactionLeaked,
     SecretShown,
     StalePlanWrote,
+    UnmatchedProtectSilent,
     check_consent,
     check_destruction_and_ownership,
     observe,
@@ -57,8 +59,24 @@ from tests.support import served
 
 OLD_OPT_IN = datetime(2020, 1, 1, tzinfo=UTC)
 OPT_INS = ("none", "old", "now", "now", "none", "future")
-EXPORT_FORMS = ("file", "file-over", "dir", "dir-over")
+EXPORT_FORMS = ("file", "file-over", "dir", "dir-over", "dir-again")
 MANIFEST = "manifest"
+USAGE_ERRORS: tuple[tuple[str, ...], ...] = (
+    ("plan", "--sandbox", "--format", "yaml", MANIFEST),
+    ("plan", "--sandbox", "--no-such-option", MANIFEST),
+    ("plan", "--sandbox"),  # PATH missing
+    ("apply", "--sandbox", "--plan"),  # an option without its value
+    ("export", "--sandbox", "--provider", "nosuch"),
+    ("export", "--sandbox", "--contacts-per-file", "many", "-o", "x/"),
+    ("no-such-command",),
+)
+BAD_SETTINGS = (
+    ("RECONCILE_READ_TIMEOUT", "-1"),
+    ("RECONCILE_CONNECT_TIMEOUT", "soon"),
+    ("RECONCILE_RETRY_ATTEMPTS", "0"),
+    ("RECONCILE_RETRY_WAIT", "forever"),
+)
+BROKEN_STATES = (b"{", b"[]", b"\xff\xfe", b"")  # not JSON, not an account, not UTF-8
 
 
 class Counter:
@@ -88,6 +106,7 @@ class PromiseMachine(RuleBasedStateMachine):
         self.manifest.write(self.root / MANIFEST)
         self.optouts: dict[OptOutKey, datetime] = {}
         self.exports = 0
+        self.last_dir: Path | None = None  # the directory of the last --contacts-per-file export
         self.saved: tuple[Manifest, list[dict[str, Any]], w.Snapshot] | None = None
 
     def teardown(self) -> None:
@@ -106,6 +125,8 @@ class PromiseMachine(RuleBasedStateMachine):
             raise CliBroken(f"reconcile {shown} raised {error!r}\n{result.output}\n{trace}")
         if "Traceback" in result.output:
             raise CliBroken(f"reconcile {shown} printed a traceback:\n{result.output}")
+        if "internal error (" in result.output:  # the last-resort guard caught a bug
+            raise CliBroken(f"reconcile {shown} met an internal error:\n{result.output}")
         outcome = (args[0], result.exit_code)
         Counter.outcomes[outcome] = Counter.outcomes.get(outcome, 0) + 1
         if result.exit_code == 1:
@@ -140,6 +161,40 @@ class PromiseMachine(RuleBasedStateMachine):
         for secret in secrets:
             if secret in text:
                 raise SecretShown(f"{what} shows a credential:\n{_changes(text)}")
+
+    def nothing_personal(self, what: str, text: str) -> None:
+        """--redact: no email, name or text value of the manifest or the account is printed
+        (only the distinctive ones are looked for: short words occur in any output)."""
+        live = self.account.snapshot()
+        emails = {p.email for p in live.people.values()} | {
+            c.email for c in self.manifest.contacts.values()
+        }
+        names = {p.name for p in live.people.values()} | {
+            c.name for c in self.manifest.contacts.values() if c.name is not None
+        }
+        values = {
+            v
+            for props in [p.properties for p in live.people.values()]
+            + [c.properties for c in self.manifest.contacts.values()]
+            for v in props.values()
+            if isinstance(v, str)
+        }
+        kept = set(live.lists) | set(self.manifest.lists)  # list names are not redacted
+        personal = {t for t in names | values if len(t) >= 6 and not any(t in n for n in kept)}
+        lowered = text.lower()
+        shown = sorted(e for e in emails if e.lower() in lowered) + sorted(
+            t for t in personal if t in text
+        )
+        if shown:
+            raise RedactionLeaked(f"{what} shows {shown}:\n{_changes(text)}")
+
+    def unmatched_protections(self) -> list[str]:
+        """protect: entries that name nothing in the manifest or the account."""
+        live = self.account.snapshot()
+        people = set(live.people) | set(self.manifest.contacts)
+        found = [e for e in self.manifest.protect_contacts if e.lower() not in people]
+        lists = live.lists | set(self.manifest.lists)
+        return found + [n for n in self.manifest.protect_lists if n not in lists]
 
     def edited(self) -> None:
         Counter.outcomes[("author", 0)] = Counter.outcomes.get(("author", 0), 0) + 1
@@ -277,6 +332,20 @@ def _moved(change: dict[str, Any], then: w.Snapshot, now: w.Snapshot) -> bool:
             None if is_ is None else is_.lists.get(name)
         )
     return False
+
+
+def _converted(value: Any, kind: str) -> Any:
+    """The value an author keeps across a type change ("7" -> 7 -> 7.0), where it can."""
+    try:
+        if kind == "str" and not isinstance(value, bool):
+            return str(value)
+        if kind == "int" and not isinstance(value, bool) and float(value).is_integer():
+            return int(float(value))
+        if kind == "float" and not isinstance(value, bool):
+            return float(value)
+    except ValueError:
+        pass
+    return VALUES[kind][0]
 
 
 def _pick(items: list[str], index: int) -> str | None:
@@ -453,7 +522,7 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
             self.manifest.properties[name] = PropertyDecl(kind, replace=True)
             for contact in self.manifest.contacts.values():
                 if contact.properties.get(name) is not None:
-                    contact.properties[name] = VALUES[kind][0]
+                    contact.properties[name] = _converted(contact.properties[name], kind)
             self.edited()
 
         @rule(
@@ -635,6 +704,14 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
             self.no_secrets(" ".join(args), result.output)
             if self.manifest.future_opt_in(datetime.now(UTC)) and result.exit_code != 1:
                 raise FutureOptInAccepted(f"plan accepted a future opt-in:\n{result.output}")
+            if redact:
+                self.nothing_personal(" ".join(args), result.output)
+            unmatched = self.unmatched_protections()
+            if unmatched and result.exit_code != 1 and "under protect:" not in result.output:
+                raise UnmatchedProtectSilent(
+                    f"protect: names {unmatched}, which are neither in the manifest nor in the "
+                    f"account; reconcile {' '.join(args)} did not warn:\n{_changes(result.output)}"
+                )
 
         @rule()
         def reconcile_apply_unattended(self: PromiseMachine) -> None:
@@ -709,14 +786,18 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
 
         @rule(form=st.sampled_from(EXPORT_FORMS), per_file=st.integers(1, 3))
         def reconcile_export(self: PromiseMachine, form: str, per_file: int) -> None:
-            """Promise 5: export, then plan of the export against the same account, is empty."""
+            """Promise 5: export, then plan of the export against the same account, is empty.
+            Over the author's manifest (its contacts in YAML and CSV), into a new file or
+            directory, or again into the directory of an earlier export (which it rewrites)."""
             Counter.steps += 1
-            over = form.endswith("-over") and not self.manifest.csv_contacts
+            over = form.endswith("-over")
             if over:  # export keeps what only a manifest holds: only over a plannable one
                 args = ["plan", "--sandbox", "--quiet", "--detailed-exitcode", MANIFEST]
                 over = self.read_only(*args).exit_code != 1
             if over:
                 target = self.root / MANIFEST
+            elif form == "dir-again" and self.last_dir is not None:
+                target = self.last_dir
             else:
                 self.exports += 1
                 target = self.root / "exports" / str(self.exports)
@@ -725,16 +806,20 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
             args = ["export", "--sandbox", "--provider", self.provider]
             if form.startswith("dir") or several:
                 args += ["--contacts-per-file", str(per_file), "-o", f"{target}/"]
+                if not over:
+                    self.last_dir = target
             else:
                 args += ["-o", str(target / "audience.yaml")]
             result = self.read_only(*args)
             if result.exit_code != 0:
                 raise ExportNotRoundTrip(f"reconcile {' '.join(args)} failed:\n{result.output}")
-            live = set(self.account.snapshot().people)
+            refused = {e.lower() for e in self.pools.unexportable}
+            live = set(self.account.snapshot().people) - refused  # left out, with a warning
             written = [e.lower() for e in exported_emails(target)]
             if sorted(written) != sorted(live):
                 raise ExportNotRoundTrip(
-                    f"{' '.join(args)}: exported {sorted(written)}, account holds {sorted(live)}"
+                    f"{' '.join(args)}: exported {sorted(written)}, account holds {sorted(live)} "
+                    f"(of which the loader refuses {sorted(refused)})"
                 )
             again = self.read_only(
                 "plan", "--sandbox", "--quiet", "--detailed-exitcode", str(target)
@@ -745,6 +830,111 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
                 )
             if over:  # the author continues from what export wrote
                 self.manifest = adopt(target, self.provider)
+
+        @rule(
+            who=index,
+            on_list=st.booleans(),
+            opt_in=st.sampled_from(OPT_INS),
+            again=st.booleans(),
+        )
+        def consent_round(
+            self: PromiseMachine, who: int, on_list: bool, opt_in: str, again: bool
+        ) -> None:
+            """Promise 1 played through in one step: a declared person opts out (of one
+            list, or of every campaign); the author declares them back (subscribed, or
+            excluded_from_campaigns: false) with an opt-in drawn from none, before the
+            opt-out, after it, or in the future; apply; and (again) they opt out once more
+            and the same manifest is applied again: an opt-in is used once."""
+            live = self.account.snapshot()
+            declared = sorted(e for e in self.manifest.contacts if e in live.people)
+            email = _pick(declared, who)
+            if email is None:
+                return
+            person = live.people[email]
+            contact = self.declared(email)
+            if on_list and pools.list_unsubscribe:
+                on = sorted(
+                    n for n, sub in person.lists.items() if sub and n in self.manifest.lists
+                )
+                name = _pick(on, who)
+                if name is None:
+                    return
+                opt_out = w.mj_set_member(person.email, name, unsubscribed=True)
+                if not self.world(opt_out):
+                    return
+                moment = self.opt_in_time(opt_in, [("list", email, name)])
+                contact.lists[name] = MembershipDecl("subscribed", moment)
+            else:
+                if person.opted_out:
+                    return
+                opt_out = (
+                    w.mj_put_contact(person.email, None, excluded=True)
+                    if jet
+                    else w.jawn_patch(person.email, status="unsubscribed")
+                )
+                if not self.world(opt_out):
+                    return
+                contact.excluded = False
+                contact.opted_in_at = self.opt_in_time(opt_in, [("global", email)])
+            self.edited()
+            args = ("apply", "--sandbox", "--quiet", "--auto-approve", MANIFEST)
+            if self.writing(self.manifest, *args).exit_code != 0 or not again:
+                return
+            time.sleep(1.0)  # opt-out times have a resolution of a second
+            if self.world(opt_out):
+                self.writing(self.manifest, *args)
+
+        @rule(usage=st.sampled_from(USAGE_ERRORS), detailed=st.booleans(), redact=st.booleans())
+        def reconcile_misused(
+            self: PromiseMachine, usage: tuple[str, ...], detailed: bool, redact: bool
+        ) -> None:
+            """Promise 7: a usage error is one line and exit 1, never 2 (which
+            --detailed-exitcode gives to 'the plan has changes'), and writes nothing."""
+            args = [*usage[:1], *(["--detailed-exitcode"] if detailed else [])]
+            args += [*(["--redact"] if redact else []), *usage[1:]]
+            result = self.read_only(*args)
+            if result.exit_code != 1 or "Error" not in result.output:
+                raise CliBroken(
+                    f"reconcile {' '.join(args)} (a usage error) exited {result.exit_code}:\n"
+                    f"{_changes(result.output)}"
+                )
+
+        @rule(setting=st.sampled_from(BAD_SETTINGS))
+        def reconcile_badly_configured(self: PromiseMachine, setting: tuple[str, str]) -> None:
+            """Promise 7: a bad setting is one error line naming the variable, exit 1 (export:
+            it reads the account whatever the manifest says)."""
+            variable, value = setting
+            args = ["export", "--sandbox", "--provider", self.provider]
+            before = self.account.snapshot()
+            result = self.cli(*args, env={variable: value})
+            if self.account.snapshot().raw != before.raw:
+                raise ReadOnlyWrote(f"{variable}={value} reconcile {' '.join(args)} wrote")
+            if result.exit_code != 1 or variable not in result.output:
+                raise CliBroken(
+                    f"{variable}={value} reconcile {' '.join(args)} exited "
+                    f"{result.exit_code}, not naming the variable:\n{_changes(result.output)}"
+                )
+
+        @rule(broken=st.sampled_from(BROKEN_STATES))
+        def reconcile_broken_sandbox_state(self: PromiseMachine, broken: bytes) -> None:
+            """Promise 7: a sandbox state file that can't be read as an account is one error
+            line naming the file, exit 1, and is left as it is."""
+            elsewhere = self.root / "elsewhere"
+            path = elsewhere / state_file(self.provider)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(broken)
+            os.chdir(elsewhere)
+            try:
+                result = self.cli("export", "--sandbox", "--provider", self.provider)
+            finally:
+                os.chdir(self.root)
+            if result.exit_code != 1 or path.name not in result.output:
+                raise CliBroken(
+                    f"a sandbox state file holding {broken!r}: export exited {result.exit_code}, "
+                    f"not naming it:\n{_changes(result.output)}"
+                )
+            if path.read_bytes() != broken:
+                raise CliBroken(f"a sandbox state file holding {broken!r} was rewritten")
 
         @rule()
         def reconcile_foreign_plan(self: PromiseMachine) -> None:

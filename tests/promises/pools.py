@@ -13,7 +13,8 @@ from typing import Any
 PROPERTY_TYPES = ("str", "int", "float", "bool", "datetime")
 
 VALUES: dict[str, tuple[Any, ...]] = {
-    "str": ("ops", "", "Zoë Ünïcode ✓", "a #b: c", "tab\there", "line\nbreak", " padded "),
+    # "7" and "0.5" read as numbers once the property is retyped (replace: true)
+    "str": ("ops", "", "Zoë Ünïcode ✓", "a #b: c", "tab\there", "line\nbreak", " padded ", "7"),
     "int": (0, -3, 7, 2**40),
     "float": (0.5, -1.25, 3.0),
     "bool": (True, False),
@@ -38,6 +39,7 @@ class Pools:
     provider: str
     emails: tuple[str, ...]
     world_emails: tuple[str, ...]  # also what other tools create (spelling variants)
+    unexportable: tuple[str, ...]  # world emails the provider keeps and the loader refuses
     lists: tuple[str, ...]
     properties: tuple[str, ...]
     exact_lists: bool  # members: exact / unsubscribed memberships supported
@@ -50,7 +52,15 @@ class Pools:
 MAILJET = Pools(
     provider="mailjet",
     emails=BASE_EMAILS,
-    world_emails=(*BASE_EMAILS, "bob.smith@example.com", "alice@EXAMPLE.com", "ünï@exämple.com"),
+    world_emails=(
+        *BASE_EMAILS,
+        "bob.smith@example.com",
+        "alice@EXAMPLE.com",
+        "ünï@exämple.com",
+        '"quoted"@example.com',
+        "a..b@example.com",
+    ),
+    unexportable=('"quoted"@example.com', "a..b@example.com"),
     lists=(
         "news/letter",
         "what?",
@@ -76,6 +86,7 @@ MAILJAWN = Pools(
     provider="mailjawn",
     emails=BASE_EMAILS,
     world_emails=(*BASE_EMAILS, "bob.smith@example.com", "alice@EXAMPLE.com"),
+    unexportable=(),
     lists=("news", "beta-testers", "vip_2", "a1", "plain"),
     properties=("team", "seats", "score", "vip", "renewal"),
     exact_lists=False,
