@@ -222,6 +222,12 @@ def _run(work: Callable[[], T]) -> T:
         _print_error(str(error))
         raise typer.Exit(EXIT_ERROR) from None
     except (KeyboardInterrupt, asyncio.CancelledError):
+        if STOP.writing:
+            err.print(
+                "Aborted during apply: writes were under way and some may have landed. "
+                "Run plan to see what is left, then apply again."
+            )
+            raise typer.Exit(EXIT_ERROR) from None
         err.print("Interrupted before any write; nothing was changed.")
         raise typer.Exit(EXIT_INTERRUPTED) from None
 

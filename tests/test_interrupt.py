@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from reconcile.sandbox.mailjet import create_mailjet_emulator
+from reconcile.sandbox.mailjet import MailjetEmulator, create_mailjet_emulator
 from tests.support import served
 
 PROPERTIES = 40
@@ -67,3 +67,74 @@ def test_ctrl_c_stops_after_the_writes_in_flight_and_a_rerun_finishes(tmp_path: 
             text=True,
         )
         assert plan.returncode == 0, plan.stdout
+
+
+RENAMES = 40
+
+
+def renaming_account(tmp_path: Path) -> tuple[MailjetEmulator, dict[str, str]]:
+    """An account of RENAMES contacts and a manifest renaming each: a read and a PUT per
+    contact, paced at 120 requests a minute, so most writes wait for their turn."""
+    emulator = create_mailjet_emulator()
+    lines = [
+        "provider: {type: mailjet, requests_per_minute: 120}",
+        "safety: {max_update_share: 1.0}",
+    ]
+    lines.append("contacts:")
+    for n in range(RENAMES):
+        emulator.seed_contact(f"p{n}@example.com", f"Old {n}")
+        lines.append(f"  - {{email: p{n}@example.com, name: New {n}}}")
+    (tmp_path / "audience.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return emulator, {
+        "MAILJET_API_KEY": emulator.settings.api_key,
+        "MAILJET_SECRET_KEY": emulator.settings.secret_key,
+    }
+
+
+def start_apply(tmp_path: Path, url: str, credentials: dict[str, str]) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "MAILJET_API_URL": url, **credentials}
+    command = reconcile_command("apply", "--auto-approve", "--quiet", "audience.yaml")
+    return subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+
+
+def wait_for_puts(emulator: MailjetEmulator, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while len(emulator.control.calls("PUT")) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_ctrl_c_ends_queued_writes_and_their_reads_at_once(tmp_path: Path) -> None:
+    emulator, credentials = renaming_account(tmp_path)
+    with served(emulator.app) as url:
+        process = start_apply(tmp_path, url, credentials)
+        wait_for_puts(emulator, 3)
+        process.send_signal(signal.SIGINT)
+        at_signal = len(emulator.control.calls())
+        output = process.communicate(timeout=120)[0].decode()
+        after_signal = len(emulator.control.calls()) - at_signal
+
+    assert process.returncode == 1, output
+    assert "Apply interrupted:" in output
+    # Only what was already under way (at most 4 in flight, each a read then its PUT)
+    # goes out: the queued renames neither read nor write.
+    assert after_signal <= 8, after_signal
+    assert len(emulator.control.calls("PUT")) < RENAMES
+
+
+def test_a_second_ctrl_c_during_writes_never_claims_nothing_changed(tmp_path: Path) -> None:
+    emulator, credentials = renaming_account(tmp_path)
+    emulator.control.latency_seconds = 2.0  # writes stay in flight past the second Ctrl-C
+    with served(emulator.app) as url:
+        process = start_apply(tmp_path, url, credentials)
+        wait_for_puts(emulator, 3)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=120)[0].decode()
+
+    assert process.returncode == 1, output
+    assert "nothing was changed" not in output
+    assert "Aborted during apply: writes were under way and some may have landed" in output
+    assert "Traceback" not in output

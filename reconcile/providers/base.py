@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from reconcile.diff import (
     Action,
@@ -74,23 +76,63 @@ class ApplyReport:
         return sum(1 for o in self.outcomes if o.status is status)
 
 
+T = TypeVar("T")
+
+
 class StopRequest:
     """Set on Ctrl-C: writes in flight finish, nothing new starts (a process-wide signal)."""
 
     def __init__(self) -> None:
         self.requested = False
         self.writing = False  # set once apply starts writing: before that, stop at once
+        self._events: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
 
     def request(self) -> None:
         self.requested = True
+        for event in self._events.values():
+            event.set()
 
     def clear(self) -> None:
         self.requested = False
         self.writing = False
+        self._events.clear()
+
+    async def wait(self) -> None:
+        """Returns once a stop is requested (an event of the running loop's own)."""
+        loop = asyncio.get_running_loop()
+        event = self._events.get(loop)
+        if event is None:
+            event = asyncio.Event()
+            self._events = {loop: event}  # earlier loops are gone
+        if self.requested:
+            event.set()
+        await event.wait()
 
 
 STOP = StopRequest()
 INTERRUPTED = "not started: apply was interrupted"
+
+
+async def unless_stopped(work: Awaitable[T], method: str, path: str) -> T:
+    """`work` (a wait for a rate-limit slot, or a read that only prepares a write), given
+    up as soon as a stop is requested: after Ctrl-C, queued writes end at once instead of
+    each first waiting for its turn."""
+    if STOP.requested:
+        if asyncio.iscoroutine(work):
+            work.close()  # never started
+        raise ApiError(INTERRUPTED, method=method, path=path)
+    task = asyncio.ensure_future(work)
+    stop = asyncio.ensure_future(STOP.wait())
+    try:
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise ApiError(INTERRUPTED, method=method, path=path)
+    return task.result()
 
 
 def refuse_write_when_stopping(method: str, path: str) -> None:

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from reconcile.diff import Change, Ref
 from reconcile.errors import ApiError
 from reconcile.model import email_key
-from reconcile.providers.base import STOP, ApplyReport, blocker
+from reconcile.providers.base import INTERRUPTED, STOP, ApplyReport, blocker
 
 Step = Callable[[Change], Awaitable[str | None]]
 GroupStep = Callable[[str, list[Change]], Awaitable[None]]
@@ -71,7 +71,10 @@ class ChangeRunner:
     def fail(self, change: Change, message: str) -> None:
         self.pending.discard(change.ref)
         self.failed.add(change.ref)
-        self.report.failed(change, message)
+        if message.endswith(INTERRUPTED):  # refused at its turn after Ctrl-C: never sent
+            self.report.not_started(change)
+        else:
+            self.report.failed(change, message)
 
     def settle(self, changes: Iterable[Change]) -> None:
         """Changes carried out by another change's write: done, unless a dependency failed."""

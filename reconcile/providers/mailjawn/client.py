@@ -20,7 +20,7 @@ import httpx
 
 from reconcile.errors import ApiError
 from reconcile.providers.answers import NO_BODY, json_body, of_request
-from reconcile.providers.base import refuse_write_when_stopping
+from reconcile.providers.base import refuse_write_when_stopping, unless_stopped
 from reconcile.providers.pacing import (
     Pacer,
     RequestStats,
@@ -246,7 +246,10 @@ class MailJawnClient:
     ) -> httpx.Response:
         lane = self._lane(method)
         async with lane.in_flight:
-            await lane.pacer.wait_turn()
+            if method == "GET":
+                await lane.pacer.wait_turn()
+            else:
+                await unless_stopped(lane.pacer.wait_turn(), method, url)
             refuse_write_when_stopping(method, url)
             self.stats.count(method)
             response = await self._http.request(method, url, params=params, json=body)

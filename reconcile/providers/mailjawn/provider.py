@@ -27,7 +27,7 @@ from reconcile.model import (
     SubscriptionStatus,
     email_key,
 )
-from reconcile.providers.base import ApplyReport, Capability, Provider
+from reconcile.providers.base import ApplyReport, Capability, Provider, unless_stopped
 from reconcile.providers.mailjawn import records
 from reconcile.providers.mailjawn.client import PAGE_SIZE, MailJawnClient
 from reconcile.providers.mailjawn.records import SUBSCRIBERS, Subscriber
@@ -310,7 +310,8 @@ class MailJawnProvider(Provider):
     async def _unchanged_since_planning(self, planned: Subscriber) -> Subscriber:
         """Before re-activating someone (an opt-in), read them again: if their record moved
         since the plan read it, they may have opted out again after the consent."""
-        found = (await self._find_many([planned.email])).get(planned.key)
+        lookup = self._find_many([planned.email])
+        found = (await unless_stopped(lookup, "GET", SUBSCRIBERS)).get(planned.key)
         if found is None or found.modified != planned.modified or found.status != planned.status:
             raise ApiError(
                 f"subscriber {planned.email} changed since planning (opted out again?); "

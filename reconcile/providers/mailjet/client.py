@@ -10,7 +10,7 @@ import httpx
 
 from reconcile.errors import ApiError
 from reconcile.providers.answers import NO_BODY, json_body, of_request
-from reconcile.providers.base import refuse_write_when_stopping
+from reconcile.providers.base import refuse_write_when_stopping, unless_stopped
 from reconcile.providers.pacing import (
     Pacer,
     RequestStats,
@@ -178,7 +178,10 @@ class MailjetClient:
         self, method: str, path: str, params: Mapping[str, Any] | None, body: Any
     ) -> httpx.Response:
         async with self._in_flight:
-            await self.pacer.wait_turn()
+            if method == "GET":
+                await self.pacer.wait_turn()
+            else:
+                await unless_stopped(self.pacer.wait_turn(), method, path)
             refuse_write_when_stopping(method, path)
             self.stats.count(method)
             response = await self._http.request(method, path, params=params, json=body)

@@ -33,7 +33,7 @@ from reconcile.model import (
     State,
     SubscriptionStatus,
 )
-from reconcile.providers.base import ApplyReport, Capability, Provider
+from reconcile.providers.base import ApplyReport, Capability, Provider, unless_stopped
 from reconcile.providers.mailjet import records
 from reconcile.providers.mailjet.bulk import BulkItem, BulkWriter, JobPolling
 from reconcile.providers.mailjet.client import API_PREFIX, MailjetClient
@@ -304,8 +304,9 @@ class MailjetProvider(Provider):
     async def _current_contact(self, change: Change, live: State) -> Contact:
         """The record as it is now, not as planned: PUT replaces every editable field, so
         a field sent from the plan's read would undo an opt-out or rename made since."""
-        contact_id = self._contact_id(change.email)
-        found = await self._find(f"/contact/{contact_id}")
+        path = f"/contact/{self._contact_id(change.email)}"
+        # A read for a write: after Ctrl-C it is not started (nor waited for).
+        found = await unless_stopped(self._find(path), "GET", API_PREFIX + path)
         if found is None:
             raise ApiError(f"contact {change.email} was deleted since planning; run plan again")
         current = records.contact(found)
