@@ -511,3 +511,33 @@ def test_a_saved_prune_is_stale_when_its_reason_moved(tmp_path: Path) -> None:
     with pytest.raises(StalePlanError, match=r"contact:undeclared@example\.com was changed"):
         run(apply_saved())
     assert (emulator.contact("undeclared@example.com") or {})["IsExcludedFromCampaigns"] is False
+
+
+def test_an_opt_in_does_not_resubscribe_someone_who_left_the_list_again_after_planning(
+    tmp_path: Path,
+) -> None:
+    emulator = create_mailjet_emulator()
+    emulator.seed_list("news")
+    emulator.seed_contact("dee@example.com", lists={"news": True})
+    consent = consent_now()
+    manifest = load(
+        tmp_path,
+        f"""
+        provider: mailjet
+        lists: {{news: {{}}}}
+        contacts:
+          - email: dee@example.com
+            lists: {{news: {{status: subscribed, opted_in_at: "{consent}"}}}}
+        """,
+    )
+
+    def rejoin_then_leave_again() -> None:
+        emulator.seed_unsubscribe("dee@example.com", "news", unsubscribed=False)  # a form
+        time.sleep(1.05)
+        emulator.seed_unsubscribe("dee@example.com", "news")  # and out again, after the opt-in
+
+    resubscribe_and_leave = run(plan_then_apply_after(emulator, manifest, rejoin_then_leave_again))
+
+    assert not resubscribe_and_leave.ok
+    assert "changed since planning" in resubscribe_and_leave.outcomes[0].message
+    assert (emulator.contact("dee@example.com") or {})["Lists"] == {"news": True}

@@ -116,15 +116,18 @@ class MailjetEmulator:
                 raise KeyError(f"contact {email!r} does not exist")
             contact.set_excluded(excluded, stamp=True)
 
-    def seed_unsubscribe(self, email: str, list_name: str | None = None) -> None:
-        """The person unsubscribes: from `list_name`, or from everything (excluded)."""
+    def seed_unsubscribe(
+        self, email: str, list_name: str | None = None, *, unsubscribed: bool = True
+    ) -> None:
+        """The person unsubscribes (or, `unsubscribed=False`, signs up again): from
+        `list_name`, or from everything (excluded)."""
         with self._api.lock:
             state = self._state
             contact = state.contact_by_email(email)
             if contact is None:
                 raise KeyError(f"contact {email!r} does not exist")
             if list_name is None:
-                contact.set_excluded(True, stamp=True)
+                contact.set_excluded(unsubscribed, stamp=True)
                 return
             found = state.list_by_name(list_name)
             if found is None:
@@ -132,7 +135,7 @@ class MailjetEmulator:
             membership = state.membership_of(contact.id, found.id)
             if membership is None:
                 raise KeyError(f"{email!r} is not on list {list_name!r}")
-            state.set_unsubscribed(membership, True)
+            state.set_unsubscribed(membership, unsubscribed)
 
     def contact(self, email: str) -> dict[str, Any] | None:
         with self._api.lock:

@@ -193,12 +193,12 @@ class MailjetProvider(Provider):
         await run.each(contacts, lambda c: self._write_contact(c, live), final=False)
         await run.finish(contacts, self._write_contact_data)
         memberships = [c for c in changes if c.type is ResourceType.MEMBERSHIP]
-        await run.each_contact(
-            [c for c in memberships if c.action is not Action.DELETE], self._set_lists
-        )
-        await run.each_contact(
-            [c for c in memberships if c.action is Action.DELETE], self._set_lists
-        )
+
+        async def set_lists(email: str, group: list[Change]) -> None:
+            await self._set_lists(email, group, live)
+
+        await run.each_contact([c for c in memberships if c.action is not Action.DELETE], set_lists)
+        await run.each_contact([c for c in memberships if c.action is Action.DELETE], set_lists)
 
     async def _apply_bulk(
         self,
@@ -332,8 +332,12 @@ class MailjetProvider(Provider):
             f"/contactdata/{self._contact_id(change.email)}", records.data_body(values)
         )
 
-    async def _set_lists(self, email: str, changes: list[Change]) -> None:
-        """All of one contact's membership changes in one managecontactslists call."""
+    async def _set_lists(self, email: str, changes: list[Change], live: State) -> None:
+        """All of one contact's membership changes in one managecontactslists call; an
+        opt-in's re-subscribe only if the membership is still the opt-out it undoes."""
+        for change in changes:
+            if Flag.RESUBSCRIBE in change.flags:
+                await self._still_opted_out_as_planned(change, live)
         actions = [
             {"ListID": self._list_id(c.list_name), "Action": list_action(c)} for c in changes
         ]
@@ -342,6 +346,25 @@ class MailjetProvider(Provider):
             {"ContactsLists": actions},
             idempotent=True,
         )
+
+    async def _still_opted_out_as_planned(self, change: Change, live: State) -> None:
+        """addforce re-subscribes whatever the membership is now: read it first, so someone
+        who unsubscribed again after the opt-in (and after planning) stays out."""
+        params = {
+            "Contact": self._contact_id(change.email),
+            "ContactsList": self._list_id(change.list_name),
+        }
+        found = await unless_stopped(
+            self.client.get("/listrecipient", params), "GET", API_PREFIX + "/listrecipient"
+        )
+        now = [records.recipient(record) for record in found or []]
+        planned = live.memberships.get((change.list_name, change.email))
+        expected = [planned.opted_out_at] if planned else []
+        if [when for _, unsubscribed, when in now if unsubscribed] != expected:
+            raise ApiError(
+                f"{change.email} on list {change.list_name!r} changed since planning "
+                "(unsubscribed again?); not re-subscribed (run plan again)"
+            )
 
     async def _delete_contact(self, change: Change) -> None:
         contact_id = self._contact_id(change.email)

@@ -52,13 +52,18 @@ class ContactWork:
             return 1
         return 2 if self.needs_put else 0
 
+    @property
+    def resubscribes(self) -> list[Change]:
+        """Memberships an opt-in brings back: each is read again just before (single calls)."""
+        return [m for m in self.memberships if Flag.RESUBSCRIBE in m.flags]
+
     def actions(self) -> tuple[NamedAction, ...]:
         return tuple(sorted((m.list_name, list_action(m)) for m in self.memberships))
 
     def single_cost(self) -> int:
         calls = self.record_calls + (1 if self.properties else 0)
         calls += len({m.action is Action.DELETE for m in self.memberships})
-        return calls
+        return calls + len(self.resubscribes)
 
 
 @dataclass
@@ -114,7 +119,7 @@ def route(
             definitions.get(name) is not None and definitions[name].namespace is Namespace.HISTORIC
             for name in work.properties
         )
-        if historic:
+        if historic or work.resubscribes:
             result.single.append(work)
         else:
             groups[work.actions()].append(work)
