@@ -208,7 +208,7 @@ def diff_states(desired: State, live: State, policy: Policy | None = None) -> Di
     result.changes.extend(_list_changes(desired, live))
     result.changes.extend(_contact_changes(desired, live, replaced, result.warnings))
     result.changes.extend(_membership_changes(desired, live, policy, result.warnings))
-    result.changes.extend(_pruned(desired, live, policy, result.changes))
+    result.changes.extend(_pruned(desired, live, policy, result.changes, result.warnings))
     result.changes = _without_memberships_of_erased(result.changes)
     result.errors.extend(_protection_errors(result.changes, policy))
     result.warnings.extend(_unmatched_protections(desired, live, policy))
@@ -408,7 +408,9 @@ def _protected(policy: Policy, list_name: str, email: str) -> bool:
     return email in policy.protected_contacts or list_name in policy.protected_lists
 
 
-def _pruned(desired: State, live: State, policy: Policy, planned: list[Change]) -> Iterator[Change]:
+def _pruned(
+    desired: State, live: State, policy: Policy, planned: list[Change], warnings: list[Finding]
+) -> Iterator[Change]:
     """What the prune policies ask for things no manifest declares."""
     if policy.lists is DefinitionPrune.DELETE:
         for name, have in live.lists.items():
@@ -428,9 +430,20 @@ def _pruned(desired: State, live: State, policy: Policy, planned: list[Change]) 
         already = {change.ref for change in planned}
         lists_of = memberships_by_email(live)
         for key in sorted(_undeclared_in_scope(desired, live, policy)):
+            if policy.contacts is ContactPrune.DELETE and live.contacts[key].fields.get(EXCLUDED):
+                warnings.append(_kept_record(key))
+                continue
             for change in _prune_contact(key, desired, live, policy, lists_of.get(key, [])):
                 if change.ref not in already:
                     yield change
+
+
+def _kept_record(key: str) -> Finding:
+    return Finding(
+        contact_ref(key),
+        "is in the prune's scope but opted out of all campaigns: not erased, because erasing "
+        "them would erase the record of their opt-out (a later import could mail them)",
+    )
 
 
 def _undeclared_in_scope(desired: State, live: State, policy: Policy) -> set[str]:

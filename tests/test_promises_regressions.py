@@ -541,3 +541,27 @@ def test_an_opt_in_does_not_resubscribe_someone_who_left_the_list_again_after_pl
     assert not resubscribe_and_leave.ok
     assert "changed since planning" in resubscribe_and_leave.outcomes[0].message
     assert (emulator.contact("dee@example.com") or {})["Lists"] == {"news": True}
+
+
+def test_a_delete_prune_keeps_the_record_of_a_global_opt_out(tmp_path: Path) -> None:
+    emulator = create_mailjet_emulator()
+    emulator.seed_list("news")
+    emulator.seed_contact("left@example.com", excluded=True, lists={"news": False})
+    emulator.seed_contact("stale@example.com", lists={"news": False})
+    manifest = load(
+        tmp_path,
+        """
+        provider: mailjet
+        lists: {news: {}}
+        prune: {contacts: {action: delete}}
+        safety: {max_delete_share: 1.0}
+        """,
+    )
+
+    again = converged(emulator, manifest)
+
+    assert emulator.contact("stale@example.com") is None
+    assert (emulator.contact("left@example.com") or {})["IsExcludedFromCampaigns"] is True
+    assert any(
+        w.startswith("contact:left@example.com: is in the prune's scope") for w in again.warnings
+    )
