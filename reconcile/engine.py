@@ -66,7 +66,7 @@ async def open_provider(config: ProviderConfig, target: Target) -> AsyncIterator
     if target.sandbox:
         with in_process_sandbox(config.type, target.sandbox_dir) as endpoint:
             provider = _build(config, endpoint)
-            provider.sandboxed = True
+            provider.sandbox_id = endpoint.account_id
             try:
                 yield provider
             finally:

@@ -61,7 +61,8 @@ def test_json_plan_follows_the_contract(workdir: Path) -> None:
     assert plan["provider"] == "mailjet"
     assert plan["summary"] == {"create": 28, "update": 0, "delete": 0}
     assert "personal data" in plan["notice"]
-    assert plan["account"] == {"kind": "sandbox", "api_key_sha256": "db6bcf6a2a36ee93"}
+    sandbox_id = (workdir / ".reconcile" / "sandbox" / "mailjet.account").read_text().strip()
+    assert plan["account"] == {"kind": "sandbox", "sandbox_id": sandbox_id}
     assert "sandbox-key" not in result.stdout  # the key itself is never printed
     first = plan["changes"][0]
     assert first == {

@@ -367,7 +367,11 @@ def test_a_plan_is_refused_by_another_account_and_writes_nothing(tmp_path: Path)
     manifest = load(tmp_path, "provider: mailjet\ncontacts: [{email: a@example.com}]\n")
     made = run(plan_with(ours, manifest))
     saved = Plan.loads(made.dumps(), "plan.json")
-    assert saved.account == {"kind": "service", "api_key_sha256": "db6bcf6a2a36ee93"}
+    assert saved.account == {
+        "kind": "service",
+        "url": "http://mailjet.test",
+        "api_key_sha256": "db6bcf6a2a36ee93",  # the key itself is never written
+    }
 
     async def apply_elsewhere() -> None:
         provider = mailjet_provider(theirs)
@@ -565,3 +569,24 @@ def test_a_delete_prune_keeps_the_record_of_a_global_opt_out(tmp_path: Path) -> 
     assert any(
         w.startswith("contact:left@example.com: is in the prune's scope") for w in again.warnings
     )
+
+
+def test_a_plan_is_refused_by_another_sandbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "audience.yaml").write_text(
+            "provider: mailjet\ncontacts: [{email: a@example.com}]\n", encoding="utf-8"
+        )
+    monkeypatch.chdir(tmp_path / "one")
+    made = CliRunner().invoke(app, ["plan", "--sandbox", "--out", "../p.json", "audience.yaml"])
+    assert made.exit_code == 0, made.output
+    monkeypatch.chdir(tmp_path / "two")
+
+    applied = CliRunner().invoke(app, ["apply", "--sandbox", "--plan", "../p.json"])
+    export = CliRunner().invoke(app, ["export", "--sandbox"])
+
+    assert applied.exit_code == 1
+    assert "the plan was made against another account" in applied.output
+    assert "a@example.com" not in export.output  # nothing was written to this sandbox

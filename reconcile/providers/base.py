@@ -165,15 +165,17 @@ class Provider(ABC):
 
     name: ClassVar[str]
     capabilities: ClassVar[frozenset[Capability]]
-    sandboxed: bool = False  # set by the engine when it opened the built-in sandbox
+    sandbox_id: str | None = None  # set by the engine when it opened the built-in sandbox
 
     def identity(self) -> dict[str, str]:
-        """The account's public identity (an id, never a secret)."""
+        """The account's public identity: where it is served and an id, never a secret."""
         return {}
 
     def account(self) -> dict[str, str]:
         """What a saved plan records and `apply --plan` checks: the same account, or refuse."""
-        return {"kind": "sandbox" if self.sandboxed else "service", **self.identity()}
+        if self.sandbox_id is not None:
+            return {"kind": "sandbox", "sandbox_id": self.sandbox_id}
+        return {"kind": "service", **self.identity()}
 
     @abstractmethod
     async def read(self, scope: ReadScope) -> State:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import socket
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class SandboxEndpoint:
     credentials: dict[str, str]
     transport: httpx.AsyncBaseTransport | None
     requests_per_minute: float = UNLIMITED
+    account_id: str = ""  # which sandbox account (state directory) this is
 
 
 def create_emulator(provider: str, state: dict[str, Any] | None) -> tuple[Any, dict[str, str]]:
@@ -72,14 +74,38 @@ def emulator_from_file(provider: str, path: Path) -> tuple[Any, dict[str, str]]:
         raise bad_state(path, problem) from None
 
 
+def sandbox_account_id(provider: str, directory: Path) -> str:
+    """A random id made the first time a sandbox directory is used: plans made against one
+    sandbox account are refused by another, like real accounts."""
+    path = directory / f"{provider}.account"
+    try:
+        known = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        known = ""
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the sandbox account id ({error})") from None
+    if known:
+        return known
+    made = uuid.uuid4().hex
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        path.write_text(made + "\n", encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot write the sandbox account id ({error})") from None
+    return made
+
+
 @contextmanager
 def in_process_sandbox(provider: str, directory: Path = SANDBOX_DIR) -> Iterator[SandboxEndpoint]:
     """An emulator reached through httpx's ASGI transport; its state is saved on exit."""
     path = state_file(provider, directory)
     emulator, credentials = emulator_from_file(provider, path)
     transport = EmulatorTransport(app=emulator.app)
+    account = sandbox_account_id(provider, directory)
     try:
-        yield SandboxEndpoint(provider, f"http://{provider}.sandbox", credentials, transport)
+        yield SandboxEndpoint(
+            provider, f"http://{provider}.sandbox", credentials, transport, account_id=account
+        )
     finally:
         save_json_state(path, emulator.dump_state())
 

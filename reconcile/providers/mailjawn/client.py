@@ -98,6 +98,7 @@ class MailJawnClient:
         """`window_seconds` is the server's window, used to read RateLimit-Limit."""
         self._secret = api_key
         self.project_id = project_id
+        self.base_url = base_url.rstrip("/")
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             transport=transport,

@@ -83,7 +83,7 @@ class MailJawnProvider(Provider):
         await self.client.aclose()
 
     def identity(self) -> dict[str, str]:
-        return {"project_id": self.client.project_id}
+        return {"url": self.client.base_url, "project_id": self.client.project_id}
 
     def estimate_calls(self, changes: Sequence[Change], live: State) -> int:
         """Every request apply sends when nothing fails and nobody else writes meanwhile:

@@ -53,6 +53,7 @@ class MailjetClient:
         max_in_flight: int = 4,
     ) -> None:
         self.public_key = api_key  # Mailjet's public half of the credentials: the account's id
+        self.base_url = base_url.rstrip("/")
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             auth=httpx.BasicAuth(api_key, secret_key),

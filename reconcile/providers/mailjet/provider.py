@@ -81,7 +81,7 @@ class MailjetProvider(Provider):
         # The API key names the account but is half of the credentials, which are never
         # printed: a digest of it tells accounts apart without showing it.
         digest = hashlib.sha256(self.client.public_key.encode()).hexdigest()[:16]
-        return {"api_key_sha256": digest}
+        return {"url": self.client.base_url, "api_key_sha256": digest}
 
     def stats(self) -> dict[str, float]:
         return {
