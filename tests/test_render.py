@@ -103,3 +103,13 @@ def test_progress_says_done_only_when_the_work_succeeded() -> None:
     with pytest.raises(RuntimeError):
         asyncio.run(failing(Console(file=sink, width=200)))
     assert sink.getvalue() == ""
+
+
+def test_markdown_shows_warnings_when_there_are_no_changes() -> None:
+    quiet = Plan.build("mailjet", [], ReadScope(), ["list:newsleter: is under protect:lists"])
+
+    text = render_markdown(quiet)
+
+    assert "No changes: the account matches the manifest." in text
+    assert "**Warnings**" in text
+    assert "- list:newsleter: is under protect:lists" in text

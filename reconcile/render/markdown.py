@@ -21,7 +21,11 @@ _RESERVED = 2_000  # room for the closing lines, warnings header and the cut not
 def render_markdown(plan: Plan) -> str:
     head = [f"### reconcile plan ({plan.provider})", ""]
     if plan.is_empty:
-        return "\n".join([*head, "No changes: the account matches the manifest.", ""])
+        head += ["No changes: the account matches the manifest.", ""]
+        if not plan.warnings:
+            return "\n".join(head)
+        warnings, warned = _bullets(plan.warnings, MAX_CHARS - _RESERVED - len("".join(head)))
+        return "\n".join([*head, *_warnings_section(plan, warnings, warned)]) + "\n"
     banner = destructive_banner(plan)
     if banner:
         head += ["> [!WARNING]", f"> **{banner}** Review each of these before merging.", ""]
@@ -43,10 +47,15 @@ def render_markdown(plan: Plan) -> str:
         parts.append(f"... and {left:,} more changes (all of them: `plan --format json`)")
     parts += ["", "</details>"]
     if plan.warnings:
-        parts += ["", "**Warnings**", "", warnings]
-        if warned < len(plan.warnings):
-            parts.append(f"- ... and {len(plan.warnings) - warned:,} more warnings")
+        parts += ["", *_warnings_section(plan, warnings, warned)]
     return "\n".join(parts) + "\n"
+
+
+def _warnings_section(plan: Plan, bullets: str, shown: int) -> list[str]:
+    section = ["**Warnings**", "", bullets]
+    if shown < len(plan.warnings):
+        section.append(f"- ... and {len(plan.warnings) - shown:,} more warnings")
+    return section
 
 
 def _details(changes: tuple[Change, ...], budget: int) -> tuple[str, int]:
