@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -14,7 +14,7 @@ from reconcile.capabilities import raise_if_unsupported
 from reconcile.diff import diff_states, protection_conflicts
 from reconcile.errors import ConfigError, ManifestError, PlanError
 from reconcile.manifest.loader import Manifest, ProviderConfig, load_manifest
-from reconcile.manifest.schema import MailJawnOptions, MailjetOptions, ProviderOptions
+from reconcile.manifest.schema import MailJawnOptions, MailjetOptions, ProviderName, ProviderOptions
 from reconcile.model import ReadScope, State
 from reconcile.plan import Estimate, Plan, raise_if_stale
 from reconcile.providers.base import ApplyReport, Capability, Provider
@@ -27,6 +27,7 @@ from reconcile.sandbox.runtime import SANDBOX_DIR, SandboxEndpoint, in_process_s
 from reconcile.settings import MailJawnSettings, MailjetSettings, NetworkSettings
 
 _PROVIDER_OPTIONS: TypeAdapter[ProviderConfig] = TypeAdapter(ProviderOptions)
+PROVIDER_NAMES: tuple[str, ...] = get_args(ProviderName)
 SANDBOX_POLLING = JobPolling(first_wait=0.02, max_wait=0.2)
 
 
@@ -55,10 +56,15 @@ def provider_class(config: ProviderConfig) -> type[Provider]:
 
 def provider_config(name: str, options: Mapping[str, Any]) -> ProviderConfig:
     """The provider settings a saved plan was made with, or a bare provider name's defaults."""
+    if name not in PROVIDER_NAMES:
+        known = " or ".join(PROVIDER_NAMES)
+        raise PlanError(f"unknown provider {name!r}: choose {known}")
     try:
         return _PROVIDER_OPTIONS.validate_python({"type": name, **options})
     except ValidationError as error:
-        raise PlanError(f"unknown provider {name!r} or bad provider options: {error}") from None
+        first = error.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise PlanError(f"bad {name} provider options ({where}: {first['msg']})") from None
 
 
 @asynccontextmanager

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import httpx
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import AfterValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reconcile.errors import ConfigError
@@ -43,6 +44,17 @@ class EnvSettings(BaseSettings):
         return f"set a valid value or unset it for the default ({field.default})"
 
 
+def http_url(value: str) -> str:
+    """An API base URL: http(s) with a host, or a ValueError saying what it must be."""
+    parsed = urlsplit(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return value
+
+
+ApiUrl = Annotated[str, AfterValidator(http_url)]
+
+
 class NetworkSettings(EnvSettings):
     """Timeouts and retries, shared by both providers (RECONCILE_* variables)."""
 
@@ -67,7 +79,7 @@ class MailjetSettings(EnvSettings):
 
     api_key: SecretStr | None = None
     secret_key: SecretStr | None = None
-    api_url: str = "https://api.mailjet.com"
+    api_url: ApiUrl = "https://api.mailjet.com"
 
     def credentials(self) -> tuple[str, str]:
         if not self.api_key or not self.secret_key:
@@ -83,7 +95,7 @@ class MailJawnSettings(EnvSettings):
 
     api_key: SecretStr | None = None
     project_id: str | None = None
-    api_url: str = "https://api.mailjawn.com"
+    api_url: ApiUrl = "https://api.mailjawn.com"
 
     def key(self) -> str:
         if not self.api_key:

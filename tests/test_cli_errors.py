@@ -230,3 +230,28 @@ def test_detailed_exitcode_2_still_means_changes(workdir: Path) -> None:
 def test_export_to_a_device_is_one_line(workdir: Path) -> None:
     result = reconcile("export", "--sandbox", "-o", os.devnull)
     assert_one_error_line(result, os.devnull, "is not a regular file")
+
+
+def test_an_unknown_export_provider_is_one_line(workdir: Path) -> None:
+    assert_one_error_line(
+        reconcile("export", "--sandbox", "--provider", "foo"),
+        "unknown provider 'foo': choose mailjet or mailjawn",
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("MAILJET_API_URL", "notaurl"), ("MAILJET_API_URL", "ftp://x"), ("MAILJAWN_API_URL", "")],
+)
+def test_an_api_url_that_can_never_work_is_refused_before_any_request(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    for name in ("MAILJET_API_KEY", "MAILJET_SECRET_KEY", "MAILJAWN_API_KEY"):
+        monkeypatch.setenv(name, "x")
+    monkeypatch.setenv("MAILJAWN_PROJECT_ID", "p")
+    provider = "mailjet" if variable.startswith("MAILJET") else "mailjawn"
+    assert_one_error_line(
+        reconcile("export", "--provider", provider),
+        f"{variable}: must be an http:// or https:// URL with a host",
+    )
