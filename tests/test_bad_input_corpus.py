@@ -187,6 +187,8 @@ BAD: list[Bad] = [
     # --- provider capabilities (named like every other field) ------------------------
     Bad("mailjawn_unsubscribed_membership", 12, f"{C0}.lists.news", r"mailjawn cannot"),
     Bad("mailjawn_exact_list", 3, "lists.beta.members", r"mailjawn cannot"),
+    Bad("mailjawn_replace", 3, "properties.seats", r"MailJawn keeps no property definitions"),
+    Bad("mailjawn_unicode_email", 3, f"{C0}.email", r"defines no addresses beyond ASCII"),
     Bad("mailjawn_tag_not_a_slug", 3, "lists.Not A Slug", r"not a valid MailJawn tag slug"),
     # a prune policy's error is on that policy's own line, not on `prune:`
     Bad("mailjawn_prune_contacts_unsubscribe", 6, "prune.contacts.action", r"mailjawn cannot"),

@@ -16,7 +16,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconcile.diff import Action, Change, Finding, ResourceType, list_ref
+from reconcile.diff import (
+    Action,
+    Change,
+    Finding,
+    ResourceType,
+    contact_ref,
+    list_ref,
+    property_ref,
+)
 from reconcile.errors import ApiError
 from reconcile.model import (
     EXCLUDED,
@@ -139,6 +147,24 @@ class MailJawnProvider(Provider):
                     f"single - or _); {fix}",
                 )
             )
+        findings += [
+            Finding(
+                property_ref(name),
+                "has replace: true, but MailJawn keeps no property definitions: there is "
+                "nothing to replace and values keep the type they were written with; remove it",
+            )
+            for name, definition in desired.properties.items()
+            if definition.replace
+        ]
+        findings += [
+            Finding(
+                contact_ref(key),
+                f"{contact.email!r}: MailJawn's API document defines no addresses beyond "
+                "ASCII, so reconcile sends none; write the domain in its xn-- (punycode) form",
+            )
+            for key, contact in desired.contacts.items()
+            if not contact.email.isascii()
+        ]
         return findings
 
     def review(self, changes: Sequence[Change], live: State) -> tuple[list[Change], list[Finding]]:
