@@ -196,7 +196,7 @@ def consent_blocker(opted_out_at: str | None, opted_in_at: str | None) -> str | 
             "can't be shown to be newer"
         )
     if opted_out_at >= opted_in_at:
-        return f"they opted out at {opted_out_at}, after the opt-in of {opted_in_at}"
+        return f"they opted out at {opted_out_at}, not before the opt-in of {opted_in_at}"
     return None
 
 

@@ -246,7 +246,9 @@ class _Builder:
             csv_path = document.path.parent / name
             if not csv_path.is_file():
                 where = document.location(("contacts_from",))
-                self.issues.append(ManifestIssue(where, "contacts_from", f"no file {csv_path}"))
+                problem = "is not a file" if csv_path.exists() else "does not exist"
+                message = f"{csv_path} {problem} (a CSV file, relative to this manifest)"
+                self.issues.append(ManifestIssue(where, "contacts_from", message))
                 continue
             self.pending_contacts.append(read_contacts_csv(csv_path, self.issues))
 
