@@ -4,6 +4,8 @@ only them (e.g. `pytest -n 2 -m soak tests/reliability`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 
@@ -20,3 +22,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if soak:
         config.hook.pytest_deselected(items=soak)
         items[:] = [item for item in items if item.get_closest_marker("soak") is None]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh current directory (the sandbox keeps its state under it), fast retries."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RECONCILE_RETRY_WAIT", "0.01")
+    return tmp_path

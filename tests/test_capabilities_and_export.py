@@ -15,13 +15,6 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 runner = CliRunner()
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("RECONCILE_RETRY_WAIT", "0.01")
-    return tmp_path
-
-
 def reconcile(*args: str) -> tuple[int, str]:
     result = runner.invoke(app, list(args))
     return result.exit_code, result.output

@@ -91,9 +91,14 @@ def desired_states(draw: st.DrawFn) -> State:
     return state
 
 
-def seed(live: tuple[list[str], list[str], dict[str, LiveContact]]) -> MailjetEmulator:
+def seed(
+    live: tuple[list[str], list[str], dict[str, LiveContact]],
+    emulator: MailjetEmulator | None = None,
+) -> MailjetEmulator:
+    """`live` seeded into `emulator` (by default one whose jobs end on the first poll)."""
     properties, lists, contacts = live
-    emulator = create_mailjet_emulator(MailjetEmulatorSettings(job_polls_to_complete=1))
+    if emulator is None:
+        emulator = create_mailjet_emulator(MailjetEmulatorSettings(job_polls_to_complete=1))
     for name in properties:
         emulator.seed_property(name, PROPERTY_TYPES[name].value)
     for name in lists:

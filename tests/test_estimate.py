@@ -32,10 +32,10 @@ from reconcile.sandbox.runtime import create_emulator
 from tests.providers.test_mailjawn_client import make_client
 from tests.support import mailjet_provider, run
 from tests.test_convergence_property import (
-    PROPERTY_TYPES,
     LiveContact,
     desired_states,
     live_accounts,
+    seed,
 )
 from tests.test_convergence_property_mailjawn import additive_and_subscribed, live_projects
 from tests.test_convergence_property_mailjawn import seed as seed_mailjawn
@@ -97,17 +97,7 @@ def sandbox_mailjet() -> MailjetEmulator:
 
 
 def seed_mailjet(live: tuple[list[str], list[str], dict[str, LiveContact]]) -> MailjetEmulator:
-    properties, lists, contacts = live
-    emulator = sandbox_mailjet()
-    for name in properties:
-        emulator.seed_property(name, PROPERTY_TYPES[name].value)
-    for name in lists:
-        emulator.seed_list(name)
-    for email, contact in contacts.items():
-        emulator.seed_contact(
-            email, contact.name, contact.excluded, contact.properties, contact.lists
-        )
-    return emulator
+    return seed(live, sandbox_mailjet())
 
 
 def fast_mailjet(emulator: MailjetEmulator, chunk_size: int = 1000) -> MailjetProvider:

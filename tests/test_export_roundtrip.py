@@ -31,13 +31,6 @@ REST = "/v3/REST"
 runner = CliRunner()
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("RECONCILE_RETRY_WAIT", "0.01")
-    return tmp_path
-
-
 def reconcile(*args: str) -> Result:
     return runner.invoke(app, list(args))
 

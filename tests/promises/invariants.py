@@ -32,6 +32,10 @@ class ProtectedTouched(PromiseBroken):
     """2: something in protect: was deleted/removed/unsubscribed/excluded."""
 
 
+class ProtectedNotRefused(PromiseBroken):
+    """2: a plan that asks to exclude/unsubscribe/erase what protect: covers is refused."""
+
+
 class UnmanagedChanged(PromiseBroken):
     """3: a field, property, list or membership the manifest does not manage changed."""
 

@@ -45,6 +45,7 @@ from tests.promises.invariants import (
     FutureOptInAccepted,
     NotConverged,
     OptOutKey,
+    ProtectedNotRefused,
     ReadOnlyWrote,
     RedactionLeaked,
     SecretShown,
@@ -75,6 +76,13 @@ BAD_SETTINGS = (
     ("RECONCILE_CONNECT_TIMEOUT", "soon"),
     ("RECONCILE_RETRY_ATTEMPTS", "0"),
     ("RECONCILE_RETRY_WAIT", "forever"),
+)
+# (type, value, new type): a declared value that reads equal once retyped ("7" -> 7)
+KEPT_ACROSS_RETYPE: tuple[tuple[str, Any, str], ...] = (
+    ("str", "7", "int"),
+    ("int", 7, "float"),
+    ("float", 3.0, "int"),
+    ("str", "7", "float"),
 )
 BROKEN_STATES = (b"{", b"[]", b"\xff\xfe", b"")  # not JSON, not an account, not UTF-8
 
@@ -298,6 +306,26 @@ class PromiseMachine(RuleBasedStateMachine):
             if action is not None and self.world(action):
                 return f"{change['address']} moved"
         return None
+
+    def exported(self, args: list[str], target: Path) -> None:
+        """Promise 5: the export holds exactly the account's people (those the loader
+        accepts), and its plan against the same account is empty."""
+        result = self.read_only(*args)
+        if result.exit_code != 0:
+            raise ExportNotRoundTrip(f"reconcile {' '.join(args)} failed:\n{result.output}")
+        refused = {e.lower() for e in self.pools.unexportable}
+        live = set(self.account.snapshot().people) - refused  # left out, with a warning
+        written = [e.lower() for e in exported_emails(target)]
+        if sorted(written) != sorted(live):
+            raise ExportNotRoundTrip(
+                f"{' '.join(args)}: exported {sorted(written)}, account holds {sorted(live)} "
+                f"(of which the loader refuses {sorted(refused)})"
+            )
+        again = self.read_only("plan", "--sandbox", "--quiet", "--detailed-exitcode", str(target))
+        if again.exit_code != 0:
+            raise ExportNotRoundTrip(
+                f"{' '.join(args)} then plan exits {again.exit_code}:\n{_changes(again.output)}"
+            )
 
     def declared(self, email: str) -> ContactDecl:
         found = self.manifest.contact(email)
@@ -810,24 +838,7 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
                     self.last_dir = target
             else:
                 args += ["-o", str(target / "audience.yaml")]
-            result = self.read_only(*args)
-            if result.exit_code != 0:
-                raise ExportNotRoundTrip(f"reconcile {' '.join(args)} failed:\n{result.output}")
-            refused = {e.lower() for e in self.pools.unexportable}
-            live = set(self.account.snapshot().people) - refused  # left out, with a warning
-            written = [e.lower() for e in exported_emails(target)]
-            if sorted(written) != sorted(live):
-                raise ExportNotRoundTrip(
-                    f"{' '.join(args)}: exported {sorted(written)}, account holds {sorted(live)} "
-                    f"(of which the loader refuses {sorted(refused)})"
-                )
-            again = self.read_only(
-                "plan", "--sandbox", "--quiet", "--detailed-exitcode", str(target)
-            )
-            if again.exit_code != 0:
-                raise ExportNotRoundTrip(
-                    f"{' '.join(args)} then plan exits {again.exit_code}:\n{_changes(again.output)}"
-                )
+            self.exported(args, target)
             if over:  # the author continues from what export wrote
                 self.manifest = adopt(target, self.provider)
 
@@ -883,6 +894,166 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
             time.sleep(1.0)  # opt-out times have a resolution of a second
             if self.world(opt_out):
                 self.writing(self.manifest, *args)
+
+        # ---- rare situations, built on purpose ------------------------------------------
+
+        @precondition(lambda self: jet)
+        @rule(prop=props, case=st.sampled_from(KEPT_ACROSS_RETYPE), who=index)
+        def retype_keeping_values(
+            self: PromiseMachine, prop: str, case: tuple[str, Any, str], who: int
+        ) -> None:
+            """replace: true converges in one apply: a property with values declared and
+            live is retyped with replace: true, the author keeping values that read equal
+            after the conversion ("7" live, 7 declared). The recreated property starts empty,
+            so the apply must write them again: the next plan is empty and they are there."""
+            kind_before, value, kind = case
+            live = self.account.snapshot()
+            refused = {e.lower() for e in pools.unexportable}
+            holders = sorted(e for e in self.manifest.contacts if e in live.people)
+            holders = [e for e in holders if e not in refused]
+            if not holders:
+                return
+            chosen = {_pick(holders, who), _pick(holders, who + 1)}
+            had = live.properties.get(prop)
+            replace = had is not None and had[0] != kind_before
+            self.manifest.properties[prop] = PropertyDecl(kind_before, replace=replace)
+            for email, contact in self.manifest.contacts.items():
+                if email in chosen:
+                    contact.properties[prop] = value
+                elif contact.properties.get(prop) is not None:
+                    contact.properties[prop] = _converted(contact.properties[prop], kind_before)
+            self.edited()
+            args = ("apply", "--sandbox", "--quiet", "--auto-approve", MANIFEST)
+            if self.writing(self.manifest, *args).exit_code != 0:
+                return
+            people = self.account.snapshot().people
+            if any(people[e].properties.get(prop) != value for e in chosen if e is not None):
+                return  # not the situation (another tool's value won; checked elsewhere)
+            self.manifest.properties[prop] = PropertyDecl(kind, replace=True)
+            for contact in self.manifest.contacts.values():
+                if contact.properties.get(prop) is not None:
+                    contact.properties[prop] = _converted(contact.properties[prop], kind)
+            self.edited()
+            if self.writing(self.manifest, *args).exit_code != 0:
+                return
+            self.converged(f"{prop!r} retyped {kind_before} -> {kind} with replace: true")
+            people = self.account.snapshot().people
+            lost = {
+                email: (people[email].properties.get(prop), contact.properties[prop])
+                for email, contact in self.manifest.contacts.items()
+                if email in people
+                and contact.properties.get(prop) is not None
+                and people[email].properties.get(prop) != contact.properties[prop]
+            }
+            if lost:
+                raise NotConverged(
+                    f"{prop!r} retyped {kind_before} -> {kind} with replace: true; after the "
+                    f"apply, (live, declared) values differ: {lost}"
+                )
+
+        @rule(per_file=st.integers(1, 3), who=index, erase=st.integers(1, 2), prune=st.booleans())
+        def export_again_after_erasure(
+            self: PromiseMachine, per_file: int, who: int, erase: int, prune: bool
+        ) -> None:
+            """Promise 5 across a re-export: a directory export one contact per file; people
+            are erased (by the world, or by the author's delete prune); export into the same
+            directory again, which now needs fewer files: the files it no longer needs go,
+            and nobody erased comes back (the directory is the account: its plan is empty)."""
+            Counter.steps += 1
+            live = self.account.snapshot()
+            for email in pools.emails:
+                if len(live.people) >= 3:
+                    break
+                if email.lower() not in live.people:
+                    made = (
+                        w.mj_create_contact(email, "Made", [])
+                        if jet
+                        else w.jawn_identify(email, name="Made")
+                    )
+                    self.world(made)
+                    live = self.account.snapshot()
+            self.exports += 1
+            target = self.root / "exports" / str(self.exports)
+            target.mkdir(parents=True)
+            self.last_dir = target
+            split = ["export", "--sandbox", "--provider", self.provider, "--contacts-per-file"]
+            self.exported([*split, "1", "-o", f"{target}/"], target)
+            subscribed = sorted(
+                email
+                for email, person in live.people.items()
+                if email in self.manifest.contacts
+                and not person.opted_out
+                and not self.manifest.contact_protected(email)
+                and any(person.lists.get(n) is True for n in self.manifest.lists)
+            )
+            dropped = _pick(subscribed, who) if prune else None
+            if dropped is not None:  # the author drops them, with a delete prune
+                self.manifest.contacts.pop(dropped)
+                self.manifest.prune.contacts = "delete"
+                self.manifest.prune.scope_lists = None
+                self.edited()
+                self.writing(
+                    self.manifest, "apply", "--sandbox", "--quiet", "--auto-approve", MANIFEST
+                )
+            else:
+                for n in range(erase):
+                    person = self.someone(who + n)
+                    if person is not None:
+                        email = person.email
+                        self.world(w.mj_delete_contact(email) if jet else w.jawn_delete(email))
+            self.exported([*split, str(per_file), "-o", f"{target}/"], target)
+
+        @rule(who=index, prune=st.booleans())
+        def exclude_protected(self: PromiseMachine, who: int, prune: bool) -> None:
+            """Promise 2: exclusion is destructive, so protect: covers it. An active contact
+            is protected, and the author declares excluded_from_campaigns: true for them:
+            plan and apply refuse (exit 1, nothing written), and the author backs the edit
+            out. Or a prune (action: exclude) covers them: they are left included."""
+            live = self.account.snapshot()
+            refused = {e.lower() for e in pools.unexportable}
+            active = sorted(
+                e for e, p in live.people.items() if not p.opted_out and e not in refused
+            )
+            email = _pick(active, who)
+            if email is None:
+                return
+            person = live.people[email]
+            earlier = self.manifest.copy()
+            self.manifest.protect_contacts = [
+                *(e for e in self.manifest.protect_contacts if e.lower() != email),
+                person.email,
+            ]
+            args = ("apply", "--sandbox", "--quiet", "--auto-approve", MANIFEST)
+            if prune:
+                self.manifest.contacts.pop(email, None)
+                on = sorted(n for n, sub in person.lists.items() if sub and n in pools.lists)
+                scope = _pick(on, who)
+                if scope is not None:
+                    self.manifest.lists.setdefault(scope, "additive")
+                self.manifest.prune.contacts = "exclude"
+                self.manifest.prune.scope_lists = None if scope is None else [scope]
+                self.edited()
+                self.writing(self.manifest, *args)
+                now = self.account.snapshot().people.get(email)
+                if now is not None and now.opted_out:
+                    raise ProtectedNotRefused(f"protected {email} excluded by a prune")
+                return
+            self.declared(person.email).excluded = True
+            self.edited()
+            planned = self.read_only(
+                "plan", "--sandbox", "--quiet", "--detailed-exitcode", MANIFEST
+            )
+            before = self.account.snapshot()
+            applied = self.writing(self.manifest, *args)
+            wrote = self.account.snapshot().raw != before.raw
+            if planned.exit_code != 1 or applied.exit_code != 1 or wrote:
+                raise ProtectedNotRefused(
+                    f"{email} is protected and declared excluded_from_campaigns: true; plan "
+                    f"exited {planned.exit_code}, apply {applied.exit_code}"
+                    f"{' and wrote' if wrote else ''}:\n{_changes(applied.output)}"
+                )
+            self.manifest = earlier
+            self.edited()
 
         @rule(usage=st.sampled_from(USAGE_ERRORS), detailed=st.booleans(), redact=st.booleans())
         def reconcile_misused(
