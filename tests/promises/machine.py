@@ -79,10 +79,10 @@ BAD_SETTINGS = (
 )
 # (type, value, new type): a declared value that reads equal once retyped ("7" -> 7)
 KEPT_ACROSS_RETYPE: tuple[tuple[str, Any, str], ...] = (
-    ("str", "7", "int"),
     ("int", 7, "float"),
     ("float", 3.0, "int"),
-    ("str", "7", "float"),
+    ("int", 0, "float"),
+    ("str", "7", "int"),
 )
 BROKEN_STATES = (b"{", b"[]", b"\xff\xfe", b"")  # not JSON, not an account, not UTF-8
 
@@ -203,6 +203,11 @@ class PromiseMachine(RuleBasedStateMachine):
         found = [e for e in self.manifest.protect_contacts if e.lower() not in people]
         lists = live.lists | set(self.manifest.lists)
         return found + [n for n in self.manifest.protect_lists if n not in lists]
+
+    def built(self, situation: str, reached: bool = True) -> None:
+        """Counts how often a targeted rule got its rare situation in place (or not)."""
+        key = (f"built:{situation}", int(reached))
+        Counter.outcomes[key] = Counter.outcomes.get(key, 0) + 1
 
     def edited(self) -> None:
         Counter.outcomes[("author", 0)] = Counter.outcomes.get(("author", 0), 0) + 1
@@ -912,6 +917,7 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
             holders = sorted(e for e in self.manifest.contacts if e in live.people)
             holders = [e for e in holders if e not in refused]
             if not holders:
+                self.built("retype", reached=False)
                 return
             chosen = {_pick(holders, who), _pick(holders, who + 1)}
             had = live.properties.get(prop)
@@ -925,10 +931,13 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
             self.edited()
             args = ("apply", "--sandbox", "--quiet", "--auto-approve", MANIFEST)
             if self.writing(self.manifest, *args).exit_code != 0:
+                self.built("retype", reached=False)
                 return
             people = self.account.snapshot().people
             if any(people[e].properties.get(prop) != value for e in chosen if e is not None):
+                self.built("retype", reached=False)
                 return  # not the situation (another tool's value won; checked elsewhere)
+            self.built("retype")
             self.manifest.properties[prop] = PropertyDecl(kind, replace=True)
             for contact in self.manifest.contacts.values():
                 if contact.properties.get(prop) is not None:
@@ -1001,9 +1010,10 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
                     if person is not None:
                         email = person.email
                         self.world(w.mj_delete_contact(email) if jet else w.jawn_delete(email))
+            self.built("re-export", len(self.account.snapshot().people) < len(live.people))
             self.exported([*split, str(per_file), "-o", f"{target}/"], target)
 
-        @rule(who=index, prune=st.booleans())
+        @rule(who=index, prune=st.sampled_from([False, False, True]))
         def exclude_protected(self: PromiseMachine, who: int, prune: bool) -> None:
             """Promise 2: exclusion is destructive, so protect: covers it. An active contact
             is protected, and the author declares excluded_from_campaigns: true for them:
@@ -1016,6 +1026,7 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
             )
             email = _pick(active, who)
             if email is None:
+                self.built("exclude-protected", reached=False)
                 return
             person = live.people[email]
             earlier = self.manifest.copy()
@@ -1040,6 +1051,7 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
                 return
             self.declared(person.email).excluded = True
             self.edited()
+            self.built("exclude-protected")
             planned = self.read_only(
                 "plan", "--sandbox", "--quiet", "--detailed-exitcode", MANIFEST
             )
