@@ -506,3 +506,31 @@ def test_any_account_the_emulator_holds_exports_validates_and_plans_empty(
             assert exported.exit_code == 0, exported.output
             assert_plans_empty(args[1])
         assert "# a note kept across exports" in (here / "split" / "audience.yaml").read_text()
+
+
+@pytest.mark.parametrize("per_file", [None, 1])
+def test_a_contact_export_leaves_out_is_protected_from_the_manifest_s_prunes(
+    workdir: Path, per_file: int | None
+) -> None:
+    with account() as live:
+        live.add_list("news")
+        assert live.add_contact("a..b@example.com", lists={"news": False}) is not None
+        assert live.add_contact("ok@example.com", lists={"news": False}) is not None
+    (workdir / "live.yaml").write_text(
+        "provider: mailjet\nlists: {news: {}}\nprune: {contacts: {action: delete}}\n"
+        "safety: {max_delete_share: 1.0}\n",
+        encoding="utf-8",
+    )
+    target = (
+        ["-o", "live.yaml"] if per_file is None else ["-o", "split", "--contacts-per-file", "1"]
+    )
+
+    exported = reconcile("export", "--sandbox", *target)
+
+    assert exported.exit_code == 0, exported.output
+    assert "it is put under protect:" in exported.stderr
+    main = "live.yaml" if per_file is None else "split"
+    if per_file is not None:  # the directory's own audience.yaml has no prune: give it one
+        with (workdir / "split" / "audience.yaml").open("a", encoding="utf-8") as file:
+            file.write("prune: {contacts: {action: delete}}\nsafety: {max_delete_share: 1.0}\n")
+    assert_plans_empty(main)

@@ -39,7 +39,7 @@ from reconcile.model import (
     text_problem,
 )
 
-__all__ = ["ExportError", "ExportResult", "export_audience", "export_yaml", "exportable"]
+__all__ = ["ExportError", "ExportResult", "export_audience", "exportable"]
 
 SCHEMA_MODELINE = "yaml-language-server: $schema=https://reconcile.dev/schemas/manifest.schema.json"
 # The second line of every contacts file export writes into a directory: a re-export
@@ -62,7 +62,10 @@ def exportable(state: State) -> tuple[State, list[str]]:
     for key, contact in sorted(state.contacts.items()):
         problem = email_problem(contact.email)
         if problem:
-            warnings.append(f"contact {contact.email!r} not exported: the address {problem}")
+            warnings.append(
+                f"contact {contact.email!r} not exported: the address {problem}; it is put "
+                "under protect: so that no prune of this manifest touches them"
+            )
             continue
         contacts[key] = _exportable_contact(contact, definitions, warnings)
     memberships = {k: m for k, m in state.memberships.items() if m.email in contacts}
@@ -194,10 +197,6 @@ def dump_document(document: Any, *, modeline: bool = True, marker: bool = False)
     return buffer.getvalue()
 
 
-def export_yaml(state: State, provider: str) -> str:
-    return dump_document(state_to_document(state, provider))
-
-
 # ---- where it goes -------------------------------------------------------------------------
 
 
@@ -230,9 +229,13 @@ def export_audience(
     """The export of `live` to stdout (no output), a file (new or updated in place), or a
     directory (audience.yaml and contacts-NNNN.yaml files)."""
     state, warnings = exportable(live)
-    if output is None:
-        return ExportResult(warnings, stdout=export_yaml(state, provider))
     document = state_to_document(state, provider)
+    skipped = sorted(key for key in live.contacts if key not in state.contacts)
+    if skipped:
+        # Undeclared, they would be in a prune's scope: protected, a prune leaves them be.
+        document["protect"] = CommentedMap(contacts=CommentedSeq(skipped))
+    if output is None:
+        return ExportResult(warnings, stdout=dump_document(document))
     fresh = {email_key(entry["email"]): entry for entry in document.pop("contacts")}
     if contacts_per_file is not None:
         writes, removes = _into_directory(output, document, fresh, contacts_per_file)
@@ -335,13 +338,6 @@ def _commented(value: Any) -> Any:
 # ---- updating a manifest in place ----------------------------------------------------------
 
 
-def export_into(path: Path, state: State, provider: str) -> str:
-    """Re-export into a manifest that exists (see _update_manifest); its new text."""
-    document = state_to_document(state, provider)
-    fresh = {email_key(entry["email"]): entry for entry in document.pop("contacts")}
-    return _update_manifest(path, document, fresh, append=True)[path]
-
-
 def _update_manifest(
     path: Path, document: CommentedMap, fresh: dict[str, CommentedMap], append: bool
 ) -> dict[Path, str]:
@@ -360,11 +356,26 @@ def _update_manifest(
         existing["provider"] = document["provider"]
     for section in ("properties", "lists"):
         existing[section] = _merged_map(existing.get(section), document[section])
+    if "protect" in document:
+        existing["protect"] = _with_protected(existing.get("protect"), document["protect"])
     contacts = _merged_contacts(existing.get("contacts"), fresh, append)
     if contacts or "contacts" in existing:
         existing["contacts"] = contacts
     first_line = text.split("\n", 1)[0]
     return {path: dump_document(existing, modeline="$schema=" not in first_line), **writes}
+
+
+def _with_protected(existing: Any, wanted: CommentedMap) -> Any:
+    """The manifest's protect: with the contacts export had to leave out added to it."""
+    if not isinstance(existing, CommentedMap):
+        return wanted
+    contacts = existing.get("contacts")
+    if not isinstance(contacts, list):
+        existing["contacts"] = wanted["contacts"]
+        return existing
+    known = {email_key(str(email)) for email in contacts}
+    contacts.extend(email for email in wanted["contacts"] if email_key(email) not in known)
+    return existing
 
 
 def _read(path: Path) -> str:
