@@ -196,9 +196,6 @@ class Plan:
         counts = Counter(change.action.value for change in self.changes)
         return {action.value: counts.get(action.value, 0) for action in Action}
 
-    def fingerprint(self) -> str:
-        return str(self.to_json()["fingerprint"])
-
     def to_json(self) -> dict[str, Any]:
         data = {
             "format_version": FORMAT_VERSION,

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -92,3 +93,24 @@ def served(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def consent_now() -> str:
+    """An opt-in given now, strictly after anything an emulator stamped before the call
+    (times compare to the second)."""
+    time.sleep(1.05)
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def opted_back_in_to(tmp_path: Path, list_name: str, email: str, consent: str) -> Manifest:
+    """A Mailjet manifest that re-subscribes `email` to `list_name`, consent given at `consent`."""
+    return load(
+        tmp_path,
+        f"""
+        provider: mailjet
+        lists: {{{list_name}: {{}}}}
+        contacts:
+          - email: {email}
+            lists: {{{list_name}: {{status: subscribed, opted_in_at: "{consent}"}}}}
+        """,
+    )

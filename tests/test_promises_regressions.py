@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -30,13 +29,16 @@ from reconcile.sandbox.mailjet import (
     MailjetEmulatorSettings,
     create_mailjet_emulator,
 )
-from tests.support import FAST_RETRY, load, mailjet_provider, plan_and_apply, plan_with, run
-
-
-def consent_now() -> str:
-    """An opt-in given now, strictly after anything the emulator stamped before the call."""
-    time.sleep(1.05)
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+from tests.support import (
+    FAST_RETRY,
+    consent_now,
+    load,
+    mailjet_provider,
+    opted_back_in_to,
+    plan_and_apply,
+    plan_with,
+    run,
+)
 
 
 def opted_back_in(tmp_path: Path, provider: str, email: str, consent: str) -> Manifest:
@@ -524,16 +526,7 @@ def test_an_opt_in_does_not_resubscribe_someone_who_left_the_list_again_after_pl
     emulator.seed_list("news")
     emulator.seed_contact("dee@example.com", lists={"news": True})
     consent = consent_now()
-    manifest = load(
-        tmp_path,
-        f"""
-        provider: mailjet
-        lists: {{news: {{}}}}
-        contacts:
-          - email: dee@example.com
-            lists: {{news: {{status: subscribed, opted_in_at: "{consent}"}}}}
-        """,
-    )
+    manifest = opted_back_in_to(tmp_path, "news", "dee@example.com", consent)
 
     def rejoin_then_leave_again() -> None:
         emulator.seed_unsubscribe("dee@example.com", "news", unsubscribed=False)  # a form

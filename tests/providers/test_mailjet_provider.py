@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ from reconcile.sandbox.mailjet import (
     MailjetEmulatorSettings,
     create_mailjet_emulator,
 )
-from tests.support import load, plan_and_apply, plan_with, run
+from tests.support import consent_now, load, opted_back_in_to, plan_and_apply, plan_with, run
 
 MANIFEST = """
 provider: mailjet
@@ -190,18 +188,8 @@ def test_an_opt_in_resubscribes_once(tmp_path: Path) -> None:
     emulator = create_mailjet_emulator()
     emulator.seed_list("news")
     emulator.seed_contact("left@example.com", lists={"news": True})
-    time.sleep(1.05)  # the opt-in is given after the unsubscribe (second precision)
-    consent = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    manifest = load(
-        tmp_path,
-        f"""
-        provider: mailjet
-        lists: {{news: {{}}}}
-        contacts:
-          - email: left@example.com
-            lists: {{news: {{status: subscribed, opted_in_at: "{consent}"}}}}
-        """,
-    )
+    consent = consent_now()  # after the unsubscribe
+    manifest = opted_back_in_to(tmp_path, "news", "left@example.com", consent)
 
     made, report = run(plan_and_apply(emulator, manifest))
 

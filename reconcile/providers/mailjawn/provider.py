@@ -316,7 +316,7 @@ class MailJawnProvider(Provider):
             run.settle(item.riders)
             return
         run.done(item.change)
-        missing = [rider for rider in item.riders if _list_of(rider) not in current.tags]
+        missing = [rider for rider in item.riders if rider.list_name not in current.tags]
         await run.together(current.email, missing, self._identify)
         run.settle([rider for rider in item.riders if rider not in missing])
 
@@ -350,7 +350,7 @@ class MailJawnProvider(Provider):
         await self._identify(current.email if current else key, changes)
 
     async def _identify(self, email: str, changes: list[Change]) -> None:
-        tags = sorted({_list_of(change) for change in changes})
+        tags = sorted({change.list_name for change in changes})
         await self.client.post(IDENTIFY, records.identify_body(email, tags), idempotent=True)
 
     async def _delete_contact(self, change: Change) -> str:
@@ -415,10 +415,6 @@ class _NotFound(ApiError):
 def _may_have_landed(error: ApiError) -> bool:
     """No answer, a server error, or a success we could not read: it may have been imported."""
     return error.status is None or error.status >= 500 or error.status < 300
-
-
-def _list_of(membership: Change) -> str:
-    return membership.list_name
 
 
 def _of_type(
