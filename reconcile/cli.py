@@ -215,12 +215,10 @@ ForceOpt = Annotated[
 
 
 def _run(work: Callable[[], T]) -> T:
-    """Run a command body; a ReconcileError becomes one clear message and exit code 1."""
+    """Run a command body, turning Ctrl-C into its exit code (errors are ReconcileGroup's:
+    one line, exit 1)."""
     try:
         return work()
-    except ReconcileError as error:
-        _print_error(str(error))
-        raise typer.Exit(EXIT_ERROR) from None
     except (KeyboardInterrupt, asyncio.CancelledError):
         if STOP.writing:
             err.print(

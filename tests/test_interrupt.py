@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from reconcile.sandbox.common import Fault
 from reconcile.sandbox.mailjet import MailjetEmulator, create_mailjet_emulator
 from tests.support import served
 
@@ -125,10 +126,12 @@ def test_ctrl_c_ends_queued_writes_and_their_reads_at_once(tmp_path: Path) -> No
 
 def test_a_second_ctrl_c_during_writes_never_claims_nothing_changed(tmp_path: Path) -> None:
     emulator, credentials = renaming_account(tmp_path)
-    emulator.control.latency_seconds = 2.0  # writes stay in flight past the second Ctrl-C
+    # Slow PUTs only: whenever one has answered, others are in flight for seconds, past the
+    # second Ctrl-C (the reads before them are given up at once on the first).
+    emulator.control.inject(Fault(kind="latency", seconds=3.0, method="PUT", count=RENAMES))
     with served(emulator.app) as url:
         process = start_apply(tmp_path, url, credentials)
-        wait_for_puts(emulator, 3)
+        wait_for_puts(emulator, 1)
         process.send_signal(signal.SIGINT)
         time.sleep(0.2)
         process.send_signal(signal.SIGINT)
