@@ -8,23 +8,29 @@ into campaigns) without an opt-in recorded after their opt-out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import NamedTuple, TypeAlias, TypeVar
 
 from reconcile.model import (
+    CONTACT_FIELDS,
     EXCLUDED,
     Contact,
+    ContactField,
+    ContactValues,
+    FieldValue,
     Key,
+    ListValues,
     Membership,
-    MembersPolicy,
+    MembershipValues,
     PropertyDef,
+    PropertyValue,
+    PropertyValues,
     State,
     SubscriptionStatus,
     fingerprint,
 )
-from reconcile.policy import ContactPrune, DefinitionPrune, MemberPrune, Policy
 
 
 class ResourceType(StrEnum):
@@ -107,15 +113,47 @@ DESTRUCTIVE = frozenset(
 )
 
 
+Values: TypeAlias = PropertyValues | ListValues | ContactValues | MembershipValues
+VALUES_OF: Mapping[ResourceType, type[Values]] = {
+    ResourceType.PROPERTY: PropertyValues,
+    ResourceType.LIST: ListValues,
+    ResourceType.CONTACT: ContactValues,
+    ResourceType.MEMBERSHIP: MembershipValues,
+}
+
+_V = TypeVar("_V", PropertyValues, ListValues, ContactValues, MembershipValues)
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
+    """One planned change. `before` and `after` are the values type of its resource type
+    (checked when it is made): `before` is None on a creation, `after` on a deletion.
+
+    One class for every resource type keeps a plan one ordered tuple of value objects;
+    the typed accessors (`contact_after`, `membership_after`...) give a consumer the
+    values it expects, or raise TypeError, so none of them needs an isinstance check.
+    """
+
     type: ResourceType
     action: Action
     key: Key
-    before: Mapping[str, Any] | None
-    after: Mapping[str, Any] | None
+    before: Values | None
+    after: Values | None
     fingerprint: str | None = None  # of the live record the change was planned against
     flags: frozenset[Flag] = frozenset()
+
+    def __post_init__(self) -> None:
+        kind = VALUES_OF[self.type]
+        creates, deletes = self.action is Action.CREATE, self.action is Action.DELETE
+        if (self.before is None if creates else type(self.before) is kind) and (
+            self.after is None if deletes else type(self.after) is kind
+        ):
+            return
+        wanted = ("None" if absent else kind.__name__ for absent in (creates, deletes))
+        raise TypeError(
+            f"{self.address}: a {self.action.value} has before {next(wanted)} and after "
+            f"{next(wanted)}, not {self.before!r} and {self.after!r}"
+        )
 
     @property
     def ref(self) -> Ref:
@@ -136,29 +174,52 @@ class Change:
         return self.key[0]
 
     @property
+    def contact_before(self) -> ContactValues:
+        return _expected(self, self.before, ContactValues)
+
+    @property
+    def contact_after(self) -> ContactValues:
+        return _expected(self, self.after, ContactValues)
+
+    @property
+    def membership_after(self) -> MembershipValues:
+        return _expected(self, self.after, MembershipValues)
+
+    @property
+    def property_after(self) -> PropertyValues:
+        return _expected(self, self.after, PropertyValues)
+
+    @property
     def effect(self) -> Effect | None:
-        return effect_of(self)
+        if self.action is Action.DELETE:
+            return _DELETION_EFFECTS[self.type]
+        if self.action is Action.CREATE:
+            return None
+        if self.type is ResourceType.MEMBERSHIP:
+            if self.membership_after.status is SubscriptionStatus.UNSUBSCRIBED:
+                return Effect.UNSUBSCRIBE
+            return Effect.RESUBSCRIBE
+        if self.type is ResourceType.CONTACT:
+            excluded = self.contact_after.fields.get(EXCLUDED)
+            if excluded is True:
+                return Effect.EXCLUDE
+            if excluded is False:
+                return Effect.INCLUDE
+        return None
 
 
-def effect_of(change: Change) -> Effect | None:
-    if change.action is Action.DELETE:
-        return {
-            ResourceType.CONTACT: Effect.ERASE,
-            ResourceType.MEMBERSHIP: Effect.REMOVE_FROM_LIST,
-            ResourceType.LIST: Effect.DELETE_LIST,
-            ResourceType.PROPERTY: Effect.DELETE_PROPERTY,
-        }[change.type]
-    after = change.after or {}
-    if change.type is ResourceType.MEMBERSHIP and change.action is Action.UPDATE:
-        if after.get("status") == SubscriptionStatus.UNSUBSCRIBED:
-            return Effect.UNSUBSCRIBE
-        return Effect.RESUBSCRIBE
-    if change.type is ResourceType.CONTACT and change.action is Action.UPDATE:
-        if after.get(EXCLUDED) is True:
-            return Effect.EXCLUDE
-        if after.get(EXCLUDED) is False:
-            return Effect.INCLUDE
-    return None
+def _expected(change: Change, values: Values | None, kind: type[_V]) -> _V:
+    if not isinstance(values, kind):
+        raise TypeError(f"{change.action.value} of {change.address} has no {kind.__name__}")
+    return values
+
+
+_DELETION_EFFECTS = {
+    ResourceType.CONTACT: Effect.ERASE,
+    ResourceType.MEMBERSHIP: Effect.REMOVE_FROM_LIST,
+    ResourceType.LIST: Effect.DELETE_LIST,
+    ResourceType.PROPERTY: Effect.DELETE_PROPERTY,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,28 +261,15 @@ def consent_blocker(opted_out_at: str | None, opted_in_at: str | None) -> str | 
     return None
 
 
-def diff_states(desired: State, live: State, policy: Policy | None = None) -> DiffResult:
-    policy = policy or Policy()
+def diff_states(desired: State, live: State) -> DiffResult:
+    """What makes live match what desired declares: nothing about what it leaves out."""
     result = DiffResult()
     replaced = _replaced_properties(desired, live)
     result.changes.extend(_property_changes(desired, live, result.errors))
     result.changes.extend(_list_changes(desired, live))
     result.changes.extend(_contact_changes(desired, live, replaced, result.warnings))
-    result.changes.extend(_membership_changes(desired, live, policy, result.warnings))
-    result.changes.extend(_pruned(desired, live, policy, result.changes, result.warnings))
-    result.changes = _without_memberships_of_erased(result.changes)
-    result.errors.extend(_protection_errors(result.changes, policy))
-    result.warnings.extend(_unmatched_protections(desired, live, policy))
+    result.changes.extend(_membership_changes(desired, live, result.warnings))
     return result
-
-
-def _without_memberships_of_erased(changes: list[Change]) -> list[Change]:
-    erased = {
-        c.email for c in changes if c.type is ResourceType.CONTACT and c.action is Action.DELETE
-    }
-    if not erased:
-        return changes
-    return [c for c in changes if c.type is not ResourceType.MEMBERSHIP or c.email not in erased]
 
 
 def _replaced_properties(desired: State, live: State) -> frozenset[str]:
@@ -231,7 +279,7 @@ def _replaced_properties(desired: State, live: State) -> frozenset[str]:
         for name, want in desired.properties.items()
         if want.replace
         and (have := live.properties.get(name)) is not None
-        and want.record() != have.record()
+        and want.values() != have.values()
     )
 
 
@@ -239,8 +287,8 @@ def _property_changes(desired: State, live: State, errors: list[Finding]) -> Ite
     for name, want in desired.properties.items():
         have = live.properties.get(name)
         if have is None:
-            yield Change(ResourceType.PROPERTY, Action.CREATE, (name,), None, want.record())
-        elif want.record() != have.record():
+            yield Change(ResourceType.PROPERTY, Action.CREATE, (name,), None, want.values())
+        elif want.values() != have.values():
             if want.replace:
                 yield _replace_property(want, have)
             else:
@@ -259,8 +307,8 @@ def _replace_property(want: PropertyDef, have: PropertyDef) -> Change:
         ResourceType.PROPERTY,
         Action.UPDATE,
         (want.name,),
-        have.record(),
-        want.record(),
+        have.values(),
+        want.values(),
         fingerprint(have.record()),
         frozenset({Flag.REPLACE}),
     )
@@ -269,7 +317,7 @@ def _replace_property(want: PropertyDef, have: PropertyDef) -> Change:
 def _list_changes(desired: State, live: State) -> Iterator[Change]:
     for name, want in desired.lists.items():
         if name not in live.lists:
-            yield Change(ResourceType.LIST, Action.CREATE, (name,), None, want.record())
+            yield Change(ResourceType.LIST, Action.CREATE, (name,), None, want.values())
 
 
 def _contact_changes(
@@ -280,26 +328,51 @@ def _contact_changes(
         if have is None:
             yield Change(ResourceType.CONTACT, Action.CREATE, (key,), None, _creation(want))
             continue
-        before, after = _contact_delta(want, have, replaced)
-        flags: frozenset[Flag] = frozenset()
-        if after.get(EXCLUDED) is False:
-            blocked = consent_blocker(have.opted_out_at, want.opted_in_at)
-            if blocked is None:
-                flags = frozenset({Flag.RESUBSCRIBE})
-            else:
-                warnings.append(_kept_out(contact_ref(key), blocked))
-                del before[EXCLUDED], after[EXCLUDED]
-        if after:
-            record = have.record()
-            yield Change(
-                ResourceType.CONTACT,
-                Action.UPDATE,
-                (key,),
-                before,
-                after,
-                fingerprint(record),
-                flags,
-            )
+        change = _contact_update(key, want, have, replaced, warnings)
+        if change is not None:
+            yield change
+
+
+def _contact_update(
+    key: str, want: Contact, have: Contact, replaced: frozenset[str], warnings: list[Finding]
+) -> Change | None:
+    """What `want` manages that `have` holds otherwise (plain dicts first: most contacts
+    are equal, and building values for each of them would be most of a diff's time)."""
+    old_fields: dict[ContactField, FieldValue] = {}
+    new_fields: dict[ContactField, FieldValue] = {}
+    for name, wanted in want.fields.items():
+        current = have.fields.get(name)
+        if current != wanted:
+            known = CONTACT_FIELDS[name]
+            old_fields[known] = current
+            new_fields[known] = wanted
+    old_values: dict[str, PropertyValue] = {}
+    new_values: dict[str, PropertyValue] = {}
+    for name, value in want.properties.items():
+        # A replaced property starts empty: its declared values are written again.
+        current = None if name in replaced else have.properties.get(name)
+        if current != value:
+            old_values[name] = current
+            new_values[name] = value
+    flags: frozenset[Flag] = frozenset()
+    if new_fields.get(EXCLUDED) is False:
+        blocked = consent_blocker(have.opted_out_at, want.opted_in_at)
+        if blocked is None:
+            flags = frozenset({Flag.RESUBSCRIBE})
+        else:
+            warnings.append(_kept_out(contact_ref(key), blocked))
+            del old_fields[EXCLUDED], new_fields[EXCLUDED]
+    if not (new_fields or new_values):
+        return None
+    return Change(
+        ResourceType.CONTACT,
+        Action.UPDATE,
+        (key,),
+        ContactValues(old_fields, old_values or None),
+        ContactValues(new_fields, new_values or None),
+        fingerprint(have.record()),
+        flags,
+    )
 
 
 def _kept_out(ref: Ref, why: str) -> Finding:
@@ -311,62 +384,21 @@ def _kept_out(ref: Ref, why: str) -> Finding:
     )
 
 
-def _creation(want: Contact) -> dict[str, Any]:
-    after: dict[str, Any] = {"email": want.email, **want.fields}
+def _creation(want: Contact) -> ContactValues:
+    fields = {CONTACT_FIELDS[name]: value for name, value in want.fields.items()}
     properties = {k: v for k, v in want.properties.items() if v is not None}
-    if properties:
-        after["properties"] = properties
-    return after
+    return ContactValues(fields, properties or None, want.email)
 
 
-def _contact_delta(
-    want: Contact, have: Contact, replaced: frozenset[str]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    before: dict[str, Any] = {}
-    after: dict[str, Any] = {}
-    for name, value in want.fields.items():
-        if have.fields.get(name) != value:
-            before[name] = have.fields.get(name)
-            after[name] = value
-    old_values: dict[str, Any] = {}
-    new_values: dict[str, Any] = {}
-    for name, value in want.properties.items():
-        # A replaced property starts empty: its declared values are written again.
-        current = None if name in replaced else have.properties.get(name)
-        if current != value:
-            old_values[name] = current
-            new_values[name] = value
-    if new_values:
-        before["properties"] = old_values
-        after["properties"] = new_values
-    return before, after
-
-
-def _membership_changes(
-    desired: State, live: State, policy: Policy, warnings: list[Finding]
-) -> Iterator[Change]:
-    for (list_name, email), want in desired.memberships.items():
-        key = (list_name, email)
+def _membership_changes(desired: State, live: State, warnings: list[Finding]) -> Iterator[Change]:
+    for key, want in desired.memberships.items():
         have = live.memberships.get(key)
         if have is None:
-            yield Change(ResourceType.MEMBERSHIP, Action.CREATE, key, None, want.record_wanted())
+            yield Change(ResourceType.MEMBERSHIP, Action.CREATE, key, None, want.wanted())
         elif have.status != want.status:
             change = _status_change(want, have, warnings)
             if change is not None:
                 yield change
-    exact = {name for name, spec in desired.lists.items() if spec.members is MembersPolicy.EXACT}
-    for (list_name, email), have in live.memberships.items():
-        if list_name not in exact or (list_name, email) in desired.memberships:
-            continue
-        if have.status is SubscriptionStatus.UNSUBSCRIBED:
-            # Removing them would erase the record of their unsubscribe; keep it.
-            continue
-        if _protected(policy, list_name, email):
-            continue
-        if policy.exact_members is MemberPrune.UNSUBSCRIBE:
-            yield _unsubscribe(have)
-        else:
-            yield _removal(have)
 
 
 def _status_change(want: Membership, have: Membership, warnings: list[Finding]) -> Change | None:
@@ -377,195 +409,12 @@ def _status_change(want: Membership, have: Membership, warnings: list[Finding]) 
             warnings.append(_kept_out(membership_ref(*have.key), blocked))
             return None
         flags = frozenset({Flag.RESUBSCRIBE})
-    record = have.record()
     return Change(
         ResourceType.MEMBERSHIP,
         Action.UPDATE,
         have.key,
-        record,
-        want.record_wanted(),
-        fingerprint(record),
+        have.values(),
+        want.wanted(),
+        fingerprint(have.record()),
         flags,
     )
-
-
-def _unsubscribe(have: Membership) -> Change:
-    after = {"status": SubscriptionStatus.UNSUBSCRIBED.value}
-    record = have.record()
-    return Change(
-        ResourceType.MEMBERSHIP, Action.UPDATE, have.key, record, after, fingerprint(record)
-    )
-
-
-def _removal(have: Membership) -> Change:
-    record = have.record()
-    return Change(
-        ResourceType.MEMBERSHIP, Action.DELETE, have.key, record, None, fingerprint(record)
-    )
-
-
-def _protected(policy: Policy, list_name: str, email: str) -> bool:
-    return email in policy.protected_contacts or list_name in policy.protected_lists
-
-
-def _pruned(
-    desired: State, live: State, policy: Policy, planned: list[Change], warnings: list[Finding]
-) -> Iterator[Change]:
-    """What the prune policies ask for things no manifest declares."""
-    if policy.lists is DefinitionPrune.DELETE:
-        for name, have in live.lists.items():
-            if name not in desired.lists and name not in policy.protected_lists:
-                record = have.record()
-                yield Change(
-                    ResourceType.LIST, Action.DELETE, (name,), record, None, fingerprint(record)
-                )
-    if policy.properties is DefinitionPrune.DELETE:
-        for name, definition in live.properties.items():
-            if name not in desired.properties:
-                record = definition.record()
-                yield Change(
-                    ResourceType.PROPERTY, Action.DELETE, (name,), record, None, fingerprint(record)
-                )
-    if policy.contacts is not ContactPrune.IGNORE:
-        already = {change.ref for change in planned}
-        lists_of = memberships_by_email(live)
-        for key in sorted(_undeclared_in_scope(desired, live, policy)):
-            if policy.contacts is ContactPrune.DELETE and live.contacts[key].fields.get(EXCLUDED):
-                warnings.append(_kept_record(key))
-                continue
-            for change in _prune_contact(key, desired, live, policy, lists_of.get(key, [])):
-                if change.ref not in already:
-                    yield change
-
-
-def _kept_record(key: str) -> Finding:
-    return Finding(
-        contact_ref(key),
-        "is in the prune's scope but opted out of all campaigns: not erased, because erasing "
-        "them would erase the record of their opt-out (a later import could mail them)",
-    )
-
-
-def _undeclared_in_scope(desired: State, live: State, policy: Policy) -> set[str]:
-    scope_lists = policy.scope_lists(frozenset(desired.lists))
-    # Subscribed members only: someone who unsubscribed from every scope list is left as is,
-    # like an unsubscribed member of an exact list (the record of their choice is kept).
-    on_lists = {
-        email
-        for (list_name, email), membership in live.memberships.items()
-        if list_name in scope_lists and membership.status is SubscriptionStatus.SUBSCRIBED
-    }
-    marker = policy.contact_scope.marker
-    chosen: set[str] = set()
-    for key in on_lists:
-        contact = live.contacts.get(key)
-        if contact is None or key in desired.contacts or key in policy.protected_contacts:
-            continue
-        if marker is not None and contact.properties.get(marker[0]) != marker[1]:
-            continue
-        chosen.add(key)
-    return chosen
-
-
-def memberships_by_email(state: State) -> dict[str, list[Membership]]:
-    found: dict[str, list[Membership]] = {}
-    for membership in state.memberships.values():
-        found.setdefault(membership.email, []).append(membership)
-    return found
-
-
-def prune_basis(contact: Contact, memberships: Iterable[Membership]) -> dict[str, Any]:
-    """What a contact prune was decided on: the record and its lists as read. A saved plan
-    is stale when it moved (say, the scope list that put them in scope was left)."""
-    lists = sorted((m.list_name, m.status.value) for m in memberships)
-    return {**contact.record(), "lists": lists}
-
-
-def _prune_contact(
-    key: str, desired: State, live: State, policy: Policy, memberships: list[Membership]
-) -> Iterator[Change]:
-    have = live.contacts[key]
-    basis = fingerprint(prune_basis(have, memberships))
-    pruned = frozenset({Flag.PRUNE})
-    if policy.contacts is ContactPrune.DELETE:
-        record = have.record()
-        yield Change(ResourceType.CONTACT, Action.DELETE, (key,), record, None, basis, pruned)
-    elif policy.contacts is ContactPrune.EXCLUDE:
-        if have.fields.get(EXCLUDED) is not True:
-            before = {EXCLUDED: have.fields.get(EXCLUDED)}
-            yield Change(
-                ResourceType.CONTACT, Action.UPDATE, (key,), before, {EXCLUDED: True}, basis, pruned
-            )
-    else:
-        for list_name in sorted(desired.lists):
-            membership = live.memberships.get((list_name, key))
-            if (
-                membership is not None
-                and membership.status is SubscriptionStatus.SUBSCRIBED
-                and list_name not in policy.protected_lists
-            ):
-                yield _unsubscribe(membership)
-
-
-def _protection_errors(changes: list[Change], policy: Policy) -> Iterator[Finding]:
-    """A change the manifest asks for explicitly that `protect:` forbids."""
-    for change in changes:
-        if change.effect not in DESTRUCTIVE:
-            continue
-        if protected_by(change, policy):
-            yield Finding(
-                change.ref,
-                f"is protected (protect: in the manifest), so no plan may {change.effect}; "
-                "change the manifest or remove the protection",
-            )
-
-
-def protection_conflicts(desired: State, policy: Policy) -> Iterator[Finding]:
-    """What the manifest itself asks that `protect:` forbids, found without reading the
-    account: excluding a protected contact, unsubscribing from or on a protected list."""
-    for email in sorted(policy.protected_contacts):
-        contact = desired.contacts.get(email)
-        if contact is not None and contact.fields.get(EXCLUDED) is True:
-            yield Finding(
-                contact_ref(email),
-                "is protected (protect: in the manifest), so a plan that would exclude it from "
-                "campaigns is refused (unless it already is)",
-            )
-    for (list_name, email), membership in desired.memberships.items():
-        if membership.status is SubscriptionStatus.UNSUBSCRIBED and _protected(
-            policy, list_name, email
-        ):
-            yield Finding(
-                membership_ref(list_name, email),
-                "is protected (protect: in the manifest), so a plan that would unsubscribe it "
-                "is refused (unless it already is)",
-            )
-
-
-def protected_by(change: Change, policy: Policy) -> bool:
-    """Whether `protect:` covers what `change` touches (the contact, or the list)."""
-    if change.type is ResourceType.CONTACT:
-        return change.email in policy.protected_contacts
-    if change.type is ResourceType.MEMBERSHIP:
-        return _protected(policy, change.list_name, change.email)
-    if change.type is ResourceType.LIST:
-        return change.list_name in policy.protected_lists
-    return False
-
-
-def _unmatched_protections(desired: State, live: State, policy: Policy) -> Iterator[Finding]:
-    """A `protect:` entry that names nothing protects nothing: most likely a typo."""
-    for email in sorted(policy.protected_contacts):
-        if email not in desired.contacts and email not in live.contacts:
-            yield Finding(
-                contact_ref(email),
-                "is under protect:contacts but is neither in the manifest nor in the account "
-                "(a typo protects nobody)",
-            )
-    for name in sorted(policy.protected_lists):
-        if name not in desired.lists and name not in live.lists:
-            yield Finding(
-                list_ref(name),
-                "is under protect:lists but is neither in the manifest nor in the account "
-                "(a typo protects nothing)",
-            )

@@ -11,7 +11,7 @@ from typing import Any, get_args
 from pydantic import TypeAdapter, ValidationError
 
 from reconcile.capabilities import raise_if_unsupported
-from reconcile.diff import diff_states, protection_conflicts
+from reconcile.diff import diff_states
 from reconcile.errors import ConfigError, ManifestError, PlanError
 from reconcile.manifest.loader import Manifest, ProviderConfig, load_manifest
 from reconcile.manifest.schema import MailJawnOptions, MailjetOptions, ProviderName, ProviderOptions
@@ -23,6 +23,7 @@ from reconcile.providers.mailjawn.provider import MailJawnProvider
 from reconcile.providers.mailjet.bulk import JobPolling
 from reconcile.providers.mailjet.client import MailjetClient
 from reconcile.providers.mailjet.provider import MailjetProvider
+from reconcile.prune import apply_policy, protection_conflicts
 from reconcile.sandbox.runtime import SANDBOX_DIR, SandboxEndpoint, in_process_sandbox
 from reconcile.settings import MailJawnSettings, MailjetSettings, NetworkSettings
 
@@ -150,7 +151,8 @@ async def make_plan(manifest: Manifest, provider: Provider) -> tuple[Plan, State
     live = await provider.read(scope)
     if Capability.PROPERTY_DEFINITIONS not in provider.capabilities:
         live.properties = dict(manifest.desired.properties)  # definitions exist locally only
-    result = diff_states(manifest.desired, live, manifest.policy)
+    compared = diff_states(manifest.desired, live)
+    result = apply_policy(manifest.desired, live, manifest.policy, compared)
     if result.errors:
         raise ManifestError(
             [manifest.issue(finding.ref, finding.message) for finding in result.errors]

@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, TypeAlias
@@ -47,9 +47,157 @@ class SubscriptionStatus(StrEnum):
     UNSUBSCRIBED = "unsubscribed"
 
 
-# Top-level contact fields every provider maps (besides email, the identity).
-NAME = "name"
-EXCLUDED = "excluded_from_campaigns"
+class ContactField(StrEnum):
+    """Top-level contact fields every provider maps (besides email, the identity)."""
+
+    NAME = "name"
+    EXCLUDED = "excluded_from_campaigns"
+
+
+NAME = ContactField.NAME
+EXCLUDED = ContactField.EXCLUDED
+CONTACT_FIELDS: Mapping[str, ContactField] = {field.value: field for field in ContactField}
+
+FieldValue: TypeAlias = str | bool | None
+
+
+# ---- what a change says of a resource -------------------------------------------------
+# One frozen value type per resource type. Their JSON is the plan file's `before` and
+# `after`; the same dicts are what fingerprints are taken of (`record()` below).
+
+
+@dataclass(frozen=True, slots=True)
+class PropertyValues:
+    type: PropertyType
+    namespace: Namespace = Namespace.STATIC
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type.value, "namespace": self.namespace.value}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PropertyValues:
+        kind = _text(data.get("type"), "type")
+        namespace = _text(data.get("namespace", Namespace.STATIC.value), "namespace")
+        return cls(PropertyType(kind), Namespace(namespace))
+
+
+@dataclass(frozen=True, slots=True)
+class ListValues:
+    name: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ListValues:
+        return cls(_text(data.get("name"), "name"))
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipValues:
+    """`opted_out_at` only in a live record, when the provider says when they left."""
+
+    status: SubscriptionStatus
+    opted_out_at: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"status": self.status.value}
+        if self.opted_out_at is not None:
+            data["opted_out_at"] = self.opted_out_at
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MembershipValues:
+        status = SubscriptionStatus(_text(data.get("status"), "status"))
+        return cls(status, _optional_text(data.get("opted_out_at"), "opted_out_at"))
+
+
+@dataclass(frozen=True, slots=True)
+class ContactValues:
+    """Part of a contact, as a change states it. A field or property that is not a key
+    of `fields` or `properties` is not part of the change (not managed, or unchanged); a
+    key whose value is None is part of it, with no value (cleared, or unset live).
+    `properties` is None when the change concerns no property at all.
+
+    `email` (as written) is there on a creation and in a deletion's record; a deletion's
+    record also holds `opted_out_at` and the `other_fields` a provider reads that no
+    manifest manages (a delivery status): shown, never written.
+    """
+
+    fields: Mapping[ContactField, FieldValue] = field(default_factory=dict)
+    properties: Mapping[str, PropertyValue] | None = None
+    email: str | None = None
+    opted_out_at: str | None = None
+    other_fields: Mapping[str, PropertyValue] = field(default_factory=dict)
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.fields or self.properties or self.other_fields) and self.email is None
+
+    def without(self, name: ContactField) -> ContactValues:
+        """The same values with field `name` left out of them."""
+        kept = {key: value for key, value in self.fields.items() if key is not name}
+        return replace(self, fields=kept)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {} if self.email is None else {"email": self.email}
+        data.update({str(name): value for name, value in self.fields.items()})
+        data.update(self.other_fields)
+        if self.properties is not None:
+            data["properties"] = dict(self.properties)
+        if self.opted_out_at is not None:
+            data["opted_out_at"] = self.opted_out_at
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ContactValues:
+        fields: dict[ContactField, FieldValue] = {}
+        other: dict[str, PropertyValue] = {}
+        for name, value in data.items():
+            known = CONTACT_FIELDS.get(name)
+            if known is not None:
+                fields[known] = _field_value(value, name)
+            elif name not in ("email", "properties", "opted_out_at"):
+                other[name] = _scalar(value, name)
+        found = data.get("properties")
+        properties = None
+        if found is not None:
+            if not isinstance(found, Mapping):
+                raise ValueError(f"properties: expected a mapping, got {describe(found)}")
+            properties = {str(k): _scalar(v, f"properties.{k}") for k, v in found.items()}
+        email = data.get("email")
+        return cls(
+            fields,
+            properties,
+            None if email is None else _text(email, "email"),
+            _optional_text(data.get("opted_out_at"), "opted_out_at"),
+            other,
+        )
+
+
+def _text(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: expected a string, got {describe(value)}")
+    return value
+
+
+def _optional_text(value: object, name: str) -> str | None:
+    return None if value is None else _text(value, name)
+
+
+def _field_value(value: object, name: str) -> FieldValue:
+    if value is None or isinstance(value, str | bool):
+        return value
+    raise ValueError(f"{name}: expected a string or a boolean, got {describe(value)}")
+
+
+def _scalar(value: object, name: str) -> PropertyValue:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise ValueError(f"{name}: expected a single value, got {describe(value)}")
+
+
+# ---- resources ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +207,11 @@ class PropertyDef:
     namespace: Namespace = Namespace.STATIC
     replace: bool = False  # desired only: allows delete + recreate when the type differs
 
+    def values(self) -> PropertyValues:
+        return PropertyValues(self.type, self.namespace)
+
     def record(self) -> dict[str, Any]:
-        return {"type": self.type.value, "namespace": self.namespace.value}
+        return self.values().to_json()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +219,11 @@ class ContactList:
     name: str
     members: MembersPolicy = MembersPolicy.ADDITIVE
 
+    def values(self) -> ListValues:
+        return ListValues(self.name)
+
     def record(self) -> dict[str, Any]:
-        return {"name": self.name}
+        return self.values().to_json()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +243,20 @@ class Contact:
     def key(self) -> str:
         return email_key(self.email)
 
+    def values(self) -> ContactValues:
+        """The whole record, as read."""
+        known: dict[ContactField, FieldValue] = {}
+        other: dict[str, PropertyValue] = {}
+        for name, value in self.fields.items():
+            if name in CONTACT_FIELDS:
+                known[CONTACT_FIELDS[name]] = value
+            else:
+                other[name] = value
+        properties = dict(self.properties)
+        return ContactValues(known, properties, self.email, self.opted_out_at, other)
+
     def record(self) -> dict[str, Any]:
+        """`values().to_json()`, built directly: every planned update fingerprints one."""
         record = {"email": self.email, **self.fields, "properties": dict(self.properties)}
         if self.opted_out_at is not None:
             record["opted_out_at"] = self.opted_out_at
@@ -110,15 +277,20 @@ class Membership:
     def key(self) -> tuple[str, str]:
         return (self.list_name, self.email)
 
+    def values(self) -> MembershipValues:
+        """The membership as read (a live one)."""
+        return MembershipValues(self.status, self.opted_out_at)
+
+    def wanted(self) -> MembershipValues:
+        """What a plan asks of this membership (a desired one)."""
+        return MembershipValues(self.status)
+
     def record(self) -> dict[str, Any]:
+        """`values().to_json()`, built directly: every membership update fingerprints one."""
         record = {"status": self.status.value}
         if self.opted_out_at is not None:
             record["opted_out_at"] = self.opted_out_at
         return record
-
-    def record_wanted(self) -> dict[str, Any]:
-        """What a plan asks of this membership (a desired one)."""
-        return {"status": self.status.value}
 
 
 @dataclass(frozen=True)

@@ -13,17 +13,18 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from reconcile.diff import (
     DESTRUCTIVE,
     KEY_LENGTH,
+    VALUES_OF,
     Action,
     Change,
     Effect,
     Flag,
     ResourceType,
-    memberships_by_email,
-    prune_basis,
+    Values,
 )
 from reconcile.errors import PlanError, ReconcileError, StalePlanError, UnsafePlanError
 from reconcile.model import Membership, ReadScope, State, fingerprint
 from reconcile.policy import Thresholds
+from reconcile.prune import memberships_by_email, prune_basis
 
 FORMAT_VERSION = 1
 PERSONAL_DATA_NOTICE = (
@@ -138,10 +139,6 @@ class Plan:
                 f"not this one ({describe_account(account)}); nothing was applied. Run plan "
                 "against this account and review that plan."
             )
-
-    @property
-    def is_destructive(self) -> bool:
-        return any(change.effect in DESTRUCTIVE for change in self.changes)
 
     def unsafe_reasons(self) -> list[str]:
         """Where the plan exceeds its thresholds, per resource type (empty when safe)."""
@@ -283,8 +280,8 @@ def change_to_json(change: Change) -> dict[str, Any]:
         "type": change.type.value,
         "key": list(change.key),
         "action": change.action.value,
-        "before": _plain(change.before),
-        "after": _plain(change.after),
+        "before": None if change.before is None else change.before.to_json(),
+        "after": None if change.after is None else change.after.to_json(),
     }
     if change.fingerprint:
         data["fingerprint"] = change.fingerprint
@@ -301,23 +298,22 @@ def change_to_json(change: Change) -> dict[str, Any]:
 def change_from_json(raw: ChangeFile) -> Change:
     if len(raw.key) != KEY_LENGTH[raw.type] or not all(raw.key):
         raise ReconcileError(f"plan change {raw.address!r} has a bad key {raw.key!r}")
-    return Change(
-        raw.type,
-        raw.action,
-        tuple(raw.key),
-        raw.before,
-        raw.after,
-        raw.fingerprint,
-        frozenset(raw.flags),
-    )
+    try:
+        return Change(
+            raw.type,
+            raw.action,
+            tuple(raw.key),
+            _values_from_json(raw.type, raw.before),
+            _values_from_json(raw.type, raw.after),
+            raw.fingerprint,
+            frozenset(raw.flags),
+        )
+    except (TypeError, ValueError) as error:
+        raise ReconcileError(f"plan change {raw.address!r}: {error}") from None
 
 
-def _plain(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    return None if record is None else {k: _plain_value(v) for k, v in record.items()}
-
-
-def _plain_value(value: Any) -> Any:
-    return dict(value) if isinstance(value, Mapping) else value
+def _values_from_json(kind: ResourceType, data: Mapping[str, Any] | None) -> Values | None:
+    return None if data is None else VALUES_OF[kind].from_json(data)
 
 
 def live_counts(live: State) -> dict[str, int]:

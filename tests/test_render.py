@@ -9,7 +9,13 @@ import pytest
 from rich.console import Console
 
 from reconcile.diff import Action, Change, ResourceType
-from reconcile.model import ReadScope
+from reconcile.model import (
+    NAME,
+    ContactValues,
+    MembershipValues,
+    ReadScope,
+    SubscriptionStatus,
+)
 from reconcile.plan import Estimate, Plan
 from reconcile.render import progress
 from reconcile.render.markdown import MAX_CHARS, render_markdown
@@ -20,7 +26,7 @@ def big_plan(contacts: int) -> Plan:
     changes = []
     for n in range(contacts):
         email = f"person{n}@example.com"
-        after = {"email": email, "name": "x" * 40, "properties": {"note": "y" * 60}}
+        after = ContactValues({NAME: "x" * 40}, {"note": "y" * 60}, email)
         changes.append(Change(ResourceType.CONTACT, Action.CREATE, (email,), None, after))
         for list_name in ("news", "product"):
             changes.append(
@@ -29,7 +35,7 @@ def big_plan(contacts: int) -> Plan:
                     Action.CREATE,
                     (list_name, email),
                     None,
-                    {"status": "subscribed"},
+                    MembershipValues(SubscriptionStatus.SUBSCRIBED),
                 )
             )
     warnings = [f"membership:news/w{n}@example.com: unsubscribed" for n in range(5000)]

@@ -144,8 +144,8 @@ def refuse_write_when_stopping(method: str, path: str) -> None:
 
 def dependencies(change: Change) -> list[Ref]:
     """What a change needs to have succeeded first (only creations can fail them)."""
-    if change.type is ResourceType.CONTACT and change.after:
-        return [property_ref(name) for name in change.after.get("properties", {})]
+    if change.type is ResourceType.CONTACT and change.action is not Action.DELETE:
+        return [property_ref(name) for name in change.contact_after.properties or {}]
     if change.type is ResourceType.MEMBERSHIP and change.action is not Action.DELETE:
         return [list_ref(change.list_name), contact_ref(change.email)]
     return []

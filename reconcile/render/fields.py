@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from reconcile.diff import Action, Change
+from reconcile.diff import Action, Change, Values
 
 
 def flatten(record: Mapping[str, Any] | None, prefix: str = "") -> dict[str, Any]:
@@ -26,7 +26,7 @@ def show(value: Any) -> str:
 
 def field_lines(change: Change) -> Iterator[tuple[str, str]]:
     """(field, text) pairs: `value` for creates and deletes, `before -> after` for updates."""
-    before, after = flatten(change.before), flatten(change.after)
+    before, after = _flat(change.before), _flat(change.after)
     if change.action is Action.CREATE:
         for name, value in after.items():
             yield name, show(value)
@@ -36,3 +36,8 @@ def field_lines(change: Change) -> Iterator[tuple[str, str]]:
     else:
         for name in after:
             yield name, f"{show(before.get(name))} -> {show(after[name])}"
+
+
+def _flat(values: Values | None) -> dict[str, Any]:
+    """Field names as the plan file writes them (`properties.seats`)."""
+    return {} if values is None else flatten(values.to_json())

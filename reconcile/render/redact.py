@@ -6,16 +6,15 @@ redacted; a saved plan keeps everything."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, TextIO
 
-from reconcile.diff import Change, ResourceType
-from reconcile.model import EXCLUDED
+from reconcile.diff import Change, ResourceType, Values
+from reconcile.model import EXCLUDED, ContactValues, MembershipValues
 from reconcile.plan import Plan
 
 MASK = "***"
-_KEPT_FIELDS = frozenset({EXCLUDED, "status", "type", "namespace", "members"})
+_KEPT_OTHER_FIELDS = frozenset({"status"})  # a provider's delivery status: not personal
 
 # Anything shaped like an address, wider than what the manifest accepts: a quoted local
 # part ("john..doe"@, also JSON-escaped), or a run of anything but spaces and separators
@@ -102,17 +101,26 @@ def _redact_change(change: Change) -> Change:
     return replace(change, key=key, before=_masked(change.before), after=_masked(change.after))
 
 
-def _masked(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if record is None:
-        return None
-    masked: dict[str, Any] = {}
-    for name, value in record.items():
-        if isinstance(value, Mapping):
-            masked[name] = {k: MASK if v is not None else None for k, v in value.items()}
-        elif name == "email" and isinstance(value, str):
-            masked[name] = mask_email(value)
-        elif name in _KEPT_FIELDS or value is None:
-            masked[name] = value
-        else:
-            masked[name] = MASK
-    return masked
+def _masked(values: Values | None) -> Values | None:
+    """Names, values and times masked; exclusion and subscription status kept."""
+    if isinstance(values, MembershipValues):
+        return replace(values, opted_out_at=_mask(values.opted_out_at))
+    if not isinstance(values, ContactValues):
+        return values
+    return ContactValues(
+        {
+            name: value if name is EXCLUDED else _mask(value)
+            for name, value in values.fields.items()
+        },
+        None if values.properties is None else {k: _mask(v) for k, v in values.properties.items()},
+        None if values.email is None else mask_email(values.email),
+        _mask(values.opted_out_at),
+        {
+            name: value if name in _KEPT_OTHER_FIELDS else _mask(value)
+            for name, value in values.other_fields.items()
+        },
+    )
+
+
+def _mask(value: object) -> str | None:
+    return None if value is None else MASK

@@ -17,7 +17,9 @@ from reconcile.model import (
     NAME,
     Contact,
     ContactList,
+    ContactValues,
     Membership,
+    MembershipValues,
     PropertyDef,
     PropertyType,
     PropertyValue,
@@ -403,7 +405,7 @@ def test_bounced_and_complained_are_never_changed_and_warned_about() -> None:
     }
     assert all("no opt-in (opted_in_at)" in w.message for w in warnings)
     assert [(c.address, c.after) for c in planned.changes] == [
-        ("contact:bounced@example.com", {NAME: "B2"})
+        ("contact:bounced@example.com", ContactValues({NAME: "B2"}))
     ]
     assert report.ok
     assert recorder.bodies("PATCH", "/") == [{"name": "B2"}]
@@ -421,8 +423,8 @@ def test_apply_without_review_still_never_changes_a_bounced_status() -> None:
         ResourceType.CONTACT,
         Action.UPDATE,
         ("bounced@example.com",),
-        {EXCLUDED: True},
-        {EXCLUDED: False},
+        ContactValues({EXCLUDED: True}),
+        ContactValues({EXCLUDED: False}),
     )
 
     async def scenario() -> ApplyReport:
@@ -478,11 +480,14 @@ def test_tag_removals_are_refused_and_contacts_are_hard_deleted() -> None:
     emulator.seed_subscriber("b@example.com")
     provider = provider_for(emulator)
     membership = ResourceType.MEMBERSHIP
-    removal = Change(membership, Action.DELETE, ("beta", "a@example.com"), {}, None)
+    subscribed = MembershipValues(SubscriptionStatus.SUBSCRIBED)
+    unsubscribed = MembershipValues(SubscriptionStatus.UNSUBSCRIBED)
+    removal = Change(membership, Action.DELETE, ("beta", "a@example.com"), subscribed, None)
     unsubscribe = Change(
-        membership, Action.UPDATE, ("beta", "b@example.com"), {}, {"status": "unsubscribed"}
+        membership, Action.UPDATE, ("beta", "b@example.com"), subscribed, unsubscribed
     )
-    erase = Change(ResourceType.CONTACT, Action.DELETE, ("b@example.com",), {}, None)
+    erased = ContactValues(email="b@example.com")
+    erase = Change(ResourceType.CONTACT, Action.DELETE, ("b@example.com",), erased, None)
 
     async def scenario() -> ApplyReport:
         live = await provider.read(ReadScope(every_list=True))

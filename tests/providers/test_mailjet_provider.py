@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from reconcile.errors import ManifestError
+from reconcile.model import NAME, ContactValues
 from reconcile.sandbox.mailjet import (
     MailjetEmulator,
     MailjetEmulatorSettings,
@@ -104,14 +105,17 @@ def test_plan_shows_only_what_the_manifest_asks(
         "membership:beta/user0006@example.com",
     ]
     updates = {c.email: (c.before, c.after) for c in made.changes if c.action.value == "update"}
-    assert updates["user0001@example.com"] == ({"name": "User 1"}, {"name": "Renamed One"})
+    assert updates["user0001@example.com"] == (
+        ContactValues({NAME: "User 1"}),
+        ContactValues({NAME: "Renamed One"}),
+    )
     assert updates["user0002@example.com"] == (
-        {"properties": {"seats": 2}},
-        {"properties": {"seats": 9}},
+        ContactValues(properties={"seats": 2}),
+        ContactValues(properties={"seats": 9}),
     )
     assert updates["user0003@example.com"] == (
-        {"properties": {"department": "Sales"}},
-        {"properties": {"department": None}},
+        ContactValues(properties={"department": "Sales"}),
+        ContactValues(properties={"department": None}),
     )
     assert any("user0004@example.com" in w and "unsubscribed" in w for w in made.warnings)
 

@@ -14,7 +14,6 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from reconcile.diff import (
     Action,
@@ -29,6 +28,7 @@ from reconcile.errors import ApiError
 from reconcile.model import (
     EXCLUDED,
     ContactList,
+    ContactValues,
     Membership,
     ReadScope,
     State,
@@ -58,8 +58,13 @@ class _NewContact:
         return self.change.email
 
     @property
-    def after(self) -> dict[str, Any]:
-        return dict(self.change.after or {})
+    def after(self) -> ContactValues:
+        return self.change.contact_after
+
+    @property
+    def email(self) -> str:
+        """As written in the manifest."""
+        return self.after.email or self.key
 
     @property
     def tags(self) -> list[str]:
@@ -67,7 +72,7 @@ class _NewContact:
 
     @property
     def needs_status(self) -> bool:
-        return bool(self.after.get(EXCLUDED))  # import can't set status; a PATCH follows
+        return bool(self.after.fields.get(EXCLUDED))  # import can't set status; a PATCH follows
 
 
 @dataclass
@@ -104,7 +109,7 @@ class MailJawnProvider(Provider):
             c for c in changes if c.type is ResourceType.CONTACT and c.action is Action.CREATE
         ]
         created = {c.email for c in creates}
-        excluded = sum(1 for c in creates if (c.after or {}).get(EXCLUDED) is True)
+        excluded = sum(1 for c in creates if c.contact_after.fields.get(EXCLUDED) is True)
         others = sum(
             1 for c in changes if c.type is ResourceType.CONTACT and c.action is not Action.CREATE
         )
@@ -119,7 +124,7 @@ class MailJawnProvider(Provider):
             for c in changes
             if c.type is ResourceType.CONTACT
             and c.action is Action.UPDATE
-            and (c.after or {}).get(EXCLUDED) is False
+            and c.contact_after.fields.get(EXCLUDED) is False
         )  # each reads the subscriber again first: one search
         lookups = lookup_calls(excluded, len(live.contacts) + len(creates)) + reactivations
         return imports + lookups + excluded + others + len(tagged)
@@ -247,7 +252,7 @@ class MailJawnProvider(Provider):
         found: dict[str, Subscriber] = {}
         try:
             found = await self._find_many(
-                [str(item.after["email"]) for item in items if item.key in to_check],
+                [item.email for item in items if item.key in to_check],
                 subscribers=len(self.subscribers) + len(items),
             )
         except ApiError as error:
@@ -266,8 +271,12 @@ class MailJawnProvider(Provider):
 
     async def _import(self, items: list[_NewContact], *, again: bool = True) -> _ImportResult:
         """One bulk import. If its answer was lost or unreadable, import only the missing."""
-        emails = [str(item.after["email"]) for item in items]
-        body = {"subscribers": [records.import_item(item.after, item.tags) for item in items]}
+        emails = [item.email for item in items]
+        body = {
+            "subscribers": [
+                records.import_item(item.email, item.after, item.tags) for item in items
+            ]
+        }
         try:
             answer = await self.client.post(SUBSCRIBERS, body, idempotent=False)
             mapped = records.import_answer(answer, emails)
@@ -289,7 +298,7 @@ class MailJawnProvider(Provider):
     async def _import_missing(self, items: list[_NewContact], error: ApiError) -> _ImportResult:
         """After an import that may have landed: never blindly again, only who is missing."""
         try:
-            landed = await self._find_many(str(item.after["email"]) for item in items)
+            landed = await self._find_many(item.email for item in items)
         except ApiError as lookup_error:
             message = f"{error}; then, looking them up: {lookup_error}"
             return _ImportResult(failed={item.key: message for item in items})
@@ -324,12 +333,13 @@ class MailJawnProvider(Provider):
 
     async def _update_contact(self, change: Change) -> str:
         current = await self._subscriber(change.email)
-        if (change.after or {}).get(EXCLUDED) is False:
+        after = change.contact_after
+        if after.fields.get(EXCLUDED) is False:
             current = await self._unchanged_since_planning(current)
-        body = records.patch_body(change.after or {}, current.status)
+        body = records.patch_body(after, current.status)
         if body:
             await self.client.patch(f"{SUBSCRIBERS}{current.id}/", body)
-        if current.protected and EXCLUDED in (change.after or {}):
+        if current.protected and EXCLUDED in after.fields:
             return f"status left {current.status}: it is never changed"
         return ""
 
@@ -435,7 +445,7 @@ def _split_memberships(
         + groups[(ResourceType.MEMBERSHIP, Action.UPDATE)]
     )
     for change in adds:
-        if (change.after or {}).get("status") != SubscriptionStatus.SUBSCRIBED.value:
+        if change.membership_after.status is not SubscriptionStatus.SUBSCRIBED:
             refused.append(change)  # an unsubscribed tag can't be expressed
             continue
         email = change.email
@@ -449,7 +459,7 @@ def _split_memberships(
 def _protected_status(change: Change, live: State) -> str | None:
     if change.type is not ResourceType.CONTACT or change.action is not Action.UPDATE:
         return None
-    if EXCLUDED not in (change.after or {}):
+    if EXCLUDED not in change.contact_after.fields:
         return None
     contact = live.contacts.get(change.email)
     status = contact.fields.get(records.STATUS) if contact else None
@@ -457,8 +467,8 @@ def _protected_status(change: Change, live: State) -> str | None:
 
 
 def _without_excluded(change: Change) -> Change | None:
-    after = {k: v for k, v in (change.after or {}).items() if k != EXCLUDED}
-    if not after:
+    after = change.contact_after.without(EXCLUDED)
+    if after.is_empty:
         return None
-    before = {k: v for k, v in (change.before or {}).items() if k != EXCLUDED}
+    before = change.contact_before.without(EXCLUDED)
     return dataclasses.replace(change, before=before, after=after)

@@ -10,7 +10,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconcile.errors import ApiError
-from reconcile.model import EXCLUDED, NAME, Contact, PropertyValue, email_key, utc_moment
+from reconcile.model import (
+    EXCLUDED,
+    NAME,
+    Contact,
+    ContactValues,
+    PropertyValue,
+    email_key,
+    utc_moment,
+)
 
 SUBSCRIBERS = "/subscribers/"
 ACTIVE = "active"
@@ -120,12 +128,12 @@ def slug_for(name: str) -> str:
 # ---- request bodies ---------------------------------------------------------------------
 
 
-def import_item(after: Mapping[str, Any], tags: Sequence[str]) -> dict[str, Any]:
+def import_item(email: str, after: ContactValues, tags: Sequence[str]) -> dict[str, Any]:
     """One subscriber of a bulk import; import can't set status (a PATCH follows)."""
-    item: dict[str, Any] = {"email": after["email"], "trigger_automations": False}
-    if NAME in after:
-        item["name"] = after[NAME]
-    values = {k: v for k, v in (after.get("properties") or {}).items() if v is not None}
+    item: dict[str, Any] = {"email": email, "trigger_automations": False}
+    if NAME in after.fields:
+        item["name"] = after.fields[NAME]
+    values = {k: v for k, v in (after.properties or {}).items() if v is not None}
     if values:
         item["custom_fields"] = values
     if tags:
@@ -138,40 +146,34 @@ def identify_body(email: str, tags: Sequence[str]) -> dict[str, Any]:
     return {"email": email, "tags": sorted(tags), "trigger_automations": False}
 
 
-def patch_body(after: Mapping[str, Any], current_status: str) -> dict[str, Any]:
+def patch_body(after: ContactValues, current_status: str) -> dict[str, Any]:
     """PATCH body for the fields of `after` (a change's after, only what differs).
 
     A bounced or complained status is never overwritten, whatever `after` asks.
     """
     body: dict[str, Any] = {}
-    if NAME in after:
-        body["name"] = after[NAME]
-    if EXCLUDED in after and current_status not in PROTECTED_STATUSES:
-        body["status"] = UNSUBSCRIBED if after[EXCLUDED] else ACTIVE
-    values = after.get("properties")
+    if NAME in after.fields:
+        body["name"] = after.fields[NAME]
+    if EXCLUDED in after.fields and current_status not in PROTECTED_STATUSES:
+        body["status"] = UNSUBSCRIBED if after.fields[EXCLUDED] else ACTIVE
+    values = after.properties
     if values:
         body["custom_fields"] = dict(values)
     return body
 
 
-def differing(after: Mapping[str, Any], current: Subscriber) -> dict[str, Any]:
+def differing(after: ContactValues, current: Subscriber) -> ContactValues:
     """The part of a creation's `after` that `current` (found live) does not hold yet."""
     have = current.contact()
-    delta: dict[str, Any] = {
-        name: after[name]
-        for name in (NAME, EXCLUDED)
-        if name in after and have.fields.get(name) != after[name]
-    }
-    if delta.get(EXCLUDED) is False:
-        del delta[EXCLUDED]  # they opted out before the import: a creation carries no consent
+    fields = {name: value for name, value in after.fields.items() if have.fields.get(name) != value}
+    if fields.get(EXCLUDED) is False:
+        del fields[EXCLUDED]  # they opted out before the import: a creation carries no consent
     values = {
         name: value
-        for name, value in (after.get("properties") or {}).items()
+        for name, value in (after.properties or {}).items()
         if have.properties.get(name) != value
     }
-    if values:
-        delta["properties"] = values
-    return delta
+    return ContactValues(fields, values or None)
 
 
 # ---- bulk import answers ----------------------------------------------------------------

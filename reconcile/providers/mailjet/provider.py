@@ -25,9 +25,7 @@ from reconcile.model import (
     Contact,
     ContactList,
     Membership,
-    Namespace,
     PropertyDef,
-    PropertyType,
     PropertyValue,
     ReadScope,
     State,
@@ -238,9 +236,9 @@ class MailjetProvider(Provider):
         if not carried:
             return None
         contact = work.contact
-        if contact is not None and contact.action is Action.CREATE and contact.after:
-            managed = {k: v for k, v in contact.after.items() if k not in ("email", "properties")}
-            body = records.creation_body(str(contact.after["email"]), managed)
+        if contact is not None and contact.action is Action.CREATE:
+            after = contact.contact_after
+            body = records.creation_body(after.email or contact.email, after.fields)
         else:
             current = live.contacts.get(work.key)
             body = {"Email": current.email if current else work.key}
@@ -249,15 +247,11 @@ class MailjetProvider(Provider):
         return BulkItem(body, carried)
 
     async def _write_property(self, change: Change) -> None:
-        assert change.after is not None
+        after = change.property_after
         name = change.key[0]
         if Flag.REPLACE in change.flags and name in self.ids.properties:
             await self.client.delete(f"/contactmetadata/{self.ids.properties.pop(name)}")
-        body = {
-            "Name": name,
-            "Datatype": change.after["type"],
-            "NameSpace": change.after["namespace"],
-        }
+        body = {"Name": name, "Datatype": after.type.value, "NameSpace": after.namespace.value}
         record = await self._create(
             "/contactmetadata",
             body,
@@ -277,10 +271,10 @@ class MailjetProvider(Provider):
 
     async def _write_contact(self, change: Change, live: State) -> None:
         """Create or update the contact record (Name, IsExcludedFromCampaigns)."""
-        assert change.after is not None
-        managed = {k: v for k, v in change.after.items() if k not in ("email", "properties")}
+        after = change.contact_after
+        managed = dict(after.fields)
         if change.action is Action.CREATE:
-            email = str(change.after["email"])
+            email = after.email or change.email
             record = await self._create(
                 "/contact",
                 records.creation_body(email, managed),
@@ -298,7 +292,7 @@ class MailjetProvider(Provider):
             current = await self._current_contact(change, live)
         if any(current.fields.get(k) != v for k, v in managed.items()):
             # Full replacement: every editable field, live value for the unmanaged ones.
-            body = records.editable_fields({**current.fields, **managed})
+            body = records.editable_fields(current.fields, managed)
             await self.client.put(f"/contact/{self._contact_id(change.email)}", body)
 
     async def _current_contact(self, change: Change, live: State) -> Contact:
@@ -311,7 +305,7 @@ class MailjetProvider(Provider):
             raise ApiError(f"contact {change.email} was deleted since planning; run plan again")
         current = records.contact(found)
         planned = live.contacts.get(change.email)
-        reincluding = (change.after or {}).get(EXCLUDED) is False
+        reincluding = change.contact_after.fields.get(EXCLUDED) is False
         if (
             reincluding
             and current.fields.get(EXCLUDED)
@@ -325,7 +319,7 @@ class MailjetProvider(Provider):
 
     async def _write_contact_data(self, change: Change) -> None:
         """Only the managed properties that differ; Mailjet merges the rest, null clears."""
-        values = (change.after or {}).get("properties")
+        values = change.contact_after.properties
         if not values:
             return
         await self.client.put(
@@ -475,11 +469,9 @@ def _definitions(changes: Sequence[Change], live: State) -> dict[str, PropertyDe
     """Live definitions, with the ones this apply creates or replaces."""
     definitions = dict(live.properties)
     for change in changes:
-        if change.type is ResourceType.PROPERTY and change.after:
-            namespace = Namespace(change.after.get("namespace", Namespace.STATIC.value))
-            definitions[change.key[0]] = PropertyDef(
-                change.key[0], PropertyType(change.after["type"]), namespace
-            )
+        if change.type is ResourceType.PROPERTY and change.action is not Action.DELETE:
+            after = change.property_after
+            definitions[change.key[0]] = PropertyDef(change.key[0], after.type, after.namespace)
     return definitions
 
 

@@ -12,6 +12,8 @@ from reconcile.model import (
     EXCLUDED,
     NAME,
     Contact,
+    ContactField,
+    FieldValue,
     Namespace,
     PropertyDef,
     PropertyType,
@@ -146,12 +148,17 @@ def _canonical(raw: Any, definition: PropertyDef | None) -> PropertyValue:
         return str(raw)  # keep what is there; the diff will show it differs
 
 
-def editable_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """The body of PUT /contact: every editable field, because PUT replaces them all."""
-    return {"Name": fields.get(NAME, ""), "IsExcludedFromCampaigns": bool(fields.get(EXCLUDED))}
+def editable_fields(
+    current: Mapping[str, Any], managed: Mapping[ContactField, FieldValue]
+) -> dict[str, Any]:
+    """The body of PUT /contact: every editable field, because PUT replaces them all (the
+    managed ones as planned, the others as they are live)."""
+    name = managed[NAME] if NAME in managed else current.get(NAME, "")
+    excluded = managed[EXCLUDED] if EXCLUDED in managed else current.get(EXCLUDED)
+    return {"Name": name, "IsExcludedFromCampaigns": bool(excluded)}
 
 
-def creation_body(email: str, managed: Mapping[str, Any]) -> dict[str, Any]:
+def creation_body(email: str, managed: Mapping[ContactField, FieldValue]) -> dict[str, Any]:
     body: dict[str, Any] = {"Email": email}
     if NAME in managed:
         body["Name"] = managed[NAME]

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from reconcile.diff import Action, Change, Flag, ResourceType
-from reconcile.model import Namespace, PropertyDef, SubscriptionStatus
+from reconcile.model import Namespace, PropertyDef, PropertyValue, SubscriptionStatus
 from reconcile.providers.runner import contact_of
 
 EXPECTED_POLLS = 3  # a job reports running a few times before it ends
@@ -32,17 +32,15 @@ class ContactWork:
         return ([self.contact] if self.contact else []) + self.memberships
 
     @property
-    def properties(self) -> Mapping[str, object]:
-        after = self.contact.after if self.contact and self.contact.after else {}
-        values = after.get("properties", {})
-        return values if isinstance(values, Mapping) else {}
+    def properties(self) -> Mapping[str, PropertyValue]:
+        return (self.contact.contact_after.properties if self.contact else None) or {}
 
     @property
     def needs_put(self) -> bool:
         """An existing contact's Name/IsExcludedFromCampaigns change: PUT, never a job."""
         if self.contact is None or self.contact.action is not Action.UPDATE:
             return False
-        return any(k != "properties" for k in (self.contact.after or {}))
+        return bool(self.contact.contact_after.fields)
 
     @property
     def record_calls(self) -> int:
@@ -86,7 +84,7 @@ def jobs(contacts: int, chunk_size: int) -> int:
 def list_action(change: Change) -> str:
     if change.action is Action.DELETE:
         return "remove"
-    if (change.after or {}).get("status") == SubscriptionStatus.UNSUBSCRIBED.value:
+    if change.membership_after.status is SubscriptionStatus.UNSUBSCRIBED:
         return "unsub"
     if Flag.RESUBSCRIBE in change.flags:
         return "addforce"
