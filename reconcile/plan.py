@@ -215,18 +215,26 @@ class Plan:
 
     @classmethod
     def loads(cls, text: str, source: str) -> Plan:
+        """The plan saved in `text`, refused if any part of it was edited (fingerprint)."""
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_without_repeated_keys)
+        except _RepeatedKeyError as error:
+            message = f"{source}: plan file was edited after it was made ({error})"
+            raise ReconcileError(message) from None
+        except ValueError:
+            raise ReconcileError(f"{source}: not a reconcile plan file (not JSON)") from None
+        if not isinstance(data, dict) or "format_version" not in data:
+            raise ReconcileError(f"{source}: not a reconcile plan file (no format_version)")
+        # Before the shape is checked: an edit is reported as one, whatever it broke.
+        if data.get("fingerprint") != _file_fingerprint(data):
+            raise ReconcileError(f"{source}: plan file was edited after it was made (fingerprint)")
+        try:
             raw = PlanFile.model_validate(data)
-        except ValueError as error:
-            if not isinstance(error, ValidationError):
-                raise ReconcileError(f"{source}: not a reconcile plan file (not JSON)") from None
+        except ValidationError as error:
             first = error.errors(include_url=False)[0]
             where = ".".join(str(p) for p in first["loc"])
             message = f"{source}: not a reconcile plan file ({where}: {first['msg']})"
             raise ReconcileError(message) from None
-        if raw.fingerprint != _file_fingerprint(data):
-            raise ReconcileError(f"{source}: plan file was edited after it was made (fingerprint)")
         if raw.format_version != FORMAT_VERSION:
             raise ReconcileError(
                 f"{source}: plan format_version {raw.format_version} is not supported "
@@ -238,6 +246,7 @@ class Plan:
             ReadScope.from_json(raw.scope),
             tuple(raw.warnings),
             raw.provider_options,
+            _estimate(raw.estimate),
             thresholds=Thresholds.from_json(raw.safety),
             live_counts={k: int(v) for k, v in raw.safety.get("live_counts", {}).items()},
             account=raw.account,
@@ -256,6 +265,12 @@ class ChangeFile(BaseModel):
     flags: list[Flag] = []
 
 
+class EstimateFile(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    api_calls: int
+    calls_per_minute: int | float  # as written, so that the file reads back the same
+
+
 class PlanFile(BaseModel):
     model_config = ConfigDict(extra="ignore")
     format_version: int
@@ -265,6 +280,7 @@ class PlanFile(BaseModel):
     warnings: list[str] = []
     scope: dict[str, Any] = {}
     provider_options: dict[str, Any] = {}
+    estimate: EstimateFile | None = None
     safety: dict[str, Any] = {}
     fingerprint: str | None = None
 
@@ -272,6 +288,23 @@ class PlanFile(BaseModel):
 def _file_fingerprint(data: Mapping[str, Any]) -> str:
     """Covers the whole file, so no field (the account included) can be edited unseen."""
     return fingerprint({k: v for k, v in data.items() if k != "fingerprint"})
+
+
+def _estimate(raw: EstimateFile | None) -> Estimate | None:
+    return None if raw is None else Estimate(raw.api_calls, raw.calls_per_minute)
+
+
+class _RepeatedKeyError(ValueError):
+    pass
+
+
+def _without_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A key given twice is read as its last value: an edit the fingerprint can't see."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        repeated = sorted(key for key, count in Counter(k for k, _ in pairs).items() if count > 1)
+        raise _RepeatedKeyError(f"{', '.join(map(repr, repeated))} given twice")
+    return data
 
 
 def change_to_json(change: Change) -> dict[str, Any]:
