@@ -25,10 +25,13 @@ from reconcile.diff import (
 from reconcile.model import (
     EXCLUDED,
     Contact,
+    ContactList,
     ContactValues,
+    Key,
     Membership,
     MembershipValues,
     MembersPolicy,
+    PropertyDef,
     State,
     SubscriptionStatus,
     fingerprint,
@@ -64,29 +67,19 @@ def _undeclared_members(desired: State, live: State, policy: Policy) -> Iterator
         if policy.exact_members is MemberPrune.UNSUBSCRIBE:
             yield _unsubscribe(have)
         else:
-            yield _removal(have)
+            yield _deletion(ResourceType.MEMBERSHIP, have.key, have)
 
 
 def _unsubscribe(have: Membership) -> Change:
+    after = MembershipValues(SubscriptionStatus.UNSUBSCRIBED)
+    record = have.record()
     return Change(
-        ResourceType.MEMBERSHIP,
-        Action.UPDATE,
-        have.key,
-        have.values(),
-        MembershipValues(SubscriptionStatus.UNSUBSCRIBED),
-        fingerprint(have.record()),
+        ResourceType.MEMBERSHIP, Action.UPDATE, have.key, have.values(), after, fingerprint(record)
     )
 
 
-def _removal(have: Membership) -> Change:
-    return Change(
-        ResourceType.MEMBERSHIP,
-        Action.DELETE,
-        have.key,
-        have.values(),
-        None,
-        fingerprint(have.record()),
-    )
+def _deletion(kind: ResourceType, key: Key, have: PropertyDef | ContactList | Membership) -> Change:
+    return Change(kind, Action.DELETE, key, have.values(), None, fingerprint(have.record()))
 
 
 def _protected(policy: Policy, list_name: str, email: str) -> bool:
@@ -100,25 +93,11 @@ def _pruned(
     if policy.lists is DefinitionPrune.DELETE:
         for name, have in live.lists.items():
             if name not in desired.lists and name not in policy.protected_lists:
-                yield Change(
-                    ResourceType.LIST,
-                    Action.DELETE,
-                    (name,),
-                    have.values(),
-                    None,
-                    fingerprint(have.record()),
-                )
+                yield _deletion(ResourceType.LIST, (name,), have)
     if policy.properties is DefinitionPrune.DELETE:
         for name, definition in live.properties.items():
             if name not in desired.properties:
-                yield Change(
-                    ResourceType.PROPERTY,
-                    Action.DELETE,
-                    (name,),
-                    definition.values(),
-                    None,
-                    fingerprint(definition.record()),
-                )
+                yield _deletion(ResourceType.PROPERTY, (name,), definition)
     if policy.contacts is not ContactPrune.IGNORE:
         already = {change.ref for change in planned}
         lists_of = memberships_by_email(live)

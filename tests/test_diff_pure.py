@@ -30,7 +30,16 @@ from reconcile.model import (
     SubscriptionStatus,
     fingerprint,
 )
-from tests.pure import rows, state
+from tests.pure import (
+    delete_list,
+    delete_property,
+    erase,
+    remove,
+    rename,
+    rows,
+    state,
+    unsubscribe,
+)
 
 SUBSCRIBED, UNSUBSCRIBED = SubscriptionStatus.SUBSCRIBED, SubscriptionStatus.UNSUBSCRIBED
 EARLY, LATE = "2024-01-01T00:00:00Z", "2024-06-01T00:00:00Z"
@@ -381,37 +390,12 @@ def test_typed_accessors_refuse_another_type_or_a_missing_side() -> None:
 @pytest.mark.parametrize(
     ("change", "effect"),
     [
-        (Change(ResourceType.CONTACT, Action.DELETE, ("a",), ContactValues(), None), Effect.ERASE),
-        (
-            Change(
-                ResourceType.MEMBERSHIP,
-                Action.DELETE,
-                ("l", "a"),
-                MembershipValues(SUBSCRIBED),
-                None,
-            ),
-            Effect.REMOVE_FROM_LIST,
-        ),
-        (
-            Change(ResourceType.LIST, Action.DELETE, ("l",), ListValues("l"), None),
-            Effect.DELETE_LIST,
-        ),
-        (
-            Change(
-                ResourceType.PROPERTY, Action.DELETE, ("p",), PropertyValues(PropertyType.STR), None
-            ),
-            Effect.DELETE_PROPERTY,
-        ),
-        (
-            Change(
-                ResourceType.CONTACT,
-                Action.UPDATE,
-                ("a",),
-                ContactValues({NAME: "A"}),
-                ContactValues({NAME: "B"}),
-            ),
-            None,
-        ),
+        (erase("a@x.io"), Effect.ERASE),
+        (remove("news", "a@x.io"), Effect.REMOVE_FROM_LIST),
+        (delete_list("news"), Effect.DELETE_LIST),
+        (delete_property("seats"), Effect.DELETE_PROPERTY),
+        (unsubscribe("news", "a@x.io"), Effect.UNSUBSCRIBE),
+        (rename("a@x.io"), None),
         (
             Change(
                 ResourceType.CONTACT, Action.CREATE, ("a",), None, ContactValues({EXCLUDED: True})

@@ -18,73 +18,36 @@ from reconcile.model import (
     Contact,
     ContactList,
     ContactValues,
-    ListValues,
     Membership,
     MembershipValues,
     PropertyDef,
     PropertyType,
     PropertyValues,
     ReadScope,
+    State,
     SubscriptionStatus,
     fingerprint,
 )
 from reconcile.plan import Estimate, Plan, change_to_json, moved_since_planning, raise_if_stale
 from reconcile.policy import Thresholds
 from reconcile.prune import prune_basis
-from tests.pure import state
+from tests.pure import (
+    create_contact,
+    create_list,
+    create_property,
+    delete_list,
+    delete_property,
+    erase,
+    join,
+    remove,
+    rename,
+    state,
+    unsubscribe,
+)
 
 SUBSCRIBED, UNSUBSCRIBED = SubscriptionStatus.SUBSCRIBED, SubscriptionStatus.UNSUBSCRIBED
 FORMAT_1 = Path(__file__).parent / "data" / "plan-format-1.json"
 ACCOUNT = {"kind": "sandbox", "sandbox_id": "abc"}
-
-
-def create_property(name: str) -> Change:
-    return Change(
-        ResourceType.PROPERTY, Action.CREATE, (name,), None, PropertyValues(PropertyType.STR)
-    )
-
-
-def delete_property(name: str) -> Change:
-    values = PropertyValues(PropertyType.STR)
-    return Change(ResourceType.PROPERTY, Action.DELETE, (name,), values, None)
-
-
-def create_list(name: str) -> Change:
-    return Change(ResourceType.LIST, Action.CREATE, (name,), None, ListValues(name))
-
-
-def delete_list(name: str) -> Change:
-    return Change(ResourceType.LIST, Action.DELETE, (name,), ListValues(name), None)
-
-
-def create_contact(email: str) -> Change:
-    values = ContactValues({NAME: "N"}, None, email)
-    return Change(ResourceType.CONTACT, Action.CREATE, (email,), None, values)
-
-
-def rename(email: str, fingerprint: str | None = None) -> Change:
-    before, after = ContactValues({NAME: "Old"}), ContactValues({NAME: "New"})
-    return Change(ResourceType.CONTACT, Action.UPDATE, (email,), before, after, fingerprint)
-
-
-def erase(email: str) -> Change:
-    values = ContactValues(email=email)
-    return Change(ResourceType.CONTACT, Action.DELETE, (email,), values, None)
-
-
-def join(list_name: str, email: str) -> Change:
-    key = (list_name, email)
-    return Change(ResourceType.MEMBERSHIP, Action.CREATE, key, None, MembershipValues(SUBSCRIBED))
-
-
-def unsubscribe(list_name: str, email: str) -> Change:
-    before, after = MembershipValues(SUBSCRIBED), MembershipValues(UNSUBSCRIBED)
-    return Change(ResourceType.MEMBERSHIP, Action.UPDATE, (list_name, email), before, after)
-
-
-def remove(list_name: str, email: str) -> Change:
-    values = MembershipValues(SUBSCRIBED)
-    return Change(ResourceType.MEMBERSHIP, Action.DELETE, (list_name, email), values, None)
 
 
 def addresses(plan: Plan) -> list[str]:
@@ -140,7 +103,7 @@ def test_the_summary_counts_every_action() -> None:
 # ---- thresholds ---------------------------------------------------------------------------
 
 
-def crowd(contacts: int) -> Any:
+def crowd(contacts: int) -> State:
     return state(*(Contact(f"p{n}@x.io") for n in range(contacts)))
 
 

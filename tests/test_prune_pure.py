@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconcile.diff import Action, Change, DiffResult, Flag, ResourceType, diff_states
+from reconcile.diff import Change, DiffResult, Flag, diff_states
 from reconcile.model import (
     EXCLUDED,
     NAME,
@@ -30,7 +30,7 @@ from reconcile.policy import (
     Policy,
 )
 from reconcile.prune import apply_policy, protected_by, protection_conflicts, prune_basis
-from tests.pure import Row, rows, state
+from tests.pure import Row, delete_list, delete_property, erase, remove, rows, state
 
 SUBSCRIBED, UNSUBSCRIBED = SubscriptionStatus.SUBSCRIBED, SubscriptionStatus.UNSUBSCRIBED
 PRUNED = frozenset({Flag.PRUNE})
@@ -300,49 +300,13 @@ def test_protection_conflicts_are_found_in_the_manifest_alone() -> None:
 @pytest.mark.parametrize(
     ("change", "protected"),
     [
-        (Change(ResourceType.CONTACT, Action.DELETE, ("a@x.io",), ContactValues(), None), True),
-        (Change(ResourceType.CONTACT, Action.DELETE, ("z@x.io",), ContactValues(), None), False),
-        (
-            Change(
-                ResourceType.MEMBERSHIP,
-                Action.DELETE,
-                ("news", "a@x.io"),
-                MembershipValues(SUBSCRIBED),
-                None,
-            ),
-            True,
-        ),
-        (
-            Change(
-                ResourceType.MEMBERSHIP,
-                Action.DELETE,
-                ("vip", "z@x.io"),
-                MembershipValues(SUBSCRIBED),
-                None,
-            ),
-            True,
-        ),
-        (
-            Change(
-                ResourceType.MEMBERSHIP,
-                Action.DELETE,
-                ("news", "z@x.io"),
-                MembershipValues(SUBSCRIBED),
-                None,
-            ),
-            False,
-        ),
-        (Change(ResourceType.LIST, Action.DELETE, ("vip",), ListValues("vip"), None), True),
-        (
-            Change(
-                ResourceType.PROPERTY,
-                Action.DELETE,
-                ("vip",),
-                PropertyValues(PropertyType.STR),
-                None,
-            ),
-            False,
-        ),
+        (erase("a@x.io"), True),
+        (erase("z@x.io"), False),
+        (remove("news", "a@x.io"), True),
+        (remove("vip", "z@x.io"), True),
+        (remove("news", "z@x.io"), False),
+        (delete_list("vip"), True),
+        (delete_property("vip"), False),
     ],
 )
 def test_protected_by(change: Change, protected: bool) -> None:
