@@ -3,7 +3,8 @@
 Only what the desired state mentions is compared: a contact field or property the
 manifest leaves out is never part of a change, so it can never be reset. Consent is
 decided here for every provider: nobody who opted out is brought back (to a list, or
-into campaigns) without an opt-in recorded after their opt-out.
+into campaigns) without an opt-in recorded after their opt-out. What the manifest does
+not declare is never touched here: prune.py decides that, and enforces protect:.
 """
 
 from __future__ import annotations
