@@ -181,6 +181,14 @@ class Provider(ABC):
     async def read(self, scope: ReadScope) -> State:
         """Live state: all definitions, lists and contacts, memberships of scope.lists."""
 
+    async def read_against(self, desired: State, scope: ReadScope) -> State:
+        """Live state to compare `desired` with. Without remote property definitions
+        (no PROPERTY_DEFINITIONS), the definitions are the manifest's own."""
+        live = await self.read(scope)
+        if Capability.PROPERTY_DEFINITIONS not in self.capabilities:
+            live.properties = dict(desired.properties)
+        return live
+
     @abstractmethod
     async def apply(self, changes: Sequence[Change], live: State) -> ApplyReport:
         """Carry out `changes` (already ordered) against `live` as read just before."""
