@@ -26,7 +26,6 @@ from reconcile.model import ReadScope, State
 
 class Capability(StrEnum):
     PROPERTY_DEFINITIONS = "property definitions"  # definitions exist remotely and are written
-    LIST_OBJECTS = "lists as objects"  # lists are created explicitly (else: implicit, like tags)
     REMOVE_LIST_MEMBER = "remove a list member"
     LIST_UNSUBSCRIBE = "unsubscribe from one list"
     DELETE_LIST = "delete a list"
