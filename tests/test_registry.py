@@ -107,7 +107,7 @@ def test_a_plugin_registered_under_another_name_is_refused(
     entry_points: list[EntryPoint],
 ) -> None:
     entry_points.append(entry("jet", "reconcile.providers.mailjet.plugin:PLUGIN"))
-    with pytest.raises(ConfigError, match="registered as 'jet' but calls itself 'mailjet'"):
+    with pytest.raises(ConfigError, match="registered as 'jet' but calls itself mailjet;"):
         registry.plugin("jet")
 
 

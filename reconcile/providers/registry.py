@@ -137,10 +137,12 @@ def _load(entry: EntryPoint) -> AnyPlugin:
         raise ConfigError(
             f"provider plug-in {entry.name!r} ({entry.value}) is not a ProviderPlugin"
         )
-    if plugin.name != entry.name:
+    named = {plugin.name, plugin.provider_class.name}
+    if named != {entry.name}:
         raise ConfigError(
             f"provider plug-in {entry.value} is registered as {entry.name!r} but calls "
-            f"itself {plugin.name!r}; its entry point must use its name"
+            f"itself {' and '.join(sorted(named))}; its entry point, plug-in and provider "
+            "must use one name"
         )
     return plugin
 
