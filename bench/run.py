@@ -41,6 +41,7 @@ from reconcile import engine
 from reconcile.manifest.loader import Manifest, load_manifest
 from reconcile.providers.mailjet.bulk import JobPolling
 from reconcile.providers.mailjet.client import MailjetClient
+from reconcile.providers.mailjet.plugin import MailjetOptions
 from reconcile.providers.mailjet.provider import MailjetProvider
 from reconcile.providers.pacing import Pacer
 
@@ -83,7 +84,9 @@ def minimum_apply(size: int) -> int:
 
 async def run_reconcile(url: str, manifest: Manifest, scale: float) -> dict[str, Any]:
     client = MailjetClient(api_key=KEY, secret_key=SECRET, base_url=url, max_in_flight=8)
-    client.pacer = Pacer(manifest.provider.requests_per_minute, 60.0 / scale)  # type: ignore[union-attr]
+    options = manifest.provider
+    assert isinstance(options, MailjetOptions)
+    client.pacer = Pacer(options.requests_per_minute, 60.0 / scale)
     polling = JobPolling(first_wait=1.0 / scale, max_wait=15.0 / scale)
     provider = MailjetProvider(client, polling=polling)
     try:

@@ -36,8 +36,8 @@ from bench.synthetic import (
 )
 from reconcile import engine
 from reconcile.manifest.loader import Manifest
-from reconcile.manifest.schema import MailJawnOptions
 from reconcile.providers.mailjawn.client import PAGE_SIZE, MailJawnClient
+from reconcile.providers.mailjawn.plugin import MailJawnOptions
 from reconcile.providers.mailjawn.provider import MailJawnProvider
 from reconcile.sandbox.mailjawn import MailJawnEmulatorSettings
 

@@ -26,13 +26,14 @@ from reconcile.manifest.export import export_audience
 from reconcile.manifest.loader import Manifest
 from reconcile.model import State
 from reconcile.plan import Plan
+from reconcile.providers import registry
 from reconcile.providers.base import STOP, ApplyReport, OutcomeStatus
 from reconcile.render.json import render_json
 from reconcile.render.markdown import render_markdown
 from reconcile.render.progress import ProgressMode, choose_mode, watching
 from reconcile.render.redact import RedactingStream, redact, redact_message, redact_text
 from reconcile.render.text import render_text
-from reconcile.sandbox.runtime import PROVIDERS, SANDBOX_DIR, serve, state_file
+from reconcile.sandbox.runtime import SANDBOX_DIR, serve, state_file
 
 EXIT_ERROR, EXIT_CHANGES, EXIT_INTERRUPTED = 1, 2, 130
 _REDACTING: ContextVar[bool] = ContextVar("redacting", default=False)
@@ -307,7 +308,7 @@ def plan(
 
     async def work() -> Plan:
         manifest = _validated(paths)
-        async with engine.open_provider(manifest.provider, engine.Target(sandbox)) as provider:
+        async with engine.open_provider(manifest.provider, engine.ConnectTo(sandbox)) as provider:
             async with watching(err, mode, "Reading the account", provider.stats):
                 made, _live = await engine.make_plan(manifest, provider)
             return made
@@ -370,7 +371,7 @@ async def _apply_saved(
     saved.raise_if_warned(strict)
     config = engine.provider_config(saved.provider, saved.provider_options)
     async with (
-        engine.open_provider(config, engine.Target(sandbox)) as provider,
+        engine.open_provider(config, engine.ConnectTo(sandbox)) as provider,
         watching(err, mode, "Checking and applying", provider.stats),
     ):
         return await engine.apply_plan(saved, provider, force=force)
@@ -386,7 +387,7 @@ async def _plan_and_apply(
     strict: bool,
 ) -> ApplyReport | None:
     manifest = _validated(paths)
-    async with engine.open_provider(manifest.provider, engine.Target(sandbox)) as provider:
+    async with engine.open_provider(manifest.provider, engine.ConnectTo(sandbox)) as provider:
         async with watching(err, mode, "Reading the account", provider.stats):
             made, live = await engine.make_plan(manifest, provider)
         render_text(_displayed(made), out)
@@ -416,9 +417,26 @@ def _confirmed() -> bool:
     return True
 
 
+ProviderOpt = Annotated[
+    str | None,
+    typer.Option("--provider", help="a provider name ('reconcile providers' lists them)"),
+]
+
+
+@app.command()
+def providers() -> None:
+    """List the installed providers: what each can do and the variables it reads."""
+    for name, plugin in registry.installed().items():
+        default = " (default)" if name == registry.default_name() else ""
+        out.print(f"[bold]{name}[/]{default}")
+        can = ", ".join(sorted(plugin.capabilities)) or "none beyond the basics"
+        out.print(f"  can: {_escape(can)}")
+        out.print(f"  environment: {', '.join(plugin.variables())}")
+
+
 @app.command()
 def export(
-    provider: Annotated[str, typer.Option("--provider", help="mailjet or mailjawn")] = "mailjet",
+    provider: ProviderOpt = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -439,13 +457,15 @@ def export(
         err.print("[bold red]Error:[/] --contacts-per-file needs -o DIRECTORY")
         raise typer.Exit(EXIT_ERROR)
 
+    name = provider or registry.default_name()
+
     async def work() -> State:
-        config = engine.provider_config(provider, {})
-        async with engine.open_provider(config, engine.Target(sandbox)) as opened:
+        config = engine.provider_config(name, {})
+        async with engine.open_provider(config, engine.ConnectTo(sandbox)) as opened:
             return await engine.read_everything(opened)
 
     live = _run(lambda: _await(work()))
-    result = _run(lambda: export_audience(live, provider, output, contacts_per_file))
+    result = _run(lambda: export_audience(live, name, output, contacts_per_file))
     for warning in result.warnings:
         err.print(f"[yellow]Warning:[/] {_escape(warning)}")
     _run(result.carry_out)
@@ -456,15 +476,14 @@ def export(
 
 @app.command()
 def sandbox(
-    provider: Annotated[str, typer.Option("--provider", help="mailjet or mailjawn")] = "mailjet",
+    provider: ProviderOpt = None,
     port: Annotated[int, typer.Option("--port")] = 8025,
     state: Annotated[Path | None, typer.Option("--state", help="state file")] = None,
 ) -> None:
     """Serve a local emulator of the provider's API (no account needed)."""
-    if provider not in PROVIDERS:
-        err.print(f"[bold red]Error:[/] --provider must be one of {', '.join(PROVIDERS)}")
-        raise typer.Exit(EXIT_ERROR)
-    serve(provider, port, state or state_file(provider), announce=err.print)
+    plugin = registry.plugin(provider or registry.default_name())
+    path = state or state_file(plugin.name)
+    serve(plugin.name, plugin.emulator_factory(), port, path, announce=err.print)
 
 
 def _displayed(made: Plan) -> Plan:

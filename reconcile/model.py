@@ -320,12 +320,19 @@ class ReadScope:
         )
 
 
+class ProviderRecords:
+    """What a provider's read found besides the neutral model (record ids, versions): the
+    provider subclasses it and finds it again in the live state it is asked to apply
+    against, so it keeps nothing of its own between read and apply."""
+
+
 @dataclass
 class State:
     properties: dict[str, PropertyDef] = field(default_factory=dict)
     lists: dict[str, ContactList] = field(default_factory=dict)
     contacts: dict[str, Contact] = field(default_factory=dict)
     memberships: dict[tuple[str, str], Membership] = field(default_factory=dict)
+    provider_records: ProviderRecords | None = None  # live state only
 
     def add_contact(self, contact: Contact) -> None:
         self.contacts[contact.key] = contact

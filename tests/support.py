@@ -17,11 +17,12 @@ import uvicorn
 from reconcile import engine
 from reconcile.manifest.loader import Manifest, load_manifest
 from reconcile.plan import Plan
+from reconcile.providers import registry
 from reconcile.providers.base import ApplyReport
 from reconcile.providers.mailjet.client import MailjetClient
 from reconcile.providers.mailjet.provider import MailjetProvider
 from reconcile.providers.pacing import RetryPolicy
-from reconcile.sandbox.common import EmulatorTransport
+from reconcile.sandbox.common import Emulator, EmulatorTransport
 from reconcile.sandbox.mailjet import MailjetEmulator
 
 T = TypeVar("T")
@@ -114,3 +115,13 @@ def opted_back_in_to(tmp_path: Path, list_name: str, email: str, consent: str) -
             lists: {{{list_name}: {{status: subscribed, opted_in_at: "{consent}"}}}}
         """,
     )
+
+
+def create_emulator(
+    provider: str, state: dict[str, Any] | None = None
+) -> tuple[Any, dict[str, str]]:
+    """The sandbox emulator the registered `provider` serves (typed Any: tests use each
+    emulator's own controls), and the credentials it accepts."""
+    emulator, credentials = registry.plugin(provider).emulator_factory()(state)
+    made: Emulator = emulator
+    return made, credentials

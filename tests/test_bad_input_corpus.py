@@ -176,7 +176,7 @@ BAD: list[Bad] = [
     Bad("unknown_property_type", 3, "properties.seats.type", r"got 'integer'"),
     Bad("unknown_namespace", 3, "properties.seats.namespace", r"got 'global'"),
     Bad("unknown_members_policy", 9, "lists.news.members", r"got 'all'"),
-    Bad("unknown_provider", 1, "provider", r"got 'sendgrid'"),
+    Bad("unknown_provider", 1, "provider", r"unknown provider 'sendgrid'; installed providers: "),
     Bad("version_2", 1, "version", r"got 2"),
     Bad("no_provider", 1, "provider", r"no file declares the provider"),
     Bad(

@@ -15,6 +15,7 @@ from typer.testing import CliRunner, Result
 
 from reconcile import engine
 from reconcile.cli import app
+from reconcile.providers import registry
 
 QUICKSTART = Path(__file__).parent.parent / "examples" / "quickstart"
 STATE = Path(".reconcile") / "sandbox" / "mailjet.json"
@@ -235,7 +236,7 @@ def test_export_to_a_device_is_one_line(workdir: Path) -> None:
 def test_an_unknown_export_provider_is_one_line(workdir: Path) -> None:
     assert_one_error_line(
         reconcile("export", "--sandbox", "--provider", "foo"),
-        "unknown provider 'foo': choose mailjet or mailjawn",
+        "unknown provider 'foo'; installed providers: " + ", ".join(registry.names()),
     )
 
 

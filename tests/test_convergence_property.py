@@ -11,7 +11,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconcile.manifest.loader import Manifest
-from reconcile.manifest.schema import MailjetOptions
 from reconcile.model import (
     EXCLUDED,
     NAME,
@@ -24,6 +23,7 @@ from reconcile.model import (
     State,
     SubscriptionStatus,
 )
+from reconcile.providers.mailjet.plugin import MailjetOptions
 from reconcile.sandbox.mailjet import (
     MailjetEmulator,
     MailjetEmulatorSettings,

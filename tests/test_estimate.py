@@ -18,19 +18,19 @@ from hypothesis import strategies as st
 
 from reconcile import engine
 from reconcile.manifest.loader import Manifest, load_manifest
-from reconcile.manifest.schema import MailJawnOptions, MailjetOptions
 from reconcile.model import State
 from reconcile.plan import Plan
 from reconcile.policy import ContactPrune, DefinitionPrune, MemberPrune, Policy, Thresholds
 from reconcile.providers.base import ApplyReport, Provider
+from reconcile.providers.mailjawn.plugin import MailJawnOptions
 from reconcile.providers.mailjawn.provider import MailJawnProvider
 from reconcile.providers.mailjet.bulk import JobPolling
+from reconcile.providers.mailjet.plugin import MailjetOptions
 from reconcile.providers.mailjet.provider import MailjetProvider
 from reconcile.sandbox.common import EmulatorControl
 from reconcile.sandbox.mailjet import MailjetEmulator
-from reconcile.sandbox.runtime import create_emulator
 from tests.providers.test_mailjawn_client import make_client
-from tests.support import mailjet_provider, run
+from tests.support import create_emulator, mailjet_provider, run
 from tests.test_convergence_property import (
     LiveContact,
     desired_states,

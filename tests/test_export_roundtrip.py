@@ -24,7 +24,8 @@ from reconcile.cli import app
 from reconcile.manifest.export import MARKER, SCHEMA_MODELINE
 from reconcile.manifest.loader import load_manifest
 from reconcile.sandbox.common import EmulatorTransport, load_json_state, save_json_state
-from reconcile.sandbox.runtime import create_emulator, state_file
+from reconcile.sandbox.runtime import state_file
+from tests.support import create_emulator
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 REST = "/v3/REST"

@@ -7,12 +7,15 @@ import sys
 from pathlib import Path
 
 from reconcile.manifest.schema import manifest_json_schema
+from reconcile.providers.registry import builtin_option_models
 
 SCHEMA_PATH = Path("schemas/manifest.schema.json")
 
 
 def schema_text() -> str:
-    return json.dumps(manifest_json_schema(), indent=2, sort_keys=True) + "\n"
+    """The schema of the built-in providers' manifests (installed plug-ins add their own)."""
+    schema = manifest_json_schema(tuple(builtin_option_models()))
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
 if __name__ == "__main__":

@@ -97,7 +97,8 @@ def _exportable_contact(
 
 
 def infer_definitions(state: State) -> dict[str, PropertyDef]:
-    """Definitions for a provider that keeps none (MailJawn): the type its values share."""
+    """Definitions of every property with values, where the account declares none (a
+    provider without remote definitions): the type its values share."""
     seen: dict[str, set[type]] = {}
     for contact in state.contacts.values():
         for name, value in contact.properties.items():

@@ -6,6 +6,23 @@ few. It covers what manifests are made of: maps, sequences, plain, quoted and bl
 scalars. Anything else (anchors, aliases, tags, merge keys, directives, duplicate keys,
 deep nesting, text ruamel's reader refuses, anything rapidyaml cannot parse) returns
 None, and the caller reads the file with ruamel, which reports errors with lines.
+
+Maintainer note — why the unusual parts, and what to check when rapidyaml changes
+(pyproject pins its minor version: the binding's API moves between minors):
+- `ryml._ryml.Tree_*` are the SWIG binding's raw functions. The public `Tree` methods
+  wrap each call in Python, which costs more than the parse at 1.2 million nodes. On an
+  upgrade, check these names still exist and take (tree, node id) as before.
+- ctypes: rapidyaml parses in place and hands scalars back as memoryviews into our
+  buffer. A scalar's offset (and so its line, asked for only on errors) is its address
+  minus the buffer's; `_address` reads a read-only view's address through the CPython
+  buffer protocol, because ctypes maps only writable buffers. On an upgrade, check that
+  scalars are still views into the parsed buffer (test_fast_yaml's line tests fail if not).
+- stderr redirection: rapidyaml prints its parse errors straight to file descriptor 2
+  (C++, not Python's sys.stderr); a file it cannot parse goes to ruamel, which reports
+  the error with its line, so rapidyaml's own print is silenced at the descriptor level.
+  On an upgrade, check whether it still prints and whether it raises `ExceptionBasic`.
+- Both parsers must agree on every value the fast path returns: test_fast_yaml compares
+  them on generated documents; run it after any upgrade.
 """
 
 from __future__ import annotations

@@ -18,13 +18,12 @@ from reconcile.manifest.emails import email_problem
 from reconcile.manifest.paths import field_name, path_of, validation_messages
 from reconcile.manifest.schema import (
     ContactSpec,
-    MailJawnOptions,
-    MailjetOptions,
     ManifestDocument,
     MembershipSpec,
     ProtectSpec,
     PruneSpec,
     SafetySpec,
+    document_model,
 )
 from reconcile.manifest.yaml_source import YamlDocument, read_yaml
 from reconcile.model import (
@@ -44,14 +43,15 @@ from reconcile.model import (
     strict_value,
 )
 from reconcile.policy import ContactScope, Policy, Thresholds
+from reconcile.providers import registry
+from reconcile.providers.registry import ProviderOptions
 
-ProviderConfig = MailjetOptions | MailJawnOptions
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass
 class Manifest:
-    provider: ProviderConfig
+    provider: ProviderOptions
     desired: State
     files: list[Path]
     sources: dict[str, SourceLocation] = field(default_factory=dict)
@@ -183,9 +183,10 @@ def load_manifest(paths: Sequence[Path]) -> Manifest:
     documents = [read_yaml(path) for path in files]
     parsed: list[tuple[YamlDocument, ManifestDocument]] = []
     issues: list[ManifestIssue] = []
+    model = document_model(tuple(registry.option_models()))
     for document in documents:
         try:
-            parsed.append((document, ManifestDocument.model_validate(document.data)))
+            parsed.append((document, model.model_validate(document.data)))
         except ValidationError as error:
             issues.extend(_validation_issues(document, error))
     if issues:
@@ -205,7 +206,7 @@ class _Builder:
         self.files = files
         self.state = State()
         self.sources: dict[str, SourceLocation] = {}
-        self.provider: ProviderConfig | None = None
+        self.provider: ProviderOptions | None = None
         self.prune: PruneSpec | None = None
         self.protect: ProtectSpec | None = None
         self.safety: SafetySpec | None = None
@@ -262,7 +263,8 @@ class _Builder:
                 ManifestIssue(
                     SourceLocation(str(self.files[0]), 1),
                     "provider",
-                    "no file declares the provider (mailjet or mailjawn)",
+                    "no file declares the provider (one of: "
+                    f"{', '.join(registry.names()) or 'none installed'})",
                 )
             )
         policy = self._policy()
@@ -462,12 +464,11 @@ def _memberships(spec: ContactSpec) -> list[tuple[str, MembershipSpec]]:
     return result
 
 
-def _provider_options(value: object) -> ProviderConfig:
-    if value == "mailjet":
-        return MailjetOptions(type="mailjet")
-    if value == "mailjawn":
-        return MailJawnOptions(type="mailjawn")
-    assert isinstance(value, MailjetOptions | MailJawnOptions)
+def _provider_options(value: object) -> ProviderOptions:
+    """A bare provider name means that provider's default options."""
+    if isinstance(value, str):
+        return registry.plugin(value).options({})
+    assert isinstance(value, ProviderOptions)
     return value
 
 

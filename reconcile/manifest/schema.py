@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import functools
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import (
     BaseModel,
@@ -13,6 +14,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     WithJsonSchema,
+    create_model,
     field_validator,
 )
 
@@ -24,32 +26,13 @@ from reconcile.model import (
     text_problem,
 )
 from reconcile.policy import ContactPrune, DefinitionPrune, MemberPrune
+from reconcile.providers.registry import ProviderOptions
 
 SCHEMA_ID = "https://reconcile.dev/schemas/manifest.schema.json"
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MailjetOptions(_Strict):
-    type: Literal["mailjet"]
-    requests_per_minute: int = Field(200, ge=1, le=100_000, description="client-side pacing")
-    bulk_chunk_size: int = Field(
-        1000, ge=1, le=10_000, description="contacts per managemanycontacts job"
-    )
-
-
-class MailJawnOptions(_Strict):
-    type: Literal["mailjawn"]
-    project_id: StrictStr | None = Field(None, description="else MAILJAWN_PROJECT_ID")
-    reads_per_minute: int = Field(100, ge=1, le=100_000)
-    writes_per_minute: int = Field(30, ge=1, le=100_000)
-    import_chunk_size: int = Field(1000, ge=1, le=1000, description="subscribers per bulk import")
-
-
-ProviderOptions = Annotated[MailjetOptions | MailJawnOptions, Field(discriminator="type")]
-ProviderName = Literal["mailjet", "mailjawn"]
 
 
 class PropertySpec(_Strict):
@@ -209,7 +192,8 @@ class ManifestDocument(_Strict):
     )
 
     version: Literal[1] = 1
-    provider: ProviderName | ProviderOptions | None = None
+    # Narrowed to the installed providers' options by `document_model`.
+    provider: Any = Field(None, description="a provider name, or its options with type: NAME")
     properties: dict[StrictStr, PropertySpec] = Field(default_factory=dict)
     lists: dict[StrictStr, ListSpec] = Field(default_factory=dict)
     contacts: list[ContactSpec] = Field(default_factory=list)
@@ -223,6 +207,39 @@ class ManifestDocument(_Strict):
     safety: SafetySpec | None = None
 
 
-def manifest_json_schema() -> dict[str, Any]:
-    schema = ManifestDocument.model_json_schema()
+@functools.cache
+def document_model(options: tuple[type[ProviderOptions], ...]) -> type[ManifestDocument]:
+    """ManifestDocument whose `provider` is one of these providers: its name alone, or its
+    options (told apart by `type`)."""
+    names = tuple(
+        name for model in options for name in get_args(model.model_fields["type"].annotation)
+    )
+    name_type: Any = Literal[names]
+    options_type: Any = (
+        Annotated[Union[options], Field(discriminator="type")]  # noqa: UP007 (a runtime tuple)
+        if len(options) > 1
+        else options[0]
+    )
+
+    def known_provider(value: Any) -> Any:
+        named = value.get("type") if isinstance(value, dict) else value
+        if isinstance(value, dict) and named is None:
+            raise ValueError(f"needs type: the provider's name (installed: {', '.join(names)})")
+        if isinstance(named, str) and named not in names:
+            raise ValueError(f"unknown provider {named!r}; installed providers: {', '.join(names)}")
+        return value
+
+    return create_model(
+        "ManifestDocument",
+        __base__=ManifestDocument,
+        __doc__=ManifestDocument.__doc__,
+        __validators__={
+            "known_provider": field_validator("provider", mode="before")(known_provider)
+        },
+        provider=(name_type | options_type | None, None),
+    )
+
+
+def manifest_json_schema(options: tuple[type[ProviderOptions], ...]) -> dict[str, Any]:
+    schema = document_model(options).model_json_schema()
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

@@ -26,7 +26,6 @@ from reconcile.model import ReadScope, State
 
 class Capability(StrEnum):
     PROPERTY_DEFINITIONS = "property definitions"  # definitions exist remotely and are written
-    LIST_OBJECTS = "lists as objects"  # lists are created explicitly (else: implicit, like tags)
     REMOVE_LIST_MEMBER = "remove a list member"
     LIST_UNSUBSCRIBE = "unsubscribe from one list"
     DELETE_LIST = "delete a list"
@@ -180,6 +179,14 @@ class Provider(ABC):
     @abstractmethod
     async def read(self, scope: ReadScope) -> State:
         """Live state: all definitions, lists and contacts, memberships of scope.lists."""
+
+    async def read_against(self, desired: State, scope: ReadScope) -> State:
+        """Live state to compare `desired` with. Without remote property definitions
+        (no PROPERTY_DEFINITIONS), the definitions are the manifest's own."""
+        live = await self.read(scope)
+        if Capability.PROPERTY_DEFINITIONS not in self.capabilities:
+            live.properties = dict(desired.properties)
+        return live
 
     @abstractmethod
     async def apply(self, changes: Sequence[Change], live: State) -> ApplyReport:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from starlette.requests import Request
@@ -25,6 +25,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from reconcile.errors import ConfigError
 
 CONTROL_PREFIX = "/_emulator"
+
+
+class Emulator(Protocol):
+    """An API emulator the sandbox can serve: an ASGI app and its state as JSON."""
+
+    app: ASGIApp
+
+    def dump_state(self) -> dict[str, Any]: ...
+
+
+# The emulator with the state saved before (None: an empty account), and the sandbox
+# credentials it accepts (keys named as the provider's client expects them).
+EmulatorFactory = Callable[[dict[str, Any] | None], tuple[Emulator, dict[str, str]]]
 
 
 @dataclass

@@ -12,23 +12,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import httpx
 import uvicorn
 
 from reconcile.errors import ConfigError
 from reconcile.sandbox.common import (
+    Emulator,
+    EmulatorFactory,
     EmulatorTransport,
     bad_state,
     load_json_state,
     save_json_state,
 )
-from reconcile.sandbox.mailjawn import MailJawnEmulatorSettings, create_mailjawn_emulator
-from reconcile.sandbox.mailjet import MailjetEmulatorSettings, create_mailjet_emulator
 
 SANDBOX_DIR = Path(".reconcile/sandbox")
-PROVIDERS = ("mailjet", "mailjawn")
 UNLIMITED = 1e9  # the in-process sandbox enforces no rate limit, so clients need not pace
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -45,30 +43,18 @@ class SandboxEndpoint:
     account_id: str = ""  # which sandbox account (state directory) this is
 
 
-def create_emulator(provider: str, state: dict[str, Any] | None) -> tuple[Any, dict[str, str]]:
-    """The emulator for `provider` and the sandbox credentials it accepts."""
-    if provider == "mailjet":
-        # Jobs end on the third poll, as the plan's estimate expects and the benchmark
-        # serves them, so the sandbox makes exactly the calls its plans announce.
-        jet = create_mailjet_emulator(MailjetEmulatorSettings(job_polls_to_complete=2), state)
-        return jet, {"api_key": jet.settings.api_key, "secret_key": jet.settings.secret_key}
-    if provider == "mailjawn":
-        jawn = create_mailjawn_emulator(MailJawnEmulatorSettings(), state)
-        key = next(iter(jawn.settings.api_keys))
-        return jawn, {"api_key": key, "project_id": jawn.settings.project_id}
-    raise ValueError(f"no sandbox for provider {provider!r}; choose one of {PROVIDERS}")
-
-
 def state_file(provider: str, directory: Path = SANDBOX_DIR) -> Path:
     return directory / f"{provider}.json"
 
 
-def emulator_from_file(provider: str, path: Path) -> tuple[Any, dict[str, str]]:
-    """`create_emulator` with the state saved in `path`; a state the emulator can't take is
-    a ConfigError naming the file."""
+def emulator_from_file(
+    provider: str, factory: EmulatorFactory, path: Path
+) -> tuple[Emulator, dict[str, str]]:
+    """The emulator `factory` makes with the state saved in `path`; a state it can't take
+    is a ConfigError naming the file."""
     state = load_json_state(path)
     try:
-        return create_emulator(provider, state)
+        return factory(state)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         problem = f"is not a {provider} sandbox account ({type(error).__name__}: {error})"
         raise bad_state(path, problem) from None
@@ -96,10 +82,12 @@ def sandbox_account_id(provider: str, directory: Path) -> str:
 
 
 @contextmanager
-def in_process_sandbox(provider: str, directory: Path = SANDBOX_DIR) -> Iterator[SandboxEndpoint]:
+def in_process_sandbox(
+    provider: str, factory: EmulatorFactory, directory: Path = SANDBOX_DIR
+) -> Iterator[SandboxEndpoint]:
     """An emulator reached through httpx's ASGI transport; its state is saved on exit."""
     path = state_file(provider, directory)
-    emulator, credentials = emulator_from_file(provider, path)
+    emulator, credentials = emulator_from_file(provider, factory, path)
     transport = EmulatorTransport(app=emulator.app)
     account = sandbox_account_id(provider, directory)
     try:
@@ -112,13 +100,14 @@ def in_process_sandbox(provider: str, directory: Path = SANDBOX_DIR) -> Iterator
 
 def serve(
     provider: str,
+    factory: EmulatorFactory,
     port: int,
     path: Path,
     announce: Callable[[str], None] = print,
 ) -> None:
     """Serve an emulator on 127.0.0.1:port (0: any free port) until SIGINT or SIGTERM, then
     save its state. The port is listening before the address is announced."""
-    emulator, credentials = emulator_from_file(provider, path)
+    emulator, credentials = emulator_from_file(provider, factory, path)
     config = uvicorn.Config(emulator.app, log_level="warning")
     server = uvicorn.Server(config)
     with _listening(port) as listener:

@@ -27,7 +27,7 @@ from reconcile.sandbox.mailjawn import (
     create_mailjawn_emulator,
 )
 from reconcile.sandbox.mailjet import MailjetEmulatorSettings, create_mailjet_emulator
-from reconcile.sandbox.runtime import create_emulator, state_file
+from reconcile.sandbox.runtime import state_file
 from tests.promises import world as w
 from tests.promises.author import (
     ContactDecl,
@@ -56,7 +56,7 @@ from tests.promises.invariants import (
     observe,
 )
 from tests.promises.pools import NAMES, PROPERTY_TYPES, VALUES, Pools
-from tests.support import served
+from tests.support import create_emulator, served
 
 OLD_OPT_IN = datetime(2020, 1, 1, tzinfo=UTC)
 OPT_INS = ("none", "old", "now", "now", "none", "future")

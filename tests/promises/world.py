@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 import httpx
 
 from reconcile.sandbox.common import EmulatorTransport, load_json_state, save_json_state
-from reconcile.sandbox.runtime import create_emulator, state_file
+from reconcile.sandbox.runtime import state_file
+from tests.support import create_emulator
 
 T = TypeVar("T")
 REST = "/v3/REST"

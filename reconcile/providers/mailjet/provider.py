@@ -53,7 +53,6 @@ class MailjetProvider(Provider):
     capabilities = frozenset(
         {
             Capability.PROPERTY_DEFINITIONS,
-            Capability.LIST_OBJECTS,
             Capability.REMOVE_LIST_MEMBER,
             Capability.LIST_UNSUBSCRIBE,
             Capability.DELETE_LIST,
