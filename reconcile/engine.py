@@ -17,7 +17,7 @@ from reconcile.manifest.loader import Manifest, ProviderConfig, load_manifest
 from reconcile.manifest.schema import MailJawnOptions, MailjetOptions, ProviderName, ProviderOptions
 from reconcile.model import ReadScope, State
 from reconcile.plan import Estimate, Plan, raise_if_stale
-from reconcile.providers.base import ApplyReport, Capability, Provider
+from reconcile.providers.base import ApplyReport, Cancellation, Capability, Provider
 from reconcile.providers.mailjawn.client import MailJawnClient
 from reconcile.providers.mailjawn.provider import MailJawnProvider
 from reconcile.providers.mailjet.bulk import JobPolling
@@ -68,32 +68,40 @@ def provider_config(name: str, options: Mapping[str, Any]) -> ProviderConfig:
 
 
 @asynccontextmanager
-async def open_provider(config: ProviderConfig, target: Target) -> AsyncIterator[Provider]:
+async def open_provider(
+    config: ProviderConfig, target: Target, cancel: Cancellation
+) -> AsyncIterator[Provider]:
+    """The provider `config` names, connected to `target`, stopping at `cancel`."""
     if target.sandbox:
         with in_process_sandbox(config.type, target.sandbox_dir) as endpoint:
-            provider = _build(config, endpoint)
+            provider = _build(config, endpoint, cancel)
             provider.sandbox_id = endpoint.account_id
             try:
                 yield provider
             finally:
                 await provider.aclose()
         return
-    provider = _build(config, None)
+    provider = _build(config, None, cancel)
     try:
         yield provider
     finally:
         await provider.aclose()
 
 
-def _build(config: ProviderConfig, endpoint: SandboxEndpoint | None) -> Provider:
+def _build(
+    config: ProviderConfig, endpoint: SandboxEndpoint | None, cancel: Cancellation
+) -> Provider:
     network = NetworkSettings()
     if isinstance(config, MailJawnOptions):
-        return _build_mailjawn(config, endpoint, network)
-    return _build_mailjet(config, endpoint, network)
+        return _build_mailjawn(config, endpoint, network, cancel)
+    return _build_mailjet(config, endpoint, network, cancel)
 
 
 def _build_mailjet(
-    config: MailjetOptions, endpoint: SandboxEndpoint | None, network: NetworkSettings
+    config: MailjetOptions,
+    endpoint: SandboxEndpoint | None,
+    network: NetworkSettings,
+    cancel: Cancellation,
 ) -> Provider:
     per_minute: float = config.requests_per_minute
     if endpoint is not None:
@@ -112,13 +120,19 @@ def _build_mailjet(
         transport=transport,
         timeout=network.timeout(),
         retry=network.retry(),
+        cancel=cancel,
     )
     polling = SANDBOX_POLLING if endpoint is not None else JobPolling()
-    return MailjetProvider(client, bulk_chunk_size=config.bulk_chunk_size, polling=polling)
+    return MailjetProvider(
+        client, bulk_chunk_size=config.bulk_chunk_size, polling=polling, cancel=cancel
+    )
 
 
 def _build_mailjawn(
-    config: MailJawnOptions, endpoint: SandboxEndpoint | None, network: NetworkSettings
+    config: MailJawnOptions,
+    endpoint: SandboxEndpoint | None,
+    network: NetworkSettings,
+    cancel: Cancellation,
 ) -> Provider:
     if endpoint is not None:
         api_key, project_id = endpoint.credentials["api_key"], endpoint.credentials["project_id"]
@@ -141,8 +155,9 @@ def _build_mailjawn(
         transport=transport,
         timeout=network.timeout(),
         retry=network.retry(),
+        cancel=cancel,
     )
-    return MailJawnProvider(client, import_chunk_size=config.import_chunk_size)
+    return MailJawnProvider(client, import_chunk_size=config.import_chunk_size, cancel=cancel)
 
 
 async def make_plan(manifest: Manifest, provider: Provider) -> tuple[Plan, State]:
