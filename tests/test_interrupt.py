@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from reconcile import cli
+from reconcile.cli import EXIT_INTERRUPTED
 from reconcile.providers.base import ApplyReport
 from reconcile.sandbox.common import Fault
 from reconcile.sandbox.mailjet import MailjetEmulator, create_mailjet_emulator
@@ -194,35 +195,36 @@ def apply_in_process(
     return result.exit_code, result.output
 
 
-def test_two_ctrl_c_before_any_write_say_nothing_was_changed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+NOTHING_CHANGED = "Interrupted before any write; nothing was changed."
+MAY_HAVE_LANDED = "Aborted during apply: writes were under way and some may have landed."
+
+
+@pytest.mark.parametrize(
+    ("pressed_during", "code", "said", "not_said"),
+    [
+        # Apply has begun (each rename first reads its contact again) but no write went
+        # out: the old code said writes were under way and exited 1.
+        ("GET", EXIT_INTERRUPTED, NOTHING_CHANGED, "may have landed"),
+        ("PUT", 1, MAY_HAVE_LANDED, "nothing was changed"),
+    ],
+)
+def test_two_ctrl_c_during_apply_say_only_what_is_true(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pressed_during: str,
+    code: int,
+    said: str,
+    not_said: str,
 ) -> None:
-    # Apply has begun (each rename first reads its contact again) but no write went out:
-    # the second Ctrl-C aborts, and nothing was changed is then the truth (it used to say
-    # "writes were under way and some may have landed" and exit 1).
     emulator, credentials = renaming_account(tmp_path, UNPACED)
-    app = pressing_ctrl_c(emulator.app, "GET", "/v3/REST/contact/", times=2)
+    app = pressing_ctrl_c(emulator.app, pressed_during, "/v3/REST/contact/", times=2)
     with served(app) as url:
-        code, output = apply_in_process(tmp_path, monkeypatch, url, credentials)
+        exit_code, output = apply_in_process(tmp_path, monkeypatch, url, credentials)
 
-    assert emulator.control.calls("PUT") == []
-    assert code == 130, output
-    assert "Interrupted before any write; nothing was changed." in output
-    assert "some may have landed" not in output
-
-
-def test_two_ctrl_c_after_a_write_went_out_never_say_nothing_was_changed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    emulator, credentials = renaming_account(tmp_path, UNPACED)
-    app = pressing_ctrl_c(emulator.app, "PUT", "/v3/REST/contact/", times=2)
-    with served(app) as url:
-        code, output = apply_in_process(tmp_path, monkeypatch, url, credentials)
-
-    assert emulator.control.calls("PUT") != []
-    assert code == 1, output
-    assert "nothing was changed" not in output
-    assert "Aborted during apply: writes were under way and some may have landed" in output
+    assert bool(emulator.control.calls("PUT")) == (pressed_during == "PUT")
+    assert exit_code == code, output
+    assert said in output
+    assert not_said not in output
 
 
 def test_a_ctrl_c_while_the_report_prints_never_claims_nothing_was_changed(
@@ -242,4 +244,4 @@ def test_a_ctrl_c_while_the_report_prints_never_claims_nothing_was_changed(
     assert len(emulator.control.calls("PUT")) == RENAMES
     assert code == 1, output
     assert "nothing was changed" not in output
-    assert "Aborted during apply: writes were under way and some may have landed" in output
+    assert MAY_HAVE_LANDED in output

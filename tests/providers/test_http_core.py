@@ -6,7 +6,7 @@ core again against their emulators."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar, TypeVar
 
 import httpx
@@ -23,6 +23,7 @@ from reconcile.providers.http import (
     Paging,
 )
 from reconcile.providers.pacing import Pacer, RetryPolicy
+from tests.providers.calls import FakeTime, error_of, run
 
 T = TypeVar("T")
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -75,38 +76,8 @@ class ExactWidgetClient(WidgetClient):
     exact_retry_after = True
 
 
-class FakeTime:
-    """A pacer clock that moves only when the pacer sleeps; records every sleep."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(round(seconds, 6))
-        self.now += seconds
-
-    def pacer(self) -> Pacer:
-        return Pacer(UNLIMITED, clock=self.clock, sleep=self.sleep)
-
-
-def run(client: ApiClient, call: Callable[[ApiClient], Awaitable[T]]) -> T:
-    async def main() -> T:
-        try:
-            return await call(client)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(main())
-
-
-def error_of(client: ApiClient, call: Callable[[ApiClient], Awaitable[Any]]) -> ApiError:
-    with pytest.raises(ApiError) as caught:
-        run(client, call)
-    return caught.value
+def paced_by(fake: FakeTime, per_window: float = UNLIMITED, window: float = 60.0) -> Pacer:
+    return Pacer(per_window, window, clock=fake.clock, sleep=fake.sleep)
 
 
 def answering(*responses: httpx.Response) -> tuple[Handler, list[httpx.Request]]:
@@ -294,7 +265,7 @@ def test_retry_after_is_waited_exactly_where_the_api_means_it() -> None:
     limited = httpx.Response(429, headers={"Retry-After": "1.5"})
     handler, seen = answering(limited, limited, httpx.Response(200, json={}))
     fake = FakeTime()
-    client = ExactWidgetClient(handler, reads=fake.pacer())
+    client = ExactWidgetClient(handler, reads=paced_by(fake))
 
     run(client, lambda c: c.request("GET", "/widgets"))
 
@@ -317,8 +288,7 @@ def test_a_retry_after_too_long_to_wait_ends_the_request() -> None:
 def test_reads_and_writes_wait_in_their_own_lanes() -> None:
     handler, _ = answering(httpx.Response(200, json={}))
     reads, writes = FakeTime(), FakeTime()
-    slow_writes = Pacer(2, window_seconds=1.0, clock=writes.clock, sleep=writes.sleep)
-    client = WidgetClient(handler, reads=reads.pacer(), writes=slow_writes)
+    client = WidgetClient(handler, reads=paced_by(reads), writes=paced_by(writes, 2, 1.0))
 
     async def some_of_each(c: ApiClient) -> None:
         for _ in range(3):
@@ -335,7 +305,7 @@ def test_reads_and_writes_wait_in_their_own_lanes() -> None:
 def test_a_lane_shared_by_reads_and_writes_counts_its_waits_once() -> None:
     handler, _ = answering(httpx.Response(200, json={}))
     fake = FakeTime()
-    client = WidgetClient(handler, reads=Pacer(2, 1.0, clock=fake.clock, sleep=fake.sleep))
+    client = WidgetClient(handler, reads=paced_by(fake, 2, 1.0))
 
     async def three(c: ApiClient) -> None:
         for method in ("GET", "PATCH", "GET"):
