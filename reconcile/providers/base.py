@@ -124,8 +124,9 @@ class Cancellation:
             await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
+            if not task.done():  # stopped, or this wait was cancelled: the work ends too
+                task.cancel()
         if not task.done():
-            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             raise ApiError(INTERRUPTED, method=method, path=path)

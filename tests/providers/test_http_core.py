@@ -6,6 +6,7 @@ core again against their emulators."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar, TypeVar
 
@@ -427,3 +428,28 @@ def test_unless_requested_gives_up_the_work_at_once_on_any_event_loop() -> None:
     with pytest.raises(ApiError, match=INTERRUPTED):  # requested already: never started
         fresh_loop(cancel.unless_requested(hour(), "PATCH", "/w"))
     assert (cancel.requested, cancel.applying, cancel.wrote) == (True, False, False)
+
+
+def test_unless_requested_cancelled_from_outside_ends_its_work_too() -> None:
+    # A second Ctrl-C cancels the whole run while reads for writes are waited on: they
+    # must end with it, not go on against a client about to be closed.
+    ended: list[str] = []
+
+    async def read_for_a_write() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            ended.append("read")
+
+    async def abort_while_waiting() -> list[str]:
+        waiting = asyncio.create_task(
+            Cancellation().unless_requested(read_for_a_write(), "GET", "/w")
+        )
+        await asyncio.sleep(0.01)
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        await asyncio.sleep(0)  # the work's own cancellation runs
+        return list(ended)  # before asyncio.run would cancel what is left
+
+    assert asyncio.run(abort_while_waiting()) == ["read"]
