@@ -19,7 +19,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from reconcile.errors import ConfigError
-from reconcile.providers.base import Capability, Provider
+from reconcile.providers.base import Cancellation, Capability, Provider
 from reconcile.providers.environment import EnvSettings
 from reconcile.providers.pacing import RetryPolicy
 from reconcile.sandbox.common import EmulatorFactory
@@ -43,11 +43,12 @@ OptionsT = TypeVar("OptionsT", bound=ProviderOptions)
 @dataclass(frozen=True)
 class Connection:
     """What the engine hands a provider to open: where (None: the real service, found
-    through the provider's settings) and how patiently."""
+    through the provider's settings), how patiently, and when to stop."""
 
     endpoint: SandboxEndpoint | None
     timeout: httpx.Timeout
     retry: RetryPolicy
+    cancel: Cancellation  # Ctrl-C: the client and provider stop starting writes
 
 
 class ProviderPlugin(ABC, Generic[OptionsT]):
