@@ -21,6 +21,7 @@ import httpx
 
 from reconcile.errors import ApiError
 
+API = "/v1"  # every path below is under it
 LOGGER = logging.getLogger("reconcile.http")  # `reconcile --debug` shows this logger
 REPEATABLE = frozenset({"GET", "PATCH", "DELETE"})
 TIMEOUT_SETTING = {
@@ -29,7 +30,7 @@ TIMEOUT_SETTING = {
     httpx.WriteTimeout: "RECONCILE_READ_TIMEOUT",
     httpx.PoolTimeout: "RECONCILE_CONNECT_TIMEOUT",
 }
-MAY_HAVE_LANDED = "it may have been carried out all the same: run plan to see"
+MAY_HAVE_LANDED = "it may have been carried out all the same; run plan to see"
 HINTS = {
     401: "check POSTBOX_API_KEY",
     403: "check that POSTBOX_API_KEY may write to this account",
@@ -87,7 +88,7 @@ class PostboxClient:
         self._next_start = 0.0
         self._pace = asyncio.Lock()
         self._http = httpx.AsyncClient(
-            base_url=f"{self.base_url}/v1",
+            base_url=f"{self.base_url}{API}/",
             headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
             transport=transport,
             timeout=timeout or httpx.Timeout(30.0, connect=10.0),
@@ -108,13 +109,13 @@ class PostboxClient:
                 params["page_token"] = token
             page = await self.send("GET", path, params=params)
             if not isinstance(page, dict) or not isinstance(page.get("data"), list):
-                raise _misread("GET", path, "expected {data: [...], next_page_token}")
+                raise _misread("GET", API + path, "expected {data: [...], next_page_token}")
             found.extend(page["data"])
             token = page.get("next_page_token")
             if token is None:
                 return found
             if not isinstance(token, str):
-                raise _misread("GET", path, f"next_page_token {token!r} is not a string")
+                raise _misread("GET", API + path, f"next_page_token {token!r} is not a string")
 
     async def send(
         self,
@@ -130,25 +131,27 @@ class PostboxClient:
         for attempt in range(1, self.retrying.attempts + 1):
             await self._wait_turn()
             self.stats.requests += 1
-            LOGGER.debug("-> %s %s%s", method, self._http.base_url, path)
+            request = self._http.build_request(
+                method, path, json=body, params=params, headers=headers
+            )
+            LOGGER.debug("-> %s %s", method, request.url)  # never the headers: the key
             try:
-                response = await self._http.request(
-                    method, path, json=body, params=params, headers=headers
-                )
+                response = await self._http.send(request)
             except httpx.TransportError as error:
                 never_sent = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
                 if attempt < self.retrying.attempts and (never_sent or method in REPEATABLE):
                     await self._back_off(attempt, None)
                     continue
-                raise _unreachable(error, method, path, self.base_url) from None
-            LOGGER.debug("<- %s %s %s%s", response.status_code, method, self._http.base_url, path)
+                maybe_landed = not never_sent and method not in REPEATABLE
+                raise _unreachable(error, method, API + path, maybe_landed) from None
+            LOGGER.debug("<- %s %s %s", response.status_code, method, request.url)
             status = response.status_code
             retry = status == 429 or (status >= 500 and method in REPEATABLE)
             if retry and attempt < self.retrying.attempts:
                 self.stats.rate_limited += status == 429
                 await self._back_off(attempt, response.headers.get("retry-after"))
                 continue
-            return _answer(response, method, path)
+            return _answer(response, method, API + path)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     # ---- pacing and waiting --------------------------------------------------------
@@ -181,8 +184,12 @@ def _answer(response: httpx.Response, method: str, path: str) -> Any:
         data = response.json()
     except ValueError:
         data = None
-        if status < 300:
+        if status < 300 and method == "GET":
             raise _misread(method, path, "the answer is not JSON") from None
+        if status < 300:
+            raise ApiError(
+                "the answer is not JSON", method=method, path=path, hint=MAY_HAVE_LANDED
+            ) from None
     if status < 300:
         return data
     error = data.get("error") if isinstance(data, dict) else None
@@ -208,15 +215,17 @@ def _misread(method: str, path: str, problem: str) -> ApiError:
     return ApiError(f"{problem}; nothing was changed based on it", method=method, path=path)
 
 
-def _unreachable(error: httpx.TransportError, method: str, path: str, base_url: str) -> ApiError:
-    landed = "" if method in REPEATABLE else f"; {MAY_HAVE_LANDED}"
+def _unreachable(
+    error: httpx.TransportError, method: str, path: str, maybe_landed: bool
+) -> ApiError:
+    landed = f"; {MAY_HAVE_LANDED}" if maybe_landed else ""
     setting = next((s for kind, s in TIMEOUT_SETTING.items() if isinstance(error, kind)), None)
     if setting is not None:
         problem = f"no answer in time ({type(error).__name__}); {setting} sets the limit"
         return ApiError(problem + landed, method=method, path=path)
     problem = str(error) or type(error).__name__
     return ApiError(
-        f"cannot reach {base_url} ({problem}){landed}",
+        f"could not reach Postbox ({problem}){landed}",
         method=method,
         path=path,
         hint="check POSTBOX_API_URL and the network",

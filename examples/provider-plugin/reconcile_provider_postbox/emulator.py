@@ -267,8 +267,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 class PostboxEmulator:
     """The API above over an in-memory `Account`; `dump_state()`/`load_state()` keep it
-    between sandbox runs. Python helpers (`seed_*`, `unsubscribe`, `exclude`, `contact`,
-    `member`) play the outside world in tests: no HTTP, no key."""
+    between sandbox runs. Python helpers (`seed_*`, `subscribe`, `unsubscribe`, `exclude`,
+    `contact`, `member`) play the outside world in tests: no HTTP, no key."""
 
     def __init__(
         self,
@@ -355,19 +355,31 @@ class PostboxEmulator:
                 self._new_member(found, contact, status)
             return contact.id
 
+    def subscribe(self, list_name: str, email: str) -> None:
+        """The person signs up to the list through a form (joins, or comes back)."""
+        with self._lock:
+            found, contact = self._list_named(list_name), self._contact_by_email(email)
+            if found is None or contact is None:
+                raise KeyError((list_name, email))
+            member = self.account.members.get((found.id, contact.id))
+            if member is None:
+                self._new_member(found, contact, "subscribed")
+            else:
+                self._set_status(member, "subscribed")
+
     def unsubscribe(self, list_name: str, email: str) -> None:
         """The person clicks "unsubscribe" in a mail from that list."""
         with self._lock:
             member = self._member_by_names(list_name, email)
             self._set_status(member, "unsubscribed")
 
-    def exclude(self, email: str) -> None:
-        """The person opts out of every campaign."""
+    def exclude(self, email: str, excluded: bool = True) -> None:
+        """The person opts out of every campaign (or, with False, back in, in the UI)."""
         with self._lock:
             contact = self._contact_by_email(email)
             if contact is None:
                 raise KeyError(email)
-            self._write_contact(contact, contact.name, True, contact.properties)
+            self._write_contact(contact, contact.name, excluded, contact.properties)
 
     def contact(self, email: str) -> dict[str, Any] | None:
         with self._lock:

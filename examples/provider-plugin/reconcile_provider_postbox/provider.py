@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from reconcile.diff import (
     Action,
@@ -115,7 +116,7 @@ class PostboxProvider(Provider):
         for list_name, list_id in ids.lists.items():
             if not scope.wants_members(list_name):
                 continue
-            for raw in await self.client.get_all(f"/lists/{list_id}/members"):
+            for raw in await self.client.get_all(_at("lists", list_id, "members")):
                 member, record = records.membership(raw, list_name)
                 state.add_membership(member)
                 ids.members[member.key] = record
@@ -159,36 +160,36 @@ class PostboxProvider(Provider):
         kind, action = change.type, change.action
         if kind is ResourceType.PROPERTY:
             if action is Action.DELETE:
-                return await self._delete(f"/properties/{_id(ids.properties, change.key[0])}")
+                return await self._delete(_at("properties", _id(ids.properties, change.key[0])))
             if action is Action.UPDATE:
                 if Flag.REPLACE not in change.flags:
                     raise ApiError("a definition can't change in place; the plan did not say to")
-                await self._delete(f"/properties/{_id(ids.properties, change.key[0])}")
+                await self._delete(_at("properties", _id(ids.properties, change.key[0])))
             body = {"name": change.key[0], "type": payloads.property_type(change)}
             created = await self._create("/properties", body, "property")
-            ids.properties[change.key[0]] = records.versioned(created, "/properties").id
+            ids.properties[change.key[0]] = records.versioned(created, "POST /v1/properties").id
             return ""
         if kind is ResourceType.LIST:
             if action is Action.DELETE:
-                return await self._delete(f"/lists/{_id(ids.lists, change.list_name)}")
+                return await self._delete(_at("lists", _id(ids.lists, change.list_name)))
             return await self._create_list(change, ids)
         if kind is ResourceType.CONTACT:
             if action is Action.DELETE:
-                return await self._delete(f"/contacts/{_id(ids.contacts, change.email).id}")
+                return await self._delete(_at("contacts", _id(ids.contacts, change.email).id))
             if action is Action.CREATE:
                 body = payloads.contact_write(change).body()
                 created = await self._create("/contacts", body, "contact")
-                ids.contacts[change.email] = records.versioned(created, "/contacts")
+                ids.contacts[change.email] = records.versioned(created, "POST /v1/contacts")
                 return ""
             return await self._update_contact(change, ids)
         list_id = _id(ids.lists, change.list_name)
         if action is Action.DELETE:
             member = _id(ids.members, (change.list_name, change.email))
-            return await self._delete(f"/lists/{list_id}/members/{member.id}")
+            return await self._delete(_at("lists", list_id, "members", member.id))
         if action is Action.CREATE:
             contact_id = _id(ids.contacts, change.email).id
             body = {"contact_id": contact_id, "status": payloads.membership_status(change).value}
-            await self._create(f"/lists/{list_id}/members", body, "membership")
+            await self._create(_at("lists", list_id, "members"), body, "membership")
             return ""
         return await self._update_membership(change, list_id, ids)
 
@@ -200,7 +201,7 @@ class PostboxProvider(Provider):
                 raise
             ids.lists[change.list_name] = conflict.existing_id
             return "created by someone else since planning; used as it is"
-        ids.lists[change.list_name] = records.versioned(answer, "/lists").id
+        ids.lists[change.list_name] = records.versioned(answer, "POST /v1/lists").id
         return ""
 
     async def _update_contact(self, change: Change, ids: PostboxRecords) -> str:
@@ -213,14 +214,14 @@ class PostboxProvider(Provider):
             condition = record.version  # opted out again since planning: not re-included
         try:
             answer = await self.client.send(
-                "PATCH", f"/contacts/{record.id}", write.body(), if_match=condition
+                "PATCH", _at("contacts", record.id), write.body(), if_match=condition
             )
         except Moved:
             raise ApiError(
                 "changed since planning (opted out again?); not re-included, nothing written; "
                 + RUN_PLAN_AGAIN
             ) from None
-        ids.contacts[change.email] = records.versioned(answer, "/contacts/{id}")
+        ids.contacts[change.email] = records.versioned(answer, "PATCH /v1/contacts/{id}")
         return ""
 
     async def _update_membership(self, change: Change, list_id: str, ids: PostboxRecords) -> str:
@@ -234,7 +235,7 @@ class PostboxProvider(Provider):
         try:
             await self.client.send(
                 "PATCH",
-                f"/lists/{list_id}/members/{member.id}",
+                _at("lists", list_id, "members", member.id),
                 {"status": status.value},
                 if_match=condition,
             )
@@ -265,6 +266,11 @@ class PostboxProvider(Provider):
         except NotFound:
             return "already gone"
         return ""
+
+
+def _at(*parts: str) -> str:
+    """An API path from its parts; ids are quoted (they come from answers)."""
+    return "".join(f"/{quote(part, safe='')}" for part in parts)
 
 
 def _property_name_ok(name: str) -> bool:

@@ -48,44 +48,54 @@ class PostboxRecords(ProviderRecords):
 
 
 class Misread(ApiError):
-    """An answer that does not have the shape the API promises."""
+    """An answer that does not have the shape the API promises. `where` names the request
+    (`GET /v1/contacts`); after a write, the write itself was made."""
+
+    def __init__(self, problem: str, where: str) -> None:
+        method, _, path = where.partition(" ")
+        then = (
+            "nothing was changed based on it"
+            if method == "GET"
+            else "the write was made, but its answer can't be used; run plan to see"
+        )
+        super().__init__(f"{problem}; {then}", method=method, path=path)
 
 
 def _field(record: Any, name: str, kind: type | tuple[type, ...], where: str) -> Any:
     if not isinstance(record, Mapping):
-        raise Misread(f"expected an object, got {type(record).__name__}", path=where)
+        raise Misread(f"expected an object, got {type(record).__name__}", where)
     value = record.get(name)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise Misread(f"{name}={value!r} is not what the API promises", path=where)
+        raise Misread(f"{name}={value!r} is not what the API promises", where)
     return value
 
 
 def _optional_str(record: Mapping[str, Any], name: str, where: str) -> str | None:
     value = record.get(name)
     if value is not None and not isinstance(value, str):
-        raise Misread(f"{name}={value!r} is not a string or null", path=where)
+        raise Misread(f"{name}={value!r} is not a string or null", where)
     return value
 
 
 def property_def(record: Any) -> tuple[PropertyDef, str]:
-    where = "/properties"
+    where = "GET /v1/properties"
     kind = _field(record, "type", str, where)
     try:
         parsed = PropertyType(kind)
     except ValueError:
-        raise Misread(f"property type {kind!r} is not one reconcile knows", path=where) from None
+        raise Misread(f"property type {kind!r} is not one reconcile knows", where) from None
     return PropertyDef(_field(record, "name", str, where), parsed), _field(record, "id", str, where)
 
 
 def contact_list(record: Any) -> tuple[ContactList, str]:
-    where = "/lists"
+    where = "GET /v1/lists"
     return ContactList(_field(record, "name", str, where)), _field(record, "id", str, where)
 
 
 def contact(record: Any, types: Mapping[str, PropertyType]) -> tuple[Contact, Versioned]:
     """A contact as the neutral model holds it: name, exclusion (with when), values typed
     by their definitions."""
-    where = "/contacts"
+    where = "GET /v1/contacts"
     email = _field(record, "email", str, where)
     excluded = _field(record, "excluded_from_campaigns", bool, where)
     values = _field(record, "properties", dict, where)
@@ -97,7 +107,7 @@ def contact(record: Any, types: Mapping[str, PropertyType]) -> tuple[Contact, Ve
         try:
             properties[name] = normalize_value(kind, raw)
         except ValueTypeError as error:
-            raise Misread(f"{email}: properties.{name}: {error}", path=where) from None
+            raise Misread(f"{email}: properties.{name}: {error}", where) from None
     fields = {NAME: _field(record, "name", str, where), EXCLUDED: excluded}
     opted_out = utc_moment(_optional_str(record, "excluded_at", where)) if excluded else None
     found = Contact(email, fields, properties, opted_out_at=opted_out)
@@ -105,14 +115,14 @@ def contact(record: Any, types: Mapping[str, PropertyType]) -> tuple[Contact, Ve
 
 
 def membership(record: Any, list_name: str) -> tuple[Membership, Versioned]:
-    where = "/lists/{id}/members"
+    where = "GET /v1/lists/{id}/members"
     email = _field(record, "email", str, where)
     status_text = _field(record, "status", str, where)
     try:
         status = SubscriptionStatus(status_text)
     except ValueError:
         raise Misread(
-            f"{email}: status {status_text!r} is not one reconcile knows", path=where
+            f"{email}: status {status_text!r} is not one reconcile knows", where
         ) from None
     unsubscribed = status is SubscriptionStatus.UNSUBSCRIBED
     opted_out = (
