@@ -502,6 +502,75 @@ def test_retries_only_what_may_be_sent_twice(tmp_path: Path) -> None:
     assert "may have been carried out all the same" in report.outcomes[0].message
 
 
+def test_prunes_and_a_replaced_definition_converge_in_one_apply(tmp_path: Path) -> None:
+    emulator = PostboxEmulator()
+    emulator.seed_property("seats", "str")
+    emulator.seed_property("legacy", "str")
+    emulator.seed_list("old")
+    emulator.seed_contact(
+        "ann@example.com", properties={"seats": "3"}, lists={"news": "subscribed"}
+    )
+    emulator.seed_contact("gone@example.com", lists={"news": "subscribed"})
+    emulator.seed_contact("left@example.com", lists={"news": "unsubscribed"})
+    manifest = load(
+        tmp_path,
+        """
+        provider: postbox
+        properties: {seats: {type: int, replace: true}}
+        lists: {news: {members: exact}}
+        contacts:
+          - email: ann@example.com
+            properties: {seats: 3}
+            lists: [news]
+        prune: {contacts: {action: delete}, lists: delete, properties: delete}
+        safety: {min_records: 100}
+        """,
+    )
+
+    made, report = run(plan_then(emulator, manifest))
+
+    assert report.ok, report.outcomes
+    assert {c.address: c.effect for c in made.changes if c.effect} == {
+        "contact:gone@example.com": Effect.ERASE,
+        "list:old": Effect.DELETE_LIST,
+        "property:legacy": Effect.DELETE_PROPERTY,
+    }
+    assert contact_of(emulator, "ann@example.com")["properties"] == {"seats": 3}
+    assert emulator.contact("gone@example.com") is None
+    assert member_of(emulator, "news", "left@example.com")["status"] == "unsubscribed"
+    again, _ = run(plan_then(emulator, manifest))
+    assert again.is_empty, [c.address for c in again.changes]
+
+
+def test_an_answer_that_cannot_be_read_is_never_acted_on(tmp_path: Path) -> None:
+    emulator = PostboxEmulator()
+    emulator.seed_contact("ann@example.com")
+    manifest = load(
+        tmp_path,
+        """
+        provider: postbox
+        lists: {news: {}}
+        contacts: [{email: ann@example.com, name: Ann, lists: [news]}]
+        """,
+    )
+    emulator.control.inject(Fault(kind="garble", status=200, body="<html>", path="/v1/contacts"))
+    with pytest.raises(ReconcileError, match=r"GET /v1/contacts: the answer is not JSON; nothing"):
+        run(plan_then(emulator, manifest))
+    assert writes(emulator) == []
+
+    emulator.control.inject(
+        Fault(kind="garble", status=201, body={"id": 7}, method="POST", path="/v1/lists")
+    )
+    _, report = run(plan_then(emulator, manifest))
+    outcomes = {o.address: o for o in report.outcomes}
+    assert "the write was made, but its answer can't be used" in outcomes["list:news"].message
+    assert outcomes["membership:news/ann@example.com"].status is OutcomeStatus.SKIPPED
+    assert outcomes["contact:ann@example.com"].status is OutcomeStatus.DONE
+    _, report = run(plan_then(emulator, manifest))  # the next run finishes it
+    assert report.ok, report.outcomes
+    assert member_of(emulator, "news", "ann@example.com")["status"] == "subscribed"
+
+
 # ---- the convergence property ----------------------------------------------------------
 
 LISTS = ["alpha", "beta", "gamma"]
