@@ -252,10 +252,9 @@ def typed_value(kind: str, value: Any, name: str) -> Any:
     elif isinstance(value, str):  # datetime
         try:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            problem = f"properties.{name}: expected an ISO 8601 datetime"
-        else:
             return _moment(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+        except (ValueError, OverflowError):
+            problem = f"properties.{name}: expected an ISO 8601 datetime within the calendar"
     raise _unprocessable(problem)
 
 

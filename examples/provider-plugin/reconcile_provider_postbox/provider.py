@@ -254,10 +254,10 @@ class PostboxProvider(Provider):
             raise ApiError(
                 f"the {what} was created by someone else since planning; left as it is "
                 f"(never overwritten: they may have opted out); {RUN_PLAN_AGAIN}",
-                method="POST",
-                path=path,
-                status=409,
-            ) from conflict
+                method=conflict.method,
+                path=conflict.path,
+                status=conflict.status,
+            ) from None
         return answer
 
     async def _delete(self, path: str) -> str:
