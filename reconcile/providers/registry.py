@@ -128,12 +128,12 @@ def rescan() -> None:
 def _load(entry: EntryPoint) -> AnyPlugin:
     try:
         loaded = entry.load()
+        plugin = loaded() if isinstance(loaded, type) else loaded
     except Exception as error:  # a broken third-party package must not crash the CLI
         raise ConfigError(
             f"provider plug-in {entry.name!r} ({entry.value}) failed to load "
             f"({type(error).__name__}: {error}); reinstall or uninstall it"
         ) from None
-    plugin = loaded() if isinstance(loaded, type) else loaded
     if not isinstance(plugin, ProviderPlugin):
         raise ConfigError(
             f"provider plug-in {entry.name!r} ({entry.value}) is not a ProviderPlugin"

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from reconcile.errors import ApiError
+from reconcile.providers.base import Cancellation
 
 API = "/v1"  # every path below is under it
 LOGGER = logging.getLogger("reconcile.http")  # `reconcile --debug` shows this logger
@@ -79,8 +80,10 @@ class PostboxClient:
         requests_per_minute: float = 120.0,
         page_size: int = 100,
         retrying: Retrying | None = None,
+        cancel: Cancellation | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.cancel = cancel or Cancellation()
         self.page_size = page_size
         self.retrying = retrying or Retrying()
         self.stats = RequestStats()
@@ -130,6 +133,8 @@ class PostboxClient:
         headers = {"If-Match": f'"{if_match}"'} if if_match is not None else {}
         for attempt in range(1, self.retrying.attempts + 1):
             await self._wait_turn()
+            if method != "GET":
+                self.cancel.wrote = True  # from here on, Ctrl-C can't say "nothing changed"
             self.stats.requests += 1
             request = self._http.build_request(
                 method, path, json=body, params=params, headers=headers

@@ -70,8 +70,9 @@ class PostboxPlugin(ProviderPlugin[PostboxOptions]):
             requests_per_minute=per_minute,
             page_size=options.page_size,
             retrying=Retrying(retry.attempts, retry.wait_initial, retry.wait_max),
+            cancel=connection.cancel,
         )
-        return PostboxProvider(client, api_key=api_key)
+        return PostboxProvider(client, api_key=api_key, cancel=connection.cancel)
 
     def write_pace(self, options: PostboxOptions) -> float:
         return options.requests_per_minute

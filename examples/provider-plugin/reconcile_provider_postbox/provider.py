@@ -12,9 +12,8 @@ object: it keeps nothing between read and apply.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -30,7 +29,14 @@ from reconcile.diff import (
 )
 from reconcile.errors import ApiError, ReconcileError
 from reconcile.model import Namespace, ReadScope, State, SubscriptionStatus
-from reconcile.providers.base import ApplyReport, Capability, Provider, blocker
+from reconcile.providers.base import (
+    ApplyReport,
+    Cancellation,
+    Capability,
+    Provider,
+    ProviderStats,
+    blocker,
+)
 from reconcile_provider_postbox import payloads, records
 from reconcile_provider_postbox.client import Conflict, Moved, NotFound, PostboxClient
 from reconcile_provider_postbox.records import PostboxRecords
@@ -47,8 +53,9 @@ class PostboxProvider(Provider):
     # unsubscribe from one list, list deletion, erasure.
     capabilities = frozenset(Capability)
 
-    def __init__(self, client: PostboxClient, *, api_key: str) -> None:
+    def __init__(self, client: PostboxClient, *, api_key: str, cancel: Cancellation) -> None:
         self.client = client
+        self.cancel = cancel
         # The key names the account but is a secret: a digest tells accounts apart.
         self._key_digest = hashlib.sha256(api_key.encode()).hexdigest()[:16]
 
@@ -58,14 +65,14 @@ class PostboxProvider(Provider):
     def identity(self) -> dict[str, str]:
         return {"url": self.client.base_url, "api_key_sha256": self._key_digest}
 
-    def stats(self) -> dict[str, float]:
+    def stats(self) -> ProviderStats:
         stats = self.client.stats
-        return {
-            "requests": stats.requests,
-            "retries": stats.retries,
-            "rate_limited": stats.rate_limited,
-            "waited_seconds": round(stats.waited_seconds, 3),
-        }
+        return ProviderStats(
+            requests=stats.requests,
+            retries=stats.retries,
+            rate_limited=stats.rate_limited,
+            waited_seconds=round(stats.waited_seconds, 3),
+        )
 
     @classmethod
     def check_desired(cls, desired: State) -> list[Finding]:
@@ -126,26 +133,28 @@ class PostboxProvider(Provider):
 
     async def apply(self, changes: Sequence[Change], live: State) -> ApplyReport:
         """Each change in the plan's order, one at a time; one whose dependency failed is
-        skipped. Ctrl-C lets the request in flight finish and starts nothing more."""
+        skipped. Ctrl-C (the cancellation token) lets the change in flight finish and starts
+        nothing more."""
         ids = _ids_of(live)
         report = ApplyReport()
         failed: set[Ref] = set()
+        self.cancel.applying = True  # from now on, Ctrl-C asks us to stop between changes
         for index, change in enumerate(changes):
+            if self.cancel.requested:
+                for rest in changes[index:]:
+                    report.not_started(rest)
+                break
             blocking = blocker(change, failed)
             if blocking is not None:
                 failed.add(change.ref)
                 report.skipped(change, blocking)
                 continue
-            (message, error), interrupted = await _finishing(self._attempt(change, ids))
+            message, error = await self._attempt(change, ids)
             if error is None:
                 report.done(change, message)
             else:
                 failed.add(change.ref)
                 report.failed(change, error)
-            if interrupted:
-                for rest in changes[index + 1 :]:
-                    report.not_started(rest)
-                break
         return report
 
     async def _attempt(self, change: Change, ids: PostboxRecords) -> tuple[str, str | None]:
@@ -314,20 +323,3 @@ def _id(known: Mapping[K, V], key: K) -> V:
         shown = "/".join(key) if isinstance(key, tuple) else key
         raise ApiError(f"{shown} is not in the account as read before apply; {RUN_PLAN_AGAIN}")
     return found
-
-
-async def _finishing(work: Awaitable[T]) -> tuple[T, bool]:
-    """`work` (one change's requests), and whether apply was interrupted meanwhile.
-
-    Ctrl-C cancels the command's task (reconcile has no cancellation token for
-    plug-ins yet): the request in flight is let finish, so the report says truly what
-    was done, and the caller starts nothing more."""
-    task = asyncio.ensure_future(work)
-    try:
-        return await asyncio.shield(task), False
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is None or task.cancelled():
-            raise
-        current.uncancel()
-        return await task, True
