@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
@@ -27,7 +27,7 @@ from reconcile.manifest.loader import Manifest
 from reconcile.model import State
 from reconcile.plan import Plan
 from reconcile.providers import registry
-from reconcile.providers.base import STOP, ApplyReport, OutcomeStatus
+from reconcile.providers.base import ApplyReport, Cancellation, OutcomeStatus
 from reconcile.render.json import render_json
 from reconcile.render.markdown import render_markdown
 from reconcile.render.progress import ProgressMode, choose_mode, watching
@@ -42,9 +42,9 @@ _REDACTING: ContextVar[bool] = ContextVar("redacting", default=False)
 class ReconcileGroup(TyperGroup):
     """The command group. Every error is one line and exit 1, usage errors included (click
     would exit 2, which --detailed-exitcode means "the plan has changes"); Ctrl-C before any
-    write is 130; anything unexpected is one line too (the traceback with --debug). With
-    --redact anywhere on the command line, everything printed is redacted, errors about the
-    command line included."""
+    write is 130, after one a warning and exit 1; anything unexpected is one line too (the
+    traceback with --debug). With --redact anywhere on the command line, everything printed
+    is redacted, errors about the command line included."""
 
     def main(
         self,
@@ -70,9 +70,10 @@ class ReconcileGroup(TyperGroup):
         windows_expand_args: bool,
         extra: Any,
     ) -> int:
+        cancel = Cancellation()  # this run's Ctrl-C; commands reach it as the context's obj
         try:
             result = super().main(
-                args, prog_name, complete_var, False, windows_expand_args, **extra
+                args, prog_name, complete_var, False, windows_expand_args, obj=cancel, **extra
             )
         except TyperException as error:  # usage errors; an empty one has printed the help
             ctx = getattr(error, "ctx", None)
@@ -81,9 +82,8 @@ class ReconcileGroup(TyperGroup):
             if message:
                 _print_error(f"{message}{hint}", about_people=False)
             return EXIT_ERROR
-        except typer.Abort:
-            err.print("Interrupted before any write; nothing was changed.")
-            return EXIT_INTERRUPTED
+        except typer.Abort:  # Ctrl-C (see invoke), or at the confirmation prompt
+            return _interrupted(cancel)
         except typer.Exit as stop:
             return stop.exit_code
         return result if isinstance(result, int) else 0
@@ -93,11 +93,30 @@ class ReconcileGroup(TyperGroup):
             return super().invoke(ctx)
         except (TyperException, typer.Exit, typer.Abort):
             raise
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            raise typer.Abort from None  # typer would exit 130 whatever was written
         except ReconcileError as error:
             _print_error(str(error))
         except Exception as error:
             _print_error(_unexpected(error, debug=bool(ctx.params.get("debug"))))
         raise typer.Exit(EXIT_ERROR)
+
+
+def _interrupted(cancel: Cancellation) -> int:
+    """Ctrl-C's exit code, after a message that is true of what the run did."""
+    if cancel.wrote:
+        err.print(
+            "Aborted during apply: writes were under way and some may have landed. "
+            "Run plan to see what is left, then apply again."
+        )
+        return EXIT_ERROR
+    err.print("Interrupted before any write; nothing was changed.")
+    return EXIT_INTERRUPTED
+
+
+def _cancellation(ctx: typer.Context) -> Cancellation:
+    """This run's Ctrl-C token (ReconcileGroup makes one per run)."""
+    return ctx.ensure_object(Cancellation)
 
 
 def _unexpected(error: Exception, *, debug: bool) -> str:
@@ -215,22 +234,6 @@ ForceOpt = Annotated[
 ]
 
 
-def _run(work: Callable[[], T]) -> T:
-    """Run a command body, turning Ctrl-C into its exit code (errors are ReconcileGroup's:
-    one line, exit 1)."""
-    try:
-        return work()
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        if STOP.writing:
-            err.print(
-                "Aborted during apply: writes were under way and some may have landed. "
-                "Run plan to see what is left, then apply again."
-            )
-            raise typer.Exit(EXIT_ERROR) from None
-        err.print("Interrupted before any write; nothing was changed.")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-
-
 def _escape(text: str) -> str:
     return text.replace("[", r"\[")
 
@@ -243,21 +246,20 @@ def _validated(paths: list[Path]) -> Manifest:
     return manifest
 
 
-def _await(coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(_interruptible(coroutine))
+def _await(coroutine: Coroutine[Any, Any, T], cancel: Cancellation) -> T:
+    return asyncio.run(_interruptible(coroutine, cancel))
 
 
-async def _interruptible(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Ctrl-C while reading stops at once; while writing, the first one lets the requests
-    in flight finish and starts nothing new (the report says what was done), a second one
-    aborts."""
+async def _interruptible(coroutine: Coroutine[Any, Any, T], cancel: Cancellation) -> T:
+    """Ctrl-C while reading stops at once; once apply has begun, the first one lets the
+    requests in flight finish and starts nothing new (the report says what was done), a
+    second one aborts."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
-    STOP.clear()
 
     def on_interrupt() -> None:
-        if STOP.writing and not STOP.requested:
-            STOP.request()
+        if cancel.applying and not cancel.requested:
+            cancel.request()
             err.print(
                 "Stopping: finishing the requests in flight, starting nothing new "
                 "(Ctrl-C again to abort now)."
@@ -277,7 +279,7 @@ async def _interruptible(coroutine: Coroutine[Any, Any, T]) -> T:
 @app.command()
 def validate(paths: PathsArg, *, redact_output: RedactOpt = False) -> None:
     """Check manifests offline: schema, references, value types. No network, no credentials."""
-    manifest = _run(lambda: _validated(paths))
+    manifest = _validated(paths)
     state = manifest.desired
     out.print(
         f"Valid: {len(manifest.files)} file(s), {len(state.properties)} properties, "
@@ -288,6 +290,7 @@ def validate(paths: PathsArg, *, redact_output: RedactOpt = False) -> None:
 
 @app.command()
 def plan(
+    ctx: typer.Context,
     paths: PathsArg,
     *,
     out_file: Annotated[Path | None, typer.Option("--out", help="save the plan here")] = None,
@@ -303,22 +306,24 @@ def plan(
 ) -> None:
     """Read the live account, compare it with the manifests, print the changes."""
     mode = choose_mode(err, quiet)
+    cancel = _cancellation(ctx)
     if out_file is not None:
-        _run(lambda: _check_writable(out_file))
+        _check_writable(out_file)
 
     async def work() -> Plan:
         manifest = _validated(paths)
-        async with engine.open_provider(manifest.provider, engine.ConnectTo(sandbox)) as provider:
+        where = engine.ConnectTo(sandbox)
+        async with engine.open_provider(manifest.provider, where, cancel) as provider:
             async with watching(err, mode, "Reading the account", provider.stats):
                 made, _live = await engine.make_plan(manifest, provider)
             return made
 
-    made = _run(lambda: _await(work()))
+    made = _await(work(), cancel)
     _show(_displayed(made), output_format)
-    _run(lambda: made.raise_if_unsafe(force))
-    _run(lambda: made.raise_if_warned(strict))
+    made.raise_if_unsafe(force)
+    made.raise_if_warned(strict)
     if out_file is not None:
-        _run(lambda: _write(out_file, made.dumps()))
+        _write(out_file, made.dumps())
         err.print(f"Saved the plan to {out_file}; apply it with: reconcile apply --plan {out_file}")
     if detailed_exitcode and not made.is_empty:
         raise typer.Exit(EXIT_CHANGES)
@@ -326,6 +331,7 @@ def plan(
 
 @app.command()
 def apply(
+    ctx: typer.Context,
     paths: Annotated[
         list[Path] | None,
         typer.Argument(help="manifest files or directories", callback=_readable_paths),
@@ -344,15 +350,19 @@ def apply(
 ) -> None:
     """Plan and apply (after confirmation), or apply a saved plan if it is still current."""
     mode = choose_mode(err, quiet)
+    cancel = _cancellation(ctx)
     if bool(paths) == bool(plan_file):
         err.print("[bold red]Error:[/] give manifest PATHs or --plan FILE (one of the two)")
         raise typer.Exit(EXIT_ERROR)
     report: ApplyReport | None
     if plan_file is not None:
-        report = _run(lambda: _await(_apply_saved(plan_file, sandbox, force, strict, mode)))
+        saved = _apply_saved(plan_file, sandbox, force, strict, mode, cancel=cancel)
+        report = _await(saved, cancel)
     else:
-        work = _plan_and_apply(paths or [], auto_approve, sandbox, force, mode, strict=strict)
-        report = _run(lambda: _await(work))
+        work = _plan_and_apply(
+            paths or [], auto_approve, sandbox, force, mode, cancel=cancel, strict=strict
+        )
+        report = _await(work, cancel)
     if report is None:
         return
     _show_report(report)
@@ -361,7 +371,13 @@ def apply(
 
 
 async def _apply_saved(
-    plan_file: Path, sandbox: bool, force: bool, strict: bool, mode: ProgressMode
+    plan_file: Path,
+    sandbox: bool,
+    force: bool,
+    strict: bool,
+    mode: ProgressMode,
+    *,
+    cancel: Cancellation,
 ) -> ApplyReport:
     try:
         text = plan_file.read_text(encoding="utf-8")
@@ -371,7 +387,7 @@ async def _apply_saved(
     saved.raise_if_warned(strict)
     config = engine.provider_config(saved.provider, saved.provider_options)
     async with (
-        engine.open_provider(config, engine.ConnectTo(sandbox)) as provider,
+        engine.open_provider(config, engine.ConnectTo(sandbox), cancel) as provider,
         watching(err, mode, "Checking and applying", provider.stats),
     ):
         return await engine.apply_plan(saved, provider, force=force)
@@ -384,10 +400,12 @@ async def _plan_and_apply(
     force: bool,
     mode: ProgressMode,
     *,
+    cancel: Cancellation,
     strict: bool,
 ) -> ApplyReport | None:
     manifest = _validated(paths)
-    async with engine.open_provider(manifest.provider, engine.ConnectTo(sandbox)) as provider:
+    where = engine.ConnectTo(sandbox)
+    async with engine.open_provider(manifest.provider, where, cancel) as provider:
         async with watching(err, mode, "Reading the account", provider.stats):
             made, live = await engine.make_plan(manifest, provider)
         render_text(_displayed(made), out)
@@ -436,6 +454,7 @@ def providers() -> None:
 
 @app.command()
 def export(
+    ctx: typer.Context,
     provider: ProviderOpt = None,
     output: Annotated[
         Path | None,
@@ -461,14 +480,15 @@ def export(
 
     async def work() -> State:
         config = engine.provider_config(name, {})
-        async with engine.open_provider(config, engine.ConnectTo(sandbox)) as opened:
+        async with engine.open_provider(config, engine.ConnectTo(sandbox), cancel) as opened:
             return await engine.read_everything(opened)
 
-    live = _run(lambda: _await(work()))
-    result = _run(lambda: export_audience(live, name, output, contacts_per_file))
+    cancel = _cancellation(ctx)
+    live = _await(work(), cancel)
+    result = export_audience(live, name, output, contacts_per_file)
     for warning in result.warnings:
         err.print(f"[yellow]Warning:[/] {_escape(warning)}")
-    _run(result.carry_out)
+    result.carry_out()
     sys.stdout.write(result.stdout)
     if result.summary:
         err.print(_escape(result.summary))

@@ -16,7 +16,7 @@ from reconcile.manifest.loader import Manifest, load_manifest
 from reconcile.model import ReadScope, State
 from reconcile.plan import Estimate, Plan, raise_if_stale
 from reconcile.providers import registry
-from reconcile.providers.base import ApplyReport, Provider
+from reconcile.providers.base import ApplyReport, Cancellation, Provider
 from reconcile.providers.registry import Connection, ProviderOptions
 from reconcile.prune import apply_policy, protection_conflicts
 from reconcile.sandbox.runtime import SANDBOX_DIR, in_process_sandbox
@@ -48,7 +48,10 @@ def provider_config(name: str, options: Mapping[str, Any]) -> ProviderOptions:
 
 
 @asynccontextmanager
-async def open_provider(config: ProviderOptions, where: ConnectTo) -> AsyncIterator[Provider]:
+async def open_provider(
+    config: ProviderOptions, where: ConnectTo, cancel: Cancellation
+) -> AsyncIterator[Provider]:
+    """The provider `config` names, connected `where`, stopping at `cancel`."""
     plugin = registry.plugin(config.type)
     network = NetworkSettings()
     with contextlib.ExitStack() as stack:
@@ -58,7 +61,8 @@ async def open_provider(config: ProviderOptions, where: ConnectTo) -> AsyncItera
             endpoint = stack.enter_context(
                 in_process_sandbox(config.type, factory, where.sandbox_dir)
             )
-        provider = plugin.open(config, Connection(endpoint, network.timeout(), network.retry()))
+        connection = Connection(endpoint, network.timeout(), network.retry(), cancel)
+        provider = plugin.open(config, connection)
         if endpoint is not None:
             provider.sandbox_id = endpoint.account_id
         try:

@@ -3,16 +3,31 @@ what was done, and running apply again finishes the rest."""
 
 from __future__ import annotations
 
+import _thread
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
+from typing import Any
 
+import pytest
+from typer.testing import CliRunner
+
+from reconcile import cli
+from reconcile.cli import EXIT_INTERRUPTED
+from reconcile.providers.base import ApplyReport
 from reconcile.sandbox.common import Fault
 from reconcile.sandbox.mailjet import MailjetEmulator, create_mailjet_emulator
 from tests.support import served
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PROPERTIES = 40
 MANIFEST = "provider: {type: mailjet, requests_per_minute: 240}\nproperties:\n" + "".join(
@@ -73,12 +88,14 @@ def test_ctrl_c_stops_after_the_writes_in_flight_and_a_rerun_finishes(tmp_path: 
 RENAMES = 40
 
 
-def renaming_account(tmp_path: Path) -> tuple[MailjetEmulator, dict[str, str]]:
+def renaming_account(
+    tmp_path: Path, requests_per_minute: int = 120
+) -> tuple[MailjetEmulator, dict[str, str]]:
     """An account of RENAMES contacts and a manifest renaming each: a read and a PUT per
-    contact, paced at 120 requests a minute, so most writes wait for their turn."""
+    contact, paced (by default at 120 requests a minute, so most writes wait their turn)."""
     emulator = create_mailjet_emulator()
     lines = [
-        "provider: {type: mailjet, requests_per_minute: 120}",
+        f"provider: {{type: mailjet, requests_per_minute: {requests_per_minute}}}",
         "safety: {max_update_share: 1.0}",
     ]
     lines.append("contacts:")
@@ -141,3 +158,90 @@ def test_a_second_ctrl_c_during_writes_never_claims_nothing_changed(tmp_path: Pa
     assert "nothing was changed" not in output
     assert "Aborted during apply: writes were under way and some may have landed" in output
     assert "Traceback" not in output
+
+
+UNPACED = 100_000
+# In-process: the command runs in this process's main thread (its own signal handling),
+# the emulator in a server thread that presses Ctrl-C at an exact moment of the exchange.
+
+
+def pressing_ctrl_c(app: ASGIApp, method: str, path_prefix: str, times: int) -> ASGIApp:
+    """`app`, which on the first `method` request under `path_prefix` presses Ctrl-C `times`
+    times (a real SIGINT for the main thread: its handler and the event loop's wake-up) and
+    then answers it."""
+    pressed = False
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        nonlocal pressed
+        path = str(scope.get("path", ""))
+        if not pressed and scope.get("method") == method and path.startswith(path_prefix):
+            pressed = True
+            for _ in range(times):
+                _thread.interrupt_main(signal.SIGINT)
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+def apply_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, credentials: dict[str, str]
+) -> tuple[int, str]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MAILJET_API_URL", url)
+    for name, value in credentials.items():
+        monkeypatch.setenv(name, value)
+    args = ["apply", "--auto-approve", "--quiet", "audience.yaml"]
+    result = CliRunner().invoke(cli.app, args)
+    return result.exit_code, result.output
+
+
+NOTHING_CHANGED = "Interrupted before any write; nothing was changed."
+MAY_HAVE_LANDED = "Aborted during apply: writes were under way and some may have landed."
+
+
+@pytest.mark.parametrize(
+    ("pressed_during", "code", "said", "not_said"),
+    [
+        # Apply has begun (each rename first reads its contact again) but no write went
+        # out: the old code said writes were under way and exited 1.
+        ("GET", EXIT_INTERRUPTED, NOTHING_CHANGED, "may have landed"),
+        ("PUT", 1, MAY_HAVE_LANDED, "nothing was changed"),
+    ],
+)
+def test_two_ctrl_c_during_apply_say_only_what_is_true(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pressed_during: str,
+    code: int,
+    said: str,
+    not_said: str,
+) -> None:
+    emulator, credentials = renaming_account(tmp_path, UNPACED)
+    app = pressing_ctrl_c(emulator.app, pressed_during, "/v3/REST/contact/", times=2)
+    with served(app) as url:
+        exit_code, output = apply_in_process(tmp_path, monkeypatch, url, credentials)
+
+    assert bool(emulator.control.calls("PUT")) == (pressed_during == "PUT")
+    assert exit_code == code, output
+    assert said in output
+    assert not_said not in output
+
+
+def test_a_ctrl_c_while_the_report_prints_never_claims_nothing_was_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past the apply, Ctrl-C is Python's KeyboardInterrupt wherever the command is; typer
+    # made it exit 130 ("interrupted before any write") although every write had landed.
+    emulator, credentials = renaming_account(tmp_path, UNPACED)
+
+    def interrupted(report: ApplyReport) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_show_report", interrupted)
+    with served(emulator.app) as url:
+        code, output = apply_in_process(tmp_path, monkeypatch, url, credentials)
+
+    assert len(emulator.control.calls("PUT")) == RENAMES
+    assert code == 1, output
+    assert "nothing was changed" not in output
+    assert MAY_HAVE_LANDED in output

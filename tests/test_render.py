@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from dataclasses import replace
 
 import pytest
 from rich.console import Console
@@ -17,6 +18,7 @@ from reconcile.model import (
     SubscriptionStatus,
 )
 from reconcile.plan import Estimate, Plan
+from reconcile.providers.base import ProviderStats
 from reconcile.render import progress
 from reconcile.render.markdown import MAX_CHARS, render_markdown
 from reconcile.render.text import render_text
@@ -76,16 +78,13 @@ def test_small_plans_show_every_change() -> None:
 
 
 def test_progress_logs_lines_in_ci_and_nothing_when_quiet() -> None:
-    counters = {"requests": 0.0, "waited_seconds": 0.0, "jobs_pending": 0.0}
-
     async def work(mode: progress.ProgressMode, console: Console) -> None:
-        async with progress.watching(console, mode, "Applying", lambda: dict(counters), 10):
+        now = ProviderStats()
+        async with progress.watching(console, mode, "Applying", lambda: now, 10):
             for _ in range(5):
-                counters["requests"] += 2
-                counters["jobs_pending"] = 1
+                now = replace(now, requests=now.requests + 2, jobs_pending=1)
                 await asyncio.sleep(0.05)
-            counters["waited_seconds"] += 3
-            counters["jobs_pending"] = 0
+            now = replace(now, waited_seconds=3.0, jobs_pending=0)
 
     for mode, expected in (
         (progress.ProgressMode.LOG, "Applying: done, 10 requests, 3 s waiting on rate limits"),
@@ -102,7 +101,7 @@ def test_progress_logs_lines_in_ci_and_nothing_when_quiet() -> None:
 
 def test_progress_says_done_only_when_the_work_succeeded() -> None:
     async def failing(console: Console) -> None:
-        async with progress.watching(console, progress.ProgressMode.LOG, "Reading", dict):
+        async with progress.watching(console, progress.ProgressMode.LOG, "Reading", ProviderStats):
             raise RuntimeError("unreachable")
 
     sink = io.StringIO()

@@ -76,25 +76,27 @@ class ApplyReport:
 
 
 T = TypeVar("T")
+INTERRUPTED = "not started: apply was interrupted"
 
 
-class StopRequest:
-    """Set on Ctrl-C: writes in flight finish, nothing new starts (a process-wide signal)."""
+class Cancellation:
+    """One run's Ctrl-C, made by the command line and handed to the clients and provider.
+
+    Before apply begins, a stop ends the run at once. Once it has begun, a stop lets the
+    writes in flight finish and starts nothing new; whether any write went out decides
+    what the command line may say was changed.
+    """
 
     def __init__(self) -> None:
         self.requested = False
-        self.writing = False  # set once apply starts writing: before that, stop at once
+        self.applying = False  # apply has begun: a stop now lets the writes in flight finish
+        self.wrote = False  # a write request went out: some change may have landed
         self._events: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
 
     def request(self) -> None:
         self.requested = True
         for event in self._events.values():
             event.set()
-
-    def clear(self) -> None:
-        self.requested = False
-        self.writing = False
-        self._events.clear()
 
     async def wait(self) -> None:
         """Returns once a stop is requested (an event of the running loop's own)."""
@@ -107,38 +109,44 @@ class StopRequest:
             event.set()
         await event.wait()
 
+    async def unless_requested(self, work: Awaitable[T], method: str, path: str) -> T:
+        """`work` (a wait for a rate-limit slot, or a read that only prepares a write), given
+        up as soon as a stop is requested: after Ctrl-C, queued writes end at once instead
+        of each first waiting for its turn."""
+        if self.requested:
+            if asyncio.iscoroutine(work):
+                work.close()  # never started
+            raise ApiError(INTERRUPTED, method=method, path=path)
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not task.done():  # stopped, or this wait was cancelled: the work ends too
+                task.cancel()
+        if not task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            raise ApiError(INTERRUPTED, method=method, path=path)
+        return task.result()
 
-STOP = StopRequest()
-INTERRUPTED = "not started: apply was interrupted"
+    def refuse_when_requested(self, method: str, path: str) -> None:
+        """Called just before a write goes out: after Ctrl-C no new write starts (reads and
+        job polls go on, so jobs already submitted are followed to their end)."""
+        if self.requested:
+            raise ApiError(INTERRUPTED, method=method, path=path)
 
 
-async def unless_stopped(work: Awaitable[T], method: str, path: str) -> T:
-    """`work` (a wait for a rate-limit slot, or a read that only prepares a write), given
-    up as soon as a stop is requested: after Ctrl-C, queued writes end at once instead of
-    each first waiting for its turn."""
-    if STOP.requested:
-        if asyncio.iscoroutine(work):
-            work.close()  # never started
-        raise ApiError(INTERRUPTED, method=method, path=path)
-    task = asyncio.ensure_future(work)
-    stop = asyncio.ensure_future(STOP.wait())
-    try:
-        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stop.cancel()
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        raise ApiError(INTERRUPTED, method=method, path=path)
-    return task.result()
+@dataclass(frozen=True)
+class ProviderStats:
+    """Counters for progress, reports and benchmarks; 0 where a provider has no such thing."""
 
-
-def refuse_write_when_stopping(method: str, path: str) -> None:
-    """Called just before a request goes out: after Ctrl-C no new write starts (reads and
-    job polls go on, so jobs already submitted are followed to their end)."""
-    if STOP.requested and method != "GET":
-        raise ApiError(INTERRUPTED, method=method, path=path)
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0  # answers that said "too many requests"
+    waited_seconds: float = 0.0  # time requests spent waiting on rate limits
+    jobs_pending: int = 0  # asynchronous jobs submitted and not finished yet
 
 
 def dependencies(change: Change) -> list[Ref]:
@@ -209,6 +217,6 @@ class Provider(ABC):
     async def aclose(self) -> None:
         """Release connections."""
 
-    def stats(self) -> dict[str, float]:
+    def stats(self) -> ProviderStats:
         """Counters for reports and benchmarks (requests made, time waiting on limits)."""
-        return {}
+        return ProviderStats()

@@ -73,6 +73,32 @@ class Pacer:
         self._tokens = min(self._tokens, 1 - (moment - now) * self.rate)
 
 
+@dataclass
+class HoldingPacer(Pacer):
+    """A Pacer whose holds also stop requests that were already given their turn.
+
+    Pacer.hold_until only affects turns taken after it; a request already asleep
+    until an earlier turn would still go out inside the hold. Here such a request
+    waits the hold out and takes its turn again, so requests stay paced after it.
+    """
+
+    _held_until: float = field(default=0.0, repr=False)
+
+    async def wait_turn(self) -> None:
+        while True:
+            delay = self._held_until - self.clock()
+            if delay > 0:
+                self.waited_seconds += delay
+                await self.sleep(delay)
+            await super().wait_turn()
+            if self.clock() >= self._held_until:
+                return
+
+    def hold_until(self, moment: float) -> None:
+        super().hold_until(moment)
+        self._held_until = max(self._held_until, moment)
+
+
 class RetryableStatus(Exception):
     """An answer worth retrying (429, 5xx); carries the response for the final error."""
 

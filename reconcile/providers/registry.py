@@ -19,7 +19,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from reconcile.errors import ConfigError
-from reconcile.providers.base import Capability, Provider
+from reconcile.providers.base import Cancellation, Capability, Provider
 from reconcile.providers.environment import EnvSettings
 from reconcile.providers.pacing import RetryPolicy
 from reconcile.sandbox.common import EmulatorFactory
@@ -43,11 +43,12 @@ OptionsT = TypeVar("OptionsT", bound=ProviderOptions)
 @dataclass(frozen=True)
 class Connection:
     """What the engine hands a provider to open: where (None: the real service, found
-    through the provider's settings) and how patiently."""
+    through the provider's settings), how patiently, and when to stop."""
 
     endpoint: SandboxEndpoint | None
     timeout: httpx.Timeout
     retry: RetryPolicy
+    cancel: Cancellation  # Ctrl-C: the client and provider stop starting writes
 
 
 class ProviderPlugin(ABC, Generic[OptionsT]):
@@ -127,12 +128,12 @@ def rescan() -> None:
 def _load(entry: EntryPoint) -> AnyPlugin:
     try:
         loaded = entry.load()
+        plugin = loaded() if isinstance(loaded, type) else loaded
     except Exception as error:  # a broken third-party package must not crash the CLI
         raise ConfigError(
             f"provider plug-in {entry.name!r} ({entry.value}) failed to load "
             f"({type(error).__name__}: {error}); reinstall or uninstall it"
         ) from None
-    plugin = loaded() if isinstance(loaded, type) else loaded
     if not isinstance(plugin, ProviderPlugin):
         raise ConfigError(
             f"provider plug-in {entry.name!r} ({entry.value}) is not a ProviderPlugin"

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from reconcile.diff import Change, Ref
 from reconcile.errors import ApiError
 from reconcile.model import email_key
-from reconcile.providers.base import INTERRUPTED, STOP, ApplyReport, blocker
+from reconcile.providers.base import INTERRUPTED, ApplyReport, Cancellation, blocker
 
 Step = Callable[[Change], Awaitable[str | None]]
 GroupStep = Callable[[str, list[Change]], Awaitable[None]]
@@ -44,8 +44,9 @@ def contact_of(change: Change) -> str:
 
 
 class ChangeRunner:
-    def __init__(self, report: ApplyReport) -> None:
-        STOP.writing = True
+    def __init__(self, report: ApplyReport, cancel: Cancellation) -> None:
+        cancel.applying = True
+        self.cancel = cancel
         self.report = report
         self.failed: set[Ref] = set()
         self.pending: set[Ref] = set()  # first step done, a second one to come (finish)
@@ -53,7 +54,7 @@ class ChangeRunner:
     def runnable(self, change: Change) -> bool:
         """False (and reported skipped) when something it depends on failed, or when a stop
         was requested (Ctrl-C) before it started."""
-        if STOP.requested:
+        if self.cancel.requested:
             self.failed.add(change.ref)
             self.report.not_started(change)
             return False

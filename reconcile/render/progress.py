@@ -1,19 +1,34 @@
 """Progress while reading and applying: a rich bar on a terminal, a log line every few
 seconds elsewhere (CI), nothing with --quiet. It samples the provider's counters, so the
-providers know nothing about how progress is shown."""
+providers know nothing about how progress is shown (and this knows no provider)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from enum import StrEnum
+from typing import Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-Stats = Callable[[], Mapping[str, float]]
+
+class Counters(Protocol):
+    """What progress reads of a provider's stats (providers.base.ProviderStats)."""
+
+    @property
+    def requests(self) -> int: ...
+    @property
+    def rate_limited(self) -> int: ...
+    @property
+    def waited_seconds(self) -> float: ...
+    @property
+    def jobs_pending(self) -> int: ...
+
+
+Stats = Callable[[], Counters]
 LOG_EVERY_SECONDS = 10.0
 SAMPLE_SECONDS = 0.2
 
@@ -30,14 +45,14 @@ def choose_mode(console: Console, quiet: bool) -> ProgressMode:
     return ProgressMode.BAR if console.is_terminal else ProgressMode.LOG
 
 
-def describe(stats: Mapping[str, float], since: Mapping[str, float]) -> str:
-    requests = int(stats.get("requests", 0) - since.get("requests", 0))
-    waited = stats.get("waited_seconds", 0) - since.get("waited_seconds", 0)
+def describe(stats: Counters, since: Counters) -> str:
+    requests = stats.requests - since.requests
+    waited = stats.waited_seconds - since.waited_seconds
     parts = [f"{requests:,} requests", f"{waited:.0f} s waiting on rate limits"]
-    if stats.get("jobs_pending"):
-        parts.append(f"{int(stats['jobs_pending'])} bulk jobs pending")
-    if stats.get("rate_limited"):
-        parts.append(f"{int(stats['rate_limited'])} answered 429")
+    if stats.jobs_pending:
+        parts.append(f"{stats.jobs_pending} bulk jobs pending")
+    if stats.rate_limited:
+        parts.append(f"{stats.rate_limited} answered 429")
     return ", ".join(parts)
 
 
@@ -49,7 +64,7 @@ async def watching(
     if mode is ProgressMode.QUIET:
         yield
         return
-    since = dict(stats())
+    since = stats()  # a snapshot: it does not change as requests go on
     task = asyncio.create_task(
         _bar(console, label, stats, since, total)
         if mode is ProgressMode.BAR
@@ -67,7 +82,7 @@ async def watching(
 
 
 async def _bar(
-    console: Console, label: str, stats: Stats, since: Mapping[str, float], total: int | None
+    console: Console, label: str, stats: Stats, since: Counters, total: int | None
 ) -> None:
     columns = (
         TextColumn("{task.description}"),
@@ -80,12 +95,12 @@ async def _bar(
         task = progress.add_task(label, total=total, detail="")
         while True:
             now = stats()
-            done = int(now.get("requests", 0) - since.get("requests", 0))
+            done = now.requests - since.requests
             progress.update(task, completed=done, detail=describe(now, since))
             await asyncio.sleep(SAMPLE_SECONDS)
 
 
-async def _log(console: Console, label: str, stats: Stats, since: Mapping[str, float]) -> None:
+async def _log(console: Console, label: str, stats: Stats, since: Counters) -> None:
     started = time.monotonic()
     while True:
         await asyncio.sleep(LOG_EVERY_SECONDS)

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from reconcile.errors import ApiError
 from reconcile.providers.mailjawn.client import MailJawnClient
 from reconcile.providers.pacing import RetryPolicy
 from reconcile.sandbox.common import Fault
@@ -20,6 +18,7 @@ from reconcile.sandbox.mailjawn import (
     MailJawnEmulatorSettings,
     create_mailjawn_emulator,
 )
+from tests.providers.calls import FakeTime, error_of, run
 
 KEY = "mj_test_0123456789_secret"
 READ_ONLY_KEY = "mj_read_only_secret"
@@ -93,37 +92,6 @@ def make_client(
         transport=transport or httpx.ASGITransport(app=emulator.app),
         **settings,
     )
-
-
-def run(client: MailJawnClient, call: Callable[[MailJawnClient], Awaitable[Any]]) -> Any:
-    async def main() -> Any:
-        try:
-            return await call(client)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(main())
-
-
-def error_of(client: MailJawnClient, call: Callable[[MailJawnClient], Awaitable[Any]]) -> ApiError:
-    with pytest.raises(ApiError) as caught:
-        run(client, call)
-    return caught.value
-
-
-class FakeTime:
-    """A pacer clock that moves only when the pacer sleeps; records every sleep."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(round(seconds, 6))
-        self.now += seconds
 
 
 def fake_time(client: MailJawnClient) -> FakeTime:

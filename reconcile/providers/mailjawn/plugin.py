@@ -70,8 +70,11 @@ class MailJawnPlugin(ProviderPlugin[MailJawnOptions]):
             transport=transport,
             timeout=connection.timeout,
             retry=connection.retry,
+            cancel=connection.cancel,
         )
-        return MailJawnProvider(client, import_chunk_size=options.import_chunk_size)
+        return MailJawnProvider(
+            client, import_chunk_size=options.import_chunk_size, cancel=connection.cancel
+        )
 
     def write_pace(self, options: MailJawnOptions) -> float:
         return options.writes_per_minute

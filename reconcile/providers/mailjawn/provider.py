@@ -35,7 +35,13 @@ from reconcile.model import (
     SubscriptionStatus,
     email_key,
 )
-from reconcile.providers.base import ApplyReport, Capability, Provider, unless_stopped
+from reconcile.providers.base import (
+    ApplyReport,
+    Cancellation,
+    Capability,
+    Provider,
+    ProviderStats,
+)
 from reconcile.providers.mailjawn import records
 from reconcile.providers.mailjawn.client import PAGE_SIZE, MailJawnClient
 from reconcile.providers.mailjawn.records import SUBSCRIBERS, Subscriber
@@ -85,10 +91,17 @@ class MailJawnProvider(Provider):
     name = "mailjawn"
     capabilities = frozenset({Capability.HARD_DELETE})
 
-    def __init__(self, client: MailJawnClient, *, import_chunk_size: int = MAX_IMPORT) -> None:
+    def __init__(
+        self,
+        client: MailJawnClient,
+        *,
+        import_chunk_size: int = MAX_IMPORT,
+        cancel: Cancellation | None = None,
+    ) -> None:
         if not 1 <= import_chunk_size <= MAX_IMPORT:
             raise ValueError(f"import_chunk_size must be 1..{MAX_IMPORT}")
         self.client = client
+        self.cancel = cancel or client.cancel
         self.import_chunk_size = import_chunk_size
         self.subscribers: dict[str, Subscriber] = {}  # by email key, as last read
 
@@ -129,13 +142,8 @@ class MailJawnProvider(Provider):
         lookups = lookup_calls(excluded, len(live.contacts) + len(creates)) + reactivations
         return imports + lookups + excluded + others + len(tagged)
 
-    def stats(self) -> dict[str, float]:
-        return {
-            "requests": self.client.stats.requests,
-            "retries": self.client.stats.retries,
-            "rate_limited": self.client.stats.rate_limited,
-            "waited_seconds": round(self.client.waited_seconds, 3),
-        }
+    def stats(self) -> ProviderStats:
+        return self.client.snapshot()
 
     @classmethod
     def check_desired(cls, desired: State) -> list[Finding]:
@@ -218,7 +226,7 @@ class MailJawnProvider(Provider):
 
     async def apply(self, changes: Sequence[Change], live: State) -> ApplyReport:
         report = ApplyReport()
-        run = ChangeRunner(report)
+        run = ChangeRunner(report, self.cancel)
         groups: dict[tuple[ResourceType, Action], list[Change]] = defaultdict(list)
         for change in changes:
             groups[(change.type, change.action)].append(change)
@@ -347,7 +355,7 @@ class MailJawnProvider(Provider):
         """Before re-activating someone (an opt-in), read them again: if their record moved
         since the plan read it, they may have opted out again after the consent."""
         lookup = self._find_many([planned.email])
-        found = (await unless_stopped(lookup, "GET", SUBSCRIBERS)).get(planned.key)
+        found = (await self.cancel.unless_requested(lookup, "GET", SUBSCRIBERS)).get(planned.key)
         if found is None or found.modified != planned.modified or found.status != planned.status:
             raise ApiError(
                 f"subscriber {planned.email} changed since planning (opted out again?); "

@@ -17,7 +17,7 @@ from typing import Any
 
 from reconcile.diff import Change
 from reconcile.errors import ApiError
-from reconcile.providers.base import INTERRUPTED, STOP
+from reconcile.providers.base import INTERRUPTED, Cancellation
 from reconcile.providers.mailjet.client import API_PREFIX, MailjetClient
 
 JOBS = "/contact/managemanycontacts"
@@ -60,10 +60,13 @@ def chunked(items: Sequence[BulkItem], size: int) -> list[Sequence[BulkItem]]:
 
 
 class BulkWriter:
-    def __init__(self, client: MailjetClient, polling: JobPolling, chunk_size: int) -> None:
+    def __init__(
+        self, client: MailjetClient, polling: JobPolling, chunk_size: int, cancel: Cancellation
+    ) -> None:
         self.client = client
         self.polling = polling
         self.chunk_size = chunk_size
+        self.cancel = cancel
         self.jobs_pending = 0  # submitted and not finished yet (for progress)
 
     async def run(self, actions: Sequence[ListAction], items: Sequence[BulkItem]) -> JobResult:
@@ -80,7 +83,7 @@ class BulkWriter:
         return merged
 
     async def _one_job(self, actions: Sequence[ListAction], chunk: Sequence[BulkItem]) -> JobResult:
-        if STOP.requested:
+        if self.cancel.requested:
             return JobResult(job_error=INTERRUPTED)
         body: dict[str, Any] = {"Contacts": [item.body for item in chunk]}
         if actions:

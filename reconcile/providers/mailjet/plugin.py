@@ -69,9 +69,15 @@ class MailjetPlugin(ProviderPlugin[MailjetOptions]):
             transport=transport,
             timeout=connection.timeout,
             retry=connection.retry,
+            cancel=connection.cancel,
         )
         polling = SANDBOX_POLLING if endpoint is not None else JobPolling()
-        return MailjetProvider(client, bulk_chunk_size=options.bulk_chunk_size, polling=polling)
+        return MailjetProvider(
+            client,
+            bulk_chunk_size=options.bulk_chunk_size,
+            polling=polling,
+            cancel=connection.cancel,
+        )
 
     def write_pace(self, options: MailjetOptions) -> float:
         return options.requests_per_minute

@@ -31,7 +31,13 @@ from reconcile.model import (
     State,
     SubscriptionStatus,
 )
-from reconcile.providers.base import ApplyReport, Capability, Provider, unless_stopped
+from reconcile.providers.base import (
+    ApplyReport,
+    Cancellation,
+    Capability,
+    Provider,
+    ProviderStats,
+)
 from reconcile.providers.mailjet import records
 from reconcile.providers.mailjet.bulk import BulkItem, BulkWriter, JobPolling
 from reconcile.providers.mailjet.client import API_PREFIX, MailjetClient
@@ -66,10 +72,12 @@ class MailjetProvider(Provider):
         *,
         bulk_chunk_size: int = 1000,
         polling: JobPolling | None = None,
+        cancel: Cancellation | None = None,
     ) -> None:
         self.client = client
+        self.cancel = cancel or client.cancel
         self.ids = _Ids()
-        self.bulk = BulkWriter(client, polling or JobPolling(), bulk_chunk_size)
+        self.bulk = BulkWriter(client, polling or JobPolling(), bulk_chunk_size, self.cancel)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -80,14 +88,8 @@ class MailjetProvider(Provider):
         digest = hashlib.sha256(self.client.public_key.encode()).hexdigest()[:16]
         return {"url": self.client.base_url, "api_key_sha256": digest}
 
-    def stats(self) -> dict[str, float]:
-        return {
-            "requests": self.client.stats.requests,
-            "retries": self.client.stats.retries,
-            "rate_limited": self.client.stats.rate_limited,
-            "waited_seconds": round(self.client.pacer.waited_seconds, 3),
-            "jobs_pending": self.bulk.jobs_pending,
-        }
+    def stats(self) -> ProviderStats:
+        return self.client.snapshot(jobs_pending=self.bulk.jobs_pending)
 
     # ---- read -------------------------------------------------------------------------
 
@@ -155,7 +157,7 @@ class MailjetProvider(Provider):
         groups: dict[tuple[ResourceType, bool], list[Change]] = defaultdict(list)
         for change in changes:
             groups[(change.type, change.action is Action.DELETE)].append(change)
-        run = ChangeRunner(report)
+        run = ChangeRunner(report, self.cancel)
         await run.each(groups[(ResourceType.PROPERTY, False)], self._write_property)
         await run.each(groups[(ResourceType.LIST, False)], self._create_list)
         routed = route(changes, _definitions(changes, live), self.bulk.chunk_size)
@@ -299,7 +301,7 @@ class MailjetProvider(Provider):
         a field sent from the plan's read would undo an opt-out or rename made since."""
         path = f"/contact/{self._contact_id(change.email)}"
         # A read for a write: after Ctrl-C it is not started (nor waited for).
-        found = await unless_stopped(self._find(path), "GET", API_PREFIX + path)
+        found = await self.cancel.unless_requested(self._find(path), "GET", API_PREFIX + path)
         if found is None:
             raise ApiError(f"contact {change.email} was deleted since planning; run plan again")
         current = records.contact(found)
@@ -347,7 +349,7 @@ class MailjetProvider(Provider):
             "Contact": self._contact_id(change.email),
             "ContactsList": self._list_id(change.list_name),
         }
-        found = await unless_stopped(
+        found = await self.cancel.unless_requested(
             self.client.get("/listrecipient", params), "GET", API_PREFIX + "/listrecipient"
         )
         now = [records.recipient(record) for record in found or []]
