@@ -22,6 +22,7 @@ from reconcile.plan import Plan
 from reconcile.providers.base import ApplyReport
 from reconcile.providers.mailjawn.client import MailJawnClient
 from reconcile.providers.mailjawn.provider import MailJawnProvider
+from reconcile.providers.mailjet.provider import MailjetIds
 from reconcile.sandbox.common import EmulatorTransport
 from reconcile.sandbox.mailjawn import MailJawnEmulator, create_mailjawn_emulator
 from reconcile.sandbox.mailjet import (
@@ -115,7 +116,8 @@ def test_an_unknown_opt_out_time_is_never_undone(tmp_path: Path) -> None:
     async def exclude_through_the_api() -> None:
         try:
             live = await provider.read(manifest.read_scope())
-            contact_id = provider.ids.contacts["someone@example.com"]
+            assert isinstance(live.provider_records, MailjetIds)
+            contact_id = live.provider_records.contacts["someone@example.com"]
             assert live.contacts
             await provider.client.put(
                 f"/contact/{contact_id}", {"Name": "", "IsExcludedFromCampaigns": True}

@@ -30,6 +30,7 @@ from reconcile.model import (
     ContactList,
     ContactValues,
     Membership,
+    ProviderRecords,
     ReadScope,
     State,
     SubscriptionStatus,
@@ -87,6 +88,27 @@ class _ImportResult:
     to_check: set[str] = dataclasses.field(default_factory=set)  # look up, then converge
 
 
+Subscribers = dict[str, Subscriber]  # by email key
+
+
+@dataclass
+class MailJawnRecords(ProviderRecords):
+    """The subscribers as read (ids, status, modified): they travel in the live state, so
+    apply needs nothing kept from the read."""
+
+    subscribers: Subscribers
+
+
+def _subscribers(live: State) -> Subscribers:
+    """The subscribers read into `live`; a live state read by another provider is refused."""
+    found = live.provider_records
+    if found is None:
+        return {}  # built by hand: nothing was read, so each one is looked up
+    if not isinstance(found, MailJawnRecords):
+        raise ApiError(f"the live state was read by another provider ({type(found).__name__})")
+    return found.subscribers
+
+
 class MailJawnProvider(Provider):
     name = "mailjawn"
     capabilities = frozenset({Capability.HARD_DELETE})
@@ -103,7 +125,6 @@ class MailJawnProvider(Provider):
         self.client = client
         self.cancel = cancel or client.cancel
         self.import_chunk_size = import_chunk_size
-        self.subscribers: dict[str, Subscriber] = {}  # by email key, as last read
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -205,14 +226,14 @@ class MailJawnProvider(Provider):
 
     async def read(self, scope: ReadScope) -> State:
         """Every subscriber; every tag seen, plus scope.lists (a tag exists by name)."""
-        state = State()
-        self.subscribers = {}
+        known: Subscribers = {}
+        state = State(provider_records=MailJawnRecords(known))
         for found in await self.client.list_all(
             SUBSCRIBERS, "subscribers", keep=records.subscriber
         ):
-            if found.key in self.subscribers:
+            if found.key in known:
                 continue  # the same subscriber on two pages: someone added one meanwhile
-            self.subscribers[found.key] = found
+            known[found.key] = found
             state.add_contact(found.contact())
             for tag in found.tags:
                 state.lists.setdefault(tag, ContactList(tag))
@@ -225,6 +246,7 @@ class MailJawnProvider(Provider):
     # ---- apply ------------------------------------------------------------------------
 
     async def apply(self, changes: Sequence[Change], live: State) -> ApplyReport:
+        known = dict(_subscribers(live))  # as read, then as found by this apply
         report = ApplyReport()
         run = ChangeRunner(report, self.cancel)
         groups: dict[tuple[ResourceType, Action], list[Change]] = defaultdict(list)
@@ -240,28 +262,36 @@ class MailJawnProvider(Provider):
         riders, tag_adds, refused = _split_memberships(groups, new_keys)
         for change in refused:
             run.fail(change, NO_TAG_REMOVAL)
-        await self._create_contacts(groups[(ResourceType.CONTACT, Action.CREATE)], riders, run)
-        await run.each(groups[(ResourceType.CONTACT, Action.UPDATE)], self._update_contact)
-        await run.each_contact(tag_adds, self._add_tags)
-        await run.each(groups[(ResourceType.CONTACT, Action.DELETE)], self._delete_contact)
+        creates = groups[(ResourceType.CONTACT, Action.CREATE)]
+        await self._create_contacts(creates, riders, run, known)
+        updates = groups[(ResourceType.CONTACT, Action.UPDATE)]
+        await run.each(updates, lambda change: self._update_contact(change, known))
+        await run.each_contact(tag_adds, lambda key, group: self._add_tags(key, group, known))
+        deletions = groups[(ResourceType.CONTACT, Action.DELETE)]
+        await run.each(deletions, lambda change: self._delete_contact(change, known))
         return report
 
     # -- creation by bulk import
 
     async def _create_contacts(
-        self, creates: list[Change], riders: dict[str, list[Change]], run: ChangeRunner
+        self,
+        creates: list[Change],
+        riders: dict[str, list[Change]],
+        run: ChangeRunner,
+        known: Subscribers,
     ) -> None:
         items = [_NewContact(c, riders.get(c.email, [])) for c in creates if run.runnable(c)]
         size = self.import_chunk_size
         chunks = [items[i : i + size] for i in range(0, len(items), size)]
-        results = await asyncio.gather(*(self._import(chunk) for chunk in chunks))
+        project_size = len(known) + len(items)
+        results = await asyncio.gather(*(self._import(chunk, project_size) for chunk in chunks))
         failed = {k: v for result in results for k, v in result.failed.items()}
         to_check = set().union(*(result.to_check for result in results))
         found: dict[str, Subscriber] = {}
         try:
             found = await self._find_many(
                 [item.email for item in items if item.key in to_check],
-                subscribers=len(self.subscribers) + len(items),
+                subscribers=project_size,
             )
         except ApiError as error:
             failed.update(
@@ -275,9 +305,13 @@ class MailJawnProvider(Provider):
                 run.done(item.change)
                 run.settle(item.riders)
         checked = [item for item in items if item.key in to_check and item.key not in failed]
-        await asyncio.gather(*(self._converge(item, found.get(item.key), run) for item in checked))
+        await asyncio.gather(
+            *(self._converge(item, found.get(item.key), run, known) for item in checked)
+        )
 
-    async def _import(self, items: list[_NewContact], *, again: bool = True) -> _ImportResult:
+    async def _import(
+        self, items: list[_NewContact], project_size: int, *, again: bool = True
+    ) -> _ImportResult:
         """One bulk import. If its answer was lost or unreadable, import only the missing."""
         emails = [item.email for item in items]
         body = {
@@ -291,7 +325,7 @@ class MailJawnProvider(Provider):
         except ApiError as error:
             if not again or not _may_have_landed(error):
                 return _ImportResult(failed={item.key: str(error) for item in items})
-            return await self._import_missing(items, error)
+            return await self._import_missing(items, error, project_size)
         # Skipped emails are only counted, not named: every other one is checked then.
         unsure = mapped.skipped > 0 or not mapped.accounted
         to_check = {
@@ -303,27 +337,32 @@ class MailJawnProvider(Provider):
         failed = {key: f"{request} (bulk import): {why}" for key, why in mapped.failed.items()}
         return _ImportResult(failed, to_check)
 
-    async def _import_missing(self, items: list[_NewContact], error: ApiError) -> _ImportResult:
+    async def _import_missing(
+        self, items: list[_NewContact], error: ApiError, project_size: int
+    ) -> _ImportResult:
         """After an import that may have landed: never blindly again, only who is missing."""
         try:
-            landed = await self._find_many(item.email for item in items)
+            landed = await self._find_many((item.email for item in items), subscribers=project_size)
         except ApiError as lookup_error:
             message = f"{error}; then, looking them up: {lookup_error}"
             return _ImportResult(failed={item.key: message for item in items})
         missing = [item for item in items if item.key not in landed]
-        result = await self._import(missing, again=False) if missing else _ImportResult()
+        if not missing:
+            result = _ImportResult()
+        else:
+            result = await self._import(missing, project_size, again=False)
         result.to_check |= set(landed)
         return result
 
     async def _converge(
-        self, item: _NewContact, current: Subscriber | None, run: ChangeRunner
+        self, item: _NewContact, current: Subscriber | None, run: ChangeRunner, known: Subscribers
     ) -> None:
         """Bring a subscriber found after import (ours, or someone else's) to the manifest."""
         if current is None:
             run.fail(item.change, "not found after the bulk import; run plan again")
             run.settle(item.riders)
             return
-        self.subscribers[current.key] = current
+        known[current.key] = current
         body = records.patch_body(records.differing(item.after, current), current.status)
         try:
             if body:
@@ -339,11 +378,11 @@ class MailJawnProvider(Provider):
 
     # -- updates, tags, deletions
 
-    async def _update_contact(self, change: Change) -> str:
-        current = await self._subscriber(change.email)
+    async def _update_contact(self, change: Change, known: Subscribers) -> str:
+        current = await self._subscriber(change.email, known)
         after = change.contact_after
         if after.fields.get(EXCLUDED) is False:
-            current = await self._unchanged_since_planning(current)
+            current = await self._unchanged_since_planning(current, len(known))
         body = records.patch_body(after, current.status)
         if body:
             await self.client.patch(f"{SUBSCRIBERS}{current.id}/", body)
@@ -351,10 +390,10 @@ class MailJawnProvider(Provider):
             return f"status left {current.status}: it is never changed"
         return ""
 
-    async def _unchanged_since_planning(self, planned: Subscriber) -> Subscriber:
+    async def _unchanged_since_planning(self, planned: Subscriber, project_size: int) -> Subscriber:
         """Before re-activating someone (an opt-in), read them again: if their record moved
         since the plan read it, they may have opted out again after the consent."""
-        lookup = self._find_many([planned.email])
+        lookup = self._find_many([planned.email], subscribers=project_size + 1)
         found = (await self.cancel.unless_requested(lookup, "GET", SUBSCRIBERS)).get(planned.key)
         if found is None or found.modified != planned.modified or found.status != planned.status:
             raise ApiError(
@@ -363,17 +402,17 @@ class MailJawnProvider(Provider):
             )
         return found
 
-    async def _add_tags(self, key: str, changes: list[Change]) -> None:
-        current = self.subscribers.get(key)
+    async def _add_tags(self, key: str, changes: list[Change], known: Subscribers) -> None:
+        current = known.get(key)
         await self._identify(current.email if current else key, changes)
 
     async def _identify(self, email: str, changes: list[Change]) -> None:
         tags = sorted({change.list_name for change in changes})
         await self.client.post(IDENTIFY, records.identify_body(email, tags), idempotent=True)
 
-    async def _delete_contact(self, change: Change) -> str:
+    async def _delete_contact(self, change: Change, known: Subscribers) -> str:
         try:
-            current = await self._subscriber(change.email)
+            current = await self._subscriber(change.email, known)
             await self.client.delete(f"{SUBSCRIBERS}{current.id}/")
         except ApiError as error:
             if error.status != 404 and not isinstance(error, _NotFound):
@@ -383,25 +422,22 @@ class MailJawnProvider(Provider):
 
     # -- look-ups
 
-    async def _subscriber(self, key: str) -> Subscriber:
-        known = self.subscribers.get(key)
-        if known is not None:
-            return known
-        found = await self._find_many([key])
+    async def _subscriber(self, key: str, known: Subscribers) -> Subscriber:
+        read = known.get(key)
+        if read is not None:
+            return read
+        found = await self._find_many([key], subscribers=len(known) + 1)
         if key not in found:
             raise _NotFound(f"subscriber {key} is not in the project (deleted meanwhile?)")
         return found[key]
 
-    async def _find_many(
-        self, emails: Iterable[str], *, subscribers: int | None = None
-    ) -> dict[str, Subscriber]:
+    async def _find_many(self, emails: Iterable[str], *, subscribers: int) -> Subscribers:
         """Subscribers by email key: one search each, or one full listing when that's fewer
-        (`subscribers`: how many the project holds, when known better than from the read)."""
+        (`subscribers`: about how many the project holds)."""
         wanted = {email_key(email): email for email in emails}
         if not wanted:
             return {}
-        total = len(self.subscribers) + len(wanted) if subscribers is None else subscribers
-        if lookup_calls(len(wanted), total) < len(wanted):
+        if lookup_calls(len(wanted), subscribers) < len(wanted):
             candidates = await self.client.list_all(
                 SUBSCRIBERS, "subscribers", keep=records.subscriber
             )

@@ -27,6 +27,7 @@ from reconcile.model import (
     Membership,
     PropertyDef,
     PropertyValue,
+    ProviderRecords,
     ReadScope,
     State,
     SubscriptionStatus,
@@ -46,12 +47,26 @@ from reconcile.providers.runner import ChangeRunner, all_or_none
 
 
 @dataclass
-class _Ids:
-    """Mailjet IDs of what was read or created, by neutral key."""
+class MailjetIds(ProviderRecords):
+    """Mailjet IDs of what was read (and, during an apply, created), by neutral key: they
+    travel in the live state, so apply needs nothing kept from the read."""
 
     properties: dict[str, int] = field(default_factory=dict)
     lists: dict[str, int] = field(default_factory=dict)
     contacts: dict[str, int] = field(default_factory=dict)
+
+    def copy(self) -> MailjetIds:
+        return MailjetIds(dict(self.properties), dict(self.lists), dict(self.contacts))
+
+
+def _ids(live: State) -> MailjetIds:
+    """The IDs in `live`; a live state read by another provider is refused."""
+    found = live.provider_records
+    if found is None:
+        found = live.provider_records = MailjetIds()  # built by hand: nothing was read
+    if not isinstance(found, MailjetIds):
+        raise ApiError(f"the live state was read by another provider ({type(found).__name__})")
+    return found
 
 
 class MailjetProvider(Provider):
@@ -76,7 +91,6 @@ class MailjetProvider(Provider):
     ) -> None:
         self.client = client
         self.cancel = cancel or client.cancel
-        self.ids = _Ids()
         self.bulk = BulkWriter(client, polling or JobPolling(), bulk_chunk_size, self.cancel)
 
     async def aclose(self) -> None:
@@ -104,17 +118,17 @@ class MailjetProvider(Provider):
                 self.client.list_all("/contactslist", keep=records.identified_list)
             )
         metadata, lists = reading_metadata.result(), reading_lists.result()
-        state = State()
-        self.ids = _Ids()
+        ids = MailjetIds()
+        state = State(provider_records=ids)
         for property_id, definition in metadata:
             state.properties[definition.name] = definition
-            self.ids.properties[definition.name] = property_id
+            ids.properties[definition.name] = property_id
         for list_id, name, deleted in lists:
             if deleted:
                 continue
             state.lists[name] = ContactList(name)
-            self.ids.lists[name] = list_id
-        wanted = [name for name in sorted(self.ids.lists) if scope.wants_members(name)]
+            ids.lists[name] = list_id
+        wanted = [name for name in sorted(ids.lists) if scope.wants_members(name)]
         definitions = state.properties
         async with all_or_none() as group:
             reading_contacts = group.create_task(
@@ -131,7 +145,7 @@ class MailjetProvider(Provider):
                 group.create_task(
                     self.client.list_all(
                         "/listrecipient",
-                        {"ContactsList": self.ids.lists[name]},
+                        {"ContactsList": ids.lists[name]},
                         keep=records.recipient,
                     )
                 )
@@ -143,7 +157,7 @@ class MailjetProvider(Provider):
         for contact_id, contact in contacts:
             key = contact.key  # one string object shared by every index of this contact
             state.contacts[key] = contact
-            self.ids.contacts[key] = contact_id
+            ids.contacts[key] = contact_id
             emails_by_id[contact_id] = key
         _add_contact_data(state, data, emails_by_id)
         for name, recipients in zip(wanted, members, strict=True):
@@ -153,22 +167,30 @@ class MailjetProvider(Provider):
     # ---- apply ------------------------------------------------------------------------
 
     async def apply(self, changes: Sequence[Change], live: State) -> ApplyReport:
+        # IDs of what this apply creates join a copy: the caller's live state stays as read.
+        live = replace(live, provider_records=_ids(live).copy())
         report = ApplyReport()
         groups: dict[tuple[ResourceType, bool], list[Change]] = defaultdict(list)
         for change in changes:
             groups[(change.type, change.action is Action.DELETE)].append(change)
         run = ChangeRunner(report, self.cancel)
-        await run.each(groups[(ResourceType.PROPERTY, False)], self._write_property)
-        await run.each(groups[(ResourceType.LIST, False)], self._create_list)
+        await run.each(
+            groups[(ResourceType.PROPERTY, False)], lambda c: self._write_property(c, live)
+        )
+        await run.each(groups[(ResourceType.LIST, False)], lambda c: self._create_list(c, live))
         routed = route(changes, _definitions(changes, live), self.bulk.chunk_size)
         single = [change for work in routed.single for change in work.changes]
         await self._apply_single(single, live, run)
         await asyncio.gather(
             *(self._apply_bulk(actions, works, live, run) for actions, works in routed.bulk.items())
         )
-        await run.each(groups[(ResourceType.CONTACT, True)], self._delete_contact)
-        await run.each(groups[(ResourceType.LIST, True)], self._delete_list)
-        await run.each(groups[(ResourceType.PROPERTY, True)], self._delete_property)
+        await run.each(
+            groups[(ResourceType.CONTACT, True)], lambda c: self._delete_contact(c, live)
+        )
+        await run.each(groups[(ResourceType.LIST, True)], lambda c: self._delete_list(c, live))
+        await run.each(
+            groups[(ResourceType.PROPERTY, True)], lambda c: self._delete_property(c, live)
+        )
         return report
 
     def estimate_calls(self, changes: Sequence[Change], live: State) -> int:
@@ -190,7 +212,7 @@ class MailjetProvider(Provider):
         """Contact records, then their data, then their lists: one call each per contact."""
         contacts = [c for c in changes if c.type is ResourceType.CONTACT]
         await run.each(contacts, lambda c: self._write_contact(c, live), final=False)
-        await run.finish(contacts, self._write_contact_data)
+        await run.finish(contacts, lambda c: self._write_contact_data(c, live))
         memberships = [c for c in changes if c.type is ResourceType.MEMBERSHIP]
 
         async def set_lists(email: str, group: list[Change]) -> None:
@@ -213,7 +235,7 @@ class MailjetProvider(Provider):
         if not items:
             return
         try:
-            list_actions = [(self._list_id(name), action) for name, action in actions]
+            list_actions = [(_list_id(live, name), action) for name, action in actions]
         except ApiError as error:
             for item in items:
                 for change in item.changes:
@@ -247,20 +269,20 @@ class MailjetProvider(Provider):
             body["Properties"] = dict(work.properties)
         return BulkItem(body, carried)
 
-    async def _write_property(self, change: Change) -> None:
+    async def _write_property(self, change: Change, live: State) -> None:
         after = change.property_after
         name = change.key[0]
-        if Flag.REPLACE in change.flags and name in self.ids.properties:
-            await self.client.delete(f"/contactmetadata/{self.ids.properties.pop(name)}")
+        if Flag.REPLACE in change.flags and name in _ids(live).properties:
+            await self.client.delete(f"/contactmetadata/{_ids(live).properties.pop(name)}")
         body = {"Name": name, "Datatype": after.type.value, "NameSpace": after.namespace.value}
         record = await self._create(
             "/contactmetadata",
             body,
             lambda: self._find(f"/contactmetadata/{quote(name, safe='')}"),
         )
-        self.ids.properties[name] = records.field(record, "ID", int, "/contactmetadata")
+        _ids(live).properties[name] = records.field(record, "ID", int, "/contactmetadata")
 
-    async def _create_list(self, change: Change) -> None:
+    async def _create_list(self, change: Change, live: State) -> None:
         name = change.list_name
 
         async def find() -> Any:
@@ -268,7 +290,7 @@ class MailjetProvider(Provider):
             return next((r for r in found if r.get("Name") == name), None)
 
         record = await self._create("/contactslist", {"Name": name}, find)
-        self.ids.lists[name] = records.field(record, "ID", int, "/contactslist")
+        _ids(live).lists[name] = records.field(record, "ID", int, "/contactslist")
 
     async def _write_contact(self, change: Change, live: State) -> None:
         """Create or update the contact record (Name, IsExcludedFromCampaigns)."""
@@ -281,7 +303,7 @@ class MailjetProvider(Provider):
                 records.creation_body(email, managed),
                 lambda: self._find(f"/contact/{quote(email, safe='')}"),
             )
-            self.ids.contacts[change.email] = records.field(record, "ID", int, "/contact")
+            _ids(live).contacts[change.email] = records.field(record, "ID", int, "/contact")
             current = records.contact(record)
             if current.fields.get(EXCLUDED) is True:
                 # It existed already (created meanwhile) and opted out: never re-included
@@ -294,12 +316,12 @@ class MailjetProvider(Provider):
         if any(current.fields.get(k) != v for k, v in managed.items()):
             # Full replacement: every editable field, live value for the unmanaged ones.
             body = records.editable_fields(current.fields, managed)
-            await self.client.put(f"/contact/{self._contact_id(change.email)}", body)
+            await self.client.put(f"/contact/{_contact_id(live, change.email)}", body)
 
     async def _current_contact(self, change: Change, live: State) -> Contact:
         """The record as it is now, not as planned: PUT replaces every editable field, so
         a field sent from the plan's read would undo an opt-out or rename made since."""
-        path = f"/contact/{self._contact_id(change.email)}"
+        path = f"/contact/{_contact_id(live, change.email)}"
         # A read for a write: after Ctrl-C it is not started (nor waited for).
         found = await self.cancel.unless_requested(self._find(path), "GET", API_PREFIX + path)
         if found is None:
@@ -318,13 +340,13 @@ class MailjetProvider(Provider):
             )
         return current
 
-    async def _write_contact_data(self, change: Change) -> None:
+    async def _write_contact_data(self, change: Change, live: State) -> None:
         """Only the managed properties that differ; Mailjet merges the rest, null clears."""
         values = change.contact_after.properties
         if not values:
             return
         await self.client.put(
-            f"/contactdata/{self._contact_id(change.email)}", records.data_body(values)
+            f"/contactdata/{_contact_id(live, change.email)}", records.data_body(values)
         )
 
     async def _set_lists(self, email: str, changes: list[Change], live: State) -> None:
@@ -334,10 +356,10 @@ class MailjetProvider(Provider):
             if Flag.RESUBSCRIBE in change.flags:
                 await self._still_opted_out_as_planned(change, live)
         actions = [
-            {"ListID": self._list_id(c.list_name), "Action": list_action(c)} for c in changes
+            {"ListID": _list_id(live, c.list_name), "Action": list_action(c)} for c in changes
         ]
         await self.client.post(
-            f"/contact/{self._contact_id(email)}/managecontactslists",
+            f"/contact/{_contact_id(live, email)}/managecontactslists",
             {"ContactsLists": actions},
             idempotent=True,
         )
@@ -346,8 +368,8 @@ class MailjetProvider(Provider):
         """addforce re-subscribes whatever the membership is now: read it first, so someone
         who unsubscribed again after the opt-in (and after planning) stays out."""
         params = {
-            "Contact": self._contact_id(change.email),
-            "ContactsList": self._list_id(change.list_name),
+            "Contact": _contact_id(live, change.email),
+            "ContactsList": _list_id(live, change.list_name),
         }
         found = await self.cancel.unless_requested(
             self.client.get("/listrecipient", params), "GET", API_PREFIX + "/listrecipient"
@@ -361,8 +383,8 @@ class MailjetProvider(Provider):
                 "(unsubscribed again?); not re-subscribed (run plan again)"
             )
 
-    async def _delete_contact(self, change: Change) -> None:
-        contact_id = self._contact_id(change.email)
+    async def _delete_contact(self, change: Change, live: State) -> None:
+        contact_id = _contact_id(live, change.email)
         try:
             # GDPR erasure lives in v4: the real v3 has no DELETE on contact (405), so
             # trying v3 first would cost every erasure a second request.
@@ -372,11 +394,11 @@ class MailjetProvider(Provider):
                 raise
             await self.client.delete(f"/contact/{contact_id}")  # the seed document's way
 
-    async def _delete_list(self, change: Change) -> None:
-        await self.client.delete(f"/contactslist/{self.ids.lists[change.list_name]}")
+    async def _delete_list(self, change: Change, live: State) -> None:
+        await self.client.delete(f"/contactslist/{_ids(live).lists[change.list_name]}")
 
-    async def _delete_property(self, change: Change) -> None:
-        await self.client.delete(f"/contactmetadata/{self.ids.properties[change.key[0]]}")
+    async def _delete_property(self, change: Change, live: State) -> None:
+        await self.client.delete(f"/contactmetadata/{_ids(live).properties[change.key[0]]}")
 
     # ---- helpers ----------------------------------------------------------------------
 
@@ -425,17 +447,19 @@ class MailjetProvider(Provider):
             raise
         return found[0] if found else None
 
-    def _contact_id(self, key: str) -> int:
-        try:
-            return self.ids.contacts[key]
-        except KeyError:
-            raise ApiError(f"contact {key} is not in the account") from None
 
-    def _list_id(self, name: str) -> int:
-        try:
-            return self.ids.lists[name]
-        except KeyError:
-            raise ApiError(f"list {name!r} is not in the account") from None
+def _contact_id(live: State, key: str) -> int:
+    try:
+        return _ids(live).contacts[key]
+    except KeyError:
+        raise ApiError(f"contact {key} is not in the account") from None
+
+
+def _list_id(live: State, name: str) -> int:
+    try:
+        return _ids(live).lists[name]
+    except KeyError:
+        raise ApiError(f"list {name!r} is not in the account") from None
 
 
 async def _nothing() -> list[tuple[int, dict[str, PropertyValue]]]:
