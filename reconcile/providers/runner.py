@@ -49,7 +49,7 @@ class ChangeRunner:
         self.cancel = cancel
         self.report = report
         self.failed: set[Ref] = set()
-        self.pending: set[Ref] = set()  # first step done, a second one to come (finish)
+        self.pending: set[Ref] = set()  # first step done, a second one to come (finish_each)
 
     def runnable(self, change: Change) -> bool:
         """False (and reported skipped) when something it depends on failed, or when a stop
@@ -77,31 +77,38 @@ class ChangeRunner:
         else:
             self.report.failed(change, message)
 
-    def settle(self, changes: Iterable[Change]) -> None:
-        """Changes carried out by another change's write: done, unless a dependency failed."""
+    def mark_carried(self, changes: Iterable[Change]) -> None:
+        """Changes carried out by another change's write (memberships riding in a contact's
+        creation): done, unless a dependency failed."""
         for change in changes:
             if self.runnable(change):
                 self.done(change)
 
-    async def each(self, changes: Iterable[Change], step: Step, *, final: bool = True) -> None:
-        """Run `step` per runnable change; with final=False a later finish() completes it."""
+    async def run_each(self, changes: Iterable[Change], step: Step) -> None:
+        """`step` once per runnable change, which is then done (or failed)."""
         runnable = [change for change in changes if self.runnable(change)]
-        await asyncio.gather(*(self._one(change, step, final) for change in runnable))
+        await asyncio.gather(*(self._one(change, step, last=True) for change in runnable))
 
-    async def finish(self, changes: Iterable[Change], step: Step) -> None:
+    async def start_each(self, changes: Iterable[Change], step: Step) -> None:
+        """The first of two steps per runnable change: `finish_each` completes it."""
+        runnable = [change for change in changes if self.runnable(change)]
+        await asyncio.gather(*(self._one(change, step, last=False) for change in runnable))
+
+    async def finish_each(self, changes: Iterable[Change], step: Step) -> None:
+        """The second step of each change whose first one (`start_each`) succeeded."""
         waiting = [change for change in changes if change.ref in self.pending]
-        await asyncio.gather(*(self._one(change, step, True) for change in waiting))
+        await asyncio.gather(*(self._one(change, step, last=True) for change in waiting))
 
-    async def each_contact(self, changes: Iterable[Change], step: GroupStep) -> None:
+    async def run_per_contact(self, changes: Iterable[Change], step: GroupStep) -> None:
         """One `step` call per contact, covering all of that contact's changes."""
         by_contact: dict[str, list[Change]] = defaultdict(list)
         for change in changes:
             by_contact[contact_of(change)].append(change)
         await asyncio.gather(
-            *(self.together(key, group, step) for key, group in by_contact.items())
+            *(self.run_as_one(key, group, step) for key, group in by_contact.items())
         )
 
-    async def together(self, key: str, changes: list[Change], step: GroupStep) -> None:
+    async def run_as_one(self, key: str, changes: list[Change], step: GroupStep) -> None:
         """One write covering several changes: all done or all failed together."""
         runnable = [change for change in changes if self.runnable(change)]
         if not runnable:
@@ -115,13 +122,13 @@ class ChangeRunner:
         for change in runnable:
             self.done(change)
 
-    async def _one(self, change: Change, step: Step, final: bool) -> None:
+    async def _one(self, change: Change, step: Step, *, last: bool) -> None:
         try:
             message = await step(change)
         except ApiError as error:
             self.fail(change, str(error))
             return
-        if final:
+        if last:
             self.done(change, message or "")
         else:
             self.pending.add(change.ref)

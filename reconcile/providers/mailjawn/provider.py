@@ -58,7 +58,7 @@ class _NewContact:
     """A contact created by bulk import, and the memberships riding in it as tags."""
 
     change: Change
-    riders: list[Change]
+    memberships: list[Change]  # created by its import, as tags
 
     @property
     def key(self) -> str:
@@ -75,7 +75,7 @@ class _NewContact:
 
     @property
     def tags(self) -> list[str]:
-        return [rider.list_name for rider in self.riders]
+        return [membership.list_name for membership in self.memberships]
 
     @property
     def needs_status(self) -> bool:
@@ -259,16 +259,16 @@ class MailJawnProvider(Provider):
         for change in groups[(ResourceType.LIST, Action.DELETE)]:
             run.fail(change, "MailJawn has no way to delete a tag")
         new_keys = {c.email for c in groups[(ResourceType.CONTACT, Action.CREATE)]}
-        riders, tag_adds, refused = _split_memberships(groups, new_keys)
+        imported_tags, tag_adds, refused = _split_memberships(groups, new_keys)
         for change in refused:
             run.fail(change, NO_TAG_REMOVAL)
         creates = groups[(ResourceType.CONTACT, Action.CREATE)]
-        await self._create_contacts(creates, riders, run, known)
+        await self._create_contacts(creates, imported_tags, run, known)
         updates = groups[(ResourceType.CONTACT, Action.UPDATE)]
-        await run.each(updates, lambda change: self._update_contact(change, known))
-        await run.each_contact(tag_adds, lambda key, group: self._add_tags(key, group, known))
+        await run.run_each(updates, lambda change: self._update_contact(change, known))
+        await run.run_per_contact(tag_adds, lambda key, group: self._add_tags(key, group, known))
         deletions = groups[(ResourceType.CONTACT, Action.DELETE)]
-        await run.each(deletions, lambda change: self._delete_contact(change, known))
+        await run.run_each(deletions, lambda change: self._delete_contact(change, known))
         return report
 
     # -- creation by bulk import
@@ -276,11 +276,11 @@ class MailJawnProvider(Provider):
     async def _create_contacts(
         self,
         creates: list[Change],
-        riders: dict[str, list[Change]],
+        imported_tags: dict[str, list[Change]],
         run: ChangeRunner,
         known: Subscribers,
     ) -> None:
-        items = [_NewContact(c, riders.get(c.email, [])) for c in creates if run.runnable(c)]
+        items = [_NewContact(c, imported_tags.get(c.email, [])) for c in creates if run.runnable(c)]
         size = self.import_chunk_size
         chunks = [items[i : i + size] for i in range(0, len(items), size)]
         project_size = len(known) + len(items)
@@ -300,10 +300,10 @@ class MailJawnProvider(Provider):
         for item in items:
             if item.key in failed:
                 run.fail(item.change, failed[item.key])
-                run.settle(item.riders)
+                run.mark_carried(item.memberships)
             elif item.key not in to_check:
                 run.done(item.change)
-                run.settle(item.riders)
+                run.mark_carried(item.memberships)
         checked = [item for item in items if item.key in to_check and item.key not in failed]
         await asyncio.gather(
             *(self._converge(item, found.get(item.key), run, known) for item in checked)
@@ -360,7 +360,7 @@ class MailJawnProvider(Provider):
         """Bring a subscriber found after import (ours, or someone else's) to the manifest."""
         if current is None:
             run.fail(item.change, "not found after the bulk import; run plan again")
-            run.settle(item.riders)
+            run.mark_carried(item.memberships)
             return
         known[current.key] = current
         body = records.patch_body(records.differing(item.after, current), current.status)
@@ -369,12 +369,18 @@ class MailJawnProvider(Provider):
                 await self.client.patch(f"{SUBSCRIBERS}{current.id}/", body)
         except ApiError as error:
             run.fail(item.change, str(error))
-            run.settle(item.riders)
+            run.mark_carried(item.memberships)
             return
         run.done(item.change)
-        missing = [rider for rider in item.riders if rider.list_name not in current.tags]
-        await run.together(current.email, missing, self._identify)
-        run.settle([rider for rider in item.riders if rider not in missing])
+        missing = [
+            membership
+            for membership in item.memberships
+            if membership.list_name not in current.tags
+        ]
+        await run.run_as_one(current.email, missing, self._identify)
+        run.mark_carried(
+            [membership for membership in item.memberships if membership not in missing]
+        )
 
     # -- updates, tags, deletions
 
@@ -481,7 +487,7 @@ def _split_memberships(
     groups: dict[tuple[ResourceType, Action], list[Change]], new_keys: set[str]
 ) -> tuple[dict[str, list[Change]], list[Change], list[Change]]:
     """(tags riding in the import by contact key, tags to add by identify, refused changes)."""
-    riders: dict[str, list[Change]] = defaultdict(list)
+    imported_tags: dict[str, list[Change]] = defaultdict(list)
     tag_adds: list[Change] = []
     refused: list[Change] = list(groups[(ResourceType.MEMBERSHIP, Action.DELETE)])
     adds = (
@@ -494,10 +500,10 @@ def _split_memberships(
             continue
         email = change.email
         if email in new_keys:
-            riders[email].append(change)
+            imported_tags[email].append(change)
         else:
             tag_adds.append(change)
-    return riders, tag_adds, refused
+    return imported_tags, tag_adds, refused
 
 
 def _protected_status(change: Change, live: State) -> str | None:

@@ -174,21 +174,21 @@ class MailjetProvider(Provider):
         for change in changes:
             groups[(change.type, change.action is Action.DELETE)].append(change)
         run = ChangeRunner(report, self.cancel)
-        await run.each(
+        await run.run_each(
             groups[(ResourceType.PROPERTY, False)], lambda c: self._write_property(c, live)
         )
-        await run.each(groups[(ResourceType.LIST, False)], lambda c: self._create_list(c, live))
+        await run.run_each(groups[(ResourceType.LIST, False)], lambda c: self._create_list(c, live))
         routed = route(changes, _definitions(changes, live), self.bulk.chunk_size)
         single = [change for work in routed.single for change in work.changes]
         await self._apply_single(single, live, run)
         await asyncio.gather(
             *(self._apply_bulk(actions, works, live, run) for actions, works in routed.bulk.items())
         )
-        await run.each(
+        await run.run_each(
             groups[(ResourceType.CONTACT, True)], lambda c: self._delete_contact(c, live)
         )
-        await run.each(groups[(ResourceType.LIST, True)], lambda c: self._delete_list(c, live))
-        await run.each(
+        await run.run_each(groups[(ResourceType.LIST, True)], lambda c: self._delete_list(c, live))
+        await run.run_each(
             groups[(ResourceType.PROPERTY, True)], lambda c: self._delete_property(c, live)
         )
         return report
@@ -211,15 +211,17 @@ class MailjetProvider(Provider):
     async def _apply_single(self, changes: list[Change], live: State, run: ChangeRunner) -> None:
         """Contact records, then their data, then their lists: one call each per contact."""
         contacts = [c for c in changes if c.type is ResourceType.CONTACT]
-        await run.each(contacts, lambda c: self._write_contact(c, live), final=False)
-        await run.finish(contacts, lambda c: self._write_contact_data(c, live))
+        await run.start_each(contacts, lambda c: self._write_contact(c, live))
+        await run.finish_each(contacts, lambda c: self._write_contact_data(c, live))
         memberships = [c for c in changes if c.type is ResourceType.MEMBERSHIP]
 
         async def set_lists(email: str, group: list[Change]) -> None:
             await self._set_lists(email, group, live)
 
-        await run.each_contact([c for c in memberships if c.action is not Action.DELETE], set_lists)
-        await run.each_contact([c for c in memberships if c.action is Action.DELETE], set_lists)
+        await run.run_per_contact(
+            [c for c in memberships if c.action is not Action.DELETE], set_lists
+        )
+        await run.run_per_contact([c for c in memberships if c.action is Action.DELETE], set_lists)
 
     async def _apply_bulk(
         self,
@@ -230,7 +232,7 @@ class MailjetProvider(Provider):
     ) -> None:
         """One group of contacts sharing list actions: PUTs first where needed, then jobs."""
         puts = [work.contact for work in works if work.contact is not None and work.needs_put]
-        await run.each(puts, lambda c: self._write_contact(c, live), final=False)
+        await run.start_each(puts, lambda c: self._write_contact(c, live))
         items = [item for work in works if (item := self._bulk_item(work, live, run))]
         if not items:
             return
