@@ -37,9 +37,9 @@ from bench.synthetic import (
 from reconcile import engine
 from reconcile.manifest.loader import Manifest
 from reconcile.providers.mailjawn.client import PAGE_SIZE, MailJawnClient
+from reconcile.providers.mailjawn.emulator.app import MailJawnEmulatorSettings
 from reconcile.providers.mailjawn.plugin import MailJawnOptions
 from reconcile.providers.mailjawn.provider import MailJawnProvider
-from reconcile.sandbox.mailjawn import MailJawnEmulatorSettings
 
 SANDBOX = MailJawnEmulatorSettings()
 API_KEY = next(iter(SANDBOX.api_keys))

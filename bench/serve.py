@@ -8,7 +8,10 @@ from typing import Any
 import uvicorn
 
 from bench.synthetic import LISTS, PROPERTIES, live_contacts
-from reconcile.sandbox.mailjet import MailjetEmulatorSettings, create_mailjet_emulator
+from reconcile.providers.mailjet.emulator.app import (
+    MailjetEmulatorSettings,
+    create_mailjet_emulator,
+)
 
 
 def seeded_state(size: int) -> dict[str, Any]:

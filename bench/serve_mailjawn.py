@@ -19,7 +19,10 @@ import uvicorn
 
 from bench.synthetic import PROPERTIES, live_contacts
 from reconcile.model import PropertyType, strict_value
-from reconcile.sandbox.mailjawn import MailJawnEmulatorSettings, create_mailjawn_emulator
+from reconcile.providers.mailjawn.emulator.app import (
+    MailJawnEmulatorSettings,
+    create_mailjawn_emulator,
+)
 
 READ_LIMIT, WRITE_LIMIT, MAX_IMPORT = 100, 30, 1000
 

@@ -20,10 +20,10 @@ from reconcile.plan import Plan
 from reconcile.providers import registry
 from reconcile.providers.base import ApplyReport
 from reconcile.providers.mailjet.client import MailjetClient
+from reconcile.providers.mailjet.emulator.app import MailjetEmulator
 from reconcile.providers.mailjet.provider import MailjetProvider
 from reconcile.providers.pacing import RetryPolicy
 from reconcile.sandbox.common import Emulator, EmulatorTransport
-from reconcile.sandbox.mailjet import MailjetEmulator
 
 T = TypeVar("T")
 FAST_RETRY = RetryPolicy(attempts=6, wait_initial=0.001, wait_max=0.005, wait_jitter=0.0)

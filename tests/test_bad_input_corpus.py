@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 
 from reconcile.cli import app
 from reconcile.manifest.loader import load_manifest
-from reconcile.sandbox.mailjet import MailjetEmulator, create_mailjet_emulator
+from reconcile.providers.mailjet.emulator.app import MailjetEmulator, create_mailjet_emulator
 from tests.support import served
 
 CORPUS = Path(__file__).parent / "corpus"

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from reconcile.cli import app
-from reconcile.sandbox.mailjet import create_mailjet_emulator
+from reconcile.providers.mailjet.emulator.app import create_mailjet_emulator
 from tests.support import served, write_manifest
 
 QUICKSTART = Path(__file__).parent.parent / "examples" / "quickstart"

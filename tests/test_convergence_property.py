@@ -23,12 +23,12 @@ from reconcile.model import (
     State,
     SubscriptionStatus,
 )
-from reconcile.providers.mailjet.plugin import MailjetOptions
-from reconcile.sandbox.mailjet import (
+from reconcile.providers.mailjet.emulator.app import (
     MailjetEmulator,
     MailjetEmulatorSettings,
     create_mailjet_emulator,
 )
+from reconcile.providers.mailjet.plugin import MailjetOptions
 from tests.support import plan_and_apply, plan_with, run
 
 EMAILS = [f"p{n}@example.com" for n in range(6)]

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from reconcile import engine
 from reconcile.manifest.loader import Manifest
 from reconcile.model import EXCLUDED, NAME, Contact, ContactList, Membership, State
+from reconcile.providers.mailjawn.emulator.app import MailJawnEmulator
 from reconcile.providers.mailjawn.plugin import MailJawnOptions
 from reconcile.providers.mailjawn.provider import MailJawnProvider
-from reconcile.sandbox.mailjawn import MailJawnEmulator
 from tests.providers.test_mailjawn_client import make_client, make_emulator
 from tests.support import run
 from tests.test_convergence_property import PROPERTY_TYPES, VALUES, desired_states

@@ -25,10 +25,10 @@ from reconcile.providers.base import ApplyReport, Provider
 from reconcile.providers.mailjawn.plugin import MailJawnOptions
 from reconcile.providers.mailjawn.provider import MailJawnProvider
 from reconcile.providers.mailjet.bulk import JobPolling
+from reconcile.providers.mailjet.emulator.app import MailjetEmulator
 from reconcile.providers.mailjet.plugin import MailjetOptions
 from reconcile.providers.mailjet.provider import MailjetProvider
 from reconcile.sandbox.common import EmulatorControl
-from reconcile.sandbox.mailjet import MailjetEmulator
 from tests.providers.test_mailjawn_client import make_client
 from tests.support import create_emulator, mailjet_provider, run
 from tests.test_convergence_property import (

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from reconcile import cli
 from reconcile.cli import EXIT_INTERRUPTED
 from reconcile.providers.base import ApplyReport
+from reconcile.providers.mailjet.emulator.app import MailjetEmulator, create_mailjet_emulator
 from reconcile.sandbox.common import Fault
-from reconcile.sandbox.mailjet import MailjetEmulator, create_mailjet_emulator
 from tests.support import served
 
 Scope = MutableMapping[str, Any]

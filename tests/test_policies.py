@@ -13,10 +13,10 @@ from reconcile import engine
 from reconcile.diff import Effect
 from reconcile.errors import ManifestError, UnsafePlanError
 from reconcile.plan import Plan
+from reconcile.providers.mailjet.emulator.app import MailjetEmulator, create_mailjet_emulator
 from reconcile.render.json import render_json
 from reconcile.render.markdown import render_markdown
 from reconcile.render.redact import redact
-from reconcile.sandbox.mailjet import MailjetEmulator, create_mailjet_emulator
 from tests.support import load, mailjet_provider, plan_with, run
 
 HEAD = """

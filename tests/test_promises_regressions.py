@@ -21,15 +21,15 @@ from reconcile.manifest.loader import Manifest
 from reconcile.plan import Plan
 from reconcile.providers.base import ApplyReport
 from reconcile.providers.mailjawn.client import MailJawnClient
+from reconcile.providers.mailjawn.emulator.app import MailJawnEmulator, create_mailjawn_emulator
 from reconcile.providers.mailjawn.provider import MailJawnProvider
-from reconcile.providers.mailjet.provider import MailjetIds
-from reconcile.sandbox.common import EmulatorTransport
-from reconcile.sandbox.mailjawn import MailJawnEmulator, create_mailjawn_emulator
-from reconcile.sandbox.mailjet import (
+from reconcile.providers.mailjet.emulator.app import (
     MailjetEmulator,
     MailjetEmulatorSettings,
     create_mailjet_emulator,
 )
+from reconcile.providers.mailjet.provider import MailjetIds
+from reconcile.sandbox.common import EmulatorTransport
 from tests.support import (
     FAST_RETRY,
     consent_now,

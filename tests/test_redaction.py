@@ -15,9 +15,9 @@ from typer.testing import CliRunner, Result
 
 from reconcile import engine
 from reconcile.cli import app
+from reconcile.providers.mailjet.emulator.app import create_mailjet_emulator
 from reconcile.render.redact import redact_message, redact_text
 from reconcile.sandbox.common import Fault
-from reconcile.sandbox.mailjet import create_mailjet_emulator
 from tests.support import served
 
 QUICKSTART = Path(__file__).parent.parent / "examples" / "quickstart"

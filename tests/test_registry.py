@@ -15,8 +15,8 @@ from reconcile.providers.base import Provider
 from reconcile.providers.registry import ProviderOptions, ProviderPlugin
 
 PACKAGE = Path(registry.__file__).parents[1]
-# Where a provider may be named: its own package and the emulators it serves.
-PROVIDER_HOMES = ("providers", "sandbox")
+# Where a provider may be named: its own package (emulator included), nowhere else.
+PROVIDER_HOMES = ("providers",)
 # Built-in names, and the next provider's, so the check also holds before it exists.
 PROVIDER_NAME = re.compile(r"mail\s*jet|mail\s*jawn|mail\s*chimp", re.IGNORECASE)
 

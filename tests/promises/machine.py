@@ -21,12 +21,15 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 from typer.testing import CliRunner, Result
 
 from reconcile.cli import app
-from reconcile.sandbox.mailjawn import (
+from reconcile.providers.mailjawn.emulator.app import (
     ALL_SCOPES,
     MailJawnEmulatorSettings,
     create_mailjawn_emulator,
 )
-from reconcile.sandbox.mailjet import MailjetEmulatorSettings, create_mailjet_emulator
+from reconcile.providers.mailjet.emulator.app import (
+    MailjetEmulatorSettings,
+    create_mailjet_emulator,
+)
 from reconcile.sandbox.runtime import state_file
 from tests.promises import world as w
 from tests.promises.author import (

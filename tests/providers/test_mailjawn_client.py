@@ -11,13 +11,13 @@ import httpx
 import pytest
 
 from reconcile.providers.mailjawn.client import MailJawnClient
-from reconcile.providers.pacing import RetryPolicy
-from reconcile.sandbox.common import Fault
-from reconcile.sandbox.mailjawn import (
+from reconcile.providers.mailjawn.emulator.app import (
     MailJawnEmulator,
     MailJawnEmulatorSettings,
     create_mailjawn_emulator,
 )
+from reconcile.providers.pacing import RetryPolicy
+from reconcile.sandbox.common import Fault
 from tests.providers.calls import FakeTime, error_of, run
 
 KEY = "mj_test_0123456789_secret"

@@ -29,8 +29,8 @@ from reconcile.model import (
 )
 from reconcile.plan import Plan
 from reconcile.providers.base import ApplyReport, Capability, OutcomeStatus
+from reconcile.providers.mailjawn.emulator.app import MailJawnEmulator
 from reconcile.providers.mailjawn.provider import NO_TAG_REMOVAL, MailJawnProvider
-from reconcile.sandbox.mailjawn import MailJawnEmulator
 from tests.providers.test_mailjawn_client import (
     IDENTIFY,
     SUBSCRIBERS,

@@ -8,12 +8,12 @@ from reconcile import engine
 from reconcile.manifest.loader import Manifest
 from reconcile.providers.base import ApplyReport, OutcomeStatus
 from reconcile.providers.mailjet.bulk import JobPolling
-from reconcile.sandbox.common import Fault
-from reconcile.sandbox.mailjet import (
+from reconcile.providers.mailjet.emulator.app import (
     MailjetEmulator,
     MailjetEmulatorSettings,
     create_mailjet_emulator,
 )
+from reconcile.sandbox.common import Fault
 from tests.support import load, mailjet_provider, plan_with, run
 
 FAST_POLLING = JobPolling(first_wait=0.001, max_wait=0.002, timeout=5)

@@ -11,9 +11,12 @@ import respx
 
 from reconcile.errors import ApiError
 from reconcile.providers.mailjet.client import MailjetClient
+from reconcile.providers.mailjet.emulator.app import (
+    MailjetEmulatorSettings,
+    create_mailjet_emulator,
+)
 from reconcile.providers.pacing import Pacer
 from reconcile.sandbox.common import Fault
-from reconcile.sandbox.mailjet import MailjetEmulatorSettings, create_mailjet_emulator
 from tests.support import FAST_RETRY, load, mailjet_provider, plan_and_apply, run, served
 
 

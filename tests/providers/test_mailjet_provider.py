@@ -9,7 +9,7 @@ import pytest
 
 from reconcile.errors import ManifestError
 from reconcile.model import NAME, ContactValues
-from reconcile.sandbox.mailjet import (
+from reconcile.providers.mailjet.emulator.app import (
     MailjetEmulator,
     MailjetEmulatorSettings,
     create_mailjet_emulator,

@@ -32,14 +32,20 @@ from reconcile.errors import ReconcileError
 from reconcile.manifest.loader import Manifest
 from reconcile.providers.base import ApplyReport, OutcomeStatus, Provider
 from reconcile.providers.mailjawn.client import MailJawnClient
+from reconcile.providers.mailjawn.emulator.app import (
+    MailJawnEmulatorSettings,
+    create_mailjawn_emulator,
+)
 from reconcile.providers.mailjawn.provider import MailJawnProvider
 from reconcile.providers.mailjet.bulk import JobPolling
 from reconcile.providers.mailjet.client import MailjetClient
+from reconcile.providers.mailjet.emulator.app import (
+    MailjetEmulatorSettings,
+    create_mailjet_emulator,
+)
 from reconcile.providers.mailjet.provider import MailjetProvider
 from reconcile.providers.pacing import RetryPolicy
 from reconcile.sandbox.common import EmulatorControl, EmulatorTransport
-from reconcile.sandbox.mailjawn import MailJawnEmulatorSettings, create_mailjawn_emulator
-from reconcile.sandbox.mailjet import MailjetEmulatorSettings, create_mailjet_emulator
 from tests.support import FAST_RETRY, load, run
 
 Record = dict[str, Any]

@@ -24,8 +24,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reconcile import engine
 from reconcile.providers.base import ApplyReport
+from reconcile.providers.mailjet.emulator.app import MailjetEmulatorSettings
 from reconcile.sandbox.common import CONTROL_PREFIX
-from reconcile.sandbox.mailjet import MailjetEmulatorSettings
 from tests.reliability.accounts import (
     ACCOUNTS,
     Account,

@@ -10,13 +10,13 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from reconcile.sandbox.common import Fault
-from reconcile.sandbox.mailjawn import (
+from reconcile.providers.mailjawn.emulator.app import (
     ALL_SCOPES,
     MailJawnEmulator,
     MailJawnEmulatorSettings,
     create_mailjawn_emulator,
 )
+from reconcile.sandbox.common import Fault
 
 KEY = "mj_sandbox_key"
 READ_ONLY_KEY = "mj_read_only"

@@ -13,12 +13,12 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from reconcile.sandbox.common import Fault
-from reconcile.sandbox.mailjet import (
+from reconcile.providers.mailjet.emulator.app import (
     MailjetEmulator,
     MailjetEmulatorSettings,
     create_mailjet_emulator,
 )
+from reconcile.sandbox.common import Fault
 
 T = TypeVar("T")
 AUTH = ("sandbox-key", "sandbox-secret")

@@ -84,7 +84,7 @@ class MailJawnPlugin(ProviderPlugin[MailJawnOptions]):
 
 
 def _sandbox_emulator(state: dict[str, Any] | None) -> tuple[Emulator, dict[str, str]]:
-    from reconcile.sandbox.mailjawn import (  # noqa: PLC0415 (only the sandbox needs it)
+    from reconcile.providers.mailjawn.emulator.app import (  # noqa: PLC0415 (only the sandbox needs it)
         MailJawnEmulatorSettings,
         create_mailjawn_emulator,
     )

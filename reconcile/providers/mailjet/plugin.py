@@ -87,7 +87,7 @@ class MailjetPlugin(ProviderPlugin[MailjetOptions]):
 
 
 def _sandbox_emulator(state: dict[str, Any] | None) -> tuple[Emulator, dict[str, str]]:
-    from reconcile.sandbox.mailjet import (  # noqa: PLC0415 (only the sandbox needs it)
+    from reconcile.providers.mailjet.emulator.app import (  # noqa: PLC0415 (only the sandbox needs it)
         MailjetEmulatorSettings,
         create_mailjet_emulator,
     )

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from reconcile.sandbox.mailjawn_validation import (
+from reconcile.providers.mailjawn.emulator.validation import (
     IdentifyInput,
     InvalidRequest,
     PatchInput,

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from reconcile.sandbox.mailjet_state import ApiError
+from reconcile.providers.mailjet.emulator.state import ApiError
 
 T = TypeVar("T")
 

@@ -30,15 +30,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from reconcile.sandbox.common import (
-    CONTROL_PREFIX,
-    ControlMiddleware,
-    EmulatorControl,
-    control_routes,
+from reconcile.providers.mailjawn.emulator.ratelimit import RateLimits, bucket_for_method
+from reconcile.providers.mailjawn.emulator.store import (
+    ListQuery,
+    SubscriberNotFound,
+    SubscriberStore,
 )
-from reconcile.sandbox.mailjawn_ratelimit import RateLimits, bucket_for_method
-from reconcile.sandbox.mailjawn_store import ListQuery, SubscriberNotFound, SubscriberStore
-from reconcile.sandbox.mailjawn_validation import (
+from reconcile.providers.mailjawn.emulator.validation import (
     SUBSCRIBER_STATUSES,
     InvalidRequest,
     reject_unknown_fields,
@@ -50,6 +48,12 @@ from reconcile.sandbox.mailjawn_validation import (
     validate_status,
     validate_string,
     validate_track,
+)
+from reconcile.sandbox.common import (
+    CONTROL_PREFIX,
+    ControlMiddleware,
+    EmulatorControl,
+    control_routes,
 )
 
 ALL_SCOPES: frozenset[str] = frozenset(

@@ -10,8 +10,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from reconcile.sandbox.common import FixedWindowLimiter
-from reconcile.sandbox.mailjet_http import (
+from reconcile.providers.mailjet.emulator.http import (
     check_basic_auth,
     check_types,
     check_writable,
@@ -23,7 +22,7 @@ from reconcile.sandbox.mailjet_http import (
     parse_query,
     read_object,
 )
-from reconcile.sandbox.mailjet_jobs import (
+from reconcile.providers.mailjet.emulator.jobs import (
     JobFaults,
     advance_job,
     error_csv,
@@ -32,8 +31,8 @@ from reconcile.sandbox.mailjet_jobs import (
     parse_job_request,
     parse_list_actions,
 )
-from reconcile.sandbox.mailjet_settings import MailjetEmulatorSettings
-from reconcile.sandbox.mailjet_state import (
+from reconcile.providers.mailjet.emulator.settings import MailjetEmulatorSettings
+from reconcile.providers.mailjet.emulator.state import (
     DATATYPES,
     NAMESPACES,
     ApiError,
@@ -43,6 +42,7 @@ from reconcile.sandbox.mailjet_state import (
     is_valid_email,
     not_found,
 )
+from reconcile.sandbox.common import FixedWindowLimiter
 
 Handler = Callable[[Request], Awaitable[Response]]
 

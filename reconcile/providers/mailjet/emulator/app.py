@@ -2,9 +2,8 @@
 
 Written from the seed document and mailjet-facts.md only, never from the
 client: where the two documents disagree, a setting chooses, defaulting to
-the real API's behaviour. Modules: mailjet_settings (knobs), mailjet_state
-(records and value rules), mailjet_http (auth, errors, paging),
-mailjet_routes (handlers), mailjet_jobs (managemanycontacts).
+the real API's behaviour. Modules: settings (knobs), state (records and value
+rules), http (auth, errors, paging), routes (handlers), jobs (managemanycontacts).
 """
 
 from __future__ import annotations
@@ -17,17 +16,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from reconcile.sandbox.common import ControlMiddleware, EmulatorControl, control_routes
-from reconcile.sandbox.mailjet_http import error_response
-from reconcile.sandbox.mailjet_jobs import JobFaults
-from reconcile.sandbox.mailjet_routes import MailjetApi
-from reconcile.sandbox.mailjet_settings import MailjetEmulatorSettings
-from reconcile.sandbox.mailjet_state import (
+from reconcile.providers.mailjet.emulator.http import error_response
+from reconcile.providers.mailjet.emulator.jobs import JobFaults
+from reconcile.providers.mailjet.emulator.routes import MailjetApi
+from reconcile.providers.mailjet.emulator.settings import MailjetEmulatorSettings
+from reconcile.providers.mailjet.emulator.state import (
     DATATYPES,
     NAMESPACES,
     MailjetState,
     coerce_value,
 )
+from reconcile.sandbox.common import ControlMiddleware, EmulatorControl, control_routes
 
 __all__ = ["MailjetEmulator", "MailjetEmulatorSettings", "create_mailjet_emulator"]
 

@@ -12,7 +12,7 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconcile.sandbox.mailjet_state import (
+from reconcile.providers.mailjet.emulator.state import (
     LIST_ACTIONS,
     ApiError,
     JobRecord,
