@@ -19,6 +19,27 @@ from reconcile.providers.base import INTERRUPTED, ApplyReport, Cancellation, blo
 
 Step = Callable[[Change], Awaitable[str | None]]
 GroupStep = Callable[[str, list[Change]], Awaitable[None]]
+GUARDED_PAIRS = 4  # read-then-write pairs open at once (the clients' requests in flight)
+
+
+class GuardedWrites:
+    """Keeps a guard read next to the write it guards (is this person still opted out as
+    planned? what is their record now?). Steps run gathered: without a bound every
+    step's read goes out first and the writes follow, minutes later at a paced rate, so
+    an opt-out made in between would be overwritten. With it, at most a few requests
+    pass between a read and its write."""
+
+    def __init__(self, pairs: int = GUARDED_PAIRS) -> None:
+        self.pairs = pairs
+        self._open: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+    @asynccontextmanager
+    async def pair(self) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        if loop not in self._open:
+            self._open = {loop: asyncio.Semaphore(self.pairs)}  # earlier loops are gone
+        async with self._open[loop]:
+            yield
 
 
 @asynccontextmanager

@@ -46,7 +46,7 @@ from reconcile.providers.base import (
 from reconcile.providers.mailjawn import records
 from reconcile.providers.mailjawn.client import PAGE_SIZE, MailJawnClient
 from reconcile.providers.mailjawn.records import SUBSCRIBERS, Subscriber
-from reconcile.providers.runner import ChangeRunner, all_or_none
+from reconcile.providers.runner import ChangeRunner, GuardedWrites, all_or_none
 
 MAX_IMPORT = 1000
 IDENTIFY = "/subscribers/identify/"
@@ -124,6 +124,7 @@ class MailJawnProvider(Provider):
             raise ValueError(f"import_chunk_size must be 1..{MAX_IMPORT}")
         self.client = client
         self.cancel = cancel or client.cancel
+        self.guarded = GuardedWrites()
         self.import_chunk_size = import_chunk_size
 
     async def aclose(self) -> None:
@@ -388,13 +389,19 @@ class MailJawnProvider(Provider):
         current = await self._subscriber(change.email, known)
         after = change.contact_after
         if after.fields.get(EXCLUDED) is False:
-            current = await self._unchanged_since_planning(current, len(known))
-        body = records.patch_body(after, current.status)
-        if body:
-            await self.client.patch(f"{SUBSCRIBERS}{current.id}/", body)
+            async with self.guarded.pair():
+                current = await self._unchanged_since_planning(current, len(known))
+                await self._patch(current, after)
+        else:
+            await self._patch(current, after)
         if current.protected and EXCLUDED in after.fields:
             return f"status left {current.status}: it is never changed"
         return ""
+
+    async def _patch(self, current: Subscriber, after: ContactValues) -> None:
+        body = records.patch_body(after, current.status)
+        if body:
+            await self.client.patch(f"{SUBSCRIBERS}{current.id}/", body)
 
     async def _unchanged_since_planning(self, planned: Subscriber, project_size: int) -> Subscriber:
         """Before re-activating someone (an opt-in), read them again: if their record moved

@@ -23,7 +23,9 @@ from reconcile.errors import ApiError
 from reconcile.model import (
     EXCLUDED,
     Contact,
+    ContactField,
     ContactList,
+    FieldValue,
     Membership,
     PropertyDef,
     PropertyValue,
@@ -43,7 +45,7 @@ from reconcile.providers.mailjet import records
 from reconcile.providers.mailjet.bulk import BulkItem, BulkWriter, JobPolling
 from reconcile.providers.mailjet.client import API_PREFIX, MailjetClient
 from reconcile.providers.mailjet.routing import ContactWork, NamedAction, list_action, route
-from reconcile.providers.runner import ChangeRunner, all_or_none
+from reconcile.providers.runner import ChangeRunner, GuardedWrites, all_or_none
 
 
 @dataclass
@@ -91,6 +93,7 @@ class MailjetProvider(Provider):
     ) -> None:
         self.client = client
         self.cancel = cancel or client.cancel
+        self.guarded = GuardedWrites()
         self.bulk = BulkWriter(client, polling or JobPolling(), bulk_chunk_size, self.cancel)
 
     async def aclose(self) -> None:
@@ -311,10 +314,15 @@ class MailjetProvider(Provider):
                 # It existed already (created meanwhile) and opted out: never re-included
                 # by a creation, which carries no consent.
                 managed.pop(EXCLUDED, None)
-        elif not managed:
-            return  # properties only: /contactdata carries them, the record is left alone
-        else:
-            current = await self._current_contact(change, live)
+            await self._replace_fields(change, live, current, managed)
+        elif managed:  # else properties only: /contactdata carries them, the record stays
+            async with self.guarded.pair():
+                current = await self._current_contact(change, live)
+                await self._replace_fields(change, live, current, managed)
+
+    async def _replace_fields(
+        self, change: Change, live: State, current: Contact, managed: dict[ContactField, FieldValue]
+    ) -> None:
         if any(current.fields.get(k) != v for k, v in managed.items()):
             # Full replacement: every editable field, live value for the unmanaged ones.
             body = records.editable_fields(current.fields, managed)
@@ -354,9 +362,16 @@ class MailjetProvider(Provider):
     async def _set_lists(self, email: str, changes: list[Change], live: State) -> None:
         """All of one contact's membership changes in one managecontactslists call; an
         opt-in's re-subscribe only if the membership is still the opt-out it undoes."""
-        for change in changes:
-            if Flag.RESUBSCRIBE in change.flags:
+        resubscribing = [change for change in changes if Flag.RESUBSCRIBE in change.flags]
+        if not resubscribing:
+            await self._post_lists(email, changes, live)
+            return
+        async with self.guarded.pair():
+            for change in resubscribing:
                 await self._still_opted_out_as_planned(change, live)
+            await self._post_lists(email, changes, live)
+
+    async def _post_lists(self, email: str, changes: list[Change], live: State) -> None:
         actions = [
             {"ListID": _list_id(live, c.list_name), "Action": list_action(c)} for c in changes
         ]
