@@ -444,12 +444,19 @@ ProviderOpt = Annotated[
 @app.command()
 def providers() -> None:
     """List the installed providers: what each can do and the variables it reads."""
+    try:
+        chosen = registry.default_name()
+    except ReconcileError:
+        chosen = None  # no single default: export and sandbox ask for --provider
     for name, plugin in registry.installed().items():
-        default = " (default)" if name == registry.default_name() else ""
+        default = " (default)" if name == chosen else ""
         out.print(f"[bold]{name}[/]{default}")
         can = ", ".join(sorted(plugin.capabilities)) or "none beyond the basics"
         out.print(f"  can: {_escape(can)}")
         out.print(f"  environment: {', '.join(plugin.variables())}")
+    for name, problem in registry.broken().items():
+        out.print(f"[bold]{name}[/] (broken: not usable)")
+        out.print(f"  {_escape(problem)}")
 
 
 @app.command()

@@ -129,3 +129,81 @@ def test_a_plugin_class_is_instantiated(entry_points: list[EntryPoint]) -> None:
 def test_bad_saved_options_name_the_field() -> None:
     with pytest.raises(ConfigError, match=r"bad mailjet provider options \(requests_per_minute"):
         registry.plugin("mailjet").options({"requests_per_minute": 0})
+
+
+def plug_in_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, body: str) -> None:
+    """A module `name` importable for this test only."""
+    (tmp_path / f"{name}.py").write_text(body, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_two_packages_claiming_one_name_break_that_name(
+    entry_points: list[EntryPoint], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plug_in_module(
+        tmp_path,
+        monkeypatch,
+        "shadow_provider",
+        "from reconcile.providers.mailjet.plugin import MailjetPlugin\nPLUGIN = MailjetPlugin()\n",
+    )
+    entry_points.append(entry("mailjet", "reconcile.providers.mailjet.plugin:PLUGIN"))
+    entry_points.append(entry("mailjet", "shadow_provider:PLUGIN"))
+    with pytest.raises(ConfigError, match=r"registered by more than one package.*shadow_provider"):
+        registry.plugin("mailjet")
+
+
+def test_a_plugin_that_exits_at_import_breaks_only_itself(
+    entry_points: list[EntryPoint], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plug_in_module(tmp_path, monkeypatch, "exiting_provider", "raise SystemExit(0)\n")
+    entry_points.append(entry("exits", "exiting_provider:PLUGIN"))
+    entry_points.append(entry("mailjet", "reconcile.providers.mailjet.plugin:PLUGIN"))
+    assert registry.names() == ["mailjet"]
+    with pytest.raises(ConfigError, match=r"'exits'.*failed to load.*SystemExit"):
+        registry.plugin("exits")
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ("class P(MailjetPlugin):\n    name = None  # type: ignore\n", "does not declare name"),
+        (
+            "class O(ProviderOptions):\n    type: str\n"
+            "class P(MailjetPlugin):\n    options_model = O\n",
+            'must declare type: Literal["mailjet"]',
+        ),
+    ],
+)
+def test_a_plugin_that_declares_too_little_breaks_only_itself(
+    entry_points: list[EntryPoint],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    body: str,
+    problem: str,
+) -> None:
+    header = (
+        "from reconcile.providers.mailjet.plugin import MailjetPlugin\n"
+        "from reconcile.providers.registry import ProviderOptions\n"
+    )
+    module = f"thin_provider_{len(body)}"  # one per case: imported modules are cached
+    plug_in_module(tmp_path, monkeypatch, module, header + body + "PLUGIN = P()\n")
+    entry_points.append(entry("mailjet", f"{module}:PLUGIN"))
+    entry_points.append(entry("mailjawn", "reconcile.providers.mailjawn.plugin:PLUGIN"))
+    assert registry.names() == ["mailjawn"]
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        registry.plugin("mailjet")
+
+
+def test_a_plugin_claiming_the_default_does_not_take_it_from_the_built_in(
+    entry_points: list[EntryPoint], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plug_in_module(
+        tmp_path,
+        monkeypatch,
+        "eager_provider",
+        "from reconcile.providers.mailjawn.plugin import MailJawnPlugin\n"
+        "class P(MailJawnPlugin):\n    default = True\nPLUGIN = P()\n",
+    )
+    entry_points.append(entry("mailjawn", "eager_provider:PLUGIN"))
+    entry_points.append(entry("mailjet", "reconcile.providers.mailjet.plugin:PLUGIN"))
+    assert registry.default_name() == "mailjet"

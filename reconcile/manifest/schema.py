@@ -26,6 +26,7 @@ from reconcile.model import (
     text_problem,
 )
 from reconcile.policy import ContactPrune, DefinitionPrune, MemberPrune
+from reconcile.providers import registry
 from reconcile.providers.registry import ProviderOptions
 
 SCHEMA_ID = "https://reconcile.dev/schemas/manifest.schema.json"
@@ -225,6 +226,8 @@ def document_model(options: tuple[type[ProviderOptions], ...]) -> type[ManifestD
         named = value.get("type") if isinstance(value, dict) else value
         if isinstance(value, dict) and named is None:
             raise ValueError(f"needs type: the provider's name (installed: {', '.join(names)})")
+        if isinstance(named, str) and named in registry.broken():
+            raise ValueError(registry.broken()[named])
         if isinstance(named, str) and named not in names:
             raise ValueError(f"unknown provider {named!r}; installed providers: {', '.join(names)}")
         return value

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, get_args
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -104,15 +104,30 @@ class _Scan:
 @functools.cache
 def _scan() -> _Scan:
     """Every registered provider, loaded. One that fails to load is set aside with the
-    reason, so a broken third-party package breaks only its own `provider:`."""
+    reason, so a broken third-party package breaks only its own `provider:`; two
+    packages claiming one name break that name (neither may take the other's place)."""
     found: dict[str, AnyPlugin] = {}
     broken: dict[str, str] = {}
+    claims: dict[str, list[str]] = {}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
+        claims.setdefault(entry.name, []).append(entry.value)
         try:
             found[entry.name] = _load(entry)
         except ConfigError as error:
             broken[entry.name] = str(error)
-    return _Scan(dict(sorted(found.items())), broken)
+    for name, values in claims.items():
+        if len(set(values)) > 1:
+            found.pop(name, None)
+            broken[name] = (
+                f"provider {name!r} is registered by more than one package ({', '.join(values)}); "
+                "uninstall all but one"
+            )
+    return _Scan(dict(sorted(found.items())), dict(sorted(broken.items())))
+
+
+def broken() -> Mapping[str, str]:
+    """Registered providers that could not be loaded, with the reason."""
+    return _scan().broken
 
 
 def installed() -> Mapping[str, AnyPlugin]:
@@ -129,15 +144,14 @@ def _load(entry: EntryPoint) -> AnyPlugin:
     try:
         loaded = entry.load()
         plugin = loaded() if isinstance(loaded, type) else loaded
-    except Exception as error:  # a broken third-party package must not crash the CLI
+    except (Exception, SystemExit) as error:  # a broken package must not end the CLI
         raise ConfigError(
             f"provider plug-in {entry.name!r} ({entry.value}) failed to load "
             f"({type(error).__name__}: {error}); reinstall or uninstall it"
         ) from None
-    if not isinstance(plugin, ProviderPlugin):
-        raise ConfigError(
-            f"provider plug-in {entry.name!r} ({entry.value}) is not a ProviderPlugin"
-        )
+    problem = _declaration_problem(plugin)
+    if problem or not isinstance(plugin, ProviderPlugin):
+        raise ConfigError(f"provider plug-in {entry.name!r} ({entry.value}) {problem}")
     named = {plugin.name, plugin.provider_class.name}
     if named != {entry.name}:
         raise ConfigError(
@@ -146,6 +160,29 @@ def _load(entry: EntryPoint) -> AnyPlugin:
             "must use one name"
         )
     return plugin
+
+
+def _declaration_problem(plugin: object) -> str | None:
+    """What a plug-in fails to declare as the core needs it, or None."""
+    if not isinstance(plugin, ProviderPlugin):
+        return "is not a ProviderPlugin"
+    for attribute, kind in (
+        ("name", str),
+        ("options_model", type),
+        ("settings_model", type),
+        ("provider_class", type),
+    ):
+        if not isinstance(getattr(plugin, attribute, None), kind):
+            return f"does not declare {attribute}"
+    if not issubclass(plugin.options_model, ProviderOptions):
+        return "options_model is not a ProviderOptions"
+    if get_args(plugin.options_model.model_fields["type"].annotation) != (plugin.name,):
+        return f'options_model must declare type: Literal["{plugin.name}"]'
+    if not issubclass(plugin.provider_class, Provider) or not isinstance(
+        getattr(plugin.provider_class, "name", None), str
+    ):
+        return "provider_class is not a Provider with a name"
+    return None
 
 
 def names() -> list[str]:
@@ -179,9 +216,15 @@ def default_name() -> str:
     if len(plugins) == 1:
         return next(iter(plugins))
     chosen = [name for name, found in plugins.items() if found.default]
+    if len(chosen) > 1:  # a plug-in may not take the built-in default's place
+        chosen = [name for name in chosen if _built_in(plugins[name])] or chosen
     if len(chosen) != 1:
         raise ConfigError(f"choose a provider with --provider; {_choices()}")
     return chosen[0]
+
+
+def _built_in(found: AnyPlugin) -> bool:
+    return type(found).__module__.startswith(__name__.rpartition(".")[0] + ".")
 
 
 def option_models() -> list[type[ProviderOptions]]:
@@ -192,8 +235,4 @@ def option_models() -> list[type[ProviderOptions]]:
 
 def builtin_option_models() -> list[type[ProviderOptions]]:
     """Those of the providers shipped in this package: the committed schema documents them."""
-    return [
-        found.options_model
-        for found in installed().values()
-        if type(found).__module__.startswith(__name__.rpartition(".")[0] + ".")
-    ]
+    return [found.options_model for found in installed().values() if _built_in(found)]
