@@ -366,6 +366,8 @@ def apply(
     if report is None:
         return
     _show_report(report)
+    if report.interrupted and not cancel.wrote:  # Ctrl-C before any write went out
+        raise typer.Exit(EXIT_INTERRUPTED)
     if not report.ok:
         raise typer.Exit(EXIT_ERROR)
 
@@ -483,7 +485,7 @@ def export(
         err.print("[bold red]Error:[/] --contacts-per-file needs -o DIRECTORY")
         raise typer.Exit(EXIT_ERROR)
 
-    name = provider or registry.default_name()
+    name = registry.default_name() if provider is None else provider
 
     async def work() -> State:
         config = engine.provider_config(name, {})
@@ -504,11 +506,11 @@ def export(
 @app.command()
 def sandbox(
     provider: ProviderOpt = None,
-    port: Annotated[int, typer.Option("--port")] = 8025,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8025,
     state: Annotated[Path | None, typer.Option("--state", help="state file")] = None,
 ) -> None:
     """Serve a local emulator of the provider's API (no account needed)."""
-    plugin = registry.plugin(provider or registry.default_name())
+    plugin = registry.plugin(registry.default_name() if provider is None else provider)
     path = state or state_file(plugin.name)
     serve(plugin.name, plugin.emulator_factory(), port, path, announce=err.print)
 

@@ -16,11 +16,13 @@ class NetworkSettings(EnvSettings):
 
     model_config = SettingsConfigDict(env_prefix="RECONCILE_", extra="ignore")
 
-    connect_timeout: float = Field(10.0, gt=0)
-    read_timeout: float = Field(30.0, gt=0)
+    connect_timeout: float = Field(10.0, gt=0, allow_inf_nan=False)
+    read_timeout: float = Field(30.0, gt=0, allow_inf_nan=False)
     retry_attempts: int = Field(6, ge=1, le=20)
-    retry_wait: float = Field(1.0, ge=0, description="first backoff, doubled each retry")
-    retry_wait_max: float = Field(60.0, ge=0)
+    retry_wait: float = Field(
+        1.0, ge=0, allow_inf_nan=False, description="first backoff, doubled each retry"
+    )
+    retry_wait_max: float = Field(60.0, ge=0, allow_inf_nan=False)
 
     def timeout(self) -> httpx.Timeout:
         return httpx.Timeout(self.read_timeout, connect=self.connect_timeout)

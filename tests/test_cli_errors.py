@@ -124,6 +124,8 @@ def test_export_to_a_directory_without_contacts_per_file_is_one_line(workdir: Pa
         ("RECONCILE_READ_TIMEOUT", "-1"),
         ("RECONCILE_CONNECT_TIMEOUT", "soon"),
         ("RECONCILE_RETRY_WAIT_MAX", "-5"),
+        ("RECONCILE_READ_TIMEOUT", "inf"),
+        ("RECONCILE_RETRY_WAIT", "nan"),
     ],
 )
 def test_bad_setting_names_the_variable(
@@ -256,3 +258,29 @@ def test_an_api_url_that_can_never_work_is_refused_before_any_request(
         reconcile("export", "--provider", provider),
         f"{variable}: must be an http:// or https:// URL with a host",
     )
+
+
+def test_an_api_url_carrying_credentials_is_refused(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAILJET_API_URL", "http://key:secret-word@127.0.0.1:9")
+    monkeypatch.setenv("MAILJET_API_KEY", "x")
+    monkeypatch.setenv("MAILJET_SECRET_KEY", "y")
+    line = assert_one_error_line(
+        reconcile("export", "--provider", "mailjet"), "MAILJET_API_URL: must not carry credentials"
+    )
+    assert "secret-word" not in line
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("export", "--sandbox", "--provider", ""), "unknown provider ''"),
+        (("sandbox", "--provider", ""), "unknown provider ''"),
+        (("sandbox", "--port", "99999"), "--port"),
+    ],
+)
+def test_empty_provider_names_and_impossible_ports_are_refused(
+    workdir: Path, args: tuple[str, ...], expected: str
+) -> None:
+    assert_one_error_line(reconcile(*args), expected)

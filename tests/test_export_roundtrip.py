@@ -292,6 +292,26 @@ def test_export_over_a_manifest_with_csv_contacts_updates_the_csv(workdir: Path)
     assert_plans_empty("audience.yaml")
 
 
+@pytest.mark.parametrize(
+    ("declared", "kept"),
+    [
+        ("{type: mailjet, requests_per_minute: 150}", "requests_per_minute: 150"),
+        ("{type: mailjawn, writes_per_minute: 10}", "provider: mailjet"),
+    ],
+)
+def test_export_over_a_manifest_keeps_provider_options_only_for_its_provider(
+    workdir: Path, declared: str, kept: str
+) -> None:
+    seed_people(2)
+    (workdir / "audience.yaml").write_text(f"provider: {declared}\nlists: {{}}\n")
+    exported = reconcile("export", "--sandbox", "--provider", "mailjet", "-o", "audience.yaml")
+    assert exported.exit_code == 0, exported.output
+    manifest = (workdir / "audience.yaml").read_text()
+    assert kept in manifest
+    assert "mailjawn" not in manifest  # a file pointed at another account's provider
+    assert_plans_empty("audience.yaml")
+
+
 # ---- (c) never write what the loader refuses ---------------------------------------------
 
 

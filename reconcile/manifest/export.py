@@ -353,7 +353,10 @@ def _update_manifest(
             [ManifestIssue(SourceLocation(str(path), 1), "", "not a manifest (a mapping)")]
         )
     writes = {csv_path: update_csv(csv_path, fresh) for csv_path in _csv_sources(path, existing)}
-    if not isinstance(existing.get("provider"), CommentedMap):
+    declared = existing.get("provider")
+    # Options are kept only for the provider exported: another provider's would point the
+    # file (and its prune policies) at the account it was not read from.
+    if not isinstance(declared, CommentedMap) or declared.get("type") != document["provider"]:
         existing["provider"] = document["provider"]
     for section in ("properties", "lists"):
         existing[section] = _merged_map(existing.get(section), document[section])

@@ -50,6 +50,8 @@ def http_url(value: str) -> str:
     parsed = urlsplit(value)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ValueError("must be an http:// or https:// URL with a host")
+    if "@" in parsed.netloc:  # it would be shown in plans, errors and --debug lines
+        raise ValueError("must not carry credentials (user:password@); use the key variables")
     return value
 
 
