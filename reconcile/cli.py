@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from reconcile import engine
-from reconcile.errors import ReconcileError
+from reconcile.errors import ConfigError, ReconcileError
 from reconcile.manifest.export import export_audience
 from reconcile.manifest.loader import Manifest
 from reconcile.model import State
@@ -387,7 +387,10 @@ async def _apply_saved(
         raise ReconcileError(f"{plan_file}: cannot read the plan ({error.strerror})") from None
     saved = Plan.loads(text, str(plan_file))
     saved.raise_if_warned(strict)
-    config = engine.provider_config(saved.provider, saved.provider_options)
+    try:
+        config = engine.provider_config(saved.provider, saved.provider_options)
+    except ConfigError as error:
+        raise ConfigError(f"{plan_file}: {error}") from None
     async with (
         engine.open_provider(config, engine.ConnectTo(sandbox), cancel) as provider,
         watching(err, mode, "Checking and applying", provider.stats),

@@ -284,3 +284,21 @@ def test_empty_provider_names_and_impossible_ports_are_refused(
     workdir: Path, args: tuple[str, ...], expected: str
 ) -> None:
     assert_one_error_line(reconcile(*args), expected)
+
+
+def test_a_saved_plan_for_a_provider_no_longer_installed_names_the_plan_file(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert reconcile("plan", "--sandbox", "--quiet", "--out", "p.json", "quickstart").exit_code == 0
+    others = [
+        e for e in registry.entry_points(group=registry.ENTRY_POINT_GROUP) if e.name != "mailjet"
+    ]
+    monkeypatch.setattr(registry, "entry_points", lambda group: others)
+    registry.rescan()
+    try:
+        assert_one_error_line(
+            reconcile("apply", "--sandbox", "--plan", "p.json"),
+            "p.json: unknown provider 'mailjet'; installed providers: ",
+        )
+    finally:
+        registry.rescan()
