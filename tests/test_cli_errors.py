@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -290,9 +291,8 @@ def test_a_saved_plan_for_a_provider_no_longer_installed_names_the_plan_file(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert reconcile("plan", "--sandbox", "--quiet", "--out", "p.json", "quickstart").exit_code == 0
-    others = [
-        e for e in registry.entry_points(group=registry.ENTRY_POINT_GROUP) if e.name != "mailjet"
-    ]
+    registered = entry_points(group=registry.ENTRY_POINT_GROUP)
+    others = [entry for entry in registered if entry.name != "mailjet"]
     monkeypatch.setattr(registry, "entry_points", lambda group: others)
     registry.rescan()
     try:
