@@ -177,6 +177,8 @@ BAD: list[Bad] = [
     Bad("unknown_namespace", 3, "properties.seats.namespace", r"got 'global'"),
     Bad("unknown_members_policy", 9, "lists.news.members", r"got 'all'"),
     Bad("unknown_provider", 1, "provider", r"unknown provider 'sendgrid'; installed providers: "),
+    Bad("provider_type_not_a_name", 1, "provider", r"needs type: the provider's name \("),
+    Bad("provider_without_type", 1, "provider", r"needs type: the provider's name"),
     Bad("version_2", 1, "version", r"got 2"),
     Bad("no_provider", 1, "provider", r"no file declares the provider"),
     Bad(

@@ -224,7 +224,7 @@ def document_model(options: tuple[type[ProviderOptions], ...]) -> type[ManifestD
 
     def known_provider(value: Any) -> Any:
         named = value.get("type") if isinstance(value, dict) else value
-        if isinstance(value, dict) and named is None:
+        if isinstance(value, dict) and not isinstance(named, str):
             raise ValueError(f"needs type: the provider's name (installed: {', '.join(names)})")
         if isinstance(named, str) and named in registry.broken():
             raise ValueError(registry.broken()[named])
