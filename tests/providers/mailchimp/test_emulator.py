@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from typing import Any
 
 import httpx
@@ -357,7 +358,8 @@ def test_members_paging_fields_and_status_filter(setup: Setup) -> None:
             list_id, f"m{n:02}@acme-widgets.io", status="subscribed" if n % 5 else "unsubscribed"
         )
     page = http.get(f"/lists/{list_id}/members").json()
-    assert page["total_items"] == 25 and len(page["members"]) == 10
+    assert page["total_items"] == 25
+    assert len(page["members"]) == 10
     seen: list[str] = []
     offset = 0
     while True:
@@ -554,7 +556,8 @@ def test_batch_subscribe_mixed_results(setup: Setup) -> None:
     assert response.status_code == 200
     body = response.json()
     assert [m["email_address"] for m in body["new_members"]] == ["new@acme-widgets.io"]
-    assert body["total_created"] == 1 and body["total_updated"] == 0
+    assert body["total_created"] == 1
+    assert body["total_updated"] == 0
     assert body["error_count"] == 3
     codes = {e["email_address"]: e["error_code"] for e in body["errors"]}
     assert codes["old@acme-widgets.io"] == "ERROR_CONTACT_EXISTS"
@@ -586,7 +589,8 @@ def test_batch_subscribe_limits_and_duplicates(setup: Setup) -> None:
         {"email_address": "D@acme-widgets.io", "status": "subscribed"},
     ]
     strict = http.post(f"/lists/{list_id}", json={"members": twice}).json()
-    assert strict["total_created"] == 1 and strict["error_count"] == 1
+    assert strict["total_created"] == 1
+    assert strict["error_count"] == 1
     lax = http.post(
         f"/lists/{list_id}",
         params={"skip_duplicate_check": "true"},
@@ -621,7 +625,8 @@ def test_member_tags_read_write(setup: Setup) -> None:
             "tags": [{"name": "list one", "status": "active"}, {"name": "New", "status": "active"}]
         },
     )
-    assert write.status_code == 204 and write.content == b""
+    assert write.status_code == 204
+    assert write.content == b""
     tags = http.get(f"/lists/{list_id}/members/{key}/tags").json()
     assert sorted(t["name"] for t in tags["tags"]) == ["List One", "New"]
     assert all(t["date_added"] for t in tags["tags"])
@@ -667,7 +672,8 @@ def test_static_segment_batch_add_remove(setup: Setup) -> None:
         json={"name": "Friends", "static_segment": ["a@acme-widgets.io"]},
     ).json()
     segment_id = created["id"]
-    assert created["type"] == "static" and created["member_count"] == 1
+    assert created["type"] == "static"
+    assert created["member_count"] == 1
     result = http.post(
         f"/lists/{list_id}/segments/{segment_id}",
         json={
@@ -675,7 +681,8 @@ def test_static_segment_batch_add_remove(setup: Setup) -> None:
             "members_to_remove": ["a@acme-widgets.io"],
         },
     ).json()
-    assert result["total_added"] == 2 and result["total_removed"] == 1
+    assert result["total_added"] == 2
+    assert result["total_removed"] == 1
     assert result["errors"] == [
         {
             "email_addresses": ["nobody@acme-widgets.io"],
@@ -688,7 +695,8 @@ def test_static_segment_batch_add_remove(setup: Setup) -> None:
         "c@acme-widgets.io",
     ]
     listing = http.get(f"/lists/{list_id}/segments", params={"type": "static"}).json()
-    assert listing["total_items"] == 1 and listing["segments"][0]["member_count"] == 2
+    assert listing["total_items"] == 1
+    assert listing["segments"][0]["member_count"] == 2
     too_many = [f"x{n}@acme-widgets.io" for n in range(501)]
     problem(
         http.post(f"/lists/{list_id}/segments/{segment_id}", json={"members_to_add": too_many}),
@@ -705,7 +713,8 @@ def test_segment_unknown_addresses_switch() -> None:
     result = http.post(
         f"/lists/{list_id}/segments/{segment_id}", json={"members_to_add": ["no@acme-widgets.io"]}
     ).json()
-    assert result["errors"] == [] and result["total_added"] == 0
+    assert result["errors"] == []
+    assert result["total_added"] == 0
 
 
 def test_segment_members_hide_unsubscribed_unless_asked(setup: Setup) -> None:
@@ -754,8 +763,6 @@ def test_state_round_trip(setup: Setup) -> None:
     key = emulator.seed_member(list_id, "a@acme-widgets.io", merge_fields={"LTV": 3}, tags=["T"])
     emulator.seed_member(list_id, "gone@acme-widgets.io")
     http.post(f"/lists/{list_id}/members/{md5('gone@acme-widgets.io')}/actions/delete-permanent")
-    import json
-
     state = json.loads(json.dumps(emulator.dump_state()))
     restored = create_mailchimp_emulator(state=state)
     again = client(restored)
@@ -777,8 +784,39 @@ def test_state_round_trip(setup: Setup) -> None:
 
 
 def test_control_state_route(setup: Setup) -> None:
-    emulator, http, list_id = setup
+    _, http, list_id = setup
     assert (
         http.get("https://us1.api.mailchimp.com/_emulator/state").json()["lists"][list_id]["name"]
         == "Newsletter"
     )
+
+
+def test_put_without_status_revives_archived_to_its_old_status(setup: Setup) -> None:
+    emulator, http, list_id = setup
+    key = emulator.seed_member(list_id, "a@acme-widgets.io", status="unsubscribed")
+    http.patch(f"/lists/{list_id}/members/{key}", json={"status": "subscribed"})
+    http.patch(f"/lists/{list_id}/members/{key}", json={"status": "unsubscribed"})
+    assert http.delete(f"/lists/{list_id}/members/{key}").status_code == 204
+    revived = http.put(f"/lists/{list_id}/members/{key}", json={"merge_fields": {"FNAME": "A"}})
+    assert revived.json()["status"] == "unsubscribed"
+
+
+def test_fields_on_one_resource_and_method_override(setup: Setup) -> None:
+    emulator, http, list_id = setup
+    key = emulator.seed_member(list_id, "a@acme-widgets.io", merge_fields={"FNAME": "A"})
+    one = http.get(
+        f"/lists/{list_id}/members/{key}", params={"fields": "status,merge_fields.FNAME"}
+    )
+    assert one.json() == {"status": "subscribed", "merge_fields": {"FNAME": "A"}}
+    override = http.post(
+        f"/lists/{list_id}/members/{key}",
+        headers={"X-HTTP-Method-Override": "PATCH"},
+        json={"status": "unsubscribed"},
+    )
+    assert override.json()["status"] == "unsubscribed"
+    raw = http.patch(
+        f"/lists/{list_id}/members/{key}",
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
+    problem(raw, 400, "JSON Parse Error")

@@ -514,7 +514,10 @@ class MailchimpStore:
         elif existing["status"] == "archived" and method == "PUT":
             status = self._transition(
                 existing,
-                check_status(body.get("status_if_new", "subscribed"), "status_if_new"),
+                check_status(
+                    body.get("status_if_new", existing.get("status_before_archive", "subscribed")),
+                    "status_if_new",
+                ),
                 method,
             )
         merged = self._merge_values(audience, existing["merge_fields"], body, skip_merge_validation)
