@@ -11,7 +11,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -294,3 +294,18 @@ def bad_state(path: Path, problem: str) -> ConfigError:
     return ConfigError(
         f"{path}: sandbox state {problem}; delete it to start from an empty account, or fix it"
     )
+
+
+class ApiApp:
+    """Sends /_emulator/* to the control routes and everything else to the API."""
+
+    def __init__(self, serve: Callable[[Request], Awaitable[Response]], control: ASGIApp) -> None:
+        self._serve = serve
+        self._control = control
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith(CONTROL_PREFIX):
+            response = await self._serve(Request(scope, receive))
+            await response(scope, receive, send)
+        else:
+            await self._control(scope, receive, send)

@@ -23,7 +23,7 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Router
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from reconcile.providers.mailchimp.emulator.ratelimit import ConnectionLimit, basic_key
 from reconcile.providers.mailchimp.emulator.settings import MailchimpEmulatorSettings
@@ -38,7 +38,7 @@ from reconcile.providers.mailchimp.emulator.validation import (
     schema_error,
 )
 from reconcile.sandbox.common import (
-    CONTROL_PREFIX,
+    ApiApp,
     ControlMiddleware,
     EmulatorControl,
     control_routes,
@@ -84,7 +84,7 @@ class MailchimpEmulator:
         self.store = MailchimpStore(self.settings)
         self._routes = self._build_routes()
         control_app = Router(routes=control_routes(self.control, self.dump_state, self.load_state))
-        inner = ControlMiddleware(_ApiApp(self.serve, control_app), self.control)
+        inner = ControlMiddleware(ApiApp(self.serve, control_app), self.control)
         self.connections = ConnectionLimit(inner, self.settings, self.control)
         self.app: ASGIApp = self.connections
         if state is not None:
@@ -457,21 +457,6 @@ class MailchimpEmulator:
         if excluded:
             shaped = _drop(shaped, excluded)
         return JSONResponse(shaped)
-
-
-class _ApiApp:
-    """Sends /_emulator/* to the control routes and everything else to the API."""
-
-    def __init__(self, serve: Callable[[Request], Awaitable[Response]], control: ASGIApp) -> None:
-        self._serve = serve
-        self._control = control
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith(CONTROL_PREFIX):
-            response = await self._serve(Request(scope, receive))
-            await response(scope, receive, send)
-        else:
-            await self._control(scope, receive, send)
 
 
 def _paths(raw: str | None) -> list[list[str]]:

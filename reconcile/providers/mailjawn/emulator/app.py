@@ -28,7 +28,7 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Router
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from reconcile.providers.mailjawn.emulator.ratelimit import RateLimits, bucket_for_method
 from reconcile.providers.mailjawn.emulator.store import (
@@ -50,7 +50,7 @@ from reconcile.providers.mailjawn.emulator.validation import (
     validate_track,
 )
 from reconcile.sandbox.common import (
-    CONTROL_PREFIX,
+    ApiApp,
     ControlMiddleware,
     EmulatorControl,
     control_routes,
@@ -178,7 +178,7 @@ class MailJawnEmulator:
         )
         self._endpoints = self._build_endpoints()
         control_app = Router(routes=control_routes(self.control, self.dump_state, self.load_state))
-        self.app: ASGIApp = ControlMiddleware(_ApiApp(self.serve, control_app), self.control)
+        self.app: ASGIApp = ControlMiddleware(ApiApp(self.serve, control_app), self.control)
         if state is not None:
             self.load_state(state)
 
@@ -372,21 +372,6 @@ class MailJawnEmulator:
         tag = body.get("tag") or None
         self.store.subscribe_form(email, name, validate_slug("tag", tag) if tag else None)
         return JSONResponse({"status": "subscribed", "email": email})
-
-
-class _ApiApp:
-    """Sends /_emulator/* to the control routes and everything else to the API."""
-
-    def __init__(self, serve: Callable[[Request], Awaitable[Response]], control: ASGIApp) -> None:
-        self._serve = serve
-        self._control = control
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith(CONTROL_PREFIX):
-            response = await self._serve(Request(scope, receive))
-            await response(scope, receive, send)
-        else:
-            await self._control(scope, receive, send)
 
 
 def parse_list_query(params: QueryParams) -> ListQuery:
