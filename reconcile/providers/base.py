@@ -21,7 +21,7 @@ from reconcile.diff import (
     property_ref,
 )
 from reconcile.errors import ApiError
-from reconcile.model import ReadScope, State
+from reconcile.model import ProviderRecords, ReadScope, State
 
 
 class Capability(StrEnum):
@@ -76,6 +76,18 @@ class ApplyReport:
 
 
 T = TypeVar("T")
+RecordsT = TypeVar("RecordsT", bound=ProviderRecords)
+
+
+def records_of(live: State, kind: type[RecordsT]) -> RecordsT | None:
+    """The provider's own part of `live` (None when the state was built, not read); a live
+    state read by another provider is refused."""
+    found = live.provider_records
+    if found is None or isinstance(found, kind):
+        return found
+    raise ApiError(f"the live state was read by another provider ({type(found).__name__})")
+
+
 INTERRUPTED = "not started: apply was interrupted"
 
 

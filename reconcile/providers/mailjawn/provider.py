@@ -42,6 +42,7 @@ from reconcile.providers.base import (
     Capability,
     Provider,
     ProviderStats,
+    records_of,
 )
 from reconcile.providers.mailjawn import records
 from reconcile.providers.mailjawn.client import PAGE_SIZE, MailJawnClient
@@ -101,12 +102,9 @@ class MailJawnRecords(ProviderRecords):
 
 def _subscribers(live: State) -> Subscribers:
     """The subscribers read into `live`; a live state read by another provider is refused."""
-    found = live.provider_records
-    if found is None:
-        return {}  # built by hand: nothing was read, so each one is looked up
-    if not isinstance(found, MailJawnRecords):
-        raise ApiError(f"the live state was read by another provider ({type(found).__name__})")
-    return found.subscribers
+    found = records_of(live, MailJawnRecords)
+    # None: built by hand, nothing was read, so each one is looked up
+    return {} if found is None else found.subscribers
 
 
 class MailJawnProvider(Provider):

@@ -40,12 +40,16 @@ from reconcile.providers.base import (
     Capability,
     Provider,
     ProviderStats,
+    records_of,
 )
 from reconcile.providers.mailjet import records
 from reconcile.providers.mailjet.bulk import BulkItem, BulkWriter, JobPolling
 from reconcile.providers.mailjet.client import API_PREFIX, MailjetClient
 from reconcile.providers.mailjet.routing import ContactWork, NamedAction, list_action, route
 from reconcile.providers.runner import ChangeRunner, GuardedWrites, all_or_none
+
+# One kind of change, carried out against the live state (and the IDs in it).
+LiveStep = Callable[[Change, State], Awaitable[None]]
 
 
 @dataclass
@@ -63,11 +67,9 @@ class MailjetIds(ProviderRecords):
 
 def _ids(live: State) -> MailjetIds:
     """The IDs in `live`; a live state read by another provider is refused."""
-    found = live.provider_records
+    found = records_of(live, MailjetIds)
     if found is None:
         found = live.provider_records = MailjetIds()  # built by hand: nothing was read
-    if not isinstance(found, MailjetIds):
-        raise ApiError(f"the live state was read by another provider ({type(found).__name__})")
     return found
 
 
@@ -177,23 +179,21 @@ class MailjetProvider(Provider):
         for change in changes:
             groups[(change.type, change.action is Action.DELETE)].append(change)
         run = ChangeRunner(report, self.cancel)
-        await run.run_each(
-            groups[(ResourceType.PROPERTY, False)], lambda c: self._write_property(c, live)
-        )
-        await run.run_each(groups[(ResourceType.LIST, False)], lambda c: self._create_list(c, live))
+
+        async def each(kind: ResourceType, deleting: bool, step: LiveStep) -> None:
+            await run.run_each(groups[(kind, deleting)], lambda change: step(change, live))
+
+        await each(ResourceType.PROPERTY, False, self._write_property)
+        await each(ResourceType.LIST, False, self._create_list)
         routed = route(changes, _definitions(changes, live), self.bulk.chunk_size)
         single = [change for work in routed.single for change in work.changes]
         await self._apply_single(single, live, run)
         await asyncio.gather(
             *(self._apply_bulk(actions, works, live, run) for actions, works in routed.bulk.items())
         )
-        await run.run_each(
-            groups[(ResourceType.CONTACT, True)], lambda c: self._delete_contact(c, live)
-        )
-        await run.run_each(groups[(ResourceType.LIST, True)], lambda c: self._delete_list(c, live))
-        await run.run_each(
-            groups[(ResourceType.PROPERTY, True)], lambda c: self._delete_property(c, live)
-        )
+        await each(ResourceType.CONTACT, True, self._delete_contact)
+        await each(ResourceType.LIST, True, self._delete_list)
+        await each(ResourceType.PROPERTY, True, self._delete_property)
         return report
 
     def estimate_calls(self, changes: Sequence[Change], live: State) -> int:
