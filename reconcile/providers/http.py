@@ -170,6 +170,10 @@ class ApiClient:
         """`text` as it may be shown (a secret an answer echoes, masked)."""
         return text
 
+    def throttled(self, response: httpx.Response) -> bool:
+        """The server refused this request for load: nothing was done, send it again later."""
+        return response.status_code == 429
+
     # ---- calls ----------------------------------------------------------------------------
 
     async def read_all(
@@ -229,6 +233,7 @@ class ApiClient:
                 may_repeat,
                 lambda: self._send(method, url, params, body),
                 self._worth_retrying,
+                self.throttled,
             )
         except RetryableStatus as error:
             response = error.response
@@ -268,7 +273,7 @@ class ApiClient:
                 json=body,
                 auth=httpx.USE_CLIENT_DEFAULT if credentials else None,
             )
-        if response.status_code == 429:
+        if self.throttled(response):
             self.stats.rate_limited += 1
         self.answered(lane, response)
         return response
@@ -298,9 +303,10 @@ class ApiClient:
         return None
 
     def _worth_retrying(self, response: httpx.Response) -> bool:
-        """5xx, and 429 unless its Retry-After was waited already."""
-        status = response.status_code
-        return status >= 500 or (status == 429 and self._exact_wait(response) is None)
+        """5xx, and a throttled answer unless its Retry-After was waited already."""
+        if response.status_code >= 500:
+            return True
+        return self.throttled(response) and self._exact_wait(response) is None
 
     def _decode(self, response: httpx.Response, method: str, url: str) -> Any:
         status = response.status_code
@@ -309,7 +315,7 @@ class ApiClient:
             return None
         if status < 300:
             return payload
-        message = self.redact(self._error_message(payload, response))
+        message = self.redact(self.error_message(payload, response))
         raise ApiError(
             message,
             method=method,
@@ -318,7 +324,7 @@ class ApiClient:
             hint=self.hint(status, method, url, message),
         )
 
-    def _error_message(self, payload: Any, response: httpx.Response) -> str:
+    def error_message(self, payload: Any, response: httpx.Response) -> str:
         """The first of message_fields the answer has (an object of them as "key: value;
         ..."), else whatever the body says."""
         if isinstance(payload, dict):

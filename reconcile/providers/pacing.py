@@ -100,10 +100,13 @@ class HoldingPacer(Pacer):
 
 
 class RetryableStatus(Exception):
-    """An answer worth retrying (429, 5xx); carries the response for the final error."""
+    """An answer worth retrying (429, 5xx); carries the response for the final error.
+    `throttled`: the server refused it for load (a 429, or what an API says instead), so
+    nothing was done and it may always be sent again."""
 
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: httpx.Response, *, throttled: bool | None = None) -> None:
         self.response = response
+        self.throttled = response.status_code == 429 if throttled is None else throttled
         super().__init__(f"HTTP {response.status_code}")
 
 
@@ -118,11 +121,12 @@ class RetryPolicy:
 
 
 def _retryable(idempotent: bool) -> Callable[[Exception], bool]:
-    """429 always (nothing was done); 5xx and lost connections only when repeating is safe."""
+    """Throttled answers always (nothing was done); 5xx and lost connections only when
+    repeating is safe."""
 
     def retryable(error: Exception) -> bool:
         if isinstance(error, RetryableStatus):
-            return error.response.status_code == 429 or idempotent
+            return error.throttled or idempotent
         if is_tls_failure(error):
             return False  # a wrong scheme or a bad certificate does not heal by waiting
         if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
@@ -138,6 +142,7 @@ async def send_with_retries(
     idempotent: bool,
     send: Callable[[], Awaitable[httpx.Response]],
     worth_retrying: Callable[[httpx.Response], bool],
+    throttled: Callable[[httpx.Response], bool] = lambda response: response.status_code == 429,
 ) -> httpx.Response:
     """`send` until it answers something not worth retrying, backing off per `policy`.
 
@@ -160,7 +165,7 @@ async def send_with_retries(
                 first = False
                 response = await send()
                 if worth_retrying(response):
-                    raise RetryableStatus(response)
+                    raise RetryableStatus(response, throttled=throttled(response))
                 return response
     except httpx.TransportError as error:
         raise explained(error) from error

@@ -1,0 +1,166 @@
+"""Mailchimp Marketing v3 on the shared client core: Basic auth with the key, count=1000
+and offset pages bounded by total_items (fetched concurrently once the first page gave
+the total), problem+json errors, and the 10-simultaneous-connections limit as a cap on
+requests in flight. There is no per-minute quota, so nothing is paced by rate. No mapping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Unpack
+
+import httpx
+
+from reconcile.errors import ApiError
+from reconcile.providers.answers import of_request
+from reconcile.providers.http import ApiClient, Connection, Kept, Lane, Page, Paging, as_is
+from reconcile.providers.pacing import Pacer
+
+API_PREFIX = "/3.0"
+PAGE_SIZE = 1000  # the most a collection gives at once (default 10: always ask)
+MAX_IN_FLIGHT = 9  # one less than the 10 simultaneous connections Mailchimp allows
+UNPACED = 1e9  # requests per minute: Mailchimp limits connections, not a rate
+MIN_READ_TIMEOUT = 120.0  # Mailchimp lets a call run this long before it gives up
+
+
+def default_url(api_key: str) -> str:
+    """https://usN.api.mailchimp.com for a key ending in -usN."""
+    _, dash, data_centre = api_key.rpartition("-")
+    if not dash or not data_centre.isalnum():
+        return ""
+    return f"https://{data_centre}.api.mailchimp.com"
+
+
+def pages_of(key: str) -> Paging:
+    """A collection whose answers hold the items under `key`, with `total_items`."""
+
+    def read(answer: Any, url: str) -> Page:
+        items = answer.get(key) if isinstance(answer, dict) else None
+        total = answer.get("total_items") if isinstance(answer, dict) else None
+        if not isinstance(items, list) or not isinstance(total, int) or isinstance(total, bool):
+            raise ApiError(
+                f"answer has no {key!r} list and integer 'total_items'; nothing was changed "
+                "based on it",
+                method="GET",
+                path=url,
+            )
+        return Page(items, total)
+
+    return Paging(PAGE_SIZE, "count", "offset", read)
+
+
+class MailchimpClient(ApiClient):
+    service = "Mailchimp"
+    url_setting = "MAILCHIMP_API_URL"
+    message_fields = ("detail", "title")
+    hints: ClassVar[Mapping[int, str]] = {
+        401: "check MAILCHIMP_API_KEY: the key is missing, mistyped or revoked, or its -usN "
+        "suffix names another data centre",
+        403: "the key may not do that, or Mailchimp is refusing load; re-run later to continue",
+        405: "Mailchimp does not allow this on the member in its current state",
+        429: "more than 10 simultaneous connections: lower max_connections in the provider "
+        "options (and run one apply per account at a time)",
+    }
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        **connection: Unpack[Connection],
+    ) -> None:
+        lane = Lane(Pacer(UNPACED), max_in_flight)  # one connection budget for all requests
+        timeout = connection.pop("timeout", None) or httpx.Timeout(30.0, connect=10.0)
+        read = max(timeout.read or 0.0, MIN_READ_TIMEOUT)
+        super().__init__(
+            base_url=base_url,
+            prefix=API_PREFIX,
+            auth=httpx.BasicAuth("reconcile", api_key),
+            reading=lane,
+            writing=lane,
+            timeout=httpx.Timeout(read, connect=timeout.connect, write=read, pool=None),
+            **connection,
+        )
+        self._secret = api_key
+
+    async def list_all(
+        self,
+        path: str,
+        key: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        keep: Callable[[Any], Kept] = as_is,
+    ) -> list[Kept]:
+        """Every item of a collection (under `key` in each answer). The first page gives
+        `total_items`; the other pages it implies are fetched at once (as many in flight as
+        the connection limit allows), then, should the last one be full because items were
+        added meanwhile, page after page until a short one."""
+        paging = pages_of(key)
+        url = self.prefix + path
+        base = dict(params or {})
+
+        async def page_at(offset: int) -> Page:
+            answer = await self.request("GET", path, params={**base, **paging.query(offset)})
+            return paging.read(answer, url)
+
+        first = await page_at(0)
+        total = first.total or 0
+        offsets = range(PAGE_SIZE, total, PAGE_SIZE)
+        pages = [first, *await asyncio.gather(*(page_at(offset) for offset in offsets))]
+        offset = PAGE_SIZE * len(pages)
+        while len(pages[-1].items) >= PAGE_SIZE and offset < (pages[-1].total or 0):
+            pages.append(await page_at(offset))
+            offset += PAGE_SIZE
+        try:
+            return [keep(item) for page in pages for item in page.items]
+        except ApiError as error:
+            raise of_request(error, "GET", url) from None
+
+    async def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        return await self.request("GET", path, params=params)
+
+    async def post(
+        self,
+        path: str,
+        body: Any,
+        *,
+        idempotent: bool,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        return await self.request("POST", path, body=body, params=params, idempotent=idempotent)
+
+    async def patch(self, path: str, body: Any, params: Mapping[str, Any] | None = None) -> Any:
+        return await self.request("PATCH", path, body=body, params=params)
+
+    async def put(self, path: str, body: Any, params: Mapping[str, Any] | None = None) -> Any:
+        return await self.request("PUT", path, body=body, params=params)
+
+    async def delete(self, path: str) -> None:
+        await self.request("DELETE", path)
+
+    def throttled(self, response: httpx.Response) -> bool:
+        """A 429, or the bare 403 (no JSON body) Mailchimp answers at very high volume."""
+        if response.status_code == 429:
+            return True
+        return response.status_code == 403 and not response.content.strip()
+
+    def error_message(self, payload: Any, response: httpx.Response) -> str:
+        """problem+json: its title, detail and every per-field error."""
+        if not isinstance(payload, dict):
+            return super().error_message(payload, response)
+        parts = [str(payload[name]) for name in ("title", "detail") if payload.get(name)]
+        errors = payload.get("errors")
+        if isinstance(errors, list):
+            fields = [
+                f"{item.get('field') or '?'}: {item.get('message')}"
+                for item in errors
+                if isinstance(item, dict)
+            ]
+            if fields:
+                parts.append("(" + "; ".join(fields) + ")")
+        return " ".join(parts) if parts else super().error_message(payload, response)
+
+    def redact(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text

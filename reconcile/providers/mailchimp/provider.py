@@ -1,0 +1,1094 @@
+"""Mailchimp provider: one audience; members are contacts, tags (static segments) are
+lists, merge fields are properties, named by their merge tag.
+
+Order: merge fields first; new members by batch subscribe (500 a call, existing ones
+never overwritten); updates of existing members by batch subscribe with their whole
+record re-read just before (or one PATCH each when that is fewer calls); tags by the
+static-segment routes (500 adds and 500 removals a call); then permanent deletions, tag
+deletions and merge-field deletions, in reverse order of dependency.
+
+Consent: a member's status changes only where the manifest asks (an unsubscribe, or an
+opt-in with consent recorded after the opt-out); every other write sends the status the
+member has just before it. A cleaned (bounced) status is never changed, an archived
+member is written only to bring them back with consent, and a pending member's record
+is never rewritten with its status (that would mail them the opt-in again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from reconcile.diff import (
+    Action,
+    Change,
+    Finding,
+    Flag,
+    ResourceType,
+    contact_ref,
+    list_ref,
+    property_ref,
+)
+from reconcile.errors import ApiError, ConfigError
+from reconcile.model import (
+    EXCLUDED,
+    NAME,
+    ContactList,
+    ContactValues,
+    Membership,
+    Namespace,
+    PropertyDef,
+    PropertyType,
+    ProviderRecords,
+    ReadScope,
+    State,
+    email_key,
+)
+from reconcile.providers.base import (
+    ApplyReport,
+    Cancellation,
+    Capability,
+    Provider,
+    ProviderStats,
+    records_of,
+)
+from reconcile.providers.mailchimp import records
+from reconcile.providers.mailchimp.client import MailchimpClient
+from reconcile.providers.mailchimp.records import (
+    ARCHIVED,
+    CLEANED,
+    PENDING,
+    STATUS,
+    UNSUBSCRIBED,
+    Member,
+    MergeField,
+    Segment,
+    TagNames,
+    subscriber_hash,
+    tag_key,
+)
+from reconcile.providers.runner import ChangeRunner, GuardedWrites
+
+BATCH = 500  # members per batch subscribe, and per list of a static-segment batch
+MAX_TAG_NAME = 50  # the only figure found (2013); longer names are refused offline
+FRESHNESS_MARGIN = timedelta(seconds=60)  # clocks of Mailchimp's servers may differ
+FRESHNESS_READS = 2  # changed members since the read: the audience, and the archived ones
+MEMBER_FIELDS = ",".join(
+    f"members.{name}"
+    for name in ("email_address", "status", "merge_fields", "tags", "tags_count", "last_changed")
+)
+RESERVED_DOMAINS = ("example.com", "example.net", "example.org")
+RESERVED_SUFFIXES = (".example", ".test", ".invalid", ".localhost")
+OptInStatus = Literal["subscribed", "pending"]
+NewStatus = Literal["subscribed", "pending", "transactional"]
+
+
+@dataclass
+class MailchimpRecords(ProviderRecords):
+    """What the read found besides the model: ids, raw records, and when it read them."""
+
+    audience_id: str
+    fields: dict[str, MergeField]  # by tag
+    segments: dict[str, Segment]  # by tag_key(name)
+    members: dict[str, Member]  # by email key
+    changed_since: str | None  # the latest last_changed seen (UTC): later changes are news
+
+
+@dataclass(frozen=True)
+class Audience:
+    id: str
+    name: str
+
+
+def _records(live: State) -> MailchimpRecords:
+    found = records_of(live, MailchimpRecords)
+    if found is None:
+        raise ApiError("the live state given to apply was not read from Mailchimp")
+    return found
+
+
+class MailchimpProvider(Provider):
+    name = "mailchimp"
+    capabilities = frozenset(
+        {
+            Capability.PROPERTY_DEFINITIONS,
+            Capability.REMOVE_LIST_MEMBER,
+            Capability.DELETE_LIST,
+            Capability.HARD_DELETE,
+        }
+    )
+
+    def __init__(
+        self,
+        client: MailchimpClient,
+        *,
+        audience: str,
+        status_if_new: NewStatus = "subscribed",
+        opt_in_status: OptInStatus = "subscribed",
+        skip_merge_validation: bool = False,
+        labels: Mapping[str, str] | None = None,
+        batch_size: int = BATCH,
+        cancel: Cancellation | None = None,
+    ) -> None:
+        if not 1 <= batch_size <= BATCH:
+            raise ValueError(f"batch_size must be 1..{BATCH}")
+        self.client = client
+        self.cancel = cancel or client.cancel
+        self.audience_option = audience
+        self.status_if_new = status_if_new
+        self.opt_in_status = opt_in_status
+        self.skip_merge_validation = skip_merge_validation
+        self.labels = dict(labels or {})
+        self.batch_size = batch_size
+        self.guarded = GuardedWrites()
+        self._audience: Audience | None = None
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def identity(self) -> dict[str, str]:
+        found = self._audience
+        return {
+            "url": self.client.base_url,
+            "audience": found.id if found else self.audience_option,
+        }
+
+    def account(self) -> dict[str, str]:
+        found = self._audience
+        audience = found.id if found else self.audience_option
+        return {**super().account(), "audience": audience}
+
+    def stats(self) -> ProviderStats:
+        return self.client.snapshot()
+
+    # ---- the audience -----------------------------------------------------------------
+
+    async def audience(self) -> Audience:
+        """The audience the option names: its id, or a name unique in the account."""
+        if self._audience is None:
+            self._audience = await self._resolve(self.audience_option)
+        return self._audience
+
+    async def _resolve(self, wanted: str) -> Audience:
+        if wanted.isalnum():
+            try:
+                found = await self.client.get(f"/lists/{wanted}", {"fields": "id,name"})
+            except ApiError as error:
+                if error.status != 404:
+                    raise
+            else:
+                return _audience(found)
+        every = await self.client.list_all(
+            "/lists", "lists", {"fields": "lists.id,lists.name,total_items"}, keep=_audience
+        )
+        named = [found for found in every if found.name == wanted] or [
+            found for found in every if found.name.casefold() == wanted.casefold()
+        ]
+        if len(named) == 1:
+            return named[0]
+        shown = ", ".join(f"{found.name!r} ({found.id})" for found in every[:10]) or "none"
+        if named:
+            ids = ", ".join(found.id for found in named)
+            raise ConfigError(
+                f"{len(named)} Mailchimp audiences are named {wanted!r} ({ids}); set the "
+                "provider option audience to one of these ids"
+            )
+        raise ConfigError(
+            f"no Mailchimp audience has the id or name {wanted!r} (the account has: {shown}); "
+            "set the provider option audience to an audience id or unique name"
+        )
+
+    # ---- offline checks -----------------------------------------------------------------
+
+    @classmethod
+    def check_desired(cls, desired: State) -> list[Finding]:
+        findings = [
+            *_property_findings(desired),
+            *_list_findings(desired),
+            *_contact_findings(desired),
+        ]
+        return findings
+
+    # ---- read ---------------------------------------------------------------------------
+
+    async def read(self, scope: ReadScope) -> State:
+        audience = await self.audience()
+        base = f"/lists/{audience.id}"
+        member_query = {"fields": MEMBER_FIELDS + ",total_items"}
+        fields, segments, members, archived = await asyncio.gather(
+            self.client.list_all(
+                f"{base}/merge-fields",
+                "merge_fields",
+                {"fields": "merge_fields.merge_id,merge_fields.tag,merge_fields.name,"
+                 "merge_fields.type,merge_fields.required,merge_fields.options,total_items"},
+                keep=records.merge_field,
+            ),
+            self.client.list_all(
+                f"{base}/segments",
+                "segments",
+                {"type": "static", "fields": "segments.id,segments.name,total_items"},
+                keep=records.segment,
+            ),
+            self.client.list_all(f"{base}/members", "members", member_query, keep=records.member),
+            self.client.list_all(
+                f"{base}/members",
+                "members",
+                {**member_query, "status": ARCHIVED},
+                keep=records.member,
+            ),
+        )
+        by_key: dict[str, Member] = {}
+        for found in (*members, *archived):
+            by_key.setdefault(found.key, found)  # one added meanwhile may show on two pages
+        await self._read_every_tag(base, by_key)
+        by_tag = {field.tag: field for field in fields}
+        segments_by_key = {tag_key(s.name): s for s in segments}
+        marks = [m.last_changed for m in by_key.values() if m.last_changed]
+        found_records = MailchimpRecords(
+            audience.id, by_tag, segments_by_key, by_key, max(marks) if marks else None
+        )
+        return _state(found_records, scope)
+
+    async def read_against(self, desired: State, scope: ReadScope) -> State:
+        """As read, with each number field typed as the manifest declares it (int or
+        float: Mailchimp has one number type), and every label naming a declared field."""
+        unknown = sorted(set(self.labels) - set(desired.properties))
+        if unknown:
+            raise ConfigError(
+                f"the provider option labels names {', '.join(unknown)}, which the manifest "
+                "does not declare as properties"
+            )
+        live = await self.read(scope)
+        fields = _records(live).fields
+        for name, want in desired.properties.items():
+            have = live.properties.get(name)
+            numeric = (PropertyType.INT, PropertyType.FLOAT)
+            if have is not None and have.type is PropertyType.FLOAT and want.type in numeric:
+                live.properties[name] = dataclasses.replace(have, type=want.type)
+            field = fields.get(name)
+            if field is not None and field.property_type is None:
+                raise ConfigError(
+                    f"property {name}: is a Mailchimp {field.type} field, which reconcile "
+                    "does not manage (text, number and date fields only); remove it from "
+                    "the manifest"
+                )
+        return live
+
+    async def _read_every_tag(self, base: str, members: dict[str, Member]) -> None:
+        """A member object lists at most 50 tags: read the rest from the member's route."""
+        partial = [found for found in members.values() if not found.all_tags_read]
+
+        async def every_tag(found: Member) -> None:
+            names = await self.client.list_all(
+                f"{base}/members/{found.hash}/tags",
+                "tags",
+                {"fields": "tags.name,total_items"},
+                keep=lambda tag: records.tag_name(tag, found.email),
+            )
+            members[found.key] = dataclasses.replace(found, tags=frozenset(names))
+
+        await asyncio.gather(*(every_tag(found) for found in partial))
+
+    # ---- review and estimate -------------------------------------------------------------
+
+    def review(self, changes: Sequence[Change], live: State) -> tuple[list[Change], list[Finding]]:
+        """Drop what must never be written (with a warning for each): a bounced member's
+        status, any write to an archived member but a consented return, a value cleared
+        from a required field. Say that a deletion is permanent."""
+        found = records_of(live, MailchimpRecords)
+        fields = found.fields if found else {}
+        kept: list[Change] = []
+        warnings: list[Finding] = []
+        for change in changes:
+            if change.type is not ResourceType.CONTACT:
+                kept.append(change)
+                continue
+            if change.action is Action.DELETE:
+                warnings.append(Finding(change.ref, PERMANENT))
+                kept.append(change)
+                continue
+            if change.action is Action.UPDATE:
+                status = _live_status(live, change.email)
+                reviewed = _reviewed_update(change, status, fields, warnings)
+                if reviewed is not None:
+                    kept.append(reviewed)
+                continue
+            kept.append(change)
+        return kept, warnings
+
+    def estimate_calls(self, changes: Sequence[Change], live: State) -> int:
+        """Every request apply sends when nothing fails and nobody else writes meanwhile."""
+        work = _Work.of(changes)
+        found = records_of(live, MailchimpRecords)
+        members = found.members if found else {}
+        calls = len(work.property_creates) + 2 * len(work.property_replaces)
+        calls += len(work.property_deletes) + len(work.list_deletes) + len(work.contact_deletes)
+        calls += _chunks(len(work.contact_creates), self.batch_size)
+        calls += self._update_plan(work.contact_updates, members).calls
+        calls += sum(
+            _tag_calls(len(adds), len(removes), new=name in work.new_lists)
+            for name, (adds, removes) in work.tag_changes().items()
+        )
+        return calls
+
+    def _update_plan(self, updates: Sequence[Change], members: Mapping[str, Member]) -> _Updates:
+        """Batch subscribe (with its freshness reads) or one write each, whichever is fewer
+        calls; a pending member is always written alone (its status is never resent)."""
+        alone = [c for c in updates if _status_of(members, c.email) == PENDING]
+        batched = [c for c in updates if c not in alone]
+        one_by_one = sum(_single_calls(c) for c in updates)
+        in_batches = (
+            FRESHNESS_READS + _chunks(len(batched), self.batch_size) if batched else 0
+        ) + sum(_single_calls(c) for c in alone)
+        if batched and in_batches < one_by_one:
+            return _Updates(batched, alone, in_batches)
+        return _Updates([], list(updates), one_by_one)
+
+    # ---- apply ----------------------------------------------------------------------------
+
+    async def apply(self, changes: Sequence[Change], live: State) -> ApplyReport:
+        found = _records(live)
+        state = _ApplyState(
+            base=f"/lists/{found.audience_id}",
+            fields=dict(found.fields),
+            segments=dict(found.segments),
+            members=dict(found.members),
+            changed_since=found.changed_since,
+        )
+        report = ApplyReport()
+        run = ChangeRunner(report, self.cancel)
+        work = _Work.of(changes)
+        await run.run_each(work.property_creates, lambda c: self._create_field(c, state))
+        await run.run_each(work.property_replaces, lambda c: self._replace_field(c, state))
+        await self._create_members(work.contact_creates, run, state)
+        await self._update_members(work.contact_updates, run, state)
+        await self._write_tags(work, run, state)
+        await run.run_each(work.contact_deletes, lambda c: self._erase(c, state))
+        await run.run_each(work.list_deletes, lambda c: self._delete_tag(c, state))
+        await run.run_each(work.property_deletes, lambda c: self._delete_field(c, state))
+        return report
+
+    # -- merge fields
+
+    async def _create_field(self, change: Change, state: _ApplyState) -> str:
+        name = change.key[0]
+        body = {
+            "tag": name,
+            "name": self.labels.get(name, name),
+            "type": records.CREATED_TYPES[change.property_after.type],
+        }
+        answer = await self.client.post(f"{state.base}/merge-fields", body, idempotent=False)
+        state.fields[name] = records.merge_field(answer)
+        return ""
+
+    async def _replace_field(self, change: Change, state: _ApplyState) -> str:
+        await self._delete_field(change, state)
+        return await self._create_field(change, state)
+
+    async def _delete_field(self, change: Change, state: _ApplyState) -> str:
+        field = state.fields.get(change.key[0])
+        if field is None:
+            return "already gone"
+        await self.client.delete(f"{state.base}/merge-fields/{field.merge_id}")
+        del state.fields[field.tag]
+        return ""
+
+    # -- new members
+
+    async def _create_members(
+        self, creates: list[Change], run: ChangeRunner, state: _ApplyState
+    ) -> None:
+        ready = _items(creates, run, lambda change: self._new_item(change, state))
+        chunks = _split(ready, self.batch_size)
+        results = await asyncio.gather(
+            *(self._subscribe_new(chunk, state) for chunk in chunks), return_exceptions=True
+        )
+        existing: list[Change] = []
+        for chunk, result in zip(chunks, results, strict=True):
+            if isinstance(result, ApiError):
+                for change, _ in chunk:
+                    run.fail(change, str(result))
+                continue
+            if isinstance(result, BaseException):
+                raise result
+            for change, _ in chunk:
+                outcome = result.get(change.email)
+                if outcome is None:
+                    run.done(change)
+                elif outcome is _EXISTS:
+                    existing.append(change)
+                else:
+                    run.fail(change, outcome)
+        await asyncio.gather(*(self._converge(change, run, state) for change in existing))
+
+    async def _subscribe_new(
+        self, chunk: list[tuple[Change, dict[str, Any]]], state: _ApplyState
+    ) -> dict[str, str | object]:
+        """One batch subscribe of new members: {email key: error, or _EXISTS} for those
+        that were not created; existing members are never overwritten by it."""
+        params = {"skip_merge_validation": _flag(self.skip_merge_validation)}
+        answer = await self.client.post(
+            state.base,
+            {"members": [item for _, item in chunk], "update_existing": False},
+            params=params,
+            idempotent=True,  # again, it creates nobody twice: existing ones are errors
+        )
+        outcome = _batch_outcome(answer, [change.email for change, _ in chunk], state.base)
+        for change, _ in chunk:
+            if change.email not in outcome:
+                state.created[change.email] = change.contact_after.email or change.email
+        return outcome
+
+    def _new_item(self, change: Change, state: _ApplyState) -> dict[str, Any]:
+        after = change.contact_after
+        status = UNSUBSCRIBED if after.fields.get(EXCLUDED) is True else self.status_if_new
+        values = {k: v for k, v in (after.properties or {}).items() if v is not None}
+        return {
+            "email_address": after.email or change.email,
+            "status": status,
+            "merge_fields": records.member_values(state.fields, {}, values),
+        }
+
+    async def _converge(self, change: Change, run: ChangeRunner, state: _ApplyState) -> None:
+        """A member that exists after all (added by someone else since the plan): bring
+        its values to the manifest, never its status (a creation carries no consent)."""
+        path = f"{state.base}/members/{subscriber_hash(change.email)}"
+        try:
+            current = records.member(await self.client.get(path, {"fields": MEMBER_BARE}))
+            if current.status == ARCHIVED:
+                raise ApiError(
+                    f"{current.email} is archived in Mailchimp (since the plan was made?): "
+                    "not brought back; run plan again"
+                )
+            wanted = {
+                tag: value
+                for tag, value in (change.contact_after.properties or {}).items()
+                if current.merge_fields.get(tag) != records.write_value(state.fields.get(tag), value)
+            }
+            if wanted:
+                body = {"merge_fields": records.member_values(state.fields, {}, wanted)}
+                await self.client.patch(path, body, {"skip_merge_validation": "true"})
+        except ApiError as error:
+            run.fail(change, str(error))
+            return
+        state.members[current.key] = current
+        run.done(change, "already in the audience (added meanwhile); its status left as it is")
+
+    # -- updates of existing members
+
+    async def _update_members(
+        self, updates: list[Change], run: ChangeRunner, state: _ApplyState
+    ) -> None:
+        plan = self._update_plan([c for c in updates if run.runnable(c)], state.members)
+        if plan.batched:
+            try:
+                fresh = await self._changed_since_read(state)
+            except ApiError as error:
+                for change in plan.batched:
+                    run.fail(change, f"not written: reading who changed since the plan: {error}")
+            else:
+                await self._update_in_batches(plan.batched, fresh, run, state)
+        await run.run_each(plan.alone, lambda change: self._update_one(change, state))
+
+    async def _changed_since_read(self, state: _ApplyState) -> dict[str, Member]:
+        """Members changed since the read (and a margin before it), archived ones too: their
+        records as they are now, so a batch writes nobody back as they were."""
+        params: dict[str, Any] = {"fields": MEMBER_FIELDS + ",total_items"}
+        if state.changed_since is not None:
+            params["since_last_changed"] = _since(state.changed_since)
+        path = f"{state.base}/members"
+        current, archived = await asyncio.gather(
+            self.client.list_all(path, "members", params, keep=records.member),
+            self.client.list_all(
+                path, "members", {**params, "status": ARCHIVED}, keep=records.member
+            ),
+        )
+        return {found.key: found for found in (*current, *archived)}
+
+    async def _update_in_batches(
+        self,
+        changes: list[Change],
+        fresh: Mapping[str, Member],
+        run: ChangeRunner,
+        state: _ApplyState,
+    ) -> None:
+        batched: list[tuple[Change, Member]] = []
+        alone: list[Change] = []
+        for change in changes:
+            planned = state.members.get(change.email)
+            now = fresh.get(change.email, planned)
+            if planned is None or now is None:
+                run.fail(change, "not in the audience any more (deleted meanwhile?); run plan again")
+                continue
+            problem = _moved(change, planned, now)
+            if problem is not None:
+                run.fail(change, problem)
+            elif now.status == PENDING:
+                alone.append(change)
+            else:
+                batched.append((change, now))
+        current = dict((change.ref, now) for change, now in batched)
+        ready = _items(
+            [change for change, _ in batched],
+            run,
+            lambda change: self._update_item(change, current[change.ref], state),
+        )
+        chunks = _split(ready, self.batch_size)
+        await asyncio.gather(*(self._subscribe_existing(chunk, run, state) for chunk in chunks))
+        await run.run_each(alone, lambda change: self._update_one(change, state))
+
+    def _update_item(self, change: Change, now: Member, state: _ApplyState) -> dict[str, Any]:
+        after = change.contact_after
+        return {
+            "email_address": now.email,  # as Mailchimp holds it: a batch never renames
+            "status": self._new_status(change, now.status),
+            "merge_fields": records.member_values(
+                state.fields, now.merge_fields, after.properties or {}
+            ),
+        }
+
+    def _new_status(self, change: Change, current: str) -> str:
+        excluded = change.contact_after.fields.get(EXCLUDED)
+        if excluded is True and current not in (UNSUBSCRIBED, CLEANED):
+            return UNSUBSCRIBED
+        if excluded is False and Flag.RESUBSCRIBE in change.flags and current != CLEANED:
+            return self.opt_in_status
+        return current
+
+    async def _subscribe_existing(
+        self, chunk: list[tuple[Change, dict[str, Any]]], run: ChangeRunner, state: _ApplyState
+    ) -> None:
+        changes = [change for change, _ in chunk]
+        try:
+            answer = await self.client.post(
+                state.base,
+                {"members": [item for _, item in chunk], "update_existing": True},
+                params={"skip_merge_validation": "true"},  # their other values are theirs
+                idempotent=True,  # every item carries its whole record: again is the same
+            )
+            outcome = _batch_outcome(answer, [c.email for c in changes], state.base)
+        except ApiError as error:
+            for change in changes:
+                run.fail(change, str(error))
+            return
+        for change in changes:
+            problem = outcome.get(change.email)
+            if problem is None:
+                returned = Flag.RESUBSCRIBE in change.flags
+                run.done(change, _opt_in_note(self.opt_in_status) if returned else "")
+            else:
+                run.fail(change, "not in the audience any more" if problem is _EXISTS else str(problem))
+
+    async def _update_one(self, change: Change, state: _ApplyState) -> str:
+        """One member: PATCH what changed (its status only to unsubscribe); a consented
+        return reads the member again first and PUTs the status (PUT revives an archived
+        member, PATCH does not)."""
+        path = f"{state.base}/members/{subscriber_hash(change.email)}"
+        after = change.contact_after
+        values = {
+            tag: records.write_value(state.fields.get(tag), value)
+            for tag, value in (after.properties or {}).items()
+        }
+        body: dict[str, Any] = {"merge_fields": values} if values else {}
+        planned = state.members.get(change.email)
+        if Flag.RESUBSCRIBE in change.flags and after.fields.get(EXCLUDED) is False:
+            async with self.guarded.pair():
+                read = self.client.get(path, {"fields": MEMBER_BARE})
+                raw = await self.cancel.unless_requested(read, "GET", self.client.prefix + path)
+                now = records.member(raw)
+                problem = _moved(change, planned, now) if planned else None
+                if problem is not None:
+                    raise ApiError(problem)
+                if now.status == CLEANED:
+                    raise ApiError(f"{now.email} bounced (cleaned): never re-subscribed")
+                body["status"] = self.opt_in_status
+                await self.client.put(path, body, {"skip_merge_validation": "true"})
+            return _opt_in_note(self.opt_in_status)
+        if after.fields.get(EXCLUDED) is True and (planned is None or planned.status != CLEANED):
+            body["status"] = UNSUBSCRIBED
+        if body:
+            await self.client.patch(path, body, {"skip_merge_validation": "true"})
+        return ""
+
+    # -- tags
+
+    async def _write_tags(self, work: _Work, run: ChangeRunner, state: _ApplyState) -> None:
+        list_creates = {change.list_name: change for change in work.list_creates}
+        by_tag = work.tag_changes()
+        names = sorted(set(by_tag) | set(list_creates))
+
+        async def one_tag(name: str) -> None:
+            adds, removes = by_tag.get(name, ([], []))
+            creation = list_creates.get(name)
+            segment_id: int | None = None
+            if creation is not None:
+                segment_id = await self._create_tag(creation, adds[: self.batch_size], run, state)
+                adds = adds[self.batch_size :]
+            else:
+                found = state.segments.get(tag_key(name))
+                segment_id = found.id if found else None
+            adds = [c for c in adds if run.runnable(c)]  # skipped when the tag failed
+            removes = [c for c in removes if run.runnable(c)]
+            if segment_id is None:
+                for change in (*adds, *removes):
+                    run.fail(change, f"tag {name!r} not found in the audience; run plan again")
+                return
+            await self._tag_batches(segment_id, name, adds, removes, run, state)
+
+        await asyncio.gather(*(one_tag(name) for name in names))
+
+    async def _create_tag(
+        self, creation: Change, first: list[Change], run: ChangeRunner, state: _ApplyState
+    ) -> int | None:
+        """The tag, with its first members in the same call. None when it failed."""
+        if not run.runnable(creation):
+            return None
+        first = [change for change in first if run.runnable(change)]
+        emails = [self._address(change.email, state) for change in first]
+        body = {"name": creation.list_name, "static_segment": emails}
+        try:
+            answer = await self.client.post(f"{state.base}/segments", body, idempotent=False)
+            made = records.segment(answer)
+        except ApiError as error:
+            run.fail(creation, str(error))
+            return None
+        state.segments[tag_key(made.name)] = made
+        run.done(creation)
+        for change in first:
+            run.done(change)
+        return made.id
+
+    async def _tag_batches(
+        self,
+        segment_id: int,
+        name: str,
+        adds: list[Change],
+        removes: list[Change],
+        run: ChangeRunner,
+        state: _ApplyState,
+    ) -> None:
+        path = f"{state.base}/segments/{segment_id}"
+        add_chunks = _split(adds, self.batch_size)
+        remove_chunks = _split(removes, self.batch_size)
+        calls = max(len(add_chunks), len(remove_chunks))
+
+        async def one_call(index: int) -> None:
+            to_add = add_chunks[index] if index < len(add_chunks) else []
+            to_remove = remove_chunks[index] if index < len(remove_chunks) else []
+            body = {
+                "members_to_add": [self._address(c.email, state) for c in to_add],
+                "members_to_remove": [self._address(c.email, state) for c in to_remove],
+            }
+            try:
+                answer = await self.client.post(path, body, idempotent=True)
+                failed = _segment_errors(answer, path)
+            except ApiError as error:
+                for change in (*to_add, *to_remove):
+                    run.fail(change, str(error))
+                return
+            for change in (*to_add, *to_remove):
+                problem = failed.get(change.email)
+                if problem is None:
+                    run.done(change)
+                else:
+                    run.fail(change, f"tag {name!r}: {problem}")
+
+        await asyncio.gather(*(one_call(index) for index in range(calls)))
+
+    def _address(self, key: str, state: _ApplyState) -> str:
+        found = state.members.get(key)
+        return found.email if found else state.created.get(key, key)
+
+    async def _delete_tag(self, change: Change, state: _ApplyState) -> str:
+        found = state.segments.get(tag_key(change.list_name))
+        if found is None:
+            return "already gone"
+        await self.client.delete(f"{state.base}/segments/{found.id}")
+        return ""
+
+    # -- permanent deletion
+
+    async def _erase(self, change: Change, state: _ApplyState) -> str:
+        path = f"{state.base}/members/{subscriber_hash(change.email)}/actions/delete-permanent"
+        try:
+            await self.client.post(path, None, idempotent=True)
+        except ApiError as error:
+            if error.status != 404:
+                raise
+            return "already gone"
+        return "permanently deleted: this address can never be added again through the API"
+
+
+# ---- what apply works with ---------------------------------------------------------------
+
+_EXISTS = object()  # a batch-subscribe error meaning: this address is in the audience
+MEMBER_BARE = "email_address,status,merge_fields,tags,tags_count,last_changed"
+PERMANENT = (
+    "is deleted permanently: Mailchimp never lets this address be added again through the "
+    "API (only the person can come back, through a Mailchimp signup form)"
+)
+
+
+@dataclass
+class _ApplyState:
+    base: str
+    fields: dict[str, MergeField]
+    segments: dict[str, Segment]
+    members: dict[str, Member]
+    changed_since: str | None
+    created: dict[str, str] = dataclasses.field(default_factory=dict)  # key -> as written
+
+
+@dataclass(frozen=True)
+class _Updates:
+    batched: list[Change]
+    alone: list[Change]
+    calls: int
+
+
+@dataclass
+class _Work:
+    property_creates: list[Change] = dataclasses.field(default_factory=list)
+    property_replaces: list[Change] = dataclasses.field(default_factory=list)
+    property_deletes: list[Change] = dataclasses.field(default_factory=list)
+    list_creates: list[Change] = dataclasses.field(default_factory=list)
+    list_deletes: list[Change] = dataclasses.field(default_factory=list)
+    contact_creates: list[Change] = dataclasses.field(default_factory=list)
+    contact_updates: list[Change] = dataclasses.field(default_factory=list)
+    contact_deletes: list[Change] = dataclasses.field(default_factory=list)
+    memberships: list[Change] = dataclasses.field(default_factory=list)
+
+    @property
+    def new_lists(self) -> set[str]:
+        return {change.list_name for change in self.list_creates}
+
+    @classmethod
+    def of(cls, changes: Iterable[Change]) -> _Work:
+        work = cls()
+        for change in changes:
+            work._add(change)
+        return work
+
+    def _add(self, change: Change) -> None:
+        kind, action = change.type, change.action
+        if kind is ResourceType.MEMBERSHIP:
+            self.memberships.append(change)
+            return
+        groups: dict[tuple[ResourceType, Action], list[Change]] = {
+            (ResourceType.PROPERTY, Action.CREATE): self.property_creates,
+            (ResourceType.PROPERTY, Action.UPDATE): self.property_replaces,
+            (ResourceType.PROPERTY, Action.DELETE): self.property_deletes,
+            (ResourceType.LIST, Action.CREATE): self.list_creates,
+            (ResourceType.LIST, Action.DELETE): self.list_deletes,
+            (ResourceType.CONTACT, Action.CREATE): self.contact_creates,
+            (ResourceType.CONTACT, Action.UPDATE): self.contact_updates,
+            (ResourceType.CONTACT, Action.DELETE): self.contact_deletes,
+        }
+        groups[(kind, action)].append(change)
+
+    def tag_changes(self) -> dict[str, tuple[list[Change], list[Change]]]:
+        """(adds, removes) by tag, in plan order."""
+        by_tag: dict[str, tuple[list[Change], list[Change]]] = defaultdict(lambda: ([], []))
+        for change in self.memberships:
+            adds, removes = by_tag[change.list_name]
+            (removes if change.action is Action.DELETE else adds).append(change)
+        for change in self.list_creates:
+            by_tag.setdefault(change.list_name, ([], []))
+        return dict(by_tag)
+
+
+def _state(found: MailchimpRecords, scope: ReadScope) -> State:
+    names = TagNames(scope.lists)
+    state = State(provider_records=found)
+    for field in found.fields.values():
+        kind = field.property_type
+        if kind is not None:
+            state.properties[field.tag] = PropertyDef(field.tag, kind)
+    for segment in found.segments.values():
+        name = names(segment.name)
+        state.lists[name] = ContactList(name)
+    for member in found.members.values():
+        state.add_contact(member.contact(found.fields))
+        for tag in member.tags:
+            name = names(tag)
+            state.lists.setdefault(name, ContactList(name))
+            if scope.wants_members(name):
+                state.add_membership(Membership(name, member.key))
+    return state
+
+
+def _audience(record: Any) -> Audience:
+    found_id = record.get("id") if isinstance(record, Mapping) else None
+    name = record.get("name") if isinstance(record, Mapping) else None
+    if not isinstance(found_id, str) or not isinstance(name, str):
+        raise records.misread(f"expected an audience with an id and a name, got {record!r}")
+    return Audience(found_id, name)
+
+
+def _live_status(live: State, key: str) -> str | None:
+    contact = live.contacts.get(key)
+    status = contact.fields.get(STATUS) if contact else None
+    return status if isinstance(status, str) else None
+
+
+def _status_of(members: Mapping[str, Member], key: str) -> str | None:
+    found = members.get(key)
+    return found.status if found else None
+
+
+def _reviewed_update(
+    change: Change,
+    status: str | None,
+    fields: Mapping[str, MergeField],
+    warnings: list[Finding],
+) -> Change | None:
+    after, before = change.contact_after, change.contact_before
+    if status == ARCHIVED and Flag.RESUBSCRIBE not in change.flags:
+        warnings.append(
+            Finding(
+                change.ref,
+                "is archived in Mailchimp: reconcile writes nothing to an archived member "
+                "(a write would bring them back); to bring them back, set "
+                "excluded_from_campaigns: false with opted_in_at",
+            )
+        )
+        return None
+    if status == CLEANED and after.fields.get(EXCLUDED) is False:
+        warnings.append(
+            Finding(
+                change.ref,
+                "bounced (cleaned in Mailchimp); reconcile never changes a cleaned status, "
+                "so excluded_from_campaigns stays true",
+            )
+        )
+        after, before = after.without(EXCLUDED), before.without(EXCLUDED)
+    cleared = [
+        name
+        for name, value in (after.properties or {}).items()
+        if value is None and (field := fields.get(name)) is not None and field.required
+    ]
+    if cleared:
+        warnings.append(
+            Finding(
+                change.ref,
+                f"{', '.join(cleared)}: required in the Mailchimp audience, so its value "
+                "can't be cleared; left as it is",
+            )
+        )
+        after = _without_properties(after, cleared)
+        before = _without_properties(before, cleared)
+    if after.is_empty:
+        return None
+    if after == change.contact_after:
+        return change
+    return dataclasses.replace(change, before=before, after=after)
+
+
+def _without_properties(values: ContactValues, names: Iterable[str]) -> ContactValues:
+    dropped = set(names)
+    kept = {k: v for k, v in (values.properties or {}).items() if k not in dropped}
+    return dataclasses.replace(values, properties=kept or None)
+
+
+def _moved(change: Change, planned: Member, now: Member) -> str | None:
+    """Why a member's write must not go ahead as planned, or None."""
+    if Flag.RESUBSCRIBE in change.flags and (
+        now.status != planned.status or now.last_changed != planned.last_changed
+    ):
+        return (
+            f"{now.email} changed since planning (opted out again?); not brought back "
+            "(run plan again)"
+        )
+    if now.status == ARCHIVED and Flag.RESUBSCRIBE not in change.flags:
+        return f"{now.email} was archived since planning: not written (it would bring them back)"
+    return None
+
+
+def _single_calls(change: Change) -> int:
+    """Calls to write one member alone: a consented return reads them again first."""
+    return 2 if Flag.RESUBSCRIBE in change.flags else 1
+
+
+def _items(
+    changes: Iterable[Change], run: ChangeRunner, build: Callable[[Change], dict[str, Any]]
+) -> list[tuple[Change, dict[str, Any]]]:
+    """(change, its batch item) for each runnable change; one that can't be built fails."""
+    ready = []
+    for change in changes:
+        if not run.runnable(change):
+            continue
+        try:
+            ready.append((change, build(change)))
+        except ApiError as error:
+            run.fail(change, str(error))
+    return ready
+
+
+def _chunks(count: int, size: int) -> int:
+    return -(-count // size)
+
+
+def _tag_calls(adds: int, removes: int, *, new: bool) -> int:
+    if new:
+        return 1 + max(_chunks(max(adds - BATCH, 0), BATCH), _chunks(removes, BATCH))
+    return max(_chunks(adds, BATCH), _chunks(removes, BATCH))
+
+
+def _split(items: Sequence[Any], size: int) -> list[Any]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _since(moment: str) -> str:
+    """A UTC `...Z` moment, less the margin, as Mailchimp's query wants it (+00:00)."""
+    parsed = datetime.strptime(moment, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return (parsed - FRESHNESS_MARGIN).isoformat()
+
+
+def _opt_in_note(status: str) -> str:
+    if status == PENDING:
+        return "status pending: Mailchimp mails them a confirmation first"
+    return ""
+
+
+def _batch_outcome(answer: Any, keys: Sequence[str], path: str) -> dict[str, str | object]:
+    """{email key: its error (or _EXISTS)} for each sent member the answer did not create
+    or update; one it does not mention at all is an error too."""
+    if not isinstance(answer, Mapping):
+        raise ApiError(f"batch subscribe answered {answer!r}; run plan again to see what landed")
+    seen: set[str] = set()
+    for group in ("new_members", "updated_members"):
+        for item in answer.get(group) or []:
+            email = item.get("email_address") if isinstance(item, Mapping) else None
+            if isinstance(email, str):
+                seen.add(email_key(email))
+    failed: dict[str, str | object] = {}
+    for item in answer.get("errors") or []:
+        if not isinstance(item, Mapping):
+            continue
+        email = item.get("email_address")
+        if not isinstance(email, str):
+            continue
+        if item.get("error_code") == "ERROR_CONTACT_EXISTS":
+            failed[email_key(email)] = _EXISTS
+        else:
+            failed[email_key(email)] = _member_error(item)
+    for key in keys:
+        if key not in seen and key not in failed:
+            failed[key] = (
+                f"POST {path}: the batch answer does not mention this member; run plan again "
+                "to see whether it landed"
+            )
+    return failed
+
+
+def _member_error(item: Mapping[str, Any]) -> str:
+    text = str(item.get("error") or "refused")
+    field, message = item.get("field"), item.get("field_message")
+    if field or message:
+        text += f" ({field or '?'}: {message or ''})"
+    if "compliance state" in text.lower():
+        text += " — they unsubscribed, bounced or are under review: not retried"
+    elif "signed up to a lot of lists" in text.lower():
+        text += " — Mailchimp's per-address throttle: try this one again in a day"
+    return text
+
+
+def _segment_errors(answer: Any, path: str) -> dict[str, str]:
+    if not isinstance(answer, Mapping):
+        raise ApiError(f"POST {path} answered {answer!r}; run plan again to see what landed")
+    failed: dict[str, str] = {}
+    for item in answer.get("errors") or []:
+        if not isinstance(item, Mapping):
+            continue
+        for email in item.get("email_addresses") or []:
+            if isinstance(email, str):
+                failed[email_key(email)] = str(item.get("error") or "refused")
+    return failed
+
+
+# ---- offline checks ----------------------------------------------------------------------
+
+
+def _property_findings(desired: State) -> Iterable[Finding]:
+    for name, definition in desired.properties.items():
+        ref = property_ref(name)
+        problem = records.tag_problem(name)
+        if problem:
+            yield Finding(ref, f"{problem} (a property is a merge field, named by its tag)")
+        if definition.type is PropertyType.BOOL:
+            yield Finding(
+                ref,
+                "is bool, which Mailchimp merge fields can't hold (it refuses true/false); "
+                "declare it str with values like 'yes'/'no', or int with 1/0",
+            )
+        if definition.namespace is not Namespace.STATIC:
+            yield Finding(ref, "Mailchimp has no historic properties; remove namespace")
+
+
+def _list_findings(desired: State) -> Iterable[Finding]:
+    seen: dict[str, str] = {}
+    for name in desired.lists:
+        ref = list_ref(name)
+        if name != name.strip() or not name.strip():
+            yield Finding(ref, "a Mailchimp tag name can't start or end with spaces, or be empty")
+        if len(name) > MAX_TAG_NAME:
+            yield Finding(ref, f"is longer than {MAX_TAG_NAME} characters, the tag name limit")
+        other = seen.setdefault(tag_key(name), name)
+        if other != name:
+            yield Finding(
+                ref,
+                f"differs from list {other!r} only in case; Mailchimp tags compare without "
+                "case, so they would be one tag",
+            )
+
+
+def _contact_findings(desired: State) -> Iterable[Finding]:
+    dates = {
+        name
+        for name, definition in desired.properties.items()
+        if definition.type is PropertyType.DATETIME
+    }
+    for key, contact in desired.contacts.items():
+        ref = contact_ref(key)
+        if NAME.value in contact.fields:
+            yield Finding(
+                ref,
+                "name: Mailchimp has no name field; declare FNAME and LNAME as properties "
+                "(str) and give each contact's values there",
+            )
+        domain = contact.email.rpartition("@")[2].lower()
+        if domain in RESERVED_DOMAINS or domain.endswith(RESERVED_SUFFIXES):
+            yield Finding(
+                ref,
+                f"{contact.email!r}: Mailchimp refuses addresses at reserved domains like "
+                f"{domain} ('looks fake or invalid'); use a real domain",
+            )
+        if not contact.email.isascii():
+            yield Finding(
+                ref,
+                f"{contact.email!r}: write the domain in its xn-- (punycode) form; reconcile "
+                "sends Mailchimp ASCII addresses only",
+            )
+        for name, value in contact.properties.items():
+            if value == "":
+                yield Finding(
+                    ref,
+                    f"properties.{name}: Mailchimp keeps an empty value as no value; write "
+                    "null (or leave it out)",
+                )
+            if name in dates and isinstance(value, str) and not value.endswith("T00:00:00Z"):
+                yield Finding(
+                    ref,
+                    f"properties.{name}: {value} has a time of day, but a Mailchimp date field "
+                    "holds a date only (it would be lost); give midnight UTC, or declare the "
+                    "property str",
+                )
