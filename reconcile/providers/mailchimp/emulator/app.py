@@ -8,7 +8,9 @@ equal to the X-Request-Id header. Behaviours the reference leaves open are
 switches of `MailchimpEmulatorSettings` (settings.py).
 
 Not emulated: POST /lists (audience creation; use seed_audience), interests,
-saved/fuzzy segments, /batches, OAuth, webhooks, the per-address signup throttle.
+saved/fuzzy segments, /batches, OAuth, webhooks. The per-address signup throttle is
+the `throttled_addresses` setting. GET .../members refuses the filters it does not
+emulate (interest_*, since_last_campaign) rather than ignore them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from starlette.datastructures import QueryParams
@@ -27,7 +30,7 @@ from starlette.types import ASGIApp
 
 from reconcile.providers.mailchimp.emulator.ratelimit import ConnectionLimit, basic_key
 from reconcile.providers.mailchimp.emulator.settings import MailchimpEmulatorSettings
-from reconcile.providers.mailchimp.emulator.store import MailchimpStore
+from reconcile.providers.mailchimp.emulator.store import SORT_FIELDS, MailchimpStore, MemberQuery
 from reconcile.providers.mailchimp.emulator.validation import (
     ERROR_TYPE,
     READ_STATUSES,
@@ -35,6 +38,7 @@ from reconcile.providers.mailchimp.emulator.validation import (
     check_status,
     invalid,
     not_found,
+    parse_instant,
     schema_error,
 )
 from reconcile.sandbox.common import (
@@ -46,6 +50,13 @@ from reconcile.sandbox.common import (
 
 DEFAULT_COUNT = 10
 MAX_COUNT = 1000
+# Documented GET .../members filters this emulator does not implement: refused, not ignored.
+UNEMULATED_MEMBER_FILTERS = (
+    "interest_category_id",
+    "interest_ids",
+    "interest_match",
+    "since_last_campaign",
+)
 
 Handler = Callable[[Request, dict[str, str]], Awaitable[Response]]
 
@@ -152,6 +163,34 @@ class MailchimpEmulator:
             return self.store.get_member(list_id, email)
         except ApiProblem:
             return None
+
+    # People acting between a plan and an apply. Each raises ValueError when the address
+    # is not on the audience (or, for archive, cannot be archived).
+
+    def self_unsubscribe(self, list_id: str, email: str) -> None:
+        """The person unsubscribed through a campaign link: status unsubscribed, in
+        compliance (re-subscribing is refused), unsubscribe_reason of a link."""
+        _as_value_error(self.store.self_unsubscribe, list_id, email)
+
+    def bounce(self, list_id: str, email: str) -> None:
+        """The address bounced hard: status cleaned, in compliance."""
+        _as_value_error(self.store.bounce, list_id, email)
+
+    def archive(self, list_id: str, email: str) -> None:
+        """Someone archived the member in the web app (the rules of DELETE apply)."""
+        _as_value_error(self.store.archive_member, list_id, email)
+
+    def forget(self, list_id: str, email: str) -> None:
+        """Someone deleted the member permanently: it 404s and cannot be re-added."""
+        _as_value_error(self.store.delete_permanent, list_id, email)
+
+    def opt_in_emails_sent(self, list_id: str, email: str) -> int:
+        """Opt-in (confirmation) emails sent to the member so far; 0 if not on the list.
+        A member created or seeded as pending has had one."""
+        try:
+            return self.store.opt_in_emails_sent(list_id, email)
+        except ApiProblem as problem:
+            raise ValueError(str(problem)) from None
 
     # -- HTTP -------------------------------------------------------------------
 
@@ -324,11 +363,7 @@ class MailchimpEmulator:
 
     async def _members(self, request: Request, args: dict[str, str]) -> Response:
         params = request.query_params
-        status = params.get("status")
-        if status is not None:
-            check_status(status, "status", READ_STATUSES)
-        email_type = params.get("email_type")
-        items = self.store.list_members(args["list_id"], status, email_type)
+        items = self.store.list_members(args["list_id"], _member_query(params))
         page, total = self._page(params, items)
         body = {"members": page, "list_id": args["list_id"], "total_items": total, "_links": []}
         return self._answer(request, body)
@@ -491,6 +526,54 @@ def _drop(value: Any, paths: list[list[str]]) -> Any:
             continue
         result[key] = _drop(inner, tails) if tails else inner
     return result
+
+
+def _member_query(params: QueryParams) -> MemberQuery:
+    for name in UNEMULATED_MEMBER_FILTERS:
+        if name in params:
+            raise invalid(
+                f"{name} is not emulated.",
+                [{"field": name, "message": "not supported by this emulator"}],
+            )
+    status = params.get("status")
+    if status is not None:
+        check_status(status, "status", READ_STATUSES)
+    sort_field = params.get("sort_field")
+    if sort_field is not None and sort_field not in SORT_FIELDS:
+        raise schema_error(
+            "sort_field", f"Value is not one of the allowed values: {', '.join(SORT_FIELDS)}"
+        )
+    sort_dir = params.get("sort_dir", "ASC")
+    if sort_dir not in ("ASC", "DESC"):
+        raise schema_error("sort_dir", "Value is not one of the allowed values: ASC, DESC")
+    vip_only = params.get("vip_only", "false")
+    if vip_only not in ("true", "false"):
+        raise schema_error("vip_only", "Schema describes boolean")
+
+    def instant(name: str) -> datetime | None:
+        raw = params.get(name)
+        return None if raw is None else parse_instant(raw, name)
+
+    return MemberQuery(
+        status=status,
+        email_type=params.get("email_type"),
+        since_last_changed=instant("since_last_changed"),
+        before_last_changed=instant("before_last_changed"),
+        since_timestamp_opt=instant("since_timestamp_opt"),
+        before_timestamp_opt=instant("before_timestamp_opt"),
+        unsubscribed_since=instant("unsubscribed_since"),
+        vip_only=vip_only == "true",
+        unique_email_id=params.get("unique_email_id"),
+        sort_field=sort_field,
+        sort_dir=sort_dir,
+    )
+
+
+def _as_value_error(action: Callable[[str, str], None], list_id: str, email: str) -> None:
+    try:
+        action(list_id, email)
+    except ApiProblem as problem:
+        raise ValueError(str(problem)) from None
 
 
 def _int_param(params: QueryParams, name: str, default: int) -> int:

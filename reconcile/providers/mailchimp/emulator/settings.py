@@ -63,11 +63,38 @@ class MailchimpEmulatorSettings:
     # "Length: 50 characters for static segment names in 2013 ... no v3 figure found".
     # None (default) = no limit; an int refuses longer tag names.
     max_tag_name_length: int | None = None
+    # Batch subscribe items: "Member items (KJ AddListMembers.md): email_address, email_type,
+    # status (...), merge_fields, ..." — whether an item for an existing member (with
+    # update_existing) may omit `status` is not stated. Default True, the strict reading: the
+    # spec lists status among item fields and the TS/KJ models mark it required for new
+    # members, so such an item is a per-member error "status: This value should not be
+    # blank." False keeps the member's status, as a PUT without status would.
+    batch_subscribe_existing_requires_status: bool = True
+    # Batch subscribe with update_existing: "PUT/PATCH merge merge_fields" is documented for
+    # the member routes only; what batch subscribe does with an existing member's merge
+    # fields is not stated. "merge" (default, as PUT) changes only the tags in the item;
+    # "replace" makes the member's merge fields exactly those in the item and erases the
+    # others (an item without merge_fields erases them all) — a client that sends only what
+    # changed loses data under it, which is what this setting exists to show.
+    batch_subscribe_merge_fields: Literal["merge", "replace"] = "merge"
+    # Double opt-in: "pending is what sends it [the confirmation email]" (§3). Whether a
+    # write that sets pending on a member already pending mails it again is not stated.
+    # Default True (the cautious reading for a client: repeating pending may mail the person
+    # again); every send is counted in the member's `opt_in_emails_sent` (dump_state,
+    # MailchimpEmulator.opt_in_emails_sent). False counts only a change into pending.
+    pending_write_resends_opt_in: bool = True
+    # "Separate per-address throttle: 400 '... has signed up to a lot of lists very
+    # recently; we're not allowing more signups for now' ... not retryable soon" (§1, §4).
+    # These (lower-cased) addresses are throttled: creating one, or (re)subscribing one
+    # (into subscribed or pending), answers that 400 (title "Invalid Resource"); in batch
+    # subscribe it is a per-member ERROR_GENERIC. Default empty: nobody is throttled.
+    throttled_addresses: frozenset[str] = frozenset()
     # "the emulator should reproduce one such rule": these domains "look fake or invalid".
     fake_domains: tuple[str, ...] = ("example.com", "example.net", "example.org")
     clock: Callable[[], float] = field(default=time.time)
 
     def __post_init__(self) -> None:
+        self.throttled_addresses = frozenset(a.strip().lower() for a in self.throttled_addresses)
         for key in self.api_keys:
             prefix, dash, dc = key.rpartition("-")
             if not prefix or not dash or not dc.startswith("us") or not dc[2:].isdigit():

@@ -5,6 +5,11 @@ persists between runs. Every public method takes the store's lock.
 
 Tags are static segments: a segment holds {subscriber_hash: date_added}; a member's
 `tags` are computed from the segments that hold it.
+
+`last_changed` (whole seconds, settings.clock) moves on every change to a member: a
+write that changes anything (status, merge fields, other fields, a rename, a re-sent
+opt-in), archiving, and tags added or removed through /tags, the segment routes, a
+deleted tag or batch subscribe. A write that changes nothing leaves it alone.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,7 +37,9 @@ from reconcile.providers.mailchimp.emulator.validation import (
     merge_value,
     not_found,
     schema_error,
+    stored_instant,
     subscriber_hash,
+    throttled,
 )
 
 DEFAULT_MERGE_FIELDS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
@@ -53,6 +61,46 @@ MEMBER_WRITE_FIELDS = (
     "timestamp_opt",
 )
 ADMIN_UNSUBSCRIBE = "N/A (Unsubscribed by admin)"
+# The emulator's wording for a person's own unsubscribe (no recorded value in the reference).
+CAMPAIGN_UNSUBSCRIBE = "Unsubscribed via campaign link"
+SORT_FIELDS = ("timestamp_opt", "timestamp_signup", "last_changed")
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass
+class MemberQuery:
+    """Filters of GET /lists/{id}/members. Timestamps compare as instants; `since_*` and
+    `unsubscribed_since` are inclusive, `before_*` exclusive."""
+
+    status: str | None = None
+    email_type: str | None = None
+    since_last_changed: datetime | None = None
+    before_last_changed: datetime | None = None
+    since_timestamp_opt: datetime | None = None
+    before_timestamp_opt: datetime | None = None
+    unsubscribed_since: datetime | None = None
+    vip_only: bool = False
+    unique_email_id: str | None = None
+    sort_field: str | None = None
+    sort_dir: str = "ASC"
+
+
+def _within(value: Any, since: datetime | None, before: datetime | None) -> bool:
+    if since is None and before is None:
+        return True
+    moment = stored_instant(value)
+    if moment is None:
+        return False
+    return (since is None or moment >= since) and (before is None or moment < before)
+
+
+def _sort_key(value: Any) -> datetime:
+    return stored_instant(value) or _EARLIEST
+
+
+def _record(member: dict[str, Any]) -> dict[str, Any]:
+    """A member's stored record without last_changed, to tell whether a write changed it."""
+    return {k: copy.deepcopy(v) for k, v in member.items() if k != "last_changed"}
 
 
 def _digest(*parts: str) -> str:
@@ -408,24 +456,54 @@ class MailchimpStore:
         """The path slot may be the hash or (per the SDK docstrings) the raw address."""
         return subscriber_hash(slot) if "@" in slot else slot.lower()
 
-    def list_members(
-        self, list_id: str, status: str | None, email_type: str | None
-    ) -> list[dict[str, Any]]:
+    def list_members(self, list_id: str, query: MemberQuery) -> list[dict[str, Any]]:
         with self.lock:
             audience = self.audience(list_id)
             result = []
             for key, member in audience["members"].items():
-                if status is not None and member["status"] != status:
+                if query.status is not None and member["status"] != query.status:
                     continue
                 if (
-                    status is None
+                    query.status is None
                     and member["status"] == "archived"
                     and not self.settings.list_members_includes_archived
                 ):
                     continue
-                if email_type is not None and member.get("email_type", "html") != email_type:
+                if query.email_type is not None and (
+                    member.get("email_type", "html") != query.email_type
+                ):
                     continue
-                result.append(self._member_view(audience, key))
+                if not _within(
+                    member["last_changed"], query.since_last_changed, query.before_last_changed
+                ):
+                    continue
+                if not _within(
+                    member.get("timestamp_opt", ""),
+                    query.since_timestamp_opt,
+                    query.before_timestamp_opt,
+                ):
+                    continue
+                if query.unsubscribed_since is not None and (
+                    member["status"] != "unsubscribed"
+                    or not _within(
+                        member.get("unsubscribed_at") or member["last_changed"],
+                        query.unsubscribed_since,
+                        None,
+                    )
+                ):
+                    continue
+                if query.vip_only and member.get("vip") is not True:
+                    continue
+                view = self._member_view(audience, key)
+                if (
+                    query.unique_email_id is not None
+                    and view["unique_email_id"] != query.unique_email_id
+                ):
+                    continue
+                result.append(view)
+            if query.sort_field is not None:
+                name = query.sort_field
+                result.sort(key=lambda v: _sort_key(v[name]), reverse=query.sort_dir == "DESC")
             return result
 
     def get_member(self, list_id: str, slot: str) -> dict[str, Any]:
@@ -466,6 +544,7 @@ class MailchimpStore:
         body: dict[str, Any],
         skip_merge_validation: bool,
         allow_update: bool = True,
+        replace_merge_fields: bool = False,
     ) -> tuple[str, bool]:
         members: dict[str, dict[str, Any]] = audience["members"]
         email: str | None = None
@@ -502,27 +581,12 @@ class MailchimpStore:
                 raise member_exists(email)
             if new_key in audience["forgotten"]:
                 raise forgotten_problem(email)
-        status = existing["status"]
-        if "status" in body:
-            allowed: tuple[str, ...] = ("subscribed", "unsubscribed", "cleaned", "pending")
-            if method != "PATCH" or self.settings.patch_accepts_transactional:
-                allowed = (*allowed, "transactional")
-            wanted = check_status(body["status"], "status", allowed)
-            status = self._transition(existing, wanted, method)
-        elif method == "POST":
-            status = self._transition(existing, check_status(body.get("status"), "status"), method)
-        elif existing["status"] == "archived" and method == "PUT":
-            status = self._transition(
-                existing,
-                check_status(
-                    body.get("status_if_new", existing.get("status_before_archive", "subscribed")),
-                    "status_if_new",
-                ),
-                method,
-            )
-        merged = self._merge_values(audience, existing["merge_fields"], body, skip_merge_validation)
+        status = self._next_status(existing, body, method)
+        current = {} if replace_merge_fields else existing["merge_fields"]
+        merged = self._merge_values(audience, current, body, skip_merge_validation)
         extra = self._member_extras(body)
         # Every check passed: apply.
+        before = _record(existing)
         if email is not None and subscriber_hash(email) != path_key:
             key = subscriber_hash(email)
             members[key] = members.pop(path_key)
@@ -533,9 +597,32 @@ class MailchimpStore:
         member = members[key]
         member["merge_fields"] = merged
         member.update(extra)
-        self._set_status(audience, member, status)
-        member["last_changed"] = self.now()
+        resend = "status" in body and self.settings.pending_write_resends_opt_in
+        self._set_status(audience, member, status, resend=resend)
+        if _record(member) != before:
+            member["last_changed"] = self.now()
         return key, False
+
+    def _next_status(self, existing: dict[str, Any], body: dict[str, Any], method: str) -> str:
+        if "status" in body:
+            allowed: tuple[str, ...] = ("subscribed", "unsubscribed", "cleaned", "pending")
+            if method != "PATCH" or self.settings.patch_accepts_transactional:
+                allowed = (*allowed, "transactional")
+            wanted = check_status(body["status"], "status", allowed)
+            return self._transition(existing, wanted, method)
+        if method == "POST":
+            return self._transition(existing, check_status(body.get("status"), "status"), method)
+        if existing["status"] == "archived" and method == "PUT":
+            return self._transition(
+                existing,
+                check_status(
+                    body.get("status_if_new", existing.get("status_before_archive", "subscribed")),
+                    "status_if_new",
+                ),
+                method,
+            )
+        status: str = existing["status"]
+        return status
 
     def _create(
         self,
@@ -546,6 +633,7 @@ class MailchimpStore:
         email: str | None,
         body: dict[str, Any],
         skip_merge_validation: bool,
+        throttle: bool = True,
     ) -> tuple[str, bool]:
         if email is None:
             raise schema_error("email_address", "This value should not be blank.")
@@ -563,6 +651,8 @@ class MailchimpStore:
             if "status" not in body:
                 raise schema_error("status", "This value should not be blank.")
             status = check_status(body["status"], "status")
+        if throttle:
+            self._check_throttle(email)
         merged = self._merge_values(audience, {}, body, skip_merge_validation)
         extra = self._member_extras(body)
         tags: list[str] = []
@@ -582,6 +672,7 @@ class MailchimpStore:
             "timestamp_signup": "",
             "timestamp_opt": "",
             "compliance": False,
+            "opt_in_emails_sent": 0,
             **extra,
         }
         audience["members"][key] = member
@@ -642,11 +733,28 @@ class MailchimpStore:
             return "archived"
         if wanted == "subscribed" and current != "subscribed" and member.get("compliance"):
             raise compliance_problem(member["email_address"])
+        if wanted in ("subscribed", "pending") and current != wanted:
+            self._check_throttle(member["email_address"])
         return wanted
 
-    def _set_status(self, audience: dict[str, Any], member: dict[str, Any], status: str) -> None:
+    def _check_throttle(self, email: str) -> None:
+        if email.strip().lower() in self.settings.throttled_addresses:
+            raise throttled(email)
+
+    def _set_status(
+        self,
+        audience: dict[str, Any],
+        member: dict[str, Any],
+        status: str,
+        *,
+        resend: bool = False,
+    ) -> None:
+        """resend: a write set `pending` explicitly; on a member already pending it counts
+        another opt-in email."""
         previous = member["status"]
         if status == previous:
+            if status == "pending" and resend:
+                member["opt_in_emails_sent"] = member.get("opt_in_emails_sent", 0) + 1
             return
         now = self.now()
         member["status"] = status
@@ -656,6 +764,7 @@ class MailchimpStore:
             member.pop("unsubscribe_reason", None)
         elif status == "unsubscribed":
             audience["last_unsub_date"] = now
+            member["unsubscribed_at"] = now
             member.setdefault("unsubscribe_reason", ADMIN_UNSUBSCRIBE)
             if self.settings.api_unsubscribe_is_compliance:
                 member["compliance"] = True
@@ -733,14 +842,21 @@ class MailchimpStore:
                     if exists and not update_existing:
                         raise member_exists(label)
                     method = "PUT" if exists else "POST"
-                    if not exists and "status" not in member_body:
-                        raise schema_error("status", "This value should not be blank.")
+                    if "status" not in member_body and (
+                        not exists or self.settings.batch_subscribe_existing_requires_status
+                    ):
+                        raise invalid(
+                            "status: This value should not be blank.",
+                            [{"field": "status", "message": "This value should not be blank."}],
+                        )
                     key, was_created = self._write(
                         audience=audience,
                         method=method,
                         slot=key_before if exists else None,
                         body=member_body,
                         skip_merge_validation=skip_merge_validation,
+                        replace_merge_fields=self.settings.batch_subscribe_merge_fields
+                        == "replace",
                     )
                     if "tags" in item:
                         self._batch_tags(audience, key, item["tags"], sync_tags)
@@ -782,7 +898,7 @@ class MailchimpStore:
             wanted = {n.lower() for n in names}
             for segment in audience["segments"].values():
                 if segment["name"].lower() not in wanted:
-                    segment["members"].pop(key, None)
+                    self._untag_member(audience, segment, key)
         for name in names:
             self._tag_member(audience, key, name)
 
@@ -821,11 +937,29 @@ class MailchimpStore:
         audience["segments"][str(segment_id)] = segment
         return segment
 
+    def _touch(self, audience: dict[str, Any], key: str) -> None:
+        member = audience["members"].get(key)
+        if member is not None:
+            member["last_changed"] = self.now()
+
     def _tag_member(self, audience: dict[str, Any], key: str, name: str) -> None:
         segment = self._segment_by_name(audience, name) or self._new_segment(audience, name)
-        if key not in segment["members"]:
-            segment["members"][key] = self.now()
-            segment["updated_at"] = self.now()
+        self._add_to_segment(audience, segment, key)
+
+    def _add_to_segment(self, audience: dict[str, Any], segment: dict[str, Any], key: str) -> bool:
+        if key in segment["members"]:
+            return False
+        segment["members"][key] = self.now()
+        segment["updated_at"] = self.now()
+        self._touch(audience, key)
+        return True
+
+    def _untag_member(self, audience: dict[str, Any], segment: dict[str, Any], key: str) -> bool:
+        if segment["members"].pop(key, None) is None:
+            return False
+        segment["updated_at"] = self.now()
+        self._touch(audience, key)
+        return True
 
     def member_tags(self, list_id: str, slot: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -864,8 +998,8 @@ class MailchimpStore:
                     self._tag_member(audience, key, name)
                 else:
                     segment = self._segment_by_name(audience, name)
-                    if segment is not None and segment["members"].pop(key, None) is not None:
-                        segment["updated_at"] = self.now()
+                    if segment is not None:
+                        self._untag_member(audience, segment, key)
 
     def tag_search(self, list_id: str, prefix: str | None) -> list[dict[str, Any]]:
         with self.lock:
@@ -936,14 +1070,16 @@ class MailchimpStore:
             for email in emails:
                 key = subscriber_hash(email)
                 if key in audience["members"]:
-                    segment["members"][key] = self.now()
+                    self._add_to_segment(audience, segment, key)
             return self._segment_view(audience, segment)
 
     def delete_segment(self, list_id: str, segment_id: str) -> None:
         with self.lock:
             audience = self.audience(list_id)
-            self._segment(audience, segment_id)
+            segment = self._segment(audience, segment_id)
             del audience["segments"][segment_id]
+            for key in segment["members"]:
+                self._touch(audience, key)
 
     def batch_segment(self, list_id: str, segment_id: str, body: Any) -> dict[str, Any]:
         with self.lock:
@@ -957,22 +1093,18 @@ class MailchimpStore:
             added: list[dict[str, Any]] = []
             removed: list[dict[str, Any]] = []
             unknown: list[str] = []
-            now = self.now()
             for email in to_add:
                 key = subscriber_hash(email)
                 if key not in audience["members"]:
                     unknown.append(email)
-                elif key not in segment["members"]:
-                    segment["members"][key] = now
+                elif self._add_to_segment(audience, segment, key):
                     added.append(self._member_view(audience, key))
             for email in to_remove:
                 key = subscriber_hash(email)
                 if key not in audience["members"]:
                     unknown.append(email)
-                elif segment["members"].pop(key, None) is not None:
+                elif self._untag_member(audience, segment, key):
                     removed.append(self._member_view(audience, key))
-            if added or removed:
-                segment["updated_at"] = now
             errors: list[dict[str, Any]] = []
             if unknown and self.settings.segment_batch_reports_unknown:
                 errors.append(
@@ -1010,7 +1142,7 @@ class MailchimpStore:
             key = subscriber_hash(email)
             if key not in audience["members"]:
                 raise not_found()
-            segment["members"].setdefault(key, self.now())
+            self._add_to_segment(audience, segment, key)
             return self._member_view(audience, key)
 
     def remove_segment_member(self, list_id: str, segment_id: str, slot: str) -> None:
@@ -1018,7 +1150,7 @@ class MailchimpStore:
             audience = self.audience(list_id)
             segment = self._segment(audience, segment_id)
             key = self.resolve_member_key(slot)
-            if segment["members"].pop(key, None) is None:
+            if not self._untag_member(audience, segment, key):
                 raise not_found()
 
     # -- test helpers ---------------------------------------------------------
@@ -1049,6 +1181,7 @@ class MailchimpStore:
                 email=email,
                 body=body,
                 skip_merge_validation=True,
+                throttle=False,
             )
             member = audience["members"][key]
             if target == "archived":
@@ -1057,5 +1190,38 @@ class MailchimpStore:
             if compliance:
                 member["compliance"] = True
                 if status == "unsubscribed":
-                    member["unsubscribe_reason"] = "Unsubscribed via campaign link"
+                    member["unsubscribe_reason"] = CAMPAIGN_UNSUBSCRIBE
             return key
+
+    def _existing(self, audience: dict[str, Any], slot: str) -> tuple[str, dict[str, Any]]:
+        key = self.resolve_member_key(slot)
+        member = audience["members"].get(key)
+        if member is None:
+            raise not_found()
+        result: dict[str, Any] = member
+        return key, result
+
+    def self_unsubscribe(self, list_id: str, email: str) -> None:
+        """The person unsubscribed through a campaign link: unsubscribed, in compliance."""
+        with self.lock:
+            audience = self.audience(list_id)
+            key, member = self._existing(audience, email)
+            self._set_status(audience, member, "unsubscribed")
+            member["unsubscribe_reason"] = CAMPAIGN_UNSUBSCRIBE
+            member["compliance"] = True
+            self._touch(audience, key)
+
+    def bounce(self, list_id: str, email: str) -> None:
+        """The address bounced: cleaned (and so in compliance)."""
+        with self.lock:
+            audience = self.audience(list_id)
+            key, member = self._existing(audience, email)
+            self._set_status(audience, member, "cleaned")
+            self._touch(audience, key)
+
+    def opt_in_emails_sent(self, list_id: str, email: str) -> int:
+        """Opt-in emails counted for the member (0 when it is not on the list)."""
+        with self.lock:
+            audience = self.audience(list_id)
+            member = audience["members"].get(self.resolve_member_key(email))
+            return int(member.get("opt_in_emails_sent", 0)) if member is not None else 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 ERROR_TYPE = "https://mailchimp.com/developer/marketing/docs/errors/"
@@ -60,6 +61,43 @@ def schema_error(field_name: str, message: str) -> ApiProblem:
 
 def not_found() -> ApiProblem:
     return ApiProblem(404, "Resource Not Found", "The requested resource could not be found.")
+
+
+def throttled(email: str) -> ApiProblem:
+    return invalid(
+        f"{email} has signed up to a lot of lists very recently; "
+        "we're not allowing more signups for now"
+    )
+
+
+def parse_instant(raw: str, name: str) -> datetime:
+    """A query timestamp: ISO 8601 with an offset (2021-11-23T22:51:58+00:00 or ...Z).
+
+    Anything else, an offset-less value included, is a 400 naming the parameter. An
+    unencoded '+' in a query string arrives as a space and so is refused too."""
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None or "T" not in raw:
+        raise invalid(
+            f"{name} must be an ISO 8601 date and time with an offset, "
+            f"e.g. 2021-11-23T22:51:58+00:00; got {raw!r}.",
+            [{"field": name, "message": "This value is not a valid datetime."}],
+        )
+    return moment
+
+
+def stored_instant(value: Any) -> datetime | None:
+    """A member's stored timestamp as an instant; "" or unreadable is None (offset-less
+    values are read as UTC)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def subscriber_hash(email: str) -> str:
