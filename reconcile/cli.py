@@ -22,7 +22,7 @@ from typer.exceptions import TyperException
 
 from reconcile import engine
 from reconcile.errors import ConfigError, ReconcileError
-from reconcile.manifest.export import export_audience
+from reconcile.manifest.export import declared_options, export_audience
 from reconcile.manifest.loader import Manifest
 from reconcile.model import State
 from reconcile.plan import Plan
@@ -467,6 +467,7 @@ def providers() -> None:
 @app.command()
 def export(
     ctx: typer.Context,
+    *,
     provider: ProviderOpt = None,
     output: Annotated[
         Path | None,
@@ -482,6 +483,14 @@ def export(
         typer.Option("--contacts-per-file", min=1, help="split contacts into several files"),
     ] = None,
     sandbox: SandboxOpt = False,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            help="a provider option KEY=VALUE (repeatable), as in the manifest's provider: "
+            "mapping; an updated manifest's own options are used too",
+        ),
+    ] = None,
 ) -> None:
     """Write the live account as manifest YAML."""
     if contacts_per_file is not None and output is None:
@@ -489,21 +498,41 @@ def export(
         raise typer.Exit(EXIT_ERROR)
 
     name = registry.default_name() if provider is None else provider
+    given = _option_values(option or [])
+    options = {**declared_options(output, name, contacts_per_file is not None), **given}
+    try:
+        config = engine.provider_config(name, options)
+    except ConfigError as error:
+        hint = "give export the provider's options with --option KEY=VALUE"
+        raise ConfigError(f"{error}; {hint}") from None
 
     async def work() -> State:
-        config = engine.provider_config(name, {})
         async with engine.open_provider(config, engine.ConnectTo(sandbox), cancel) as opened:
             return await engine.read_everything(opened)
 
     cancel = _cancellation(ctx)
     live = _await(work(), cancel)
-    result = export_audience(live, name, output, contacts_per_file)
+    result = export_audience(live, name, output, contacts_per_file, options)
     for warning in result.warnings:
         err.print(f"[yellow]Warning:[/] {_escape(warning)}")
     result.carry_out()
     sys.stdout.write(result.stdout)
     if result.summary:
         err.print(_escape(result.summary))
+
+
+def _option_values(given: list[str]) -> dict[str, str]:
+    """`--option KEY=VALUE` values; the provider's options model checks and converts them."""
+    values: dict[str, str] = {}
+    for item in given:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip() or key.strip() == "type":
+            raise ConfigError(
+                f"--option {item!r}: expected KEY=VALUE naming a provider option "
+                "(as in the manifest's provider: mapping; the provider is --provider)"
+            )
+        values[key.strip()] = value
+    return values
 
 
 @app.command()

@@ -47,12 +47,16 @@ def test_the_name_check_would_see_a_provider_name() -> None:
 
 def test_the_built_in_providers_register_through_entry_points() -> None:
     installed = registry.installed()
-    assert {"mailjet", "mailjawn"} <= set(installed)
+    assert {"mailjet", "mailjawn", "mailchimp"} <= set(installed)
     for name, plugin in installed.items():
         assert plugin.name == name
         assert issubclass(plugin.provider_class, Provider)
         assert issubclass(plugin.options_model, ProviderOptions)
-        assert plugin.options({}).type == name
+        fields = plugin.options_model.model_fields
+        required = {key: "x" for key, field in fields.items() if field.is_required()}
+        assert plugin.options({**required, "type": name}).type == name
+    with pytest.raises(ConfigError, match="audience: Field required"):
+        registry.plugin("mailchimp").options({})
 
 
 def test_an_unknown_provider_lists_the_installed_ones() -> None:

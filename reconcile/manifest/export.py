@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
 from ruamel.yaml.representer import RoundTripRepresenter
 
 from reconcile.errors import ManifestError, ManifestIssue, SourceLocation
@@ -124,10 +125,39 @@ def _common_type(kinds: set[type]) -> PropertyType:
 # ---- state -> YAML -----------------------------------------------------------------------
 
 
-def state_to_document(state: State, provider: str) -> CommentedMap:
+def provider_entry(provider: str, options: Mapping[str, Any]) -> str | CommentedMap:
+    """What an export writes under `provider:`: the name, or a mapping with its options."""
+    if not options:
+        return provider
+    return CommentedMap([("type", provider), *((k, v) for k, v in options.items())])
+
+
+def declared_options(output: Path | None, provider: str, into_directory: bool) -> dict[str, Any]:
+    """The options of `provider` in the manifest an export updates (none when it is new,
+    unreadable, or for another provider): re-exporting reads the same account."""
+    if output is None:
+        return {}
+    path = output / MAIN_FILE if into_directory else output
+    try:
+        existing = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, YAMLError):
+        return {}
+    declared = existing.get("provider") if isinstance(existing, dict) else None
+    if not isinstance(declared, dict) or declared.get("type") != provider:
+        return {}
+    return {str(k): v for k, v in declared.items() if k != "type"}
+
+
+def _provider_name(entry: Any) -> Any:
+    return entry.get("type") if isinstance(entry, Mapping) else entry
+
+
+def state_to_document(
+    state: State, provider: str, options: Mapping[str, Any] | None = None
+) -> CommentedMap:
     state = State(infer_definitions(state), state.lists, state.contacts, state.memberships)
     document = CommentedMap()
-    document["provider"] = provider
+    document["provider"] = provider_entry(provider, options or {})
     document["properties"] = CommentedMap(
         (name, _property(state, name)) for name in sorted(state.properties)
     )
@@ -225,12 +255,17 @@ class ExportResult:
 
 
 def export_audience(
-    live: State, provider: str, output: Path | None, contacts_per_file: int | None = None
+    live: State,
+    provider: str,
+    output: Path | None,
+    contacts_per_file: int | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> ExportResult:
     """The export of `live` to stdout (no output), a file (new or updated in place), or a
-    directory (audience.yaml and contacts-NNNN.yaml files)."""
+    directory (audience.yaml and contacts-NNNN.yaml files). `options`: the provider
+    options it was read with, written with the provider's name."""
     state, warnings = exportable(live)
-    document = state_to_document(state, provider)
+    document = state_to_document(state, provider, options)
     skipped = sorted(key for key in live.contacts if key not in state.contacts)
     if skipped:
         # Undeclared, they would be in a prune's scope: protected, a prune leaves them be.
@@ -356,8 +391,11 @@ def _update_manifest(
     declared = existing.get("provider")
     # Options are kept only for the provider exported: another provider's would point the
     # file (and its prune policies) at the account it was not read from.
-    if not isinstance(declared, CommentedMap) or declared.get("type") != document["provider"]:
-        existing["provider"] = document["provider"]
+    exported = document["provider"]
+    if not isinstance(declared, CommentedMap) or declared.get("type") != _provider_name(exported):
+        existing["provider"] = exported
+    elif isinstance(exported, CommentedMap):
+        declared.update((key, value) for key, value in exported.items() if key != "type")
     for section in ("properties", "lists"):
         existing[section] = _merged_map(existing.get(section), document[section])
     if "protect" in document:

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from reconcile.diff import Ref, ResourceType, list_ref, property_ref
-from reconcile.errors import ManifestError, ManifestIssue, SourceLocation
+from reconcile.errors import ConfigError, ManifestError, ManifestIssue, SourceLocation
 from reconcile.manifest.csv_source import read_contacts_csv
 from reconcile.manifest.emails import email_problem
 from reconcile.manifest.paths import field_name, path_of, validation_messages
@@ -222,7 +222,7 @@ class _Builder:
         if manifest.provider is not None:
             where = document.location(("provider",))
             if self._claim("provider", where, "provider"):
-                self.provider = _provider_options(manifest.provider)
+                self.provider = _provider_options(manifest.provider, where)
         for key in ("prune", "protect", "safety"):
             if getattr(manifest, key) is not None and self._claim(
                 key, document.location((key,)), key
@@ -464,10 +464,14 @@ def _memberships(spec: ContactSpec) -> list[tuple[str, MembershipSpec]]:
     return result
 
 
-def _provider_options(value: object) -> ProviderOptions:
-    """A bare provider name means that provider's default options."""
+def _provider_options(value: object, where: SourceLocation) -> ProviderOptions:
+    """A bare provider name means that provider's default options (when it has them)."""
     if isinstance(value, str):
-        return registry.plugin(value).options({})
+        try:
+            return registry.plugin(value).options({})
+        except ConfigError as error:
+            message = f"{error}: write provider: {{type: {value}, ...}} with them"
+            raise ManifestError([ManifestIssue(where, "provider", message)]) from None
     assert isinstance(value, ProviderOptions)
     return value
 

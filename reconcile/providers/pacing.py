@@ -136,7 +136,7 @@ def _retryable(idempotent: bool) -> Callable[[Exception], bool]:
     return retryable
 
 
-async def send_with_retries(
+async def send_with_retries(  # noqa: PLR0917 (one call site, in order of use)
     policy: RetryPolicy,
     stats: RequestStats,
     idempotent: bool,

@@ -72,15 +72,15 @@ class MailchimpClient(ApiClient):
         **connection: Unpack[Connection],
     ) -> None:
         lane = Lane(Pacer(UNPACED), max_in_flight)  # one connection budget for all requests
-        timeout = connection.pop("timeout", None) or httpx.Timeout(30.0, connect=10.0)
-        read = max(timeout.read or 0.0, MIN_READ_TIMEOUT)
+        given = connection.get("timeout") or httpx.Timeout(30.0, connect=10.0)
+        read = max(given.read or 0.0, MIN_READ_TIMEOUT)
+        connection["timeout"] = httpx.Timeout(read, connect=given.connect, write=read, pool=None)
         super().__init__(
             base_url=base_url,
             prefix=API_PREFIX,
             auth=httpx.BasicAuth("reconcile", api_key),
             reading=lane,
             writing=lane,
-            timeout=httpx.Timeout(read, connect=timeout.connect, write=read, pool=None),
             **connection,
         )
         self._secret = api_key

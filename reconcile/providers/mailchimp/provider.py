@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -207,12 +207,7 @@ class MailchimpProvider(Provider):
 
     @classmethod
     def check_desired(cls, desired: State) -> list[Finding]:
-        findings = [
-            *_property_findings(desired),
-            *_list_findings(desired),
-            *_contact_findings(desired),
-        ]
-        return findings
+        return [*_property_findings(desired), *_list_findings(desired), *_contact_findings(desired)]
 
     # ---- read ---------------------------------------------------------------------------
 
@@ -224,8 +219,10 @@ class MailchimpProvider(Provider):
             self.client.list_all(
                 f"{base}/merge-fields",
                 "merge_fields",
-                {"fields": "merge_fields.merge_id,merge_fields.tag,merge_fields.name,"
-                 "merge_fields.type,merge_fields.required,merge_fields.options,total_items"},
+                {
+                    "fields": "merge_fields.merge_id,merge_fields.tag,merge_fields.name,"
+                    "merge_fields.type,merge_fields.required,merge_fields.options,total_items"
+                },
                 keep=records.merge_field,
             ),
             self.client.list_all(
@@ -267,10 +264,10 @@ class MailchimpProvider(Provider):
         fields = _records(live).fields
         for name, want in desired.properties.items():
             have = live.properties.get(name)
-            numeric = (PropertyType.INT, PropertyType.FLOAT)
-            if have is not None and have.type is PropertyType.FLOAT and want.type in numeric:
-                live.properties[name] = dataclasses.replace(have, type=want.type)
             field = fields.get(name)
+            numeric = (PropertyType.INT, PropertyType.FLOAT)
+            if have and field and field.type == records.NUMBER and want.type in numeric:
+                live.properties[name] = dataclasses.replace(have, type=want.type)
             if field is not None and field.property_type is None:
                 raise ConfigError(
                     f"property {name}: is a Mailchimp {field.type} field, which reconcile "
@@ -417,20 +414,19 @@ class MailchimpProvider(Provider):
             if isinstance(result, BaseException):
                 raise result
             for change, _ in chunk:
-                outcome = result.get(change.email)
-                if outcome is None:
-                    run.done(change)
-                elif outcome is _EXISTS:
+                if change.email in result.existing:
                     existing.append(change)
+                elif change.email in result.failed:
+                    run.fail(change, result.failed[change.email])
                 else:
-                    run.fail(change, outcome)
+                    run.done(change)
         await asyncio.gather(*(self._converge(change, run, state) for change in existing))
 
     async def _subscribe_new(
         self, chunk: list[tuple[Change, dict[str, Any]]], state: _ApplyState
-    ) -> dict[str, str | object]:
-        """One batch subscribe of new members: {email key: error, or _EXISTS} for those
-        that were not created; existing members are never overwritten by it."""
+    ) -> _BatchOutcome:
+        """One batch subscribe of new members; existing members are never overwritten by
+        it (they come back as existing)."""
         params = {"skip_merge_validation": _flag(self.skip_merge_validation)}
         answer = await self.client.post(
             state.base,
@@ -440,7 +436,7 @@ class MailchimpProvider(Provider):
         )
         outcome = _batch_outcome(answer, [change.email for change, _ in chunk], state.base)
         for change, _ in chunk:
-            if change.email not in outcome:
+            if change.email not in outcome.failed and change.email not in outcome.existing:
                 state.created[change.email] = change.contact_after.email or change.email
         return outcome
 
@@ -468,7 +464,8 @@ class MailchimpProvider(Provider):
             wanted = {
                 tag: value
                 for tag, value in (change.contact_after.properties or {}).items()
-                if current.merge_fields.get(tag) != records.write_value(state.fields.get(tag), value)
+                if current.merge_fields.get(tag)
+                != records.write_value(state.fields.get(tag), value)
             }
             if wanted:
                 body = {"merge_fields": records.member_values(state.fields, {}, wanted)}
@@ -523,7 +520,9 @@ class MailchimpProvider(Provider):
             planned = state.members.get(change.email)
             now = fresh.get(change.email, planned)
             if planned is None or now is None:
-                run.fail(change, "not in the audience any more (deleted meanwhile?); run plan again")
+                run.fail(
+                    change, "not in the audience any more (deleted meanwhile?); run plan again"
+                )
                 continue
             problem = _moved(change, planned, now)
             if problem is not None:
@@ -532,7 +531,7 @@ class MailchimpProvider(Provider):
                 alone.append(change)
             else:
                 batched.append((change, now))
-        current = dict((change.ref, now) for change, now in batched)
+        current = {change.ref: now for change, now in batched}
         ready = _items(
             [change for change, _ in batched],
             run,
@@ -577,12 +576,13 @@ class MailchimpProvider(Provider):
                 run.fail(change, str(error))
             return
         for change in changes:
-            problem = outcome.get(change.email)
-            if problem is None:
+            if change.email in outcome.failed:
+                run.fail(change, outcome.failed[change.email])
+            elif change.email in outcome.existing:  # only new members are refused so
+                run.fail(change, "the batch answer says it exists and was not updated")
+            else:
                 returned = Flag.RESUBSCRIBE in change.flags
                 run.done(change, _opt_in_note(self.opt_in_status) if returned else "")
-            else:
-                run.fail(change, "not in the audience any more" if problem is _EXISTS else str(problem))
 
     async def _update_one(self, change: Change, state: _ApplyState) -> str:
         """One member: PATCH what changed (its status only to unsubscribe); a consented
@@ -638,7 +638,9 @@ class MailchimpProvider(Provider):
                 for change in (*adds, *removes):
                     run.fail(change, f"tag {name!r} not found in the audience; run plan again")
                 return
-            await self._tag_batches(segment_id, name, adds, removes, run, state)
+            await self._tag_batches(
+                segment_id, name=name, adds=adds, removes=removes, run=run, state=state
+            )
 
         await asyncio.gather(*(one_tag(name) for name in names))
 
@@ -666,6 +668,7 @@ class MailchimpProvider(Provider):
     async def _tag_batches(
         self,
         segment_id: int,
+        *,
         name: str,
         adds: list[Change],
         removes: list[Change],
@@ -726,7 +729,6 @@ class MailchimpProvider(Provider):
 
 # ---- what apply works with ---------------------------------------------------------------
 
-_EXISTS = object()  # a batch-subscribe error meaning: this address is in the audience
 MEMBER_BARE = "email_address,status,merge_fields,tags,tags_count,last_changed"
 PERMANENT = (
     "is deleted permanently: Mailchimp never lets this address be added again through the "
@@ -805,21 +807,32 @@ class _Work:
 def _state(found: MailchimpRecords, scope: ReadScope) -> State:
     names = TagNames(scope.lists)
     state = State(provider_records=found)
+    for member in found.members.values():
+        state.add_contact(member.contact(found.fields))
     for field in found.fields.values():
         kind = field.property_type
+        if kind is PropertyType.FLOAT and _whole_numbers(state, field.tag):
+            kind = PropertyType.INT  # Mailchimp has one number type: say int where it fits
         if kind is not None:
             state.properties[field.tag] = PropertyDef(field.tag, kind)
     for segment in found.segments.values():
         name = names(segment.name)
         state.lists[name] = ContactList(name)
     for member in found.members.values():
-        state.add_contact(member.contact(found.fields))
         for tag in member.tags:
             name = names(tag)
             state.lists.setdefault(name, ContactList(name))
             if scope.wants_members(name):
                 state.add_membership(Membership(name, member.key))
     return state
+
+
+def _whole_numbers(state: State, tag: str) -> bool:
+    return all(
+        isinstance(value, int)
+        for contact in state.contacts.values()
+        if (value := contact.properties.get(tag)) is not None
+    )
 
 
 def _audience(record: Any) -> Audience:
@@ -959,9 +972,18 @@ def _opt_in_note(status: str) -> str:
     return ""
 
 
-def _batch_outcome(answer: Any, keys: Sequence[str], path: str) -> dict[str, str | object]:
-    """{email key: its error (or _EXISTS)} for each sent member the answer did not create
-    or update; one it does not mention at all is an error too."""
+@dataclass
+class _BatchOutcome:
+    """Members of a batch subscribe that did not land: their errors by email key, and the
+    addresses it refused as already in the audience."""
+
+    failed: dict[str, str] = dataclasses.field(default_factory=dict)
+    existing: set[str] = dataclasses.field(default_factory=set)
+
+
+def _batch_outcome(answer: Any, keys: Sequence[str], path: str) -> _BatchOutcome:
+    """Who of `keys` the answer did not create or update; one it does not mention at all
+    is an error too."""
     if not isinstance(answer, Mapping):
         raise ApiError(f"batch subscribe answered {answer!r}; run plan again to see what landed")
     seen: set[str] = set()
@@ -970,24 +992,22 @@ def _batch_outcome(answer: Any, keys: Sequence[str], path: str) -> dict[str, str
             email = item.get("email_address") if isinstance(item, Mapping) else None
             if isinstance(email, str):
                 seen.add(email_key(email))
-    failed: dict[str, str | object] = {}
+    outcome = _BatchOutcome()
     for item in answer.get("errors") or []:
-        if not isinstance(item, Mapping):
-            continue
-        email = item.get("email_address")
+        email = item.get("email_address") if isinstance(item, Mapping) else None
         if not isinstance(email, str):
             continue
         if item.get("error_code") == "ERROR_CONTACT_EXISTS":
-            failed[email_key(email)] = _EXISTS
+            outcome.existing.add(email_key(email))
         else:
-            failed[email_key(email)] = _member_error(item)
+            outcome.failed[email_key(email)] = _member_error(item)
     for key in keys:
-        if key not in seen and key not in failed:
-            failed[key] = (
+        if key not in seen and key not in outcome.failed and key not in outcome.existing:
+            outcome.failed[key] = (
                 f"POST {path}: the batch answer does not mention this member; run plan again "
                 "to see whether it landed"
             )
-    return failed
+    return outcome
 
 
 def _member_error(item: Mapping[str, Any]) -> str:

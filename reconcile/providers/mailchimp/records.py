@@ -38,9 +38,7 @@ STATUS = "status"
 MAX_TAG_LENGTH = 10
 MERGE_TAG = re.compile(r"[A-Z][A-Z0-9_]{0,9}")
 # Types whose values are text; `address` values are objects the model can't hold.
-TEXT_TYPES = frozenset(
-    {"text", "phone", "url", "imageurl", "zip", "radio", "dropdown", "birthday"}
-)
+TEXT_TYPES = frozenset({"text", "phone", "url", "imageurl", "zip", "radio", "dropdown", "birthday"})
 NUMBER, DATE, ADDRESS = "number", "date", "address"
 CREATED_TYPES = {
     PropertyType.STR: "text",
@@ -63,7 +61,12 @@ def tag_problem(name: str) -> str | None:
         return None
     if len(name) > MAX_TAG_LENGTH:
         return f"is longer than {MAX_TAG_LENGTH} characters, Mailchimp's limit for a merge tag"
-    return "is not a Mailchimp merge tag: upper-case letters, digits and _, starting with a letter"
+    closest = re.sub(r"[^A-Z0-9_]", "_", name.upper())
+    fix = f" (rename it {closest})" if MERGE_TAG.fullmatch(closest) else ""
+    return (
+        "is not a Mailchimp merge tag: upper-case letters, digits and _, starting with a "
+        f"letter{fix}"
+    )
 
 
 @dataclass(frozen=True)
