@@ -95,6 +95,7 @@ async def make_plan(manifest: Manifest, provider: Provider) -> tuple[Plan, State
         thresholds=manifest.policy.thresholds,
         live=live,
         account=provider.account(),
+        target=provider.target(),
     )
     return made, live
 

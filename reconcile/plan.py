@@ -99,6 +99,7 @@ class Plan:
     thresholds: Thresholds = field(default_factory=Thresholds)
     live_counts: Mapping[str, int] = field(default_factory=dict)  # per type, as read
     account: Mapping[str, str] = field(default_factory=dict)  # public identity, never a secret
+    target: str = ""  # what the provider resolved the account to, for people (Provider.target)
 
     @classmethod
     def build(
@@ -113,6 +114,7 @@ class Plan:
         thresholds: Thresholds | None = None,
         live: State | None = None,
         account: Mapping[str, str] | None = None,
+        target: str = "",
     ) -> Plan:
         return cls(
             provider,
@@ -124,7 +126,13 @@ class Plan:
             thresholds or Thresholds(),
             live_counts(live) if live is not None else {},
             dict(account or {}),
+            target,
         )
+
+    @property
+    def target_note(self) -> str:
+        """` (audience 'News', a1b2c3d4e5)`: what the provider resolved, or nothing."""
+        return f" ({self.target})" if self.target else ""
 
     def raise_if_other_account(self, account: Mapping[str, str]) -> None:
         """A saved plan applies only to the account it was made against."""
@@ -199,6 +207,7 @@ class Plan:
             "notice": PERSONAL_DATA_NOTICE,
             "provider": self.provider,
             "account": dict(self.account),
+            **({"target": self.target} if self.target else {}),
             "summary": self.summary(),
             "changes": [change_to_json(c) for c in self.changes],
             "warnings": list(self.warnings),
@@ -250,6 +259,7 @@ class Plan:
             thresholds=Thresholds.from_json(raw.safety),
             live_counts={k: int(v) for k, v in raw.safety.get("live_counts", {}).items()},
             account=raw.account,
+            target=raw.target,
         )
 
 
@@ -276,6 +286,7 @@ class PlanFile(BaseModel):
     format_version: int
     provider: str
     account: dict[str, str] = {}
+    target: str = ""
     changes: list[ChangeFile]
     warnings: list[str] = []
     scope: dict[str, Any] = {}

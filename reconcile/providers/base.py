@@ -190,6 +190,11 @@ class Provider(ABC):
         """The account's public identity: where it is served and an id, never a secret."""
         return {}
 
+    def target(self) -> str:
+        """What the plan is against, for people, when the account is more than its
+        credentials (an audience found by name): shown with the provider's name."""
+        return ""
+
     def account(self) -> dict[str, str]:
         """What a saved plan records and `apply --plan` checks: the same account, or refuse."""
         if self.sandbox_id is not None:

@@ -46,10 +46,15 @@ def _print_groups(plan: Plan, console: Console) -> None:
 def render_text(plan: Plan, console: Console) -> None:
     if plan.is_empty:
         console.print(
-            Text(f"No changes. The {plan.provider} account matches the manifest.", "bold")
+            Text(
+                f"No changes. The {plan.provider} account{plan.target_note} matches the manifest.",
+                "bold",
+            )
         )
     else:
-        console.print(Text(f"reconcile will make these changes on {plan.provider}:", "bold"))
+        console.print(
+            Text(f"reconcile will make these changes on {plan.provider}{plan.target_note}:", "bold")
+        )
         console.print()
     if len(plan.changes) > DETAIL_LIMIT:
         _print_groups(plan, console)

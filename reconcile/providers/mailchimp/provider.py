@@ -152,16 +152,16 @@ class MailchimpProvider(Provider):
         await self.client.aclose()
 
     def identity(self) -> dict[str, str]:
-        found = self._audience
-        return {
-            "url": self.client.base_url,
-            "audience": found.id if found else self.audience_option,
-        }
+        return {"url": self.client.base_url, "audience": self.audience_option}
 
     def account(self) -> dict[str, str]:
+        """As the manifest names the audience: a saved plan is checked before anything is
+        read (an audience named, not given by id, is found again by its name)."""
+        return {**super().account(), "audience": self.audience_option}
+
+    def target(self) -> str:
         found = self._audience
-        audience = found.id if found else self.audience_option
-        return {**super().account(), "audience": audience}
+        return f"audience {found.name!r}, {found.id}" if found else ""
 
     def stats(self) -> ProviderStats:
         return self.client.snapshot()
@@ -434,7 +434,7 @@ class MailchimpProvider(Provider):
             params=params,
             idempotent=True,  # again, it creates nobody twice: existing ones are errors
         )
-        outcome = _batch_outcome(answer, [change.email for change, _ in chunk], state.base)
+        outcome = _batch_outcome(answer, _sent_tags(chunk), state.base)
         for change, _ in chunk:
             if change.email not in outcome.failed and change.email not in outcome.existing:
                 state.created[change.email] = change.contact_after.email or change.email
@@ -468,8 +468,11 @@ class MailchimpProvider(Provider):
                 != records.write_value(state.fields.get(tag), value)
             }
             if wanted:
-                body = {"merge_fields": records.member_values(state.fields, {}, wanted)}
-                await self.client.patch(path, body, {"skip_merge_validation": "true"})
+                values = records.member_values(state.fields, {}, wanted)
+                answer = await self.client.patch(
+                    path, {"merge_fields": values}, {"skip_merge_validation": "true"}
+                )
+                _raise_if_dropped(values, answer)
         except ApiError as error:
             run.fail(change, str(error))
             return
@@ -570,7 +573,7 @@ class MailchimpProvider(Provider):
                 params={"skip_merge_validation": "true"},  # their other values are theirs
                 idempotent=True,  # every item carries its whole record: again is the same
             )
-            outcome = _batch_outcome(answer, [c.email for c in changes], state.base)
+            outcome = _batch_outcome(answer, _sent_tags(chunk), state.base)
         except ApiError as error:
             for change in changes:
                 run.fail(change, str(error))
@@ -607,12 +610,14 @@ class MailchimpProvider(Provider):
                 if now.status == CLEANED:
                     raise ApiError(f"{now.email} bounced (cleaned): never re-subscribed")
                 body["status"] = self.opt_in_status
-                await self.client.put(path, body, {"skip_merge_validation": "true"})
+                answer = await self.client.put(path, body, {"skip_merge_validation": "true"})
+            _raise_if_dropped(values, answer)
             return _opt_in_note(self.opt_in_status)
         if after.fields.get(EXCLUDED) is True and (planned is None or planned.status != CLEANED):
             body["status"] = UNSUBSCRIBED
         if body:
-            await self.client.patch(path, body, {"skip_merge_validation": "true"})
+            answer = await self.client.patch(path, body, {"skip_merge_validation": "true"})
+            _raise_if_dropped(values, answer)
         return ""
 
     # -- tags
@@ -922,6 +927,12 @@ def _moved(change: Change, planned: Member, now: Member) -> str | None:
     return None
 
 
+def _raise_if_dropped(values: Mapping[str, Any], answer: Any) -> None:
+    problem = dropped_fields(values, answer)
+    if problem:
+        raise ApiError(problem)
+
+
 def _single_calls(change: Change) -> int:
     """Calls to write one member alone: a consented return reads them again first."""
     return 2 if Flag.RESUBSCRIBE in change.flags else 1
@@ -981,18 +992,29 @@ class _BatchOutcome:
     existing: set[str] = dataclasses.field(default_factory=set)
 
 
-def _batch_outcome(answer: Any, keys: Sequence[str], path: str) -> _BatchOutcome:
-    """Who of `keys` the answer did not create or update; one it does not mention at all
-    is an error too."""
+def _sent_tags(chunk: Sequence[tuple[Change, dict[str, Any]]]) -> dict[str, list[str]]:
+    """The merge tags each member's item carried, by email key."""
+    return {change.email: list(item.get("merge_fields", {})) for change, item in chunk}
+
+
+def _batch_outcome(answer: Any, sent: Mapping[str, list[str]], path: str) -> _BatchOutcome:
+    """Who of `sent` the answer did not create or update (or updated without a merge field
+    it was sent: Mailchimp drops an unknown tag without a word); one it does not mention
+    at all is an error too."""
     if not isinstance(answer, Mapping):
         raise ApiError(f"batch subscribe answered {answer!r}; run plan again to see what landed")
+    keys = list(sent)
     seen: set[str] = set()
+    outcome = _BatchOutcome()
     for group in ("new_members", "updated_members"):
         for item in answer.get(group) or []:
             email = item.get("email_address") if isinstance(item, Mapping) else None
-            if isinstance(email, str):
-                seen.add(email_key(email))
-    outcome = _BatchOutcome()
+            if not isinstance(email, str):
+                continue
+            seen.add(email_key(email))
+            problem = dropped_fields(sent.get(email_key(email), []), item)
+            if problem:
+                outcome.failed[email_key(email)] = problem
     for item in answer.get("errors") or []:
         email = item.get("email_address") if isinstance(item, Mapping) else None
         if not isinstance(email, str):
@@ -1008,6 +1030,21 @@ def _batch_outcome(answer: Any, keys: Sequence[str], path: str) -> _BatchOutcome
                 "to see whether it landed"
             )
     return outcome
+
+
+def dropped_fields(tags: Iterable[str], answer: Any) -> str:
+    """What a member write lost without an error: merge tags sent that the member it
+    answered does not hold (the field is gone from the audience), or ""."""
+    held = answer.get("merge_fields") if isinstance(answer, Mapping) else None
+    if not isinstance(held, Mapping):
+        return ""
+    missing = [tag for tag in tags if tag not in held]
+    if not missing:
+        return ""
+    return (
+        f"Mailchimp dropped merge field {', '.join(missing)} (no longer in the audience?): "
+        "the value was not saved; run plan again"
+    )
 
 
 def _member_error(item: Mapping[str, Any]) -> str:
