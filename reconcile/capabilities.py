@@ -17,6 +17,8 @@ def _policy_needs(policy: Policy, has_exact_list: bool) -> list[tuple[str, Capab
         needs.append(("prune.contacts.action", Capability.LIST_UNSUBSCRIBE))
     if policy.contacts is ContactPrune.DELETE:
         needs.append(("prune.contacts.action", Capability.HARD_DELETE))
+    if policy.contacts is ContactPrune.ARCHIVE:
+        needs.append(("prune.contacts.action", Capability.ARCHIVE))
     if policy.exact_members is MemberPrune.UNSUBSCRIBE and has_exact_list:
         needs.append(("prune.members", Capability.LIST_UNSUBSCRIBE))
     if policy.lists is DefinitionPrune.DELETE:

@@ -87,6 +87,7 @@ class Flag(StrEnum):
     RESUBSCRIBE = "resubscribe"  # undoes an opt-out, with consent recorded after it
     REPLACE = "replace"  # delete and recreate; values held by it are lost
     PRUNE = "prune"  # asked by a prune policy: its fingerprint covers the reason (scope lists)
+    ARCHIVE = "archive"  # the exclusion is the provider's archiving of the contact
 
 
 class Effect(StrEnum):
@@ -95,6 +96,7 @@ class Effect(StrEnum):
     UNSUBSCRIBE = "unsubscribe"  # stays on the list, receives nothing from it
     REMOVE_FROM_LIST = "remove from list"  # membership (and its history) removed
     EXCLUDE = "exclude from campaigns"  # no campaign reaches them; lists unchanged
+    ARCHIVE = "archive"  # set aside by the provider: no campaigns, record kept
     RESUBSCRIBE = "re-subscribe"  # only with consent recorded in the manifest
     INCLUDE = "re-include in campaigns"  # only with consent recorded in the manifest
     ERASE = "erase (irreversible)"  # GDPR erasure of the contact
@@ -107,6 +109,7 @@ DESTRUCTIVE = frozenset(
         Effect.UNSUBSCRIBE,
         Effect.REMOVE_FROM_LIST,
         Effect.EXCLUDE,
+        Effect.ARCHIVE,
         Effect.ERASE,
         Effect.DELETE_LIST,
         Effect.DELETE_PROPERTY,
@@ -203,7 +206,7 @@ class Change:
         if self.type is ResourceType.CONTACT:
             excluded = self.contact_after.fields.get(EXCLUDED)
             if excluded is True:
-                return Effect.EXCLUDE
+                return Effect.ARCHIVE if Flag.ARCHIVE in self.flags else Effect.EXCLUDE
             if excluded is False:
                 return Effect.INCLUDE
         return None

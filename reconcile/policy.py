@@ -19,6 +19,7 @@ class ContactPrune(StrEnum):
     EXCLUDE = "exclude"  # excluded from campaigns; stays on its lists
     UNSUBSCRIBE = "unsubscribe"  # unsubscribed from every managed list
     DELETE = "delete"  # erased (GDPR); irreversible
+    ARCHIVE = "archive"  # set aside by the provider: no campaigns, record kept, reversible
 
 
 class MemberPrune(StrEnum):

@@ -163,8 +163,11 @@ def _prune_contact(
         yield Change(
             ResourceType.CONTACT, Action.DELETE, (key,), have.values(), None, basis, pruned
         )
-    elif policy.contacts is ContactPrune.EXCLUDE:
+    elif policy.contacts in (ContactPrune.EXCLUDE, ContactPrune.ARCHIVE):
+        # Someone already excluded is left as they are (archived, or their opt-out kept).
         if have.fields.get(EXCLUDED) is not True:
+            if policy.contacts is ContactPrune.ARCHIVE:
+                pruned |= {Flag.ARCHIVE}
             before = ContactValues({EXCLUDED: have.fields.get(EXCLUDED)})
             after = ContactValues({EXCLUDED: True})
             yield Change(ResourceType.CONTACT, Action.UPDATE, (key,), before, after, basis, pruned)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconcile.diff import Change, DiffResult, Flag, diff_states
+from reconcile.diff import Change, DiffResult, Effect, Flag, diff_states
 from reconcile.model import (
     EXCLUDED,
     NAME,
@@ -195,6 +195,22 @@ def test_excluding_undeclared_contacts_leaves_the_already_excluded() -> None:
         )
     ]
     assert result[0].flags == PRUNED
+
+
+def test_archiving_undeclared_contacts_is_an_exclusion_flagged_archive() -> None:
+    live = account()
+    live.add_contact(Contact("form@x.io", {EXCLUDED: True}))
+    result = planned(manifest(), live, Policy(contacts=ContactPrune.ARCHIVE)).changes
+    assert rows(result) == [
+        (
+            "update",
+            "contact:gone@x.io",
+            ContactValues({EXCLUDED: False}),
+            ContactValues({EXCLUDED: True}),
+        )
+    ]
+    assert result[0].flags == PRUNED | {Flag.ARCHIVE}
+    assert result[0].effect is Effect.ARCHIVE
 
 
 def test_unsubscribing_undeclared_contacts_from_every_declared_list_not_protected() -> None:

@@ -151,7 +151,8 @@ class ContactPruneSpec(_Strict):
     action: ContactPrune = Field(
         ContactPrune.IGNORE,
         description="ignore | exclude (from campaigns) | unsubscribe (from managed lists) "
-        "| delete (erasure, irreversible)",
+        "| delete (erasure, irreversible) | archive (where the provider can: no campaigns, "
+        "record kept)",
     )
     scope: ContactScopeSpec = Field(default_factory=ContactScopeSpec)
 

@@ -30,6 +30,7 @@ class Capability(StrEnum):
     LIST_UNSUBSCRIBE = "unsubscribe from one list"
     DELETE_LIST = "delete a list"
     HARD_DELETE = "delete a contact (erasure)"
+    ARCHIVE = "archive a contact"
 
 
 class OutcomeStatus(StrEnum):

@@ -24,6 +24,7 @@ FLAG_NOTES = {
     Flag.RESUBSCRIBE: "undoes an opt-out: consent recorded in the manifest (opted_in_at) after it",
     Flag.REPLACE: "deletes and recreates the definition: every value of it is lost",
     Flag.PRUNE: "asked by a prune policy (prune: in the manifest), not by a declaration",
+    Flag.ARCHIVE: "archived by the provider: no campaigns, the record and its history kept",
 }
 
 

@@ -49,9 +49,17 @@ RUN_PLAN_AGAIN = "run plan again"
 
 class PostboxProvider(Provider):
     name = "postbox"
-    # Everything reconcile can ask for: definitions, lists as objects, removal from and
-    # unsubscribe from one list, list deletion, erasure.
-    capabilities = frozenset(Capability)
+    # Named one by one (never `frozenset(Capability)`): a capability reconcile adds later
+    # is one this provider has not implemented.
+    capabilities = frozenset(
+        {
+            Capability.PROPERTY_DEFINITIONS,
+            Capability.REMOVE_LIST_MEMBER,
+            Capability.LIST_UNSUBSCRIBE,
+            Capability.DELETE_LIST,
+            Capability.HARD_DELETE,
+        }
+    )
 
     def __init__(self, client: PostboxClient, *, api_key: str, cancel: Cancellation) -> None:
         self.client = client

@@ -120,6 +120,7 @@ class MailchimpProvider(Provider):
             Capability.REMOVE_LIST_MEMBER,
             Capability.DELETE_LIST,
             Capability.HARD_DELETE,
+            Capability.ARCHIVE,
         }
     )
 
@@ -325,6 +326,7 @@ class MailchimpProvider(Provider):
         members = found.members if found else {}
         calls = len(work.property_creates) + 2 * len(work.property_replaces)
         calls += len(work.property_deletes) + len(work.list_deletes) + len(work.contact_deletes)
+        calls += len(work.contact_archives)
         calls += _chunks(len(work.contact_creates), self.batch_size)
         calls += self._update_plan(work.contact_updates, members).calls
         calls += sum(
@@ -365,6 +367,7 @@ class MailchimpProvider(Provider):
         await self._create_members(work.contact_creates, run, state)
         await self._update_members(work.contact_updates, run, state)
         await self._write_tags(work, run, state)
+        await run.run_each(work.contact_archives, lambda c: self._archive(c, state))
         await run.run_each(work.contact_deletes, lambda c: self._erase(c, state))
         await run.run_each(work.list_deletes, lambda c: self._delete_tag(c, state))
         await run.run_each(work.property_deletes, lambda c: self._delete_field(c, state))
@@ -719,7 +722,17 @@ class MailchimpProvider(Provider):
         await self.client.delete(f"{state.base}/segments/{found.id}")
         return ""
 
-    # -- permanent deletion
+    # -- archiving and permanent deletion
+
+    async def _archive(self, change: Change, state: _ApplyState) -> str:
+        """DELETE on a member archives it (405 for a pending, cleaned or archived one)."""
+        try:
+            await self.client.delete(f"{state.base}/members/{subscriber_hash(change.email)}")
+        except ApiError as error:
+            if error.status != 404:
+                raise
+            return "already gone"
+        return "archived: no campaigns reach them; the record and its history are kept"
 
     async def _erase(self, change: Change, state: _ApplyState) -> str:
         path = f"{state.base}/members/{subscriber_hash(change.email)}/actions/delete-permanent"
@@ -768,6 +781,7 @@ class _Work:
     contact_creates: list[Change] = dataclasses.field(default_factory=list)
     contact_updates: list[Change] = dataclasses.field(default_factory=list)
     contact_deletes: list[Change] = dataclasses.field(default_factory=list)
+    contact_archives: list[Change] = dataclasses.field(default_factory=list)
     memberships: list[Change] = dataclasses.field(default_factory=list)
 
     @property
@@ -785,6 +799,9 @@ class _Work:
         kind, action = change.type, change.action
         if kind is ResourceType.MEMBERSHIP:
             self.memberships.append(change)
+            return
+        if Flag.ARCHIVE in change.flags:
+            self.contact_archives.append(change)
             return
         groups: dict[tuple[ResourceType, Action], list[Change]] = {
             (ResourceType.PROPERTY, Action.CREATE): self.property_creates,

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from reconcile import engine
+from reconcile.diff import Effect
 from reconcile.errors import ApiError, ConfigError
 from reconcile.manifest.loader import load_manifest
 from reconcile.model import ReadScope
@@ -676,3 +677,29 @@ def test_a_bare_403_is_backed_off_like_a_429(emulator: MailchimpEmulator, direct
     emulator.control.inject(Fault(kind="status", status=403, body="", count=2))
     plan = plan_only(emulator, directory, "contacts: []\n")
     assert plan.changes == ()
+
+
+def test_prune_archive_archives_the_undeclared_once(
+    emulator: MailchimpEmulator, directory: Path
+) -> None:
+    emulator.seed_member(AUDIENCE, address("keep"), tags=["news"])
+    emulator.seed_member(AUDIENCE, address("aside"), tags=["news"])
+    emulator.seed_member(AUDIENCE, address("left"), "unsubscribed", tags=["news"])
+    body = f"""
+    lists: {{news: {{}}}}
+    prune: {{contacts: {{action: archive}}}}
+    safety: {{min_records: 1000}}
+    contacts:
+      - email: {address("keep")}
+        lists: [news]
+    """
+    done = plan_and_apply(emulator, directory, body)
+    assert [(c.address, c.effect) for c in done.plan.changes] == [
+        (f"contact:{address('aside')}", Effect.ARCHIVE)
+    ]
+    assert done.report.ok
+    aside = subscriber_hash(address("aside"))
+    assert done.calls == [("DELETE", f"/3.0/lists/{AUDIENCE}/members/{aside}")]
+    assert member(emulator, address("aside"))["status"] == "archived"
+    assert member(emulator, address("left"))["status"] == "unsubscribed"  # opt-out kept
+    assert converged(emulator, directory, body)
