@@ -58,7 +58,7 @@ from reconcile.providers.base import (
     records_of,
 )
 from reconcile.providers.mailchimp import records
-from reconcile.providers.mailchimp.client import MailchimpClient
+from reconcile.providers.mailchimp.client import PAGE_SIZE, MailchimpClient
 from reconcile.providers.mailchimp.records import (
     ARCHIVED,
     CLEANED,
@@ -77,7 +77,6 @@ from reconcile.providers.runner import ChangeRunner, GuardedWrites
 BATCH = 500  # members per batch subscribe, and per list of a static-segment batch
 MAX_TAG_NAME = 50  # the only figure found (2013); longer names are refused offline
 FRESHNESS_MARGIN = timedelta(seconds=60)  # clocks of Mailchimp's servers may differ
-FRESHNESS_READS = 2  # changed members since the read: the audience, and the archived ones
 MEMBER_FIELDS = ",".join(
     f"members.{name}"
     for name in ("email_address", "status", "merge_fields", "tags", "tags_count", "last_changed")
@@ -324,25 +323,30 @@ class MailchimpProvider(Provider):
         work = _Work.of(changes)
         found = records_of(live, MailchimpRecords)
         members = found.members if found else {}
+        since = found.changed_since if found else None
         calls = len(work.property_creates) + 2 * len(work.property_replaces)
         calls += len(work.property_deletes) + len(work.list_deletes) + len(work.contact_deletes)
         calls += len(work.contact_archives)
         calls += _chunks(len(work.contact_creates), self.batch_size)
-        calls += self._update_plan(work.contact_updates, members).calls
+        calls += self._update_plan(work.contact_updates, members, since).calls
         calls += sum(
             _tag_calls(len(adds), len(removes), new=name in work.new_lists)
             for name, (adds, removes) in work.tag_changes().items()
         )
         return calls
 
-    def _update_plan(self, updates: Sequence[Change], members: Mapping[str, Member]) -> _Updates:
+    def _update_plan(
+        self, updates: Sequence[Change], members: Mapping[str, Member], since: str | None
+    ) -> _Updates:
         """Batch subscribe (with its freshness reads) or one write each, whichever is fewer
         calls; a pending member is always written alone (its status is never resent)."""
         alone = [c for c in updates if _status_of(members, c.email) == PENDING]
         batched = [c for c in updates if c not in alone]
         one_by_one = sum(_single_calls(c) for c in updates)
         in_batches = (
-            FRESHNESS_READS + _chunks(len(batched), self.batch_size) if batched else 0
+            _freshness_calls(members, since) + _chunks(len(batched), self.batch_size)
+            if batched
+            else 0
         ) + sum(_single_calls(c) for c in alone)
         if batched and in_batches < one_by_one:
             return _Updates(batched, alone, in_batches)
@@ -364,8 +368,9 @@ class MailchimpProvider(Provider):
         work = _Work.of(changes)
         await run.run_each(work.property_creates, lambda c: self._create_field(c, state))
         await run.run_each(work.property_replaces, lambda c: self._replace_field(c, state))
-        await self._create_members(work.contact_creates, run, state)
+        # Updates before creates: the freshness read then finds none of the new members.
         await self._update_members(work.contact_updates, run, state)
+        await self._create_members(work.contact_creates, run, state)
         await self._write_tags(work, run, state)
         await run.run_each(work.contact_archives, lambda c: self._archive(c, state))
         await run.run_each(work.contact_deletes, lambda c: self._erase(c, state))
@@ -487,7 +492,8 @@ class MailchimpProvider(Provider):
     async def _update_members(
         self, updates: list[Change], run: ChangeRunner, state: _ApplyState
     ) -> None:
-        plan = self._update_plan([c for c in updates if run.runnable(c)], state.members)
+        runnable = [c for c in updates if run.runnable(c)]
+        plan = self._update_plan(runnable, state.members, state.changed_since)
         if plan.batched:
             try:
                 fresh = await self._changed_since_read(state)
@@ -503,7 +509,7 @@ class MailchimpProvider(Provider):
         records as they are now, so a batch writes nobody back as they were."""
         params: dict[str, Any] = {"fields": MEMBER_FIELDS + ",total_items"}
         if state.changed_since is not None:
-            params["since_last_changed"] = _since(state.changed_since)
+            params["since_last_changed"] = _since_query(state.changed_since)
         path = f"{state.base}/members"
         current, archived = await asyncio.gather(
             self.client.list_all(path, "members", params, keep=records.member),
@@ -988,10 +994,29 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
-def _since(moment: str) -> str:
-    """A UTC `...Z` moment, less the margin, as Mailchimp's query wants it (+00:00)."""
-    parsed = datetime.strptime(moment, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    return (parsed - FRESHNESS_MARGIN).isoformat()
+def _since(moment: str) -> datetime:
+    """The latest change the read saw (UTC `...Z`), less a margin for clocks."""
+    return datetime.strptime(moment, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) - FRESHNESS_MARGIN
+
+
+def _since_query(moment: str) -> str:
+    """`since_last_changed` as Mailchimp's query wants it (+00:00)."""
+    return _since(moment).isoformat()
+
+
+def _freshness_calls(members: Mapping[str, Member], since: str | None) -> int:
+    """Pages of the two freshness reads (the audience, the archived) when nobody else
+    writes meanwhile: the members changed within the margin of the read's latest change."""
+    threshold = None if since is None else _since(since).strftime("%Y-%m-%dT%H:%M:%SZ")
+    recent = [
+        m for m in members.values() if threshold is None or (m.last_changed or "") >= threshold
+    ]
+    archived = sum(1 for m in recent if m.status == ARCHIVED)
+    return _pages(len(recent) - archived) + _pages(archived)
+
+
+def _pages(count: int) -> int:
+    return max(1, _chunks(count, PAGE_SIZE))
 
 
 def _opt_in_note(status: str) -> str:
