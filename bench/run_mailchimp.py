@@ -73,18 +73,19 @@ from reconcile.providers.base import OutcomeStatus
 from reconcile.providers.mailchimp.client import MAX_IN_FLIGHT, PAGE_SIZE, MailchimpClient
 from reconcile.providers.mailchimp.emulator.settings import SANDBOX_API_KEY
 from reconcile.providers.mailchimp.plugin import MailchimpOptions
-from reconcile.providers.mailchimp.provider import BATCH, FRESHNESS_READS, MailchimpProvider
+from reconcile.providers.mailchimp.provider import BATCH, MailchimpProvider
 
 DONE = OutcomeStatus.DONE
 RESULTS = Path(__file__).parent / "results" / "mailchimp.json"
 PLAN_LISTINGS = 4  # merge fields, tags, members, archived members: read at once
+FRESHNESS_READS = 2  # before batched updates: members changed since the read, and archived
 PLAN_PHASES = ("audience", "first pages", "more member pages")
 APPLY_PHASES = (
     "merge fields",
-    "new members",
     "freshness first pages",
     "freshness more pages",
     "changed members",
+    "new members",
     "tags",
     "other",
 )
@@ -193,16 +194,22 @@ FIELDS_PATH = re.compile(r"/3\.0/lists/[^/]+/merge-fields/?")
 SEGMENT_PATH = re.compile(r"/3\.0/lists/[^/]+/segments(/[^/]+)?/?")
 
 
-def apply_phases(log: list[dict[str, Any]]) -> dict[str, int]:
-    """The apply's requests (as the emulator logged them, in order) by phase."""
+def apply_phases(log: list[dict[str, Any]], update_batches: int) -> dict[str, int]:
+    """The apply's requests (as the emulator logged them, in order) by phase. Apply sends
+    the freshness reads and the `update_batches` batches of changed members first, then
+    the batches of new members."""
     phases = dict.fromkeys(APPLY_PHASES, 0)
     fresh_reads = 0
+    batches = 0
     for call in log:
         method, path = call["method"], call["path"]
         if method == "POST" and FIELDS_PATH.fullmatch(path):
             phase = "merge fields"
         elif method == "POST" and LIST_PATH.fullmatch(path):
-            phase = "changed members" if fresh_reads else "new members"
+            batches += 1
+            phase = (
+                "changed members" if fresh_reads and batches <= update_batches else "new members"
+            )
         elif method == "GET" and MEMBERS_PATH.fullmatch(path):
             fresh_reads += 1
             first = fresh_reads <= FRESHNESS_READS
@@ -298,7 +305,8 @@ async def run_reconcile(url: str, manifest: Manifest, latency: float) -> dict[st
             report = await engine.apply_plan(plan, provider, live, force=True)
         apply_calls = client.stats.requests - plan_calls
         served = (await probe.log())[served_before:]
-        phases = apply_phases(served)
+        updates = sum(1 for c in plan.changes if c.address.startswith("contact:") and c.before)
+        phases = apply_phases(served, chunks(updates, BATCH))
         result = {
             "changes": len(plan.changes),
             "estimate": plan.estimate.api_calls if plan.estimate else None,
