@@ -393,6 +393,7 @@ class MailchimpProvider(Provider):
 
     async def _replace_field(self, change: Change, state: _ApplyState) -> str:
         await self._delete_field(change, state)
+        state.replaced.add(change.key[0])  # its old values are gone: never written back
         return await self._create_field(change, state)
 
     async def _delete_field(self, change: Change, state: _ApplyState) -> str:
@@ -555,12 +556,11 @@ class MailchimpProvider(Provider):
 
     def _update_item(self, change: Change, now: Member, state: _ApplyState) -> dict[str, Any]:
         after = change.contact_after
+        base = {tag: v for tag, v in now.merge_fields.items() if tag not in state.replaced}
         return {
             "email_address": now.email,  # as Mailchimp holds it: a batch never renames
             "status": self._new_status(change, now.status),
-            "merge_fields": records.member_values(
-                state.fields, now.merge_fields, after.properties or {}
-            ),
+            "merge_fields": records.member_values(state.fields, base, after.properties or {}),
         }
 
     def _new_status(self, change: Change, current: str) -> str:
@@ -768,6 +768,7 @@ class _ApplyState:
     members: dict[str, Member]
     changed_since: str | None
     created: dict[str, str] = dataclasses.field(default_factory=dict)  # key -> as written
+    replaced: set[str] = dataclasses.field(default_factory=set)  # merge tags recreated
 
 
 @dataclass(frozen=True)

@@ -703,3 +703,21 @@ def test_prune_archive_archives_the_undeclared_once(
     assert member(emulator, address("aside"))["status"] == "archived"
     assert member(emulator, address("left"))["status"] == "unsubscribed"  # opt-out kept
     assert converged(emulator, directory, body)
+
+
+def test_a_replaced_merge_field_starts_empty_and_labels_name_new_fields(
+    emulator: MailchimpEmulator, directory: Path
+) -> None:
+    people = [address(f"s{n}") for n in range(6)]
+    for n, email in enumerate(people):
+        emulator.seed_member(AUDIENCE, email, merge_fields={"SEATS": n, "PLAN": "free"})
+    body = "properties: {SEATS: {type: str, replace: true}, PLAN: {type: str}}\ncontacts:\n"
+    body += f"  - email: {people[0]}\n    properties: {{SEATS: ten, PLAN: pro}}\n"
+    body += "".join(f"  - email: {e}\n    properties: {{PLAN: pro}}\n" for e in people[1:])
+    done = plan_and_apply(emulator, directory, body, labels={"SEATS": "Seat count"})
+    assert done.report.ok, done.report.outcomes
+    fields = {f["tag"]: f for f in emulator.store.merge_fields(AUDIENCE)}
+    assert (fields["SEATS"]["type"], fields["SEATS"]["name"]) == ("text", "Seat count")
+    assert member(emulator, people[0])["merge_fields"]["SEATS"] == "ten"
+    assert all(member(emulator, e)["merge_fields"]["SEATS"] == "" for e in people[1:])
+    assert converged(emulator, directory, body)
