@@ -706,11 +706,18 @@ def test_prune_archive_archives_the_undeclared_once(
 
 
 def test_a_replaced_merge_field_starts_empty_and_labels_name_new_fields(
-    emulator: MailchimpEmulator, directory: Path
+    directory: Path,
 ) -> None:
+    now = [SEEDED_AT]
+    emulator = MailchimpEmulator(MailchimpEmulatorSettings(clock=lambda: now[0]))
+    emulator.seed_audience("Acme Newsletter", AUDIENCE)
+    emulator.seed_merge_field(AUDIENCE, "PLAN")
+    emulator.seed_merge_field(AUDIENCE, "SEATS", type="number")
     people = [address(f"s{n}") for n in range(6)]
     for n, email in enumerate(people):
         emulator.seed_member(AUDIENCE, email, merge_fields={"SEATS": n, "PLAN": "free"})
+    now[0] += 3600  # a later change: the batch's freshness read does not see the six again
+    emulator.seed_member(AUDIENCE, address("later"))
     body = "properties: {SEATS: {type: str, replace: true}, PLAN: {type: str}}\ncontacts:\n"
     body += f"  - email: {people[0]}\n    properties: {{SEATS: ten, PLAN: pro}}\n"
     body += "".join(f"  - email: {e}\n    properties: {{PLAN: pro}}\n" for e in people[1:])
