@@ -201,6 +201,24 @@ BAD: list[Bad] = [
     Bad("mailjawn_prune_contacts_unsubscribe", 6, "prune.contacts.action", r"mailjawn cannot"),
     Bad("mailjawn_prune_lists_delete", 7, "prune.lists", r"'delete a list', which mailjawn"),
     Bad("mailjawn_prune_members_unsubscribe", 7, "prune.members", r"mailjawn cannot"),
+    # --- Mailchimp: what its API refuses or loses, refused offline -------------------
+    Bad("mailchimp_merge_tag_lowercase", 3, "properties.plan", r"not a Mailchimp merge tag.*PLAN"),
+    Bad("mailchimp_merge_tag_too_long", 3, "properties.SUBSCRIPTN1", r"longer than 10 characters"),
+    Bad("mailchimp_bool_property", 3, "properties.VIP", r"is bool, which Mailchimp merge fields"),
+    Bad("mailchimp_contact_name", 4, f"{C0}.name", r"Mailchimp has no name field"),
+    Bad("mailchimp_example_com_address", 3, f"{C0}.email", r"refuses addresses at reserved"),
+    Bad("mailchimp_unsubscribed_membership", 6, f"{C0}.lists.news", r"mailchimp cannot do"),
+    Bad(
+        "mailchimp_lists_differ_in_case", 4, "lists.news", r"differs from list 'News' only in case"
+    ),
+    Bad(
+        "mailchimp_datetime_time_of_day",
+        5,
+        f"{C0}.properties.TRIAL_ENDS",
+        r"has a time of day, but a Mailchimp date field holds a date only",
+    ),
+    Bad("mailchimp_empty_string_value", 5, f"{C0}.properties.PLAN", r"empty value as no value"),
+    Bad("mailchimp_without_audience", 1, "provider", r"audience: Field required"),
     # --- invalid emails --------------------------------------------------------------
     Bad("email_no_at", 3, f"{C0}.email", r"'alice\.example\.com' is not a valid email"),
     Bad("email_two_at", 3, f"{C0}.email", r"not a valid email"),
@@ -363,6 +381,8 @@ def api(served_api: Api, monkeypatch: pytest.MonkeyPatch) -> Api:
         "MAILJAWN_API_URL": served_api.url,
         "MAILJAWN_API_KEY": "mj_corpus_test_key",
         "MAILJAWN_PROJECT_ID": "00000000-0000-4000-8000-000000000000",
+        "MAILCHIMP_API_URL": served_api.url,
+        "MAILCHIMP_API_KEY": "0123456789abcdef0123456789abcdef-us1",
         "RECONCILE_RETRY_ATTEMPTS": "1",
         "RECONCILE_CONNECT_TIMEOUT": "2",
         "RECONCILE_READ_TIMEOUT": "5",

@@ -302,3 +302,28 @@ def test_a_saved_plan_for_a_provider_no_longer_installed_names_the_plan_file(
         )
     finally:
         registry.rescan()
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        (
+            {"MAILCHIMP_API_URL": "notaurl", "MAILCHIMP_API_KEY": "x-us1"},
+            "MAILCHIMP_API_URL: must be an http:// or https:// URL with a host",
+        ),
+        ({"MAILCHIMP_API_KEY": "nodatacentre"}, "MAILCHIMP_API_KEY has no data-centre suffix"),
+        ({}, "Mailchimp credentials missing: set MAILCHIMP_API_KEY"),
+    ],
+)
+def test_mailchimp_settings_that_can_never_work_are_one_line_before_any_request(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], expected: str
+) -> None:
+    for name in ("MAILCHIMP_API_URL", "MAILCHIMP_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    line = assert_one_error_line(
+        reconcile("export", "--provider", "mailchimp", "--option", "audience=a1b2c3d4e5"),
+        expected,
+    )
+    assert "nodatacentre" not in line  # a key is a secret, even a broken one

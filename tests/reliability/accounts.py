@@ -31,6 +31,13 @@ from reconcile.cli import app as cli_app
 from reconcile.errors import ReconcileError
 from reconcile.manifest.loader import Manifest
 from reconcile.providers.base import ApplyReport, OutcomeStatus, Provider
+from reconcile.providers.mailchimp.client import MailchimpClient
+from reconcile.providers.mailchimp.emulator.app import (
+    MailchimpEmulator,
+    create_mailchimp_emulator,
+)
+from reconcile.providers.mailchimp.emulator.settings import MailchimpEmulatorSettings
+from reconcile.providers.mailchimp.provider import MailchimpProvider
 from reconcile.providers.mailjawn.client import MailJawnClient
 from reconcile.providers.mailjawn.emulator.app import (
     MailJawnEmulatorSettings,
@@ -70,6 +77,8 @@ class Account(ABC):
     """One seeded emulator and what reconciling it with `manifest_text()` must give."""
 
     provider_name: ClassVar[str]
+    # The domain of every address in the account (Mailchimp refuses example.com).
+    domain: ClassVar[str] = "example.com"
     app: Any
     control: EmulatorControl
     # What a test changed in the account before the apply (by lower-case email), as it
@@ -108,6 +117,10 @@ class Account(ABC):
     @abstractmethod
     def http_options(self) -> dict[str, Any]:
         """Authentication for a plain httpx client (tests that fetch raw answers)."""
+
+    def email(self, local: str) -> str:
+        """`local`@ the account's domain: new2 -> new2@example.com."""
+        return f"{local}@{self.domain}"
 
     def real_answer(self, path: str, params: dict[str, Any] | None = None) -> Any:
         """The JSON the emulator answers GET `path` with (to build a damaged copy of it)."""
@@ -501,9 +514,241 @@ class MailJawnAccount(Account):
             self.emulator.import_faults.failing_emails.clear()
 
 
+# ---- Mailchimp ---------------------------------------------------------------------------
+
+MAILCHIMP_AUDIENCE = "a1b2c3d4e5"
+MAILCHIMP_DOMAIN = "acme-widgets.io"
+# Fewer members outside the manifest than the others have (and no solo@): with a member in
+# each of Mailchimp's six statuses the converged audience stays under 20 (see NEW).
+MAILCHIMP_KEEP = (1, 2)
+
+
+def _at(local: str) -> str:
+    return f"{local}@{MAILCHIMP_DOMAIN}"
+
+
+class MailchimpAccount(Account):
+    """One audience. Merge fields TIER, SEATS (managed) and LEGACY, LNAME (unmanaged); tags
+    news, beta (declared `members: exact`: keep1 loses it) and partners (unmanaged).
+    Members in every status: subscribed, unsubscribed by an admin (old0),
+    self-unsubscribed through a campaign link (gone: in compliance, listed without
+    consent, so never re-subscribed), cleaned (bounce: the manifest's
+    excluded_from_campaigns: false is a warning), pending (updated alone, never mailed
+    another opt-in) and archived (a change to it is dropped with a warning). Mailchimp
+    has no name field: FNAME stands in for it (old1 is "renamed" through FNAME)."""
+
+    provider_name = "mailchimp"
+    domain = MAILCHIMP_DOMAIN
+    url = "http://mailchimp.test"
+    audience = MAILCHIMP_AUDIENCE
+
+    def __init__(
+        self,
+        settings: MailchimpEmulatorSettings | None = None,
+        *,
+        max_connections: int = 9,
+        batch_size: int = 500,
+    ) -> None:
+        self.emulator: MailchimpEmulator = create_mailchimp_emulator(
+            settings or MailchimpEmulatorSettings()
+        )
+        self.app = self.emulator.app
+        self.control = self.emulator.control
+        self.overrides = {}
+        self.max_connections = max_connections
+        self.batch_size = batch_size  # 1: one call per member and tag change (many in flight)
+        chimp, audience = self.emulator, self.audience
+        chimp.seed_audience("Acme Newsletter", audience)
+        chimp.seed_merge_field(audience, "TIER", "Tier")
+        chimp.seed_merge_field(audience, "SEATS", "Seats", "number")
+        chimp.seed_merge_field(audience, "LEGACY", "Legacy score", "number")
+        for name in ("news", "beta", "partners"):
+            chimp.seed_tag(audience, name)
+        for n in MAILCHIMP_KEEP:
+            chimp.seed_member(
+                audience,
+                _at(f"keep{n}"),
+                "subscribed",
+                merge_fields={"FNAME": f"Keep {n}", "TIER": "keep", "SEATS": n, "LEGACY": n + 0.5},
+                tags=["partners", "beta"] if n == 1 else ["partners"],
+            )
+        for n in OLD:
+            chimp.seed_member(
+                audience,
+                _at(f"old{n}"),
+                "unsubscribed" if n == 0 else "subscribed",
+                merge_fields={
+                    "FNAME": f"Old {n}",
+                    "LNAME": "Person",
+                    "TIER": "bronze",
+                    "SEATS": n,
+                    "LEGACY": n + 0.25,
+                },
+                tags=["news", "partners"],
+            )
+        chimp.seed_member(
+            audience,
+            _at("gone"),
+            "unsubscribed",
+            merge_fields={"FNAME": "Gone", "TIER": "bronze", "SEATS": 1, "LEGACY": 9.5},
+            tags=["news"],
+            compliance=True,  # unsubscribed through a campaign link
+        )
+        chimp.seed_member(
+            audience,
+            _at("mover"),
+            merge_fields={"FNAME": "Mover", "TIER": "bronze", "SEATS": 5, "LEGACY": 5.5},
+            tags=["partners"],
+        )
+        chimp.seed_member(audience, _at("bounce"), "cleaned", merge_fields={"LEGACY": 1.5})
+        chimp.seed_member(
+            audience, _at("pending"), "pending", merge_fields={"TIER": "bronze", "LEGACY": 2.5}
+        )
+        chimp.seed_member(
+            audience,
+            _at("archived"),
+            "archived",
+            merge_fields={"TIER": "bronze", "LEGACY": 3.5},
+            tags=["news"],
+        )
+        self.seeded, _ = self.snapshot()
+
+    def manifest_text(self) -> str:
+        lines = [
+            f"provider: {{type: mailchimp, audience: {self.audience}}}",
+            "properties:",
+            "  FNAME: {type: str}",
+            "  TIER: {type: str}",
+            "  SEATS: {type: int}",
+            "  SCORE: {type: int}",
+            "lists: {news: {}, beta: {members: exact}, vip: {}}",
+            "contacts:",
+        ]
+        for n in OLD:
+            lines.append(f"  - email: {_at(f'old{n}')}")
+            renamed = "FNAME: Renamed One, " if n == 1 else ""
+            lines += [
+                f"    properties: {{{renamed}TIER: gold, SEATS: {n + 10}}}",
+                "    lists: [news, beta]",
+            ]
+        lines += [
+            f"  - email: {_at('gone')}",  # self-unsubscribed: stays so
+            "    properties: {SEATS: 99}",
+            "    lists: [news, beta]",
+            f"  - email: {_at('mover')}",
+            "    excluded_from_campaigns: true",
+            f"  - email: {_at('bounce')}",  # cleaned: never changed (a warning)
+            "    excluded_from_campaigns: false",
+            f"  - email: {_at('pending')}",  # pending: updated alone, no opt-in resent
+            "    properties: {TIER: gold}",
+            f"  - email: {_at('archived')}",  # archived: never written (a warning)
+            "    properties: {TIER: gold}",
+        ]
+        for n in NEW:
+            lines += [
+                f"  - email: {_at(f'new{n}')}",
+                f"    properties: {{FNAME: New {n}, TIER: silver, SEATS: {n}, SCORE: {n * 7}}}",
+                "    lists: [news, beta, vip]",
+            ]
+        return "\n".join(lines) + "\n"
+
+    def expected(self) -> dict[str, Record]:
+        want = {email: dict(record) for email, record in self.seeded.items()}
+        for n in OLD:
+            want[_at(f"old{n}")] = {
+                "status": "unsubscribed" if n == 0 else "subscribed",
+                "properties": {
+                    "FNAME": "Renamed One" if n == 1 else f"Old {n}",
+                    "LNAME": "Person",
+                    "TIER": "gold",
+                    "SEATS": n + 10,
+                    "LEGACY": n + 0.25,
+                },
+                "lists": ["beta", "news", "partners"],
+                "opt_ins": 0,
+            }
+        want[_at("keep1")] = {**want[_at("keep1")], "lists": ["partners"]}  # beta is exact
+        gone = want[_at("gone")]
+        want[_at("gone")] = {
+            **gone,
+            "properties": {**gone["properties"], "SEATS": 99},
+            "lists": ["beta", "news"],
+        }
+        want[_at("mover")] = {**want[_at("mover")], "status": "unsubscribed"}
+        pending = want[_at("pending")]
+        want[_at("pending")] = {**pending, "properties": {**pending["properties"], "TIER": "gold"}}
+        for n in NEW:
+            want[_at(f"new{n}")] = {
+                "status": "subscribed",
+                "properties": {"FNAME": f"New {n}", "TIER": "silver", "SEATS": n, "SCORE": n * 7},
+                "lists": ["beta", "news", "vip"],
+                "opt_ins": 0,
+            }
+        return {**want, **self.overrides}
+
+    def snapshot(self) -> tuple[dict[str, Record], list[str]]:
+        audience = self.emulator.dump_state()["lists"][self.audience]
+        tags: dict[str, list[str]] = {}
+        for segment in audience["segments"].values():
+            for key in segment["members"]:
+                tags.setdefault(key, []).append(segment["name"])
+        records: dict[str, Record] = {}
+        members = audience["members"]
+        emails = Counter(item["email_address"].lower() for item in members.values())
+        for key, item in members.items():
+            records[item["email_address"].lower()] = {
+                "status": item["status"],
+                "properties": dict(item["merge_fields"]),
+                "lists": sorted(tags.get(key, [])),
+                "opt_ins": item.get("opt_in_emails_sent", 0),
+            }
+        return records, sorted(email for email, count in emails.items() if count > 1)
+
+    def provider(
+        self,
+        url: str | None = None,
+        *,
+        timeout: httpx.Timeout | None = None,
+        retry: RetryPolicy = FAST_RETRY,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> MailchimpProvider:
+        if transport is None and url is None:
+            transport = EmulatorTransport(app=self.app)
+        client = MailchimpClient(
+            api_key=self.emulator.settings.api_keys[0],
+            base_url=url or self.url,
+            max_in_flight=self.max_connections,
+            transport=transport,
+            retry=retry,
+            timeout=timeout,
+        )
+        return MailchimpProvider(client, audience=self.audience, batch_size=self.batch_size)
+
+    def env(self, url: str) -> dict[str, str]:
+        return {
+            "MAILCHIMP_API_URL": url,
+            "MAILCHIMP_API_KEY": self.emulator.settings.api_keys[0],
+            **FAST_RETRY_ENV,
+        }
+
+    def http_options(self) -> dict[str, Any]:
+        return {"auth": httpx.BasicAuth("reliability", self.emulator.settings.api_keys[0])}
+
+    @property
+    def base(self) -> str:
+        """The audience's path: batch subscribe is a POST to it."""
+        return f"/3.0/lists/{self.audience}"
+
+    def clear_faults(self) -> None:
+        with self.control.lock:
+            self.control.faults.clear()
+        self.emulator.settings.throttled_addresses = frozenset()
+
+
 ACCOUNTS: dict[str, Callable[[], Account]] = {
     "mailjet": MailjetAccount,
     "mailjawn": MailJawnAccount,
+    "mailchimp": MailchimpAccount,
 }
 
 

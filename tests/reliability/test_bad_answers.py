@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gc
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ from tests.reliability.accounts import (
     ACCOUNTS,
     Account,
     Attempt,
+    MailchimpAccount,
     MailJawnAccount,
     MailjetAccount,
     apply_once,
@@ -66,6 +69,35 @@ def _mailjawn_listing(email: str, change: Callable[[dict[str, Any]], None]) -> D
         return answer
 
     return damage
+
+
+def _mailchimp_members(email: str, change: Callable[[dict[str, Any]], None]) -> Damage:
+    def damage(account: Account) -> object:
+        assert isinstance(account, MailchimpAccount)
+        answer = account.real_answer(f"{account.base}/members", {"count": 1000})
+        record = next(r for r in answer["members"] if r["email_address"] == email)
+        change(record)
+        return answer
+
+    return damage
+
+
+def _mailchimp_collection(
+    name: str, key: str, change: Callable[[list[dict[str, Any]]], None]
+) -> Damage:
+    """The real answer of GET <audience>/`name`, its `key` items changed by `change`."""
+
+    def damage(account: Account) -> object:
+        assert isinstance(account, MailchimpAccount)
+        answer = account.real_answer(f"{account.base}/{name}", {"count": 1000})
+        change(answer[key])
+        return answer
+
+    return damage
+
+
+def _first(change: Callable[[dict[str, Any]], None]) -> Callable[[list[dict[str, Any]]], None]:
+    return lambda items: change(items[0])
 
 
 def _set(**values: object) -> Callable[[dict[str, Any]], None]:
@@ -267,6 +299,107 @@ BAD_READS = [
 ]
 
 
+CHIMP = f"/3.0/lists/{MailchimpAccount.audience}"
+MC_OLD3 = "old3@acme-widgets.io"
+BAD_READS += [
+    BadRead("not-json", "mailchimp", f"{CHIMP}/members", _fixed('{"members": [{'), "not JSON"),
+    BadRead("html-200", "mailchimp", f"{CHIMP}/merge-fields", _fixed(PORTAL), "not JSON"),
+    BadRead(
+        "html-5xx-page",
+        "mailchimp",
+        f"{CHIMP}/segments",
+        _fixed(HTML_PAGE),
+        r"answered 503: non-JSON error body \(text/html",
+        status=503,
+        count=20,
+    ),
+    BadRead(
+        "no-total",
+        "mailchimp",
+        f"{CHIMP}/members",
+        _fixed({"members": []}),
+        "no 'members' list and integer 'total_items'",
+    ),
+    BadRead(
+        "members-not-a-list",
+        "mailchimp",
+        f"{CHIMP}/members",
+        _fixed({"members": {}, "total_items": 0}),
+        "no 'members' list",
+    ),
+    BadRead(
+        "audience-without-name",
+        "mailchimp",
+        CHIMP,
+        _fixed({"id": MailchimpAccount.audience}),
+        "expected an audience with an id and a name",
+    ),
+    BadRead(
+        "member-without-email",
+        "mailchimp",
+        f"{CHIMP}/members",
+        _mailchimp_members(MC_OLD3, _drop("email_address")),
+        "has no email_address",
+    ),
+    BadRead(
+        "unknown-status",
+        "mailchimp",
+        f"{CHIMP}/members",
+        _mailchimp_members(MC_OLD3, _set(status="paused")),
+        f"member {MC_OLD3} has status 'paused'",
+    ),
+    BadRead(
+        "merge-fields-as-list",
+        "mailchimp",
+        f"{CHIMP}/members",
+        _mailchimp_members(MC_OLD3, _set(merge_fields=[["SEATS", 3]])),
+        "expected an object",
+    ),
+    BadRead(
+        "number-field-not-a-number",
+        "mailchimp",
+        f"{CHIMP}/members",
+        _mailchimp_members(MC_OLD3, _set(merge_fields={"SEATS": "lots"})),
+        f"member {MC_OLD3} has SEATS='lots', expected a number",
+    ),
+    BadRead(
+        "tags-as-string",
+        "mailchimp",
+        f"{CHIMP}/members",
+        _mailchimp_members(MC_OLD3, _set(tags="news")),
+        f"member {MC_OLD3} has tags='news', expected a list",
+    ),
+    BadRead(
+        "tag-without-name",
+        "mailchimp",
+        f"{CHIMP}/members",
+        _mailchimp_members(MC_OLD3, _set(tags=[{"id": 1}])),
+        "a tag without a name",
+    ),
+    BadRead(
+        "tags-count-as-string",
+        "mailchimp",
+        f"{CHIMP}/members",
+        _mailchimp_members(MC_OLD3, _set(tags_count="2")),
+        "tags_count='2', expected an integer",
+    ),
+    BadRead(
+        "merge-field-without-id",
+        "mailchimp",
+        f"{CHIMP}/merge-fields",
+        _mailchimp_collection("merge-fields", "merge_fields", _first(_drop("merge_id"))),
+        "has no integer merge_id, tag and type",
+    ),
+    BadRead(
+        "segment-id-as-string",
+        "mailchimp",
+        f"{CHIMP}/segments",
+        _mailchimp_collection("segments", "segments", _first(_set(id="4788001"))),
+        "has no integer id",
+    ),
+]
+
+
 def _path(account: Account, path: str) -> str:
     if isinstance(account, MailJawnAccount):
         return path.format(subscribers=account.subscribers_path)
@@ -287,6 +420,13 @@ def test_bad_answer_to_a_read_stops_with_one_line_and_writes_nothing(
 
     with served(account.app) as url:
         code, output = cli("apply", "--auto-approve", manifest, env=account.env(url))
+    if isinstance(account, MailchimpAccount):
+        # A failed Mailchimp read leaves its sibling requests running, their sockets found
+        # by a later garbage collection: collect them here. The defect itself is
+        # test_mailchimp_quirks.py::test_a_failed_read_leaves_no_request_running.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
 
     assert fault.count < bad.count, "the damaged answer was never given"
     assert code == 1, output
@@ -430,6 +570,78 @@ BAD_WRITE_ANSWERS = [
         ),
         completes=False,
         says=r"POST /api/v1/projects/\S+/subscribers/identify/ answered 200: .*not JSON",
+    ),
+]
+
+
+def _new2_throttled(account: Account) -> None:
+    assert isinstance(account, MailchimpAccount)
+    account.emulator.settings.throttled_addresses = frozenset({account.email("new2")})
+
+
+def _chimp_batch(**fault: Any) -> Callable[[Account], Fault]:
+    """A fault on the first batch subscribe (the new members)."""
+    return lambda a: Fault(**{"method": "POST", "path": CHIMP, **fault})
+
+
+BAD_WRITE_ANSWERS += [
+    BadWriteAnswer(
+        "batch-subscribe-answer-unreadable",
+        "mailchimp",
+        _chimp_batch(kind="garble", status=200, body=PORTAL),
+        completes=False,
+        says=rf"POST {CHIMP} answered 200: .*not JSON",
+    ),
+    BadWriteAnswer(
+        "batch-subscribe-answer-not-an-object",
+        "mailchimp",
+        _chimp_batch(kind="garble", status=200, body=[]),
+        completes=False,
+        says=r"batch subscribe answered \[\]; run plan again",
+    ),
+    BadWriteAnswer(
+        "batch-subscribe-answer-mentions-nobody",
+        "mailchimp",
+        _chimp_batch(
+            kind="garble",
+            status=200,
+            body={"new_members": [], "updated_members": [], "errors": [], "error_count": 0},
+        ),
+        completes=False,
+        says=rf"POST {CHIMP}: the batch answer does not mention this member",
+    ),
+    BadWriteAnswer(
+        "segment-batch-answer-unreadable",
+        "mailchimp",
+        lambda a: Fault(
+            kind="garble", status=200, body="{", method="POST", path_contains="/segments/"
+        ),
+        completes=False,
+        says=rf"POST {CHIMP}/segments/\d+ answered 200: .*not JSON",
+    ),
+    BadWriteAnswer(
+        "merge-field-created-answer-unreadable",
+        "mailchimp",
+        lambda a: Fault(
+            kind="garble", status=200, body=PORTAL, method="POST", path=f"{CHIMP}/merge-fields"
+        ),
+        completes=True,  # as Mailjet's: a create whose success could not be read is looked up
+    ),
+    BadWriteAnswer(
+        "tag-created-answer-unreadable",
+        "mailchimp",
+        lambda a: Fault(
+            kind="garble", status=200, body=PORTAL, method="POST", path=f"{CHIMP}/segments"
+        ),
+        completes=True,
+    ),
+    BadWriteAnswer(
+        "batch-subscribe-per-member-error",
+        "mailchimp",
+        _chimp_batch(kind="latency", seconds=0.0),
+        completes=False,
+        says=r"new2@acme-widgets\.io has signed up to a lot of lists very recently",
+        before=_new2_throttled,
     ),
 ]
 

@@ -29,6 +29,7 @@ from reconcile.sandbox.common import CONTROL_PREFIX
 from tests.reliability.accounts import (
     ACCOUNTS,
     Account,
+    MailchimpAccount,
     MailJawnAccount,
     MailjetAccount,
     apply_once,
@@ -48,6 +49,7 @@ RACES: dict[str, Callable[[], Account]] = {
     ),
     "mailjet-hidden-from-listing": lambda: _someone_else_created_solo(MailjetAccount()),
     "mailjawn": MailJawnAccount,
+    "mailchimp": MailchimpAccount,
 }
 
 
@@ -135,6 +137,7 @@ class WritesAfterBothRead:
 FIRST_READ = {
     "mailjet": "/v3/REST/contactmetadata",
     "mailjawn": "/api/v1/projects/00000000-0000-4000-8000-000000000001/subscribers/",
+    "mailchimp": f"/3.0/lists/{MailchimpAccount.audience}",  # the audience, then the rest
 }
 
 
@@ -166,6 +169,11 @@ def test_two_apply_processes_at_once(tmp_path: Path, provider_name: str) -> None
     assert not gate.gave_up  # both applies read before either wrote
     if isinstance(account, MailjetAccount):  # the losers of the create races got MJ18
         assert [c for c in account.control.calls("POST") if c.status == 400]
+    elif isinstance(account, MailchimpAccount):
+        # Both sent their batch subscribes (the new members, then the updates); the second
+        # one's new members came back as existing (inside a 200) and were converged.
+        batches = [c for c in account.control.calls("POST") if c.path == account.base]
+        assert len(batches) == 4, batches
     else:  # both imported the new subscribers: one imported them, the other skipped them
         imports = [c for c in account.control.calls("POST") if c.path == FIRST_READ["mailjawn"]]
         assert len(imports) == 2
@@ -185,10 +193,12 @@ def _someone_edited_a_touched_contact(account: Account, _: Path) -> str:
                 account, "old2@example.com", {"Name": "Edited", "IsExcludedFromCampaigns": False}
             )
         )
+    elif isinstance(account, MailchimpAccount):
+        run(_mailchimp_patch(account, account.email("old2"), {"merge_fields": {"SEATS": 77}}))
     else:
         assert isinstance(account, MailJawnAccount)
         run(_mailjawn_patch(account, "old2@example.com", {"custom_fields": {"seats": 77}}))
-    return "contact:old2@example.com was changed since planning"
+    return f"contact:{account.email('old2')} was changed since planning"
 
 
 async def _mailjet_put(account: MailjetAccount, email: str, body: dict[str, object]) -> None:
@@ -206,6 +216,14 @@ async def _mailjawn_patch(account: MailJawnAccount, email: str, body: dict[str, 
     assert subscriber is not None
     try:
         await provider.client.patch(f"/subscribers/{subscriber['id']}/", body)
+    finally:
+        await provider.aclose()
+
+
+async def _mailchimp_patch(account: MailchimpAccount, email: str, body: dict[str, object]) -> None:
+    provider = account.provider()
+    try:
+        await provider.client.patch(f"/lists/{account.audience}/members/{email}", body)
     finally:
         await provider.aclose()
 

@@ -27,6 +27,7 @@ from tests.reliability.accounts import (
     ACCOUNTS,
     NEW,
     Account,
+    MailchimpAccount,
     MailJawnAccount,
     MailjetAccount,
     apply_once,
@@ -53,8 +54,19 @@ TARGETS: dict[str, dict[str, dict[str, str]]] = {
         "update": {"method": "PATCH"},
         "lists": {"method": "POST", "path_contains": "/subscribers/identify/"},
     },
+    # {audience}: /3.0/lists/<id>. Creates and updates both go by batch subscribe (a POST
+    # to the audience); "update" is the PATCH of a member written alone (the pending one);
+    # "lists" is the static-segment batch route (tags).
+    "mailchimp": {
+        "read": {"method": "GET"},
+        "create": {"method": "POST", "path": "{audience}"},
+        "definition": {"method": "POST", "path": "{audience}/merge-fields"},
+        "bulk": {"method": "POST", "path": "{audience}"},
+        "update": {"method": "PATCH"},
+        "lists": {"method": "POST", "path_contains": "/segments/"},
+    },
 }
-WRITES = {"mailjet": ("POST", "PUT"), "mailjawn": ("POST", "PATCH")}
+WRITES = {"mailjet": ("POST", "PUT"), "mailjawn": ("POST", "PATCH"), "mailchimp": ("POST", "PATCH")}
 
 
 def aimed(account: Account, role: str, **fault: object) -> Fault:
@@ -70,12 +82,20 @@ def role_path(account: Account, role: str) -> str:
     path = TARGETS[account.provider_name][role].get("path", "")
     if isinstance(account, MailJawnAccount):
         return path.format(subscribers=account.subscribers_path)
+    if isinstance(account, MailchimpAccount):
+        return path.format(audience=account.base)
     return path
 
 
 def throttled(account: Account) -> object:
     if account.provider_name == "mailjet":
         return {"ErrorInfo": "", "ErrorMessage": "Too many requests", "StatusCode": 429}
+    if account.provider_name == "mailchimp":
+        return {
+            "title": "Too Many Requests",
+            "status": 429,
+            "detail": "You have exceeded the limit of 10 simultaneous connections.",
+        }
     return {"detail": "Request was throttled."}
 
 
@@ -166,6 +186,10 @@ def _bulk_fails(account: Account) -> list[Fault]:
 def _per_contact_failures(account: Account) -> list[Fault]:
     if isinstance(account, MailjetAccount):
         account.emulator.fail_in_jobs(["new2@example.com", "old3@example.com"])
+    elif isinstance(account, MailchimpAccount):
+        # Mailchimp's per-member failures come inside the batch subscribe's 200: the
+        # signup throttle refuses these two until the outage ends (clear_faults).
+        throttle(account, [account.email("new2"), account.email("new5")])
     else:
         assert isinstance(account, MailJawnAccount)
         account.emulator.fail_in_imports(["new2@example.com", "new5@example.com"])
@@ -187,10 +211,20 @@ SCENARIOS = [
 ]
 
 
+def throttle(account: MailchimpAccount, emails: list[str]) -> None:
+    settings = account.emulator.settings
+    settings.throttled_addresses = settings.throttled_addresses | {e.lower() for e in emails}
+
+
 def item_faults_left(account: Account) -> bool:
     if isinstance(account, MailjetAccount):
         faults = account.emulator.job_faults
         return faults.error_jobs > 0 or bool(faults.failing_emails)
+    if isinstance(account, MailchimpAccount):
+        # The throttle is not used up: it is "left" when no batch subscribe ever met it.
+        bulk = role_path(account, "bulk")
+        met = any(c.path == bulk and c.status == 200 for c in account.control.calls("POST"))
+        return bool(account.emulator.settings.throttled_addresses) and not met
     assert isinstance(account, MailJawnAccount)
     return bool(account.emulator.import_faults.failing_emails)
 
@@ -241,9 +275,11 @@ def random_faults(account: Account, rng: random.Random) -> list[Fault]:
     if rng.random() < 0.3 and isinstance(account, MailjetAccount):
         account.emulator.fail_jobs(1)
     if rng.random() < 0.3:
-        victims = rng.sample([f"new{n}@example.com" for n in NEW], 2)
+        victims = rng.sample([account.email(f"new{n}") for n in NEW], 2)
         if isinstance(account, MailjetAccount):
             account.emulator.fail_in_jobs(victims)
+        elif isinstance(account, MailchimpAccount):
+            throttle(account, victims)
         else:
             assert isinstance(account, MailJawnAccount)
             account.emulator.fail_in_imports(victims)

@@ -18,7 +18,7 @@ import pytest
 from tests.reliability.accounts import ACCOUNTS, Account, cli
 from tests.support import served
 
-NAMES = {"mailjet": "Mailjet", "mailjawn": "MailJawn"}
+NAMES = {"mailjet": "Mailjet", "mailjawn": "MailJawn", "mailchimp": "Mailchimp"}
 
 
 def closed_port() -> int:
