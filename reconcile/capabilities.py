@@ -64,7 +64,7 @@ def capability_issues(manifest: Manifest, provider: type[Provider]) -> list[Mani
                 )
             )
     for finding in provider.check_desired(manifest.desired):
-        issues.append(manifest.issue(finding.ref, finding.message))
+        issues.append(manifest.issue(finding.ref, finding.message, finding.at))
     return issues
 
 

@@ -230,6 +230,7 @@ _DELETION_EFFECTS = {
 class Finding:
     ref: Ref
     message: str
+    at: tuple[str, ...] = ()  # the field of the resource it is about: ("properties", "PLAN")
 
     @property
     def address(self) -> str:

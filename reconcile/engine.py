@@ -61,7 +61,8 @@ async def open_provider(
             endpoint = stack.enter_context(
                 in_process_sandbox(config.type, factory, where.sandbox_dir)
             )
-        connection = Connection(endpoint, network.timeout(), network.retry(), cancel)
+        given = "read_timeout" in network.model_fields_set
+        connection = Connection(endpoint, network.timeout(), network.retry(), cancel, given)
         provider = plugin.open(config, connection)
         if endpoint is not None:
             provider.sandbox_id = endpoint.account_id

@@ -213,11 +213,11 @@ BAD: list[Bad] = [
     ),
     Bad(
         "mailchimp_datetime_time_of_day",
-        5,
+        6,
         f"{C0}.properties.TRIAL_ENDS",
         r"has a time of day, but a Mailchimp date field holds a date only",
     ),
-    Bad("mailchimp_empty_string_value", 5, f"{C0}.properties.PLAN", r"empty value as no value"),
+    Bad("mailchimp_empty_string_value", 6, f"{C0}.properties.PLAN", r"empty value as no value"),
     Bad("mailchimp_without_audience", 1, "provider", r"audience: Field required"),
     # --- invalid emails --------------------------------------------------------------
     Bad("email_no_at", 3, f"{C0}.email", r"'alice\.example\.com' is not a valid email"),

@@ -78,11 +78,12 @@ class Manifest:
             manages_data or self.policy.needs_contact_data,
         )
 
-    def issue(self, ref: Ref, message: str) -> ManifestIssue:
-        """An issue about a planned resource, located and named as the manifest writes it."""
-        return ManifestIssue(self.source_of(ref), self.field_of(ref), message)
+    def issue(self, ref: Ref, message: str, at: tuple[str, ...] = ()) -> ManifestIssue:
+        """An issue about a planned resource (and `at`, a field of a contact's entry such
+        as ("properties", "PLAN")), located and named as the manifest writes it."""
+        return ManifestIssue(self.source_of(ref, at), self.field_of(ref, at), message)
 
-    def field_of(self, ref: Ref) -> str:
+    def field_of(self, ref: Ref, at: tuple[str, ...] = ()) -> str:
         """membership (news, a@x.com) -> `contacts[3].lists.news`, list news -> `lists.news`."""
         if ref.type is ResourceType.PROPERTY:
             return f"properties.{ref.key[0]}"
@@ -91,10 +92,13 @@ class Manifest:
         contact = self.contact_sources.get(ref.key[-1])
         if contact is None:
             return ref.address
-        tail = f"lists.{ref.key[0]}" if ref.type is ResourceType.MEMBERSHIP else "email"
+        if ref.type is ResourceType.MEMBERSHIP:
+            tail = f"lists.{ref.key[0]}"
+        else:
+            tail = ".".join(at) or "email"
         return f"{contact.label}.{tail}" if contact.label else tail
 
-    def source_of(self, ref: Ref | str) -> SourceLocation:
+    def source_of(self, ref: Ref | str, at: tuple[str, ...] = ()) -> SourceLocation:
         """Where the manifest declares `ref` (contacts and memberships are located on demand
         from their entry, so a big audience keeps no location per record); a str names a
         top-level key such as `prune`."""
@@ -103,7 +107,7 @@ class Manifest:
         if ref.type in (ResourceType.CONTACT, ResourceType.MEMBERSHIP):
             contact = self.contact_sources.get(ref.key[-1])
             if contact is not None:
-                loc = ("lists", ref.key[0]) if ref.type is ResourceType.MEMBERSHIP else ()
+                loc = ("lists", ref.key[0]) if ref.type is ResourceType.MEMBERSHIP else at
                 return contact.location(loc)
         return self.sources.get(ref.address, SourceLocation(str(self.files[0]), 1))
 

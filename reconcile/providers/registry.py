@@ -49,6 +49,7 @@ class Connection:
     timeout: httpx.Timeout
     retry: RetryPolicy
     cancel: Cancellation  # Ctrl-C: the client and provider stop starting writes
+    read_timeout_given: bool = False  # set by the user: a provider keeps it, else may raise it
 
 
 class ProviderPlugin(ABC, Generic[OptionsT]):

@@ -172,11 +172,18 @@ def _new_members_answer(account: MailchimpAccount, emails: list[str]) -> dict[st
     }
 
 
+def _after_the_update_batch(account: MailchimpAccount) -> None:
+    """Apply sends the batch of updated members first: let it through untouched, so the
+    next fault meets the batch of new members."""
+    account.control.inject(Fault(kind="latency", seconds=0, method="POST", path=account.base))
+
+
 def test_a_batch_answer_that_omits_a_member_fails_only_that_member(tmp_path: Path) -> None:
     """The batch landed whole, but its answer does not mention new3: new3 is reported (and
     its tags skipped), everyone else is done; a re-run finds new3 there and converges."""
     account = MailchimpAccount()
     created = [account.email(f"new{n}") for n in NEW if n != 3]
+    _after_the_update_batch(account)
     account.control.inject(
         Fault(
             kind="garble",
@@ -207,6 +214,7 @@ NEW_TAGS = ("news", "beta", "vip")
 @pytest.mark.parametrize("body", ["<html>oops</html>", {"unexpected": True}], ids=["html", "json"])
 def test_a_garbage_batch_answer_marks_nobody_done(tmp_path: Path, body: object) -> None:
     account = MailchimpAccount()
+    _after_the_update_batch(account)
     account.control.inject(
         Fault(kind="garble", status=200, body=body, method="POST", path=account.base)
     )

@@ -6,7 +6,6 @@ requests in flight. There is no per-minute quota, so nothing is paced by rate. N
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Unpack
 
@@ -16,12 +15,18 @@ from reconcile.errors import ApiError
 from reconcile.providers.answers import of_request
 from reconcile.providers.http import ApiClient, Connection, Kept, Lane, Page, Paging, as_is
 from reconcile.providers.pacing import Pacer
+from reconcile.providers.runner import all_or_none
 
 API_PREFIX = "/3.0"
 PAGE_SIZE = 1000  # the most a collection gives at once (default 10: always ask)
 MAX_IN_FLIGHT = 9  # one less than the 10 simultaneous connections Mailchimp allows
 UNPACED = 1e9  # requests per minute: Mailchimp limits connections, not a rate
 MIN_READ_TIMEOUT = 120.0  # Mailchimp lets a call run this long before it gives up
+
+
+def default_timeout(connect: float | None = 10.0) -> httpx.Timeout:
+    """Waits as long as Mailchimp lets a call run (a batch of 500 may take a while)."""
+    return httpx.Timeout(MIN_READ_TIMEOUT, connect=connect, pool=None)
 
 
 def default_url(api_key: str) -> str:
@@ -72,9 +77,7 @@ class MailchimpClient(ApiClient):
         **connection: Unpack[Connection],
     ) -> None:
         lane = Lane(Pacer(UNPACED), max_in_flight)  # one connection budget for all requests
-        given = connection.get("timeout") or httpx.Timeout(30.0, connect=10.0)
-        read = max(given.read or 0.0, MIN_READ_TIMEOUT)
-        connection["timeout"] = httpx.Timeout(read, connect=given.connect, write=read, pool=None)
+        connection.setdefault("timeout", default_timeout())
         super().__init__(
             base_url=base_url,
             prefix=API_PREFIX,
@@ -107,8 +110,9 @@ class MailchimpClient(ApiClient):
 
         first = await page_at(0)
         total = first.total or 0
-        offsets = range(PAGE_SIZE, total, PAGE_SIZE)
-        pages = [first, *await asyncio.gather(*(page_at(offset) for offset in offsets))]
+        async with all_or_none() as group:  # one page failing stops the others
+            rest = [group.create_task(page_at(o)) for o in range(PAGE_SIZE, total, PAGE_SIZE)]
+        pages = [first, *(task.result() for task in rest)]
         offset = PAGE_SIZE * len(pages)
         while len(pages[-1].items) >= PAGE_SIZE and offset < (pages[-1].total or 0):
             pages.append(await page_at(offset))

@@ -9,7 +9,12 @@ from pydantic_settings import SettingsConfigDict
 
 from reconcile.errors import ConfigError
 from reconcile.providers.environment import ApiUrl, EnvSettings
-from reconcile.providers.mailchimp.client import MAX_IN_FLIGHT, MailchimpClient, default_url
+from reconcile.providers.mailchimp.client import (
+    MAX_IN_FLIGHT,
+    MailchimpClient,
+    default_timeout,
+    default_url,
+)
 from reconcile.providers.mailchimp.provider import BATCH, MailchimpProvider
 from reconcile.providers.mailchimp.records import tag_problem
 from reconcile.providers.registry import Connection, ProviderOptions, ProviderPlugin
@@ -101,12 +106,15 @@ class MailchimpPlugin(ProviderPlugin[MailchimpOptions]):
             settings = MailchimpSettings()
             api_key = settings.key()
             base_url, transport = settings.base_url(api_key), None
+        timeout = connection.timeout
+        if not connection.read_timeout_given:
+            timeout = default_timeout(connection.timeout.connect)
         client = MailchimpClient(
             api_key=api_key,
             base_url=base_url,
             max_in_flight=options.max_connections,
             transport=transport,
-            timeout=connection.timeout,
+            timeout=timeout,
             retry=connection.retry,
             cancel=connection.cancel,
         )

@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from reconcile.diff import (
     Action,
@@ -49,6 +49,7 @@ from reconcile.model import (
     State,
     email_key,
 )
+from reconcile.providers.answers import of_request
 from reconcile.providers.base import (
     ApplyReport,
     Cancellation,
@@ -72,7 +73,7 @@ from reconcile.providers.mailchimp.records import (
     subscriber_hash,
     tag_key,
 )
-from reconcile.providers.runner import ChangeRunner, GuardedWrites
+from reconcile.providers.runner import ChangeRunner, GuardedWrites, all_or_none
 
 BATCH = 500  # members per batch subscribe, and per list of a static-segment batch
 MAX_TAG_NAME = 50  # the only figure found (2013); longer names are refused offline
@@ -81,6 +82,11 @@ MEMBER_FIELDS = ",".join(
     f"members.{name}"
     for name in ("email_address", "status", "merge_fields", "tags", "tags_count", "last_changed")
 )
+FIELD_QUERY = {
+    "fields": "merge_fields.merge_id,merge_fields.tag,merge_fields.name,merge_fields.type,"
+    "merge_fields.required,merge_fields.options,total_items"
+}
+SEGMENT_QUERY = {"type": "static", "fields": "segments.id,segments.name,total_items"}
 RESERVED_DOMAINS = ("example.com", "example.net", "example.org")
 RESERVED_SUFFIXES = (".example", ".test", ".invalid", ".localhost")
 OptInStatus = Literal["subscribed", "pending"]
@@ -176,13 +182,14 @@ class MailchimpProvider(Provider):
 
     async def _resolve(self, wanted: str) -> Audience:
         if wanted.isalnum():
+            path = f"/lists/{wanted}"
             try:
-                found = await self.client.get(f"/lists/{wanted}", {"fields": "id,name"})
+                found = await self.client.get(path, {"fields": "id,name"})
             except ApiError as error:
                 if error.status != 404:
                     raise
             else:
-                return _audience(found)
+                return of_answer(_audience, found, "GET", self._url(path))
         every = await self.client.list_all(
             "/lists", "lists", {"fields": "lists.id,lists.name,total_items"}, keep=_audience
         )
@@ -215,41 +222,41 @@ class MailchimpProvider(Provider):
         audience = await self.audience()
         base = f"/lists/{audience.id}"
         member_query = {"fields": MEMBER_FIELDS + ",total_items"}
-        fields, segments, members, archived = await asyncio.gather(
-            self.client.list_all(
-                f"{base}/merge-fields",
-                "merge_fields",
-                {
-                    "fields": "merge_fields.merge_id,merge_fields.tag,merge_fields.name,"
-                    "merge_fields.type,merge_fields.required,merge_fields.options,total_items"
-                },
-                keep=records.merge_field,
-            ),
-            self.client.list_all(
-                f"{base}/segments",
-                "segments",
-                {"type": "static", "fields": "segments.id,segments.name,total_items"},
-                keep=records.segment,
-            ),
-            self.client.list_all(f"{base}/members", "members", member_query, keep=records.member),
-            self.client.list_all(
-                f"{base}/members",
-                "members",
-                {**member_query, "status": ARCHIVED},
-                keep=records.member,
-            ),
-        )
+        listing = self.client.list_all
+        async with all_or_none() as group:  # one failing stops the others
+            fields = group.create_task(
+                listing(
+                    f"{base}/merge-fields", "merge_fields", FIELD_QUERY, keep=records.merge_field
+                )
+            )
+            segments = group.create_task(
+                listing(f"{base}/segments", "segments", SEGMENT_QUERY, keep=records.segment)
+            )
+            members = group.create_task(
+                listing(f"{base}/members", "members", member_query, keep=records.member)
+            )
+            archived = group.create_task(
+                listing(
+                    f"{base}/members",
+                    "members",
+                    {**member_query, "status": ARCHIVED},
+                    keep=records.member,
+                )
+            )
         by_key: dict[str, Member] = {}
-        for found in (*members, *archived):
+        for found in (*members.result(), *archived.result()):
             by_key.setdefault(found.key, found)  # one added meanwhile may show on two pages
         await self._read_every_tag(base, by_key)
-        by_tag = {field.tag: field for field in fields}
-        segments_by_key = {tag_key(s.name): s for s in segments}
+        by_tag = {field.tag: field for field in fields.result()}
+        segments_by_key = {tag_key(s.name): s for s in segments.result()}
         marks = [m.last_changed for m in by_key.values() if m.last_changed]
         found_records = MailchimpRecords(
             audience.id, by_tag, segments_by_key, by_key, max(marks) if marks else None
         )
-        return _state(found_records, scope)
+        try:
+            return _state(found_records, scope)
+        except ApiError as error:  # a member's value its field's type can't read
+            raise of_request(error, "GET", self._url(f"{base}/members")) from None
 
     async def read_against(self, desired: State, scope: ReadScope) -> State:
         """As read, with each number field typed as the manifest declares it (int or
@@ -289,7 +296,9 @@ class MailchimpProvider(Provider):
             )
             members[found.key] = dataclasses.replace(found, tags=frozenset(names))
 
-        await asyncio.gather(*(every_tag(found) for found in partial))
+        async with all_or_none() as group:
+            for found in partial:
+                group.create_task(every_tag(found))
 
     # ---- review and estimate -------------------------------------------------------------
 
@@ -387,9 +396,30 @@ class MailchimpProvider(Provider):
             "name": self.labels.get(name, name),
             "type": records.CREATED_TYPES[change.property_after.type],
         }
-        answer = await self.client.post(f"{state.base}/merge-fields", body, idempotent=False)
-        state.fields[name] = records.merge_field(answer)
+        path = f"{state.base}/merge-fields"
+        try:
+            answer = await self.client.post(path, body, idempotent=False)
+            state.fields[name] = of_answer(records.merge_field, answer, "POST", self._url(path))
+        except ApiError as error:
+            # Created by someone else meanwhile, or created with an answer we could not
+            # read: never POSTed again blindly, looked up instead.
+            found = await self._field_named(state, name)
+            if found is None:
+                raise
+            if found.type != body["type"]:
+                raise ApiError(f"{error}; it exists now as a {found.type} field") from None
+            state.fields[name] = found
+            return "already there (created meanwhile)"
         return ""
+
+    async def _field_named(self, state: _ApplyState, tag: str) -> MergeField | None:
+        fields = await self.client.list_all(
+            f"{state.base}/merge-fields", "merge_fields", keep=records.merge_field
+        )
+        return next((found for found in fields if found.tag == tag), None)
+
+    def _url(self, path: str) -> str:
+        return self.client.prefix + path
 
     async def _replace_field(self, change: Change, state: _ApplyState) -> str:
         await self._delete_field(change, state)
@@ -443,7 +473,7 @@ class MailchimpProvider(Provider):
             params=params,
             idempotent=True,  # again, it creates nobody twice: existing ones are errors
         )
-        outcome = _batch_outcome(answer, _sent_tags(chunk), state.base)
+        outcome = _batch_outcome(answer, _sent_tags(chunk), self._url(state.base))
         for change, _ in chunk:
             if change.email not in outcome.failed and change.email not in outcome.existing:
                 state.created[change.email] = change.contact_after.email or change.email
@@ -512,13 +542,16 @@ class MailchimpProvider(Provider):
         if state.changed_since is not None:
             params["since_last_changed"] = _since_query(state.changed_since)
         path = f"{state.base}/members"
-        current, archived = await asyncio.gather(
-            self.client.list_all(path, "members", params, keep=records.member),
-            self.client.list_all(
-                path, "members", {**params, "status": ARCHIVED}, keep=records.member
-            ),
-        )
-        return {found.key: found for found in (*current, *archived)}
+        async with all_or_none() as group:
+            current = group.create_task(
+                self.client.list_all(path, "members", params, keep=records.member)
+            )
+            archived = group.create_task(
+                self.client.list_all(
+                    path, "members", {**params, "status": ARCHIVED}, keep=records.member
+                )
+            )
+        return {found.key: found for found in (*current.result(), *archived.result())}
 
     async def _update_in_batches(
         self,
@@ -582,7 +615,7 @@ class MailchimpProvider(Provider):
                 params={"skip_merge_validation": "true"},  # their other values are theirs
                 idempotent=True,  # every item carries its whole record: again is the same
             )
-            outcome = _batch_outcome(answer, _sent_tags(chunk), state.base)
+            outcome = _batch_outcome(answer, _sent_tags(chunk), self._url(state.base))
         except ApiError as error:
             for change in changes:
                 run.fail(change, str(error))
@@ -641,8 +674,9 @@ class MailchimpProvider(Provider):
             creation = list_creates.get(name)
             segment_id: int | None = None
             if creation is not None:
-                segment_id = await self._create_tag(creation, adds[: self.batch_size], run, state)
-                adds = adds[self.batch_size :]
+                first, adds = adds[: self.batch_size], adds[self.batch_size :]
+                segment_id, left = await self._create_tag(creation, first, run, state)
+                adds = left + adds
             else:
                 found = state.segments.get(tag_key(name))
                 segment_id = found.id if found else None
@@ -660,24 +694,41 @@ class MailchimpProvider(Provider):
 
     async def _create_tag(
         self, creation: Change, first: list[Change], run: ChangeRunner, state: _ApplyState
-    ) -> int | None:
-        """The tag, with its first members in the same call. None when it failed."""
+    ) -> tuple[int | None, list[Change]]:
+        """The tag, with its first members in the same call: (its id, or None when it
+        failed; the members still to add). A tag someone else made meanwhile, or one made
+        with an answer we could not read, is looked up, never created twice."""
         if not run.runnable(creation):
-            return None
+            return None, first
         first = [change for change in first if run.runnable(change)]
         emails = [self._address(change.email, state) for change in first]
         body = {"name": creation.list_name, "static_segment": emails}
+        path = f"{state.base}/segments"
         try:
-            answer = await self.client.post(f"{state.base}/segments", body, idempotent=False)
-            made = records.segment(answer)
+            answer = await self.client.post(path, body, idempotent=False)
+            made = of_answer(records.segment, answer, "POST", self._url(path))
         except ApiError as error:
-            run.fail(creation, str(error))
-            return None
+            try:
+                found = await self._tag_named(state, creation.list_name)
+            except ApiError as lookup_error:
+                found, error = None, ApiError(f"{error}; then, looking it up: {lookup_error}")
+            if found is None:
+                run.fail(creation, str(error))
+                return None, first
+            state.segments[tag_key(found.name)] = found
+            run.done(creation, "already there (created meanwhile)")
+            return found.id, first  # its members may not all be in: added again
         state.segments[tag_key(made.name)] = made
         run.done(creation)
         for change in first:
             run.done(change)
-        return made.id
+        return made.id, []
+
+    async def _tag_named(self, state: _ApplyState, name: str) -> Segment | None:
+        segments = await self.client.list_all(
+            f"{state.base}/segments", "segments", {"type": "static"}, keep=records.segment
+        )
+        return next((s for s in segments if tag_key(s.name) == tag_key(name)), None)
 
     async def _tag_batches(
         self,
@@ -703,7 +754,7 @@ class MailchimpProvider(Provider):
             }
             try:
                 answer = await self.client.post(path, body, idempotent=True)
-                failed = _segment_errors(answer, path)
+                failed = _segment_errors(answer, self._url(path))
             except ApiError as error:
                 for change in (*to_add, *to_remove):
                     run.fail(change, str(error))
@@ -713,7 +764,7 @@ class MailchimpProvider(Provider):
                 if problem is None:
                     run.done(change)
                 else:
-                    run.fail(change, f"tag {name!r}: {problem}")
+                    run.fail(change, f"POST {self._url(path)}: tag {name!r}: {problem}")
 
         await asyncio.gather(*(one_call(index) for index in range(calls)))
 
@@ -862,6 +913,17 @@ def _whole_numbers(state: State, tag: str) -> bool:
         for contact in state.contacts.values()
         if (value := contact.properties.get(tag)) is not None
     )
+
+
+T = TypeVar("T")
+
+
+def of_answer(read: Callable[[Any], T], answer: Any, method: str, url: str) -> T:
+    """`read(answer)`; an answer it can't read is an error of the request that brought it."""
+    try:
+        return read(answer)
+    except ApiError as error:
+        raise of_request(error, method, url) from None
 
 
 def _audience(record: Any) -> Audience:
@@ -1045,7 +1107,11 @@ def _batch_outcome(answer: Any, sent: Mapping[str, list[str]], path: str) -> _Ba
     it was sent: Mailchimp drops an unknown tag without a word); one it does not mention
     at all is an error too."""
     if not isinstance(answer, Mapping):
-        raise ApiError(f"batch subscribe answered {answer!r}; run plan again to see what landed")
+        raise ApiError(
+            f"batch subscribe answered {str(answer)[:200]}; run plan again to see what landed",
+            method="POST",
+            path=path,
+        )
     keys = list(sent)
     seen: set[str] = set()
     outcome = _BatchOutcome()
@@ -1057,7 +1123,7 @@ def _batch_outcome(answer: Any, sent: Mapping[str, list[str]], path: str) -> _Ba
             seen.add(email_key(email))
             problem = dropped_fields(sent.get(email_key(email), []), item)
             if problem:
-                outcome.failed[email_key(email)] = problem
+                outcome.failed[email_key(email)] = f"POST {path} (batch subscribe): {problem}"
     for item in answer.get("errors") or []:
         email = item.get("email_address") if isinstance(item, Mapping) else None
         if not isinstance(email, str):
@@ -1065,7 +1131,8 @@ def _batch_outcome(answer: Any, sent: Mapping[str, list[str]], path: str) -> _Ba
         if item.get("error_code") == "ERROR_CONTACT_EXISTS":
             outcome.existing.add(email_key(email))
         else:
-            outcome.failed[email_key(email)] = _member_error(item)
+            error = _member_error(item)
+            outcome.failed[email_key(email)] = f"POST {path} (batch subscribe): {error}"
     for key in keys:
         if key not in seen and key not in outcome.failed and key not in outcome.existing:
             outcome.failed[key] = (
@@ -1104,7 +1171,11 @@ def _member_error(item: Mapping[str, Any]) -> str:
 
 def _segment_errors(answer: Any, path: str) -> dict[str, str]:
     if not isinstance(answer, Mapping):
-        raise ApiError(f"POST {path} answered {answer!r}; run plan again to see what landed")
+        raise ApiError(
+            f"answered {str(answer)[:200]}; run plan again to see what landed",
+            method="POST",
+            path=path,
+        )
     failed: dict[str, str] = {}
     for item in answer.get("errors") or []:
         if not isinstance(item, Mapping):
@@ -1162,8 +1233,9 @@ def _contact_findings(desired: State) -> Iterable[Finding]:
         if NAME.value in contact.fields:
             yield Finding(
                 ref,
-                "name: Mailchimp has no name field; declare FNAME and LNAME as properties "
-                "(str) and give each contact's values there",
+                "Mailchimp has no name field; declare FNAME and LNAME as properties (str) and "
+                "give each contact's values there",
+                (NAME.value,),
             )
         domain = contact.email.rpartition("@")[2].lower()
         if domain in RESERVED_DOMAINS or domain.endswith(RESERVED_SUFFIXES):
@@ -1179,16 +1251,17 @@ def _contact_findings(desired: State) -> Iterable[Finding]:
                 "sends Mailchimp ASCII addresses only",
             )
         for name, value in contact.properties.items():
+            at = ("properties", name)
             if value == "":
                 yield Finding(
                     ref,
-                    f"properties.{name}: Mailchimp keeps an empty value as no value; write "
-                    "null (or leave it out)",
+                    "Mailchimp keeps an empty value as no value; write null (or leave it out)",
+                    at,
                 )
             if name in dates and isinstance(value, str) and not value.endswith("T00:00:00Z"):
                 yield Finding(
                     ref,
-                    f"properties.{name}: {value} has a time of day, but a Mailchimp date field "
-                    "holds a date only (it would be lost); give midnight UTC, or declare the "
-                    "property str",
+                    f"{value} has a time of day, but a Mailchimp date field holds a date only "
+                    "(it would be lost); give midnight UTC, or declare the property str",
+                    at,
                 )
