@@ -403,7 +403,12 @@ class MailchimpProvider(Provider):
         except ApiError as error:
             # Created by someone else meanwhile, or created with an answer we could not
             # read: never POSTed again blindly, looked up instead.
-            found = await self._field_named(state, name)
+            if self.cancel.requested:
+                raise
+            try:
+                found = await self._field_named(state, name)
+            except ApiError as lookup_error:
+                raise ApiError(f"{error}; then, looking it up: {lookup_error}") from None
             if found is None:
                 raise
             if found.type != body["type"]:
@@ -491,10 +496,12 @@ class MailchimpProvider(Provider):
 
     async def _converge(self, change: Change, run: ChangeRunner, state: _ApplyState) -> None:
         """A member that exists after all (added by someone else since the plan): bring
-        its values to the manifest, never its status (a creation carries no consent)."""
+        its values to the manifest, and its status only to unsubscribe it (a creation
+        carries no consent to bring anyone back)."""
         path = f"{state.base}/members/{subscriber_hash(change.email)}"
         try:
-            current = records.member(await self.client.get(path, {"fields": MEMBER_BARE}))
+            raw = await self.client.get(path, {"fields": MEMBER_BARE})
+            current = of_answer(records.member, raw, "GET", self._url(path))
             if current.status == ARCHIVED:
                 raise ApiError(
                     f"{current.email} is archived in Mailchimp (since the plan was made?): "
@@ -506,11 +513,13 @@ class MailchimpProvider(Provider):
                 if current.merge_fields.get(tag)
                 != records.write_value(state.fields.get(tag), value)
             }
-            if wanted:
-                values = records.member_values(state.fields, {}, wanted)
-                answer = await self.client.patch(
-                    path, {"merge_fields": values}, {"skip_merge_validation": "true"}
-                )
+            values = records.member_values(state.fields, {}, wanted)
+            body: dict[str, Any] = {"merge_fields": values} if values else {}
+            excluded = change.contact_after.fields.get(EXCLUDED) is True
+            if excluded and current.status not in (UNSUBSCRIBED, CLEANED):
+                body["status"] = UNSUBSCRIBED
+            if body:
+                answer = await self.client.patch(path, body, {"skip_merge_validation": "true"})
                 _raise_if_dropped(values, answer)
         except ApiError as error:
             run.fail(change, str(error))
@@ -644,8 +653,8 @@ class MailchimpProvider(Provider):
         if Flag.RESUBSCRIBE in change.flags and after.fields.get(EXCLUDED) is False:
             async with self.guarded.pair():
                 read = self.client.get(path, {"fields": MEMBER_BARE})
-                raw = await self.cancel.unless_requested(read, "GET", self.client.prefix + path)
-                now = records.member(raw)
+                raw = await self.cancel.unless_requested(read, "GET", self._url(path))
+                now = of_answer(records.member, raw, "GET", self._url(path))
                 problem = _moved(change, planned, now) if planned else None
                 if problem is not None:
                     raise ApiError(problem)
@@ -708,6 +717,9 @@ class MailchimpProvider(Provider):
             answer = await self.client.post(path, body, idempotent=False)
             made = of_answer(records.segment, answer, "POST", self._url(path))
         except ApiError as error:
+            if self.cancel.requested:
+                run.fail(creation, str(error))
+                return None, first
             try:
                 found = await self._tag_named(state, creation.list_name)
             except ApiError as lookup_error:

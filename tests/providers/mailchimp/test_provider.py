@@ -728,3 +728,29 @@ def test_a_replaced_merge_field_starts_empty_and_labels_name_new_fields(
     assert member(emulator, people[0])["merge_fields"]["SEATS"] == "ten"
     assert all(member(emulator, e)["merge_fields"]["SEATS"] == "" for e in people[1:])
     assert converged(emulator, directory, body)
+
+
+def test_an_exclusion_still_lands_on_a_member_added_meanwhile(
+    emulator: MailchimpEmulator, directory: Path
+) -> None:
+    body = f"""
+    contacts:
+      - email: {address("quiet")}
+        excluded_from_campaigns: true
+    """
+    path = directory / "audience.yaml"
+    path.write_text(manifest_text(body), encoding="utf-8")
+    manifest = load_manifest([path])
+
+    async def main() -> ApplyReport:
+        provider = provider_for(emulator)
+        try:
+            made, live = await engine.make_plan(manifest, provider)
+            emulator.seed_member(AUDIENCE, address("quiet"))  # subscribed by someone else
+            return await engine.apply_plan(made, provider, live, force=True)
+        finally:
+            await provider.aclose()
+
+    report = run(main())
+    assert report.ok, report.outcomes
+    assert member(emulator, address("quiet"))["status"] == "unsubscribed"
