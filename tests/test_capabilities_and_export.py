@@ -52,13 +52,24 @@ def test_the_same_manifest_is_fine_for_mailjet(workdir: Path) -> None:
     assert code == 0, output
 
 
-@pytest.mark.parametrize("example", ["quickstart", "mailjawn"])
+EXPORT_OPTIONS = {"mailchimp": ["--option", "audience=Acme Newsletter"]}
+
+
+@pytest.mark.parametrize("example", ["quickstart", "mailjawn", "mailchimp"])
 def test_export_then_plan_shows_no_changes(workdir: Path, example: str) -> None:
     shutil.copytree(EXAMPLES / example, workdir / example)
-    provider = "mailjawn" if example == "mailjawn" else "mailjet"
+    provider = "mailjet" if example == "quickstart" else example
     assert reconcile("apply", "--sandbox", "--auto-approve", example)[0] == 0
 
-    code, output = reconcile("export", "--provider", provider, "--sandbox", "-o", "live.yaml")
+    code, output = reconcile(
+        "export",
+        "--provider",
+        provider,
+        *EXPORT_OPTIONS.get(provider, []),
+        "--sandbox",
+        "-o",
+        "live.yaml",
+    )
     assert code == 0, output
     exported = (workdir / "live.yaml").read_text()
     assert exported.startswith("# yaml-language-server: $schema=")
@@ -119,4 +130,73 @@ def test_re_export_updates_a_manifest_in_place_keeping_comments_and_order(
     assert updated.index("jonas@example.com") < updated.index("zed@example.com")
     assert updated.count("yaml-language-server") == 1
     code, output = reconcile("plan", "--sandbox", "--detailed-exitcode", "mine.yaml")
+    assert code == 0, output
+
+
+MAILCHIMP_ASKING_TOO_MUCH = """\
+provider: {type: mailchimp, audience: Acme Newsletter}
+properties:
+  vip: {type: bool}
+  LONG_TAG_NAME: {type: str}
+lists:
+  news: {members: exact}
+  News: {}
+contacts:
+  - email: a@example.com
+    name: Ann
+    lists: {news: unsubscribed}
+  - email: b@acme-widgets.io
+    properties: {LONG_TAG_NAME: ""}
+prune:
+  members: unsubscribe
+  contacts: {action: unsubscribe}
+"""
+
+
+@pytest.mark.parametrize("command", ["validate", "plan"])
+def test_mailchimp_limitations_are_refused_before_any_request(workdir: Path, command: str) -> None:
+    """No name field, no bool, merge tags of A-Z0-9_ up to 10 characters, tags without
+    case, no list-level unsubscribe (no unsubscribed membership, no unsubscribe prunes),
+    no reserved domains, no empty text."""
+    write_manifest(workdir, MAILCHIMP_ASKING_TOO_MUCH, "chimp.yaml")
+    args = [command, "chimp.yaml"] + (["--sandbox"] if command == "plan" else [])
+
+    code, output = reconcile(*args)
+
+    assert code == 1
+    for line, problem in [
+        (3, "properties.vip: is not a Mailchimp merge tag"),
+        (3, "properties.vip: is bool"),
+        (4, "properties.LONG_TAG_NAME: is longer than 10 characters"),
+        (7, "lists.News: differs from list 'news' only in case"),
+        (9, "contacts[0].email: name: Mailchimp has no name field"),
+        (9, "contacts[0].email: 'a@example.com': Mailchimp refuses addresses"),
+        (11, "contacts[0].lists.news: an unsubscribed membership needs a list-level"),
+        (12, "contacts[1].email: properties.LONG_TAG_NAME: Mailchimp keeps an empty value"),
+    ]:
+        assert f"chimp.yaml:{line}: {problem}" in output, output
+    assert not (workdir / ".reconcile").exists()  # no provider was opened
+
+
+def test_mailchimp_unsubscribe_prunes_are_refused(workdir: Path) -> None:
+    text = MAILCHIMP_ASKING_TOO_MUCH.split("properties:", maxsplit=1)[0] + (
+        "lists:\n  news: {members: exact}\n"
+        "contacts:\n  - {email: b@acme-widgets.io, lists: [news]}\n"
+        "prune:\n  members: unsubscribe\n  contacts: {action: unsubscribe}\n"
+    )
+    write_manifest(workdir, text, "chimp.yaml")
+    code, output = reconcile("validate", "chimp.yaml")
+    assert code == 1
+    assert "chimp.yaml:7: prune.members: this policy needs 'unsubscribe from one list'" in output
+    assert "chimp.yaml:8: prune.contacts.action: this policy needs 'unsubscribe" in output
+
+
+def test_mailchimp_example_converges(
+    workdir: Path,
+) -> None:
+    shutil.copytree(EXAMPLES / "mailchimp", workdir / "mailchimp")
+    code, output = reconcile("apply", "--sandbox", "--auto-approve", "mailchimp")
+    assert code == 0, output
+    assert "0 failed, 0 skipped." in output
+    code, output = reconcile("plan", "--sandbox", "--detailed-exitcode", "mailchimp")
     assert code == 0, output

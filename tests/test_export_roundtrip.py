@@ -555,3 +555,96 @@ def test_a_contact_export_leaves_out_is_protected_from_the_manifest_s_prunes(
         with (workdir / "split" / "audience.yaml").open("a", encoding="utf-8") as file:
             file.write("prune: {contacts: {action: delete}}\nsafety: {max_delete_share: 1.0}\n")
     assert_plans_empty(main)
+
+
+# ---- Mailchimp ---------------------------------------------------------------------------
+
+CHIMP_AUDIENCE = "a1b2c3d4e5"  # the sandbox's audience, "Acme Newsletter"
+CHIMP_EXPORT = ("export", "--sandbox", "--provider", "mailchimp", "--option")
+CHIMP_STATUSES = {
+    "sub@acme-widgets.io": ("subscribed", False),
+    "admin-unsub@acme-widgets.io": ("unsubscribed", False),
+    "link-unsub@acme-widgets.io": ("unsubscribed", True),
+    "bounced@acme-widgets.io": ("cleaned", False),
+    "waiting@acme-widgets.io": ("pending", False),
+    "receipts@acme-widgets.io": ("transactional", False),
+    "archived@acme-widgets.io": ("archived", False),
+}
+
+
+def seed_chimp_audience() -> None:
+    """The sandbox's audience with a member of every status, fields of every type reconcile
+    reads (and an address, which it does not manage), and tags spelled in several cases."""
+    emulator, _ = create_emulator("mailchimp", None)
+    emulator.seed_merge_field(CHIMP_AUDIENCE, "TEAM")
+    emulator.seed_merge_field(CHIMP_AUDIENCE, "SEATS", type="number")
+    emulator.seed_merge_field(CHIMP_AUDIENCE, "SCORE", type="number")
+    emulator.seed_merge_field(
+        CHIMP_AUDIENCE, "RENEWAL", type="date", options={"date_format": "MM/DD/YYYY"}
+    )
+    emulator.seed_merge_field(
+        CHIMP_AUDIENCE, "BDAY", type="birthday", options={"date_format": "MM/DD"}
+    )
+    for n, (email, (status, by_link)) in enumerate(CHIMP_STATUSES.items()):
+        values: dict[str, Any] = {
+            "FNAME": f"Name {n}",
+            "TEAM": ["ops", "Zoë Ünïcode ✓", "a #b: c", "7"][n % 4],
+            "SEATS": n * 3,
+            "SCORE": [0.5, -1.25, 3.0, 12.75][n % 4],
+            "RENEWAL": "2026-01-0" + str(n + 1),
+            "PHONE": "+1 555 0100",
+            "BDAY": "12/24",
+            "ADDRESS": {"addr1": "1 Main St", "city": "Springfield", "state": "IL", "zip": "62701"},
+        }
+        tags = [["News", "VIP Customers"], ["news"], ["vip customers", "beta"], []][n % 4]
+        emulator.seed_member(
+            CHIMP_AUDIENCE, email, status, merge_fields=values, tags=tags, compliance=by_link
+        )
+    emulator.seed_tag(CHIMP_AUDIENCE, "empty tag")
+    path = state_file("mailchimp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_json_state(path, emulator.dump_state())
+
+
+@pytest.mark.parametrize("audience", ["Acme Newsletter", CHIMP_AUDIENCE])
+def test_a_mailchimp_audience_with_every_status_exports_and_plans_empty(
+    workdir: Path, audience: str
+) -> None:
+    seed_chimp_audience()
+    before = load_json_state(state_file("mailchimp"))
+
+    exported = reconcile(*CHIMP_EXPORT, f"audience={audience}", "-o", "live.yaml")
+
+    assert exported.exit_code == 0, exported.output
+    assert sorted(e.lower() for e in emails_in(workdir / "live.yaml")) == sorted(CHIMP_STATUSES)
+    text = (workdir / "live.yaml").read_text(encoding="utf-8")
+    assert "ADDRESS" not in text  # an address field is not reconcile's to manage
+    assert_plans_empty("live.yaml")
+    assert load_json_state(state_file("mailchimp")) == before  # export and plan only read
+
+
+def test_a_mailchimp_export_over_a_manifest_keeps_its_spelling_of_tags(workdir: Path) -> None:
+    """Tags compare without case: a manifest's list `news` is the live tag `News`. An
+    export over the manifest updates it in place: the list keeps the manifest's spelling,
+    its settings (members: exact) and its comment, and the result plans empty. (It wrote
+    `News: {}` instead, losing members: exact: the next apply would prune nobody.)"""
+    seed_chimp_audience()
+    on_news = ["sub", "admin-unsub", "waiting", "receipts"]
+    (workdir / "mine.yaml").write_text(
+        "provider: {type: mailchimp, audience: Acme Newsletter}\n"
+        "lists:\n"
+        "  news: {members: exact}  # exact: only these\n"
+        "contacts:\n"
+        + "".join(f"  - {{email: {who}@acme-widgets.io, lists: [news]}}\n" for who in on_news),
+        encoding="utf-8",
+    )
+    assert_plans_empty("mine.yaml")
+
+    # no --option: the audience is the one the manifest it updates names
+    exported = reconcile("export", "--sandbox", "--provider", "mailchimp", "-o", "mine.yaml")
+
+    assert exported.exit_code == 0, exported.output
+    text = (workdir / "mine.yaml").read_text(encoding="utf-8")
+    assert "news: {members: exact}  # exact: only these" in text, text
+    assert "News" not in text
+    assert_plans_empty("mine.yaml")

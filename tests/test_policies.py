@@ -13,11 +13,17 @@ from reconcile import engine
 from reconcile.diff import Effect
 from reconcile.errors import ManifestError, UnsafePlanError
 from reconcile.plan import Plan
+from reconcile.providers.mailchimp.emulator.app import (
+    MailchimpEmulator,
+    create_mailchimp_emulator,
+)
 from reconcile.providers.mailjet.emulator.app import MailjetEmulator, create_mailjet_emulator
 from reconcile.render.json import render_json
 from reconcile.render.markdown import render_markdown
 from reconcile.render.redact import redact
 from tests.support import load, mailjet_provider, plan_with, run
+from tests.test_convergence_property_mailchimp import AUDIENCE as CHIMP_AUDIENCE
+from tests.test_convergence_property_mailchimp import provider as chimp_provider
 
 HEAD = """
 provider: mailjet
@@ -264,3 +270,164 @@ prune: {contacts: {action: exclude}}
         assert "private-value" not in text, name
         assert "n***@example.com" in text, name
     assert [c.effect for c in masked.changes] == [c.effect for c in plan.changes]
+
+
+# ---- Mailchimp: delete is permanent, exact removes tags, exclude unsubscribes ------------
+
+CHIMP_HEAD = """
+provider: {type: mailchimp, audience: a1b2c3d4e5}
+properties:
+  SOURCE: {type: str}
+lists:
+  newsletter: {}
+  beta: {members: exact}
+contacts:
+  - email: kept@acme-widgets.io
+    lists: [newsletter, beta]
+"""
+
+
+def chimp_account() -> MailchimpEmulator:
+    """As account(): kept (declared), gone1..3 (tagged with managed lists, undeclared),
+    signup (only an unmanaged tag), left (unsubscribed, tagged newsletter)."""
+    emulator = create_mailchimp_emulator()
+    emulator.seed_audience("Acme Newsletter", CHIMP_AUDIENCE)
+    emulator.seed_merge_field(CHIMP_AUDIENCE, "SOURCE")
+    emulator.seed_merge_field(CHIMP_AUDIENCE, "LEGACY")
+    emulator.seed_tag(CHIMP_AUDIENCE, "old")
+    emulator.seed_member(CHIMP_AUDIENCE, "kept@acme-widgets.io", tags=["newsletter", "beta"])
+    for n in (1, 2, 3):
+        emulator.seed_member(
+            CHIMP_AUDIENCE,
+            f"gone{n}@acme-widgets.io",
+            merge_fields={"SOURCE": "crm" if n < 3 else "form", "FNAME": f"Gone {n}"},
+            tags=["newsletter", "beta"],
+        )
+    emulator.seed_member(CHIMP_AUDIENCE, "signup@acme-widgets.io", tags=["signups"])
+    emulator.seed_member(
+        CHIMP_AUDIENCE, "left@acme-widgets.io", "unsubscribed", tags=["newsletter"]
+    )
+    return emulator
+
+
+def chimp_plan(tmp_path: Path, emulator: MailchimpEmulator, extra: str) -> Plan:
+    async def make() -> Plan:
+        provider = chimp_provider(emulator)
+        try:
+            made, _ = await engine.make_plan(load(tmp_path, CHIMP_HEAD + extra), provider)
+            return made
+        finally:
+            await provider.aclose()
+
+    return run(make())
+
+
+def chimp_apply(emulator: MailchimpEmulator, plan: Plan) -> None:
+    async def go() -> None:
+        provider = chimp_provider(emulator)
+        try:
+            report = await engine.apply_plan(plan, provider)
+            assert report.ok, report.outcomes
+        finally:
+            await provider.aclose()
+
+    run(go())
+
+
+def chimp_member(emulator: MailchimpEmulator, email: str) -> dict[str, Any]:
+    found = emulator.member(CHIMP_AUDIENCE, email)
+    assert found is not None, email
+    return found
+
+
+def chimp_tags(emulator: MailchimpEmulator, email: str) -> set[str]:
+    return {t["name"] for t in chimp_member(emulator, email)["tags"]}
+
+
+def test_mailchimp_exact_list_removes_the_tag_and_nothing_else(tmp_path: Path) -> None:
+    emulator = chimp_account()
+    plan = chimp_plan(tmp_path, emulator, "")
+    assert addresses(plan) == {
+        f"membership:beta/gone{n}@acme-widgets.io": Effect.REMOVE_FROM_LIST.value for n in (1, 2, 3)
+    }
+    chimp_apply(emulator, plan)
+    assert chimp_plan(tmp_path, emulator, "").is_empty
+    gone = chimp_member(emulator, "gone1@acme-widgets.io")
+    assert {t["name"] for t in gone["tags"]} == {"newsletter"}
+    assert gone["status"] == "subscribed"
+    assert gone["merge_fields"]["SOURCE"] == "crm"
+    assert gone["merge_fields"]["FNAME"] == "Gone 1"
+
+
+def test_mailchimp_exclude_prune_unsubscribes_only_undeclared_members_of_managed_tags(
+    tmp_path: Path,
+) -> None:
+    emulator = chimp_account()
+    extra = "prune: {contacts: {action: exclude}}\n"
+    plan = chimp_plan(tmp_path, emulator, extra)
+    changes = {a: e for a, e in addresses(plan).items() if a.startswith("contact:")}
+    assert changes == {f"contact:gone{n}@acme-widgets.io": Effect.EXCLUDE.value for n in (1, 2, 3)}
+    chimp_apply(emulator, plan)
+    assert chimp_plan(tmp_path, emulator, extra).is_empty
+    for n in (1, 2, 3):
+        gone = chimp_member(emulator, f"gone{n}@acme-widgets.io")
+        assert gone["status"] == "unsubscribed"
+        assert gone["merge_fields"]["FNAME"] == f"Gone {n}"
+    assert chimp_member(emulator, "signup@acme-widgets.io")["status"] == "subscribed"
+    assert chimp_member(emulator, "kept@acme-widgets.io")["status"] == "subscribed"
+    assert emulator.opt_in_emails_sent(CHIMP_AUDIENCE, "gone1@acme-widgets.io") == 0
+
+
+def test_mailchimp_delete_prune_is_a_permanent_delete_and_says_so(tmp_path: Path) -> None:
+    emulator = chimp_account()
+    extra = (
+        "prune: {contacts: {action: delete, scope: {lists: [newsletter], "
+        "marker: {property: SOURCE, value: crm}}}}\n"
+    )
+    plan = chimp_plan(tmp_path, emulator, extra)
+    erased = {a for a, e in addresses(plan).items() if e == Effect.ERASE.value}
+    assert erased == {"contact:gone1@acme-widgets.io", "contact:gone2@acme-widgets.io"}
+    warned = " ".join(str(w) for w in plan.warnings)
+    assert "deleted permanently" in warned
+    chimp_apply(emulator, plan)
+    assert chimp_plan(tmp_path, emulator, extra).is_empty
+    assert emulator.member(CHIMP_AUDIENCE, "gone1@acme-widgets.io") is None
+    with pytest.raises(ValueError, match=r"(?i)forgotten|permanently"):  # never again by API
+        emulator.seed_member(CHIMP_AUDIENCE, "gone1@acme-widgets.io")
+    assert chimp_member(emulator, "gone3@acme-widgets.io")["status"] == "subscribed"
+    assert emulator.member(CHIMP_AUDIENCE, "signup@acme-widgets.io") is not None
+
+
+def test_mailchimp_tags_and_merge_fields_are_deleted_only_when_asked(tmp_path: Path) -> None:
+    emulator = chimp_account()
+    extra = "prune: {lists: delete, properties: delete}\nprotect: {lists: [signups]}\n"
+    plan = chimp_plan(tmp_path, emulator, extra)
+    definitions = {a: e for a, e in addresses(plan).items() if not a.startswith("membership")}
+    assert definitions == {
+        "list:old": Effect.DELETE_LIST.value,
+        **{
+            f"property:{tag}": Effect.DELETE_PROPERTY.value
+            for tag in ("LEGACY", "FNAME", "LNAME", "PHONE")
+        },
+    }
+    chimp_apply(emulator, plan)
+    assert chimp_plan(tmp_path, emulator, extra).is_empty
+    assert chimp_tags(emulator, "signup@acme-widgets.io") == {"signups"}
+    assert chimp_tags(emulator, "gone1@acme-widgets.io") == {"newsletter"}
+
+
+def test_mailchimp_protected_members_are_never_pruned_nor_excluded(tmp_path: Path) -> None:
+    emulator = chimp_account()
+    extra = "prune: {contacts: {action: delete}}\nprotect: {contacts: [GONE1@acme-widgets.io]}\n"
+    plan = chimp_plan(tmp_path, emulator, extra)
+    assert "contact:gone1@acme-widgets.io" not in addresses(plan)
+    assert "membership:beta/gone1@acme-widgets.io" not in addresses(plan)
+    assert "contact:gone2@acme-widgets.io" in addresses(plan)
+    explicit = """
+  - {email: gone1@acme-widgets.io, excluded_from_campaigns: true}
+protect: {contacts: [gone1@acme-widgets.io]}
+"""
+    with pytest.raises(ManifestError) as raised:
+        chimp_plan(tmp_path, emulator, explicit)
+    assert "contacts[1]" in str(raised.value)
+    assert "protected" in str(raised.value)

@@ -1,4 +1,4 @@
-"""The promise machine (issue #11), against both emulators: bounded runs for every test
+"""The promise machine (issue #11), against every emulator: bounded runs for every test
 run, and a soak (`pytest -m soak tests/test_promises.py`) that plays fresh seeds until
 PROMISES_MINUTES (default 20) are spent, per provider. PROMISES_EXAMPLES raises the bounded
 run's examples (default 10), e.g. to measure whether the machine finds a reverted fix."""
@@ -31,7 +31,12 @@ SOAK = settings(
 
 MailjetPromises = make_machine(POOLS["mailjet"])
 MailJawnPromises = make_machine(POOLS["mailjawn"])
-MACHINES = {"mailjet": MailjetPromises, "mailjawn": MailJawnPromises}
+MailchimpPromises = make_machine(POOLS["mailchimp"])
+MACHINES = {
+    "mailjet": MailjetPromises,
+    "mailjawn": MailJawnPromises,
+    "mailchimp": MailchimpPromises,
+}
 
 
 @pytest.mark.parametrize("provider", sorted(MACHINES))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,6 +21,10 @@ from reconcile.errors import ManifestError, PlanError, StalePlanError
 from reconcile.manifest.loader import Manifest
 from reconcile.plan import Plan
 from reconcile.providers.base import ApplyReport
+from reconcile.providers.mailchimp.emulator.app import (
+    MailchimpEmulator,
+    create_mailchimp_emulator,
+)
 from reconcile.providers.mailjawn.client import MailJawnClient
 from reconcile.providers.mailjawn.emulator.app import MailJawnEmulator, create_mailjawn_emulator
 from reconcile.providers.mailjawn.provider import MailJawnProvider
@@ -40,6 +45,8 @@ from tests.support import (
     plan_with,
     run,
 )
+from tests.test_convergence_property_mailchimp import AUDIENCE as CHIMP_AUDIENCE
+from tests.test_convergence_property_mailchimp import provider as chimp_provider
 
 
 def opted_back_in(tmp_path: Path, provider: str, email: str, consent: str) -> Manifest:
@@ -585,3 +592,145 @@ def test_a_plan_is_refused_by_another_sandbox(
     assert applied.exit_code == 1
     assert "the plan was made against another account" in applied.output
     assert "a@example.com" not in export.output  # nothing was written to this sandbox
+
+
+# ---- Mailchimp ---------------------------------------------------------------------------
+
+MAILCHIMP_EXAMPLE = Path(__file__).parent.parent / "examples" / "mailchimp"
+
+
+@pytest.mark.parametrize("audience", ["Acme Newsletter", "a1b2c3d4e5"])
+def test_a_mailchimp_plan_saved_and_applied_on_the_same_audience_is_accepted(
+    workdir: Path, audience: str
+) -> None:
+    """The example names its audience (the sandbox's, by name or by id): plan --out, then
+    apply --plan against the very same account, nothing moved in between. The saved plan
+    records the audience resolved to its id, and apply --plan compared it with the option
+    as written (a name) before resolving it: "made against another account"."""
+    text = (MAILCHIMP_EXAMPLE / "audience.yaml").read_text(encoding="utf-8")
+    text = text.replace("audience: Acme Newsletter", f"audience: {audience}")
+    (workdir / "audience.yaml").write_text(text, encoding="utf-8")
+    runner = CliRunner()
+    made = runner.invoke(app, ["plan", "--sandbox", "--out", "p.json", "audience.yaml"])
+    assert made.exit_code == 0, made.output
+    applied = runner.invoke(app, ["apply", "--sandbox", "--plan", "p.json"])
+    assert applied.exit_code == 0, applied.output
+    again = runner.invoke(app, ["plan", "--sandbox", "--detailed-exitcode", "audience.yaml"])
+    assert again.exit_code == 0, again.output
+
+
+def chimp_people_act_between_plan_and_apply(
+    tmp_path: Path, people: int, act: Callable[[MailchimpEmulator], None]
+) -> tuple[MailchimpEmulator, ApplyReport]:
+    """`people` subscribed members p0.. with TEAM=old; the manifest sets TEAM=new for all;
+    plan, then `act` (people, other tools), then apply with the live state of the plan
+    (as apply --auto-approve does: one read)."""
+    emulator = create_mailchimp_emulator()
+    emulator.seed_audience("Acme Newsletter", CHIMP_AUDIENCE)
+    emulator.seed_merge_field(CHIMP_AUDIENCE, "TEAM")
+    emails = [f"p{n}@acme-widgets.io" for n in range(people)]
+    for email in emails:
+        emulator.seed_member(CHIMP_AUDIENCE, email, merge_fields={"TEAM": "old"})
+    manifest = load(
+        tmp_path,
+        "provider: {type: mailchimp, audience: a1b2c3d4e5}\n"
+        "properties: {TEAM: {type: str}}\n"
+        "contacts:\n" + "".join(f"  - {{email: {e}, properties: {{TEAM: new}}}}\n" for e in emails),
+    )
+
+    async def go() -> ApplyReport:
+        provider = chimp_provider(emulator)
+        try:
+            made, live = await engine.make_plan(manifest, provider)
+            assert len(made.changes) == people
+            act(emulator)
+            return await engine.apply_plan(made, provider, live, force=True)
+        finally:
+            await provider.aclose()
+
+    return emulator, run(go())
+
+
+@pytest.mark.parametrize("people", [2, 6])  # one PATCH each, or a batch subscribe
+def test_mailchimp_people_who_left_between_plan_and_apply_stay_gone(
+    tmp_path: Path, people: int
+) -> None:
+    """p0 unsubscribes through a campaign link, p1 is archived, p2 hard-bounces
+    (cleaned); none of them is brought back or (archived) written, whichever way the
+    values are written; the others get the new value."""
+
+    def act(emulator: MailchimpEmulator) -> None:
+        emulator.self_unsubscribe(CHIMP_AUDIENCE, "p0@acme-widgets.io")
+        emulator.archive(CHIMP_AUDIENCE, "p1@acme-widgets.io")
+        if people > 2:
+            emulator.bounce(CHIMP_AUDIENCE, "p2@acme-widgets.io")
+
+    emulator, _ = chimp_people_act_between_plan_and_apply(tmp_path, people, act)
+
+    def member(n: int) -> dict[str, Any]:
+        found = emulator.member(CHIMP_AUDIENCE, f"p{n}@acme-widgets.io")
+        assert found is not None
+        return found
+
+    assert member(0)["status"] == "unsubscribed"
+    assert member(1)["status"] == "archived"
+    assert member(1)["merge_fields"]["TEAM"] == "old"  # an archived member is not written
+    if people > 2:
+        assert member(2)["status"] == "cleaned"
+        assert all(member(n)["merge_fields"]["TEAM"] == "new" for n in range(3, people))
+    assert all(
+        emulator.opt_in_emails_sent(CHIMP_AUDIENCE, f"p{n}@acme-widgets.io") == 0
+        for n in range(people)
+    )
+
+
+@pytest.mark.parametrize("people", [2, 6])
+def test_mailchimp_a_member_erased_between_plan_and_apply_is_not_added_back(
+    tmp_path: Path, people: int
+) -> None:
+    def act(emulator: MailchimpEmulator) -> None:
+        emulator.forget(CHIMP_AUDIENCE, "p0@acme-widgets.io")
+
+    emulator, report = chimp_people_act_between_plan_and_apply(tmp_path, people, act)
+
+    assert emulator.member(CHIMP_AUDIENCE, "p0@acme-widgets.io") is None
+    assert not report.ok  # its update failed, and says so
+    last = emulator.member(CHIMP_AUDIENCE, f"p{people - 1}@acme-widgets.io")
+    assert last is not None
+    assert last["merge_fields"]["TEAM"] == "new"
+
+
+def test_mailchimp_a_pending_member_is_never_mailed_again(tmp_path: Path) -> None:
+    """Pending (waiting for their confirmation): a value written to them, alone or among
+    a batch, does not send the confirmation email again."""
+    emulator = create_mailchimp_emulator()
+    emulator.seed_audience("Acme Newsletter", CHIMP_AUDIENCE)
+    emulator.seed_merge_field(CHIMP_AUDIENCE, "TEAM")
+    emails = [f"p{n}@acme-widgets.io" for n in range(6)]
+    for n, email in enumerate(emails):
+        emulator.seed_member(CHIMP_AUDIENCE, email, "pending" if n < 2 else "subscribed")
+    manifest = load(
+        tmp_path,
+        "provider: {type: mailchimp, audience: a1b2c3d4e5}\n"
+        "properties: {TEAM: {type: str}}\n"
+        "contacts:\n" + "".join(f"  - {{email: {e}, properties: {{TEAM: new}}}}\n" for e in emails),
+    )
+
+    async def go() -> tuple[ApplyReport, Plan]:
+        provider = chimp_provider(emulator)
+        try:
+            made, live = await engine.make_plan(manifest, provider)
+            report = await engine.apply_plan(made, provider, live, force=True)
+            again, _ = await engine.make_plan(manifest, provider)
+            return report, again
+        finally:
+            await provider.aclose()
+
+    report, again = run(go())
+    assert report.ok, report.outcomes
+    assert again.is_empty
+    for n, email in enumerate(emails):
+        found = emulator.member(CHIMP_AUDIENCE, email)
+        assert found is not None
+        assert found["status"] == ("pending" if n < 2 else "subscribed")
+        assert emulator.opt_in_emails_sent(CHIMP_AUDIENCE, email) == (1 if n < 2 else 0)

@@ -15,6 +15,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 OPT_IN_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+CHIMP_AUDIENCE_NAME = "Acme Newsletter"  # the sandbox's audience
 
 
 def iso(moment: datetime) -> str:
@@ -105,6 +106,8 @@ class Manifest:
 
     def document(self, with_contacts: list[ContactDecl]) -> dict[str, Any]:
         doc: dict[str, Any] = {"provider": self.provider}
+        if self.provider == "mailchimp":  # one audience per manifest: the sandbox's
+            doc["provider"] = {"type": "mailchimp", "audience": CHIMP_AUDIENCE_NAME}
         props: dict[str, Any] = {}
         for name, prop in self.properties.items():
             spec: dict[str, Any] = {"type": prop.type}

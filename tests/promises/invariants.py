@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from tests.promises.author import Manifest
 from tests.promises.world import Person, Snapshot
 
-HARD = ("bounced", "complained")
+HARD = ("bounced", "complained", "cleaned")  # Mailchimp: cleaned is a bounce
 DAWN = datetime(1970, 1, 1, tzinfo=UTC)
 
 OptOutKey = tuple[str, ...]  # ("global", email) | ("list", email, list)
@@ -22,6 +22,16 @@ class PromiseBroken(AssertionError):
 
 class ConsentBroken(PromiseBroken):
     """1: someone who opted out is subscribed/included again without a later opt-in."""
+
+
+class OptInMailedAgain(PromiseBroken):
+    """1 (Mailchimp): a write by reconcile mailed someone a confirmation (opt-in) email
+    that no manifest opt-in asked for (a pending member written with its status again)."""
+
+
+class ArchivedWritten(PromiseBroken):
+    """1 (Mailchimp): an archived member was brought back or written without a consented
+    return (excluded_from_campaigns: false with an opt-in after the archiving)."""
 
 
 class UndeclaredDestroyed(PromiseBroken):
@@ -106,6 +116,7 @@ def check_consent(
     for email, now in after.people.items():
         was = before.people.get(email)
         declared = manifest.contact(email)
+        _check_chimp_consent(optouts, email, (was, now), (before, after), manifest)
         if was is not None and was.status in HARD and now.status != was.status:
             raise ConsentBroken(f"{email}: status {was.status} changed to {now.status}")
         if not now.opted_out and (was is None or was.opted_out):
@@ -133,6 +144,50 @@ def check_consent(
                     f"{email} subscribed to {name!r} again; unsubscribed at {since}, "
                     f"manifest opt-in for the list: {opted_in}"
                 )
+
+
+def _check_chimp_consent(
+    optouts: dict[OptOutKey, datetime],
+    email: str,
+    people: tuple[Person | None, Person],
+    shots: tuple[Snapshot, Snapshot],
+    manifest: Manifest,
+) -> None:
+    """What only Mailchimp has: confirmation emails, and archived members. The machine
+    runs with the default options (new members and consented returns are subscribed), so
+    no write of reconcile may send a confirmation email."""
+    was, now = people
+    sent_before = 0 if was is None else was.opt_in_emails
+    if now.opt_in_emails > sent_before:
+        raise OptInMailedAgain(
+            f"{email}: {now.opt_in_emails - sent_before} more opt-in email(s) sent "
+            f"({was.status if was else 'absent'} -> {now.status})"
+        )
+    if was is None or was.status != "archived":
+        return
+    declared = manifest.contact(email)
+    since = _latest(optouts.get(("global", email)), was.modified) or DAWN
+    consented = (
+        declared is not None
+        and declared.excluded is False
+        and declared.opted_in_at is not None
+        and declared.opted_in_at > since
+    )
+    if consented:
+        return
+    if now.status != "archived":
+        raise ArchivedWritten(f"{email}: archived -> {now.status} without a consented return")
+    before, after = shots
+    kept = {p for p, d in before.properties.items() if after.properties.get(p) == d}
+    written = {
+        p: (was.properties.get(p), now.properties.get(p))
+        for p in kept
+        if was.properties.get(p) != now.properties.get(p)
+    }
+    if written:
+        raise ArchivedWritten(
+            f"{email}: merge fields of an archived member written (was, now): {written}"
+        )
 
 
 def _latest(*moments: datetime | None) -> datetime | None:

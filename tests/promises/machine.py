@@ -21,6 +21,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 from typer.testing import CliRunner, Result
 
 from reconcile.cli import app
+from reconcile.providers.mailchimp.emulator.app import create_mailchimp_emulator
+from reconcile.providers.mailchimp.emulator.settings import MailchimpEmulatorSettings
 from reconcile.providers.mailjawn.emulator.app import (
     ALL_SCOPES,
     MailJawnEmulatorSettings,
@@ -33,6 +35,7 @@ from reconcile.providers.mailjet.emulator.app import (
 from reconcile.sandbox.runtime import state_file
 from tests.promises import world as w
 from tests.promises.author import (
+    CHIMP_AUDIENCE_NAME,
     ContactDecl,
     Manifest,
     MembershipDecl,
@@ -58,7 +61,7 @@ from tests.promises.invariants import (
     check_destruction_and_ownership,
     observe,
 )
-from tests.promises.pools import NAMES, PROPERTY_TYPES, VALUES, Pools
+from tests.promises.pools import NAMES, Pools
 from tests.support import create_emulator, served
 
 OLD_OPT_IN = datetime(2020, 1, 1, tzinfo=UTC)
@@ -87,6 +90,7 @@ KEPT_ACROSS_RETYPE: tuple[tuple[str, Any, str], ...] = (
     ("int", 0, "float"),
     ("str", "7", "int"),
 )
+FOREIGN_CHIMP_KEY = "fedcba9876543210fedcba9876543210-us2"
 BROKEN_STATES = (b"{", b"[]", b"\xff\xfe", b"")  # not JSON, not an account, not UTF-8
 
 
@@ -167,6 +171,9 @@ class PromiseMachine(RuleBasedStateMachine):
         if "secret_key" in credentials:  # Mailjet: both halves (plans hold a digest of the key)
             pair = f"{credentials['api_key']}:{credentials['secret_key']}".encode()
             secrets = [*credentials.values(), base64.b64encode(pair).decode()]
+        elif self.provider == "mailchimp":  # Basic auth: the key, and the header made of it
+            pair = f"reconcile:{credentials['api_key']}".encode()
+            secrets = [credentials["api_key"], base64.b64encode(pair).decode()]
         else:  # MailJawn: the bearer key is the secret, the project id is public
             secrets = [credentials["api_key"]]
         for secret in secrets:
@@ -270,6 +277,8 @@ class PromiseMachine(RuleBasedStateMachine):
         """Another tool changes one resource the saved plan touches."""
         live = self.account.snapshot()
         jet = self.provider == "mailjet"
+        if self.provider == "mailchimp":
+            return self.move_under_chimp(changes, pick, live)
         for change in (
             changes[pick % max(len(changes), 1) :] + changes[: pick % max(len(changes), 1)]
         ):
@@ -315,6 +324,42 @@ class PromiseMachine(RuleBasedStateMachine):
                 return f"{change['address']} moved"
         return None
 
+    def move_under_chimp(
+        self, changes: list[dict[str, Any]], pick: int, live: w.Snapshot
+    ) -> str | None:
+        """Another tool adds a member or a tag, or changes a member, a tag or a merge field
+        that the saved plan touches."""
+        start = pick % max(len(changes), 1)
+        for change in changes[start:] + changes[:start]:
+            kind, key = change["type"], change["key"]
+            action: Callable[..., Any] | None = None
+            if kind == "contact":
+                person = live.people.get(key[0].lower())
+                if person is None:
+                    action = w.mc_member(key[0], "subscribed")
+                else:
+                    action = w.mc_patch(key[0], merge_fields={"FNAME": "moved"})
+            elif kind == "membership":
+                name, email = key
+                person = live.people.get(email.lower())
+                if person is None:
+                    continue
+                action = w.mc_tag(email, name, active=name not in person.lists)
+            elif kind == "list":
+                action = (
+                    w.mc_delete_tag(key[0]) if key[0] in live.lists else w.mc_create_tag(key[0])
+                )
+            elif kind == "property":
+                after = change.get("after") or {}
+                action = (
+                    w.mc_delete_field(key[0])
+                    if key[0] in live.properties
+                    else w.mc_create_field(key[0], str(after.get("type", "str")))
+                )
+            if action is not None and self.world(action):
+                return f"{change['address']} moved"
+        return None
+
     def exported(self, args: list[str], target: Path) -> None:
         """Promise 5: the export holds exactly the account's people (those the loader
         accepts), and its plan against the same account is empty."""
@@ -334,6 +379,21 @@ class PromiseMachine(RuleBasedStateMachine):
             raise ExportNotRoundTrip(
                 f"{' '.join(args)} then plan exits {again.exit_code}:\n{_changes(again.output)}"
             )
+
+    def erase(self, email: str) -> Callable[..., Any]:
+        """Another tool deletes the person (Mailchimp: permanently)."""
+        if self.provider == "mailchimp":
+            return w.mc_forget(email)
+        if self.provider == "mailjet":
+            return w.mj_delete_contact(email)
+        return w.jawn_delete(email)
+
+    def export_args(self) -> list[str]:
+        """export --sandbox of this provider (Mailchimp: the audience is an option)."""
+        args = ["export", "--sandbox", "--provider", self.provider]
+        if self.provider == "mailchimp":
+            args += ["--option", f"audience={CHIMP_AUDIENCE_NAME}"]
+        return args
 
     def declared(self, email: str) -> ContactDecl:
         found = self.manifest.contact(email)
@@ -370,7 +430,7 @@ def _moved(change: dict[str, Any], then: w.Snapshot, now: w.Snapshot) -> bool:
     return False
 
 
-def _converted(value: Any, kind: str) -> Any:
+def _converted(value: Any, kind: str, pools: Pools) -> Any:
     """The value an author keeps across a type change ("7" -> 7 -> 7.0), where it can."""
     try:
         if kind == "str" and not isinstance(value, bool):
@@ -381,7 +441,7 @@ def _converted(value: Any, kind: str) -> Any:
             return float(value)
     except ValueError:
         pass
-    return VALUES[kind][0]
+    return pools.typed(kind)[0]
 
 
 def _pick(items: list[str], index: int) -> str | None:
@@ -394,15 +454,17 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
     props = st.sampled_from(pools.properties)
     names = st.sampled_from(NAMES)
     index = st.integers(0, 20)
-    any_value = st.sampled_from([v for values in VALUES.values() for v in values])
+    any_value = st.sampled_from([v for kind in pools.property_types for v in pools.typed(kind)])
+    kinds_of = st.sampled_from(pools.property_types)
     jet = pools.provider == "mailjet"
+    chimp = pools.provider == "mailchimp"
 
     class Machine(PromiseMachine):
         # ---- a starting audience -------------------------------------------------------
 
         @initialize(
             on=st.lists(lists, min_size=1, max_size=3, unique=True),
-            kinds=st.lists(st.sampled_from(PROPERTY_TYPES), min_size=1, max_size=2),
+            kinds=st.lists(kinds_of, min_size=1, max_size=2),
             people=st.lists(emails, min_size=2, max_size=4, unique_by=str.lower),
             seed=st.integers(0, 2**16),
             stranger=st.sampled_from(pools.world_emails),
@@ -423,9 +485,10 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
                 self.manifest.properties[prop] = PropertyDecl(kind)
             for n, email in enumerate(people):
                 contact = self.declared(email)
-                contact.name = NAMES[(seed + n) % len(NAMES)]
+                if pools.names:
+                    contact.name = NAMES[(seed + n) % len(NAMES)]
                 prop = pools.properties[n % len(kinds)]
-                values = VALUES[self.manifest.properties[prop].type]
+                values = pools.typed(self.manifest.properties[prop].type)
                 contact.properties[prop] = values[(seed >> n) % len(values)]
                 for k, name in enumerate(on):
                     if (seed >> (n + k)) % 3:
@@ -437,13 +500,18 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
             if result.exit_code == 0:
                 self.converged("the first apply")
             if stranger.lower() not in self.manifest.contacts:
-                if jet:
+                if chimp:
+                    self.world(w.mc_member(stranger, "subscribed", tags=on[:1]))
+                elif jet:
                     self.world(w.mj_create_contact(stranger, "Stranger", on[:1]))
                 else:
                     self.world(w.jawn_identify(stranger, name="Stranger", tags=on[:1]))
             if jet:
                 self.world(w.mj_create_list("other tool"))
                 self.world(w.mj_create_property("legacy", "str"))
+            if chimp:
+                self.world(w.mc_create_tag("other tool"))
+                self.world(w.mc_create_field("LEGACY", "str"))
 
         # ---- author ------------------------------------------------------------------
 
@@ -456,7 +524,8 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
             self: PromiseMachine, email: str, name: str | None, excluded: bool | None
         ) -> None:
             contact = self.declared(email)
-            contact.name, contact.excluded = name, excluded
+            contact.name = name if pools.names else None
+            contact.excluded = excluded
             self.edited()
 
         @rule(email=emails)
@@ -475,7 +544,7 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
             if unmanage:
                 contact.properties.pop(prop, None)
             else:  # a value of the declared type (drawn by position, so it shrinks)
-                typed = VALUES[spec.type]
+                typed = pools.typed(spec.type)
                 contact.properties[prop] = (
                     None if value is None else typed[hash(repr(value)) % len(typed)]
                 )
@@ -503,7 +572,7 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
             if drop:
                 contact.lists.pop(name, None)
             else:
-                status = "unsubscribed" if unsubscribed and pools.exact_lists else "subscribed"
+                status = "unsubscribed" if unsubscribed and pools.list_unsubscribe else "subscribed"
                 moment = (
                     self.opt_in_time(opt_in, [("list", email.lower(), name)])
                     if pools.list_unsubscribe
@@ -536,7 +605,7 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
                 ] or None
             self.edited()
 
-        @rule(name=props, kind=st.sampled_from(PROPERTY_TYPES), replace=st.booleans())
+        @rule(name=props, kind=kinds_of, replace=st.booleans())
         def author_add_property(self: PromiseMachine, name: str, kind: str, replace: bool) -> None:
             if name not in self.manifest.properties:
                 self.manifest.properties[name] = PropertyDecl(kind, replace)
@@ -549,7 +618,7 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
                 contact.properties.pop(name, None)
             self.edited()
 
-        @rule(name=props, kind=st.sampled_from(PROPERTY_TYPES))
+        @rule(name=props, kind=kinds_of)
         def author_retype_property(self: PromiseMachine, name: str, kind: str) -> None:
             """A type change with replace: true; declared values follow the new type."""
             spec = self.manifest.properties.get(name)
@@ -558,13 +627,15 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
             self.manifest.properties[name] = PropertyDecl(kind, replace=True)
             for contact in self.manifest.contacts.values():
                 if contact.properties.get(name) is not None:
-                    contact.properties[name] = _converted(contact.properties[name], kind)
+                    contact.properties[name] = _converted(contact.properties[name], kind, pools)
             self.edited()
 
         @rule(
             contacts=st.sampled_from(pools.contact_prunes),
             scope=st.none() | st.lists(lists, max_size=2, unique=True),
-            members=st.sampled_from(["remove", "unsubscribe"] if pools.exact_lists else ["remove"]),
+            members=st.sampled_from(
+                ["remove", "unsubscribe"] if pools.list_unsubscribe else ["remove"]
+            ),
             delete_lists=st.booleans(),
             delete_properties=st.booleans(),
         )
@@ -616,12 +687,19 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
                 if name is not None:
                     self.world(w.mj_set_member(person.email, name, unsubscribed=True))
 
-        @rule(who=index)
-        def world_opts_out_globally(self: PromiseMachine, who: int) -> None:
+        @rule(who=index, by_link=st.booleans())
+        def world_opts_out_globally(self: PromiseMachine, who: int, by_link: bool) -> None:
+            """Mailchimp: through a campaign's link (compliance state) or by an admin."""
             person = self.someone(who)
             if person is None:
                 return
-            if jet:
+            if chimp:
+                self.world(
+                    w.mc_self_unsubscribe(person.email)
+                    if by_link
+                    else w.mc_patch(person.email, status="unsubscribed")
+                )
+            elif jet:
                 self.world(w.mj_put_contact(person.email, None, excluded=True))
             else:
                 self.world(w.jawn_patch(person.email, status="unsubscribed"))
@@ -630,8 +708,32 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
         @rule(who=index, status=st.sampled_from(["bounced", "complained"]))
         def world_bounces(self: PromiseMachine, who: int, status: str) -> None:
             person = self.someone(who)
-            if person is not None:
+            if person is None:
+                return
+            if chimp:
+                self.world(w.mc_bounce(person.email))
+            else:
                 self.world(w.jawn_patch(person.email, status=status))
+
+        @precondition(lambda self: chimp)
+        @rule(who=index)
+        def world_archives(self: PromiseMachine, who: int) -> None:
+            """Someone archives a member in the web app (refused for pending and cleaned)."""
+            person = self.someone(who)
+            if person is not None:
+                self.world(w.mc_archive(person.email))
+
+        @precondition(lambda self: chimp)
+        @rule(email=st.sampled_from(pools.world_emails), confirm=st.booleans())
+        def world_pending_signup(self: PromiseMachine, email: str, confirm: bool) -> None:
+            """A double opt-in form: the member is pending (one confirmation email is sent);
+            or (confirm) a pending person clicks the link in it and is subscribed."""
+            person = self.account.snapshot().people.get(email.lower())
+            if confirm:
+                if person is not None and person.status == "pending":
+                    self.world(w.mc_patch(person.email, status="subscribed"))
+            elif person is None or person.status == "archived":
+                self.world(w.mc_member(email, "pending"))
 
         @rule(who=index, which=st.none() | index)
         def world_person_opts_back_in(self: PromiseMachine, who: int, which: int | None) -> None:
@@ -640,7 +742,11 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
             if person is None:
                 return
             name = None if which is None else _pick(sorted(self.account.snapshot().lists), which)
-            if jet and name is not None:
+            if chimp and name is not None:
+                self.world(w.mc_tag(person.email, name))
+            elif chimp:  # a hosted form: pending until they confirm
+                self.world(w.mc_put(person.email, status="pending"))
+            elif jet and name is not None:
                 if not self.world(w.mj_set_member(person.email, name, unsubscribed=False)):
                     self.world(w.mj_join(person.email, name))
             elif jet:
@@ -653,8 +759,12 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
         @rule(who=index, name=names)
         def world_renames_contact(self: PromiseMachine, who: int, name: str) -> None:
             person = self.someone(who)
-            if person is not None:
-                email = person.email
+            if person is None:
+                return
+            email = person.email
+            if chimp:  # no name field: another tool writes FNAME
+                self.world(w.mc_patch(email, merge_fields={"FNAME": name}))
+            else:
                 self.world(
                     w.mj_put_contact(email, name, None) if jet else w.jawn_patch(email, name=name)
                 )
@@ -664,11 +774,15 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
             person = self.someone(who)
             if person is None:
                 return
-            if jet:
-                kind = self.account.snapshot().properties.get(prop, ("str", 0))[0]
-                typed = VALUES[kind]
+            if jet or chimp:
+                kind = self.account.snapshot().types.get(prop, "str")
+                typed = pools.typed(kind)
                 fitting = None if value is None else typed[hash(repr(value)) % len(typed)]
-                self.world(w.mj_set_value(person.email, prop, fitting))
+                if chimp:
+                    body = {"merge_fields": {prop: w.mc_value(fitting)}}
+                    self.world(w.mc_patch(person.email, **body))
+                else:
+                    self.world(w.mj_set_value(person.email, prop, fitting))
             else:
                 self.world(w.jawn_patch(person.email, custom_fields={prop: value}))
 
@@ -680,26 +794,34 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
         def world_creates_contact(
             self: PromiseMachine, email: str, name: str, on: list[str]
         ) -> None:
-            if jet:
+            if chimp:
+                self.world(w.mc_member(email, "subscribed", tags=on))
+            elif jet:
                 self.world(w.mj_create_contact(email, name, on))
             else:
                 self.world(w.jawn_identify(email, name=name, tags=on))
 
         @rule(who=index)
         def world_deletes_contact(self: PromiseMachine, who: int) -> None:
+            """Mailchimp: a permanent delete (the address can't be added again)."""
             person = self.someone(who)
             if person is not None:
-                email = person.email
-                self.world(w.mj_delete_contact(email) if jet else w.jawn_delete(email))
+                self.world(self.erase(person.email))
 
         @rule(name=lists, who=index)
         def world_creates_list(self: PromiseMachine, name: str, who: int) -> None:
             if jet:
                 self.world(w.mj_create_list(name))
-            else:  # a tag comes into being when someone is tagged
-                person = self.someone(who)
-                if person is not None:
-                    self.world(w.jawn_identify(person.email, tags=[name]))
+                return
+            person = self.someone(who)
+            if chimp and who % 2:
+                self.world(w.mc_create_tag(name))
+            elif person is not None:  # a tag comes into being when someone is tagged
+                self.world(
+                    w.mc_tag(person.email, name)
+                    if chimp
+                    else w.jawn_identify(person.email, tags=[name])
+                )
 
         @precondition(lambda self: jet)
         @rule(which=index, new_name=lists)
@@ -708,17 +830,22 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
             if name is not None:
                 self.world(w.mj_rename_list(name, new_name))
 
-        @precondition(lambda self: jet)
+        @precondition(lambda self: jet or chimp)
         @rule(which=index)
         def world_deletes_list(self: PromiseMachine, which: int) -> None:
             name = _pick(sorted(self.account.snapshot().lists), which)
             if name is not None:
-                self.world(w.mj_delete_list(name))
+                self.world(w.mj_delete_list(name) if jet else w.mc_delete_tag(name))
 
-        @precondition(lambda self: jet)
-        @rule(name=props, kind=st.sampled_from(PROPERTY_TYPES), delete=st.booleans())
+        @precondition(lambda self: jet or chimp)
+        @rule(name=props, kind=kinds_of, delete=st.booleans())
         def world_edits_property(self: PromiseMachine, name: str, kind: str, delete: bool) -> None:
-            self.world(w.mj_delete_property(name) if delete else w.mj_create_property(name, kind))
+            if chimp:
+                self.world(w.mc_delete_field(name) if delete else w.mc_create_field(name, kind))
+            else:
+                self.world(
+                    w.mj_delete_property(name) if delete else w.mj_create_property(name, kind)
+                )
 
         # ---- reconcile ---------------------------------------------------------------
 
@@ -839,7 +966,7 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
                 target = self.root / "exports" / str(self.exports)
                 target.mkdir(parents=True)
             several = len(list(target.glob("*.yaml"))) > 1
-            args = ["export", "--sandbox", "--provider", self.provider]
+            args = self.export_args()
             if form.startswith("dir") or several:
                 args += ["--contacts-per-file", str(per_file), "-o", f"{target}/"]
                 if not over:
@@ -886,11 +1013,18 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
             else:
                 if person.opted_out:
                     return
-                opt_out = (
-                    w.mj_put_contact(person.email, None, excluded=True)
-                    if jet
-                    else w.jawn_patch(person.email, status="unsubscribed")
-                )
+                if chimp:  # by a campaign's link (compliance state), or by an admin
+                    opt_out = (
+                        w.mc_self_unsubscribe(person.email)
+                        if who % 2
+                        else w.mc_patch(person.email, status="unsubscribed")
+                    )
+                else:
+                    opt_out = (
+                        w.mj_put_contact(person.email, None, excluded=True)
+                        if jet
+                        else w.jawn_patch(person.email, status="unsubscribed")
+                    )
                 if not self.world(opt_out):
                     return
                 contact.excluded = False
@@ -905,7 +1039,7 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
 
         # ---- rare situations, built on purpose ------------------------------------------
 
-        @precondition(lambda self: jet)
+        @precondition(lambda self: jet or chimp)
         @rule(prop=props, case=st.sampled_from(KEPT_ACROSS_RETYPE), who=index)
         def retype_keeping_values(
             self: PromiseMachine, prop: str, case: tuple[str, Any, str], who: int
@@ -930,7 +1064,9 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
                 if email in chosen:
                     contact.properties[prop] = value
                 elif contact.properties.get(prop) is not None:
-                    contact.properties[prop] = _converted(contact.properties[prop], kind_before)
+                    contact.properties[prop] = _converted(
+                        contact.properties[prop], kind_before, pools
+                    )
             self.edited()
             args = ("apply", "--sandbox", "--quiet", "--auto-approve", MANIFEST)
             if self.writing(self.manifest, *args).exit_code != 0:
@@ -944,7 +1080,7 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
             self.manifest.properties[prop] = PropertyDecl(kind, replace=True)
             for contact in self.manifest.contacts.values():
                 if contact.properties.get(prop) is not None:
-                    contact.properties[prop] = _converted(contact.properties[prop], kind)
+                    contact.properties[prop] = _converted(contact.properties[prop], kind, pools)
             self.edited()
             if self.writing(self.manifest, *args).exit_code != 0:
                 return
@@ -980,6 +1116,8 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
                     made = (
                         w.mj_create_contact(email, "Made", [])
                         if jet
+                        else w.mc_member(email, "subscribed")
+                        if chimp
                         else w.jawn_identify(email, name="Made")
                     )
                     self.world(made)
@@ -988,7 +1126,7 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
             target = self.root / "exports" / str(self.exports)
             target.mkdir(parents=True)
             self.last_dir = target
-            split = ["export", "--sandbox", "--provider", self.provider, "--contacts-per-file"]
+            split = [*self.export_args(), "--contacts-per-file"]
             self.exported([*split, "1", "-o", f"{target}/"], target)
             subscribed = sorted(
                 email
@@ -1012,7 +1150,7 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
                     person = self.someone(who + n)
                     if person is not None:
                         email = person.email
-                        self.world(w.mj_delete_contact(email) if jet else w.jawn_delete(email))
+                        self.world(self.erase(email))
             self.built("re-export", len(self.account.snapshot().people) < len(live.people))
             self.exported([*split, str(per_file), "-o", f"{target}/"], target)
 
@@ -1090,7 +1228,7 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
             """Promise 7: a bad setting is one error line naming the variable, exit 1 (export:
             it reads the account whatever the manifest says)."""
             variable, value = setting
-            args = ["export", "--sandbox", "--provider", self.provider]
+            args = self.export_args()
             before = self.account.snapshot()
             result = self.cli(*args, env={variable: value})
             if self.account.snapshot().raw != before.raw:
@@ -1111,7 +1249,7 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
             path.write_bytes(broken)
             os.chdir(elsewhere)
             try:
-                result = self.cli("export", "--sandbox", "--provider", self.provider)
+                result = self.cli(*self.export_args())
             finally:
                 os.chdir(self.root)
             if result.exit_code != 1 or path.name not in result.output:
@@ -1129,7 +1267,12 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
             Counter.steps += 1
             state = self.account.raw()
             emulator: Any
-            if jet:
+            env: dict[str, str]
+            if chimp:
+                emulator = create_mailchimp_emulator(
+                    MailchimpEmulatorSettings(api_keys=(FOREIGN_CHIMP_KEY,)), state
+                )
+            elif jet:
                 emulator = create_mailjet_emulator(
                     MailjetEmulatorSettings(
                         api_key="foreign-key", secret_key="foreign-secret", job_polls_to_complete=1
@@ -1147,19 +1290,22 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
                     state,
                 )
             with served(emulator.app) as url:
-                env = (
-                    {
-                        "MAILJET_API_URL": url,
-                        "MAILJET_API_KEY": "foreign-key",
-                        "MAILJET_SECRET_KEY": "foreign-secret",
-                    }
-                    if jet
-                    else {
-                        "MAILJAWN_API_URL": url,
-                        "MAILJAWN_API_KEY": "mj_foreign_key",
-                        "MAILJAWN_PROJECT_ID": "11111111-1111-4111-8111-111111111111",
-                    }
-                )
+                if chimp:
+                    env = {"MAILCHIMP_API_URL": url, "MAILCHIMP_API_KEY": FOREIGN_CHIMP_KEY}
+                else:
+                    env = (
+                        {
+                            "MAILJET_API_URL": url,
+                            "MAILJET_API_KEY": "foreign-key",
+                            "MAILJET_SECRET_KEY": "foreign-secret",
+                        }
+                        if jet
+                        else {
+                            "MAILJAWN_API_URL": url,
+                            "MAILJAWN_API_KEY": "mj_foreign_key",
+                            "MAILJAWN_PROJECT_ID": "11111111-1111-4111-8111-111111111111",
+                        }
+                    )
                 made = self.cli("plan", "--quiet", "--out", "foreign.json", MANIFEST, env=env)
             if made.exit_code != 0:
                 return

@@ -47,6 +47,13 @@ class Pools:
     list_delete: bool  # lists can be deleted (prune lists: delete)
     property_definitions: bool  # the account holds property definitions
     contact_prunes: tuple[str, ...]
+    property_types: tuple[str, ...] = PROPERTY_TYPES
+    values: dict[str, tuple[Any, ...]] | None = None  # None: VALUES
+    names: bool = True  # contacts have a name field
+
+    def typed(self, kind: str) -> tuple[Any, ...]:
+        """The values the machine declares for a property of type `kind`."""
+        return (self.values or VALUES)[kind]
 
 
 MAILJET = Pools(
@@ -96,4 +103,39 @@ MAILJAWN = Pools(
     contact_prunes=("ignore", "exclude", "delete"),
 )
 
-POOLS = {"mailjet": MAILJET, "mailjawn": MAILJAWN}
+# Mailchimp refuses reserved domains (example.com): real-looking ones. Lists are tags
+# (compared without case: one spelling each here), properties are merge tags (A-Z0-9_,
+# at most 10 characters; FNAME is one a new audience already has), no bool, dates only at
+# midnight UTC, no name field, no empty text (null clears).
+CHIMP_EMAILS = (
+    "alice@acme-widgets.io",
+    "Bob.Smith@lovelace-analytics.io",
+    "carol+news@hopper-systems.com",
+    "e.v.e@sub.turing-machines.co.uk",
+    "frank_o'neil@dijkstra-paths.nl",
+    "GRACE@JOHNSON-ORBITS.NET",
+)
+
+MAILCHIMP = Pools(
+    provider="mailchimp",
+    emails=CHIMP_EMAILS,
+    world_emails=(*CHIMP_EMAILS, "bob.smith@lovelace-analytics.io", "alice@ACME-WIDGETS.io"),
+    unexportable=(),
+    lists=("news", "beta-testers", "vip 2", "Ünïcode", "a&b"),
+    properties=("TEAM", "SEATS", "SCORE", "FNAME", "RENEWAL"),
+    exact_lists=True,
+    list_unsubscribe=False,
+    list_delete=True,
+    property_definitions=True,
+    contact_prunes=("ignore", "exclude", "delete"),
+    property_types=("str", "int", "float", "datetime"),
+    values={
+        "str": ("ops", "Zoë Ünïcode ✓", "a #b: c", "tab\there", " padded ", "7"),
+        "int": (0, -3, 7, 2**40),
+        "float": (0.5, -1.25, 3.0),
+        "datetime": ("2026-01-02T00:00:00Z", "2025-06-30T00:00:00Z"),
+    },
+    names=False,
+)
+
+POOLS = {"mailjet": MAILJET, "mailjawn": MAILJAWN, "mailchimp": MAILCHIMP}

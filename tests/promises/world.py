@@ -5,6 +5,7 @@ provider-neutral snapshot of the account for the invariants."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,11 +39,13 @@ class Person:
     lists: dict[str, bool]  # list -> subscribed (False: unsubscribed, record kept)
     list_unsubscribed_at: dict[str, datetime | None]
     unsubscribed_at: datetime | None
-    modified: datetime | None = None  # MailJawn: the time of the last write to the record
+    modified: datetime | None = None  # MailJawn, Mailchimp: the last write to the record
+    opt_in_emails: int = 0  # Mailchimp: confirmation emails sent to them so far
 
     @property
     def opted_out(self) -> bool:
-        return self.status != "included" and self.status != "active"
+        """Mailchimp: pending, transactional, cleaned and archived count as excluded."""
+        return self.status not in ("included", "active", "subscribed")
 
 
 @dataclass
@@ -51,6 +54,11 @@ class Snapshot:
     lists: set[str] = field(default_factory=set)
     properties: dict[str, tuple[str, int]] = field(default_factory=dict)  # name -> (type, id)
     raw: str = ""  # the whole state as saved, for "nothing was written"
+    types: dict[str, str] = field(default_factory=dict)  # property -> the machine's type
+
+
+CHIMP_AUDIENCE = "a1b2c3d4e5"  # the sandbox's audience (reconcile/providers/mailchimp/plugin.py)
+CHIMP_TYPES = {"text": "str", "number": "int", "date": "datetime"}
 
 
 def snapshot(provider: str, raw: dict[str, Any] | None) -> Snapshot:
@@ -76,6 +84,8 @@ def snapshot(provider: str, raw: dict[str, Any] | None) -> Snapshot:
                 },
                 unsubscribed_at=parse_time(c.get("unsubscribed_at")),
             )
+    elif provider == "mailchimp":
+        _chimp_snapshot(shot, data)
     else:
         shot.lists = {t["slug"] for t in data.get("tags", [])}
         for s in data.get("subscribers", []):
@@ -89,7 +99,43 @@ def snapshot(provider: str, raw: dict[str, Any] | None) -> Snapshot:
                 unsubscribed_at=None,
                 modified=parse_time(s.get("modified")),
             )
+    shot.types = {name: kind for name, (kind, _) in shot.properties.items()}
+    if provider == "mailchimp":
+        shot.types = {n: CHIMP_TYPES.get(k, "str") for n, (k, _) in shot.properties.items()}
     return shot
+
+
+def _chimp_snapshot(shot: Snapshot, data: dict[str, Any]) -> None:
+    audience = (data.get("lists") or {}).get(CHIMP_AUDIENCE)
+    if audience is None:
+        return
+    shot.properties = {f["tag"]: (f["type"], f["merge_id"]) for f in audience["merge_fields"]}
+    segments = list(audience["segments"].values())
+    shot.lists = {s["name"] for s in segments}
+    for key, m in audience["members"].items():
+        shot.people[m["email_address"].lower()] = Person(
+            email=m["email_address"],
+            name="",  # Mailchimp has no name field (FNAME, LNAME are merge fields)
+            status=m["status"],
+            properties=dict(m["merge_fields"]),
+            lists={s["name"]: True for s in segments if key in s["members"]},
+            list_unsubscribed_at={},
+            unsubscribed_at=parse_time(m.get("unsubscribed_at"))
+            if m["status"] == "unsubscribed"
+            else None,
+            modified=parse_time(m.get("last_changed")),
+            opt_in_emails=int(m.get("opt_in_emails_sent", 0)),
+        )
+
+
+@dataclass
+class Chimp:
+    """What a Mailchimp act works with: the API (other tools), and the emulator's people
+    helpers (a person unsubscribing through a campaign link, an address bouncing)."""
+
+    http: httpx.AsyncClient
+    emulator: Any
+    list_id: str = CHIMP_AUDIENCE
 
 
 class Account:
@@ -111,9 +157,23 @@ class Account:
     def snapshot(self) -> Snapshot:
         return snapshot(self.provider, self.raw())
 
-    def act(self, action: Callable[[httpx.AsyncClient], Awaitable[T]]) -> T:
+    def act(self, action: Callable[[Any], Awaitable[T]]) -> T:
         emulator, credentials = create_emulator(self.provider, self.raw())
         transport = EmulatorTransport(app=emulator.app)
+        if self.provider == "mailchimp":
+            client = httpx.AsyncClient(
+                transport=transport,
+                base_url=f"http://mailchimp.sandbox/3.0/lists/{CHIMP_AUDIENCE}",
+                auth=("someone", credentials["api_key"]),
+            )
+
+            async def run_chimp() -> T:
+                async with client:
+                    return await action(Chimp(client, emulator))
+
+            result = asyncio.run(run_chimp())
+            save_json_state(self.path, emulator.dump_state())
+            return result
         if self.provider == "mailjet":
             client = httpx.AsyncClient(
                 transport=transport,
@@ -339,3 +399,130 @@ def jawn_delete(email: str) -> Callable[..., Any]:
         _ok(await client.delete(f"/subscribers/{subscriber['id']}/"))
 
     return act
+
+
+# ---- Mailchimp ------------------------------------------------------------------
+
+
+def _hash(email: str) -> str:
+    return hashlib.md5(email.strip().lower().encode(), usedforsecurity=False).hexdigest()
+
+
+def _helper(name: str, email: str) -> Callable[..., Any]:
+    """A person's own act, through the emulator's helper (no API call does it)."""
+
+    async def act(chimp: Chimp) -> None:
+        try:
+            getattr(chimp.emulator, name)(chimp.list_id, email)
+        except ValueError as refused:
+            raise WorldRefused(f"{name} {email}: {refused}") from None
+
+    act.__qualname__ = f"mc_{name}.act"
+    return act
+
+
+def mc_self_unsubscribe(email: str) -> Callable[..., Any]:
+    """The person clicks the unsubscribe link of a campaign (compliance state)."""
+    return _helper("self_unsubscribe", email)
+
+
+def mc_bounce(email: str) -> Callable[..., Any]:
+    return _helper("bounce", email)
+
+
+def mc_archive(email: str) -> Callable[..., Any]:
+    """Someone archives the member in the web app (DELETE: 405 for pending/cleaned)."""
+    return _helper("archive", email)
+
+
+def mc_forget(email: str) -> Callable[..., Any]:
+    """Someone deletes the member permanently: it can never be added again by the API."""
+    return _helper("forget", email)
+
+
+def mc_member(email: str, status: str, **body: Any) -> Callable[..., Any]:
+    """A signup form or another tool adds a member (POST: refused when present)."""
+
+    async def act(chimp: Chimp) -> None:
+        payload = {"email_address": email, "status": status, **body}
+        _ok(await chimp.http.post("/members", json=payload))
+
+    return act
+
+
+def mc_patch(email: str, **body: Any) -> Callable[..., Any]:
+    async def act(chimp: Chimp) -> None:
+        _ok(await chimp.http.patch(f"/members/{_hash(email)}", json=body))
+
+    return act
+
+
+def mc_put(email: str, **body: Any) -> Callable[..., Any]:
+    async def act(chimp: Chimp) -> None:
+        _ok(await chimp.http.put(f"/members/{_hash(email)}", json=body))
+
+    return act
+
+
+def mc_tag(email: str, name: str, active: bool = True) -> Callable[..., Any]:
+    async def act(chimp: Chimp) -> None:
+        status = "active" if active else "inactive"
+        body = {"tags": [{"name": name, "status": status}]}
+        _ok(await chimp.http.post(f"/members/{_hash(email)}/tags", json=body))
+
+    return act
+
+
+async def mc_segment_id(chimp: Chimp, name: str) -> int:
+    answer = _ok(await chimp.http.get("/segments", params={"type": "static", "count": 1000}))
+    for item in answer.json()["segments"]:
+        if item["name"].casefold() == name.casefold():
+            return int(item["id"])
+    raise WorldRefused(f"no tag {name!r}")
+
+
+def mc_create_tag(name: str) -> Callable[..., Any]:
+    async def act(chimp: Chimp) -> None:
+        _ok(await chimp.http.post("/segments", json={"name": name, "static_segment": []}))
+
+    return act
+
+
+def mc_delete_tag(name: str) -> Callable[..., Any]:
+    async def act(chimp: Chimp) -> None:
+        segment_id = await mc_segment_id(chimp, name)
+        _ok(await chimp.http.delete(f"/segments/{segment_id}"))
+
+    return act
+
+
+MC_FIELD_TYPES = {"str": "text", "int": "number", "float": "number", "datetime": "date"}
+
+
+def mc_create_field(tag: str, kind: str) -> Callable[..., Any]:
+    async def act(chimp: Chimp) -> None:
+        body = {"tag": tag, "name": tag.title(), "type": MC_FIELD_TYPES.get(kind, "text")}
+        _ok(await chimp.http.post("/merge-fields", json=body))
+
+    return act
+
+
+def mc_delete_field(tag: str) -> Callable[..., Any]:
+    async def act(chimp: Chimp) -> None:
+        answer = _ok(await chimp.http.get("/merge-fields", params={"count": 1000}))
+        for item in answer.json()["merge_fields"]:
+            if item["tag"] == tag:
+                _ok(await chimp.http.delete(f"/merge-fields/{item['merge_id']}"))
+                return
+        raise WorldRefused(f"no merge field {tag}")
+
+    return act
+
+
+def mc_value(value: Any) -> Any:
+    """A model value as a member write sends it: "" clears, a date as YYYY-MM-DD."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.endswith("T00:00:00Z"):
+        return value[:10]
+    return value
