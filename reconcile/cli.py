@@ -22,7 +22,7 @@ from typer.exceptions import TyperException
 
 from reconcile import engine
 from reconcile.errors import ConfigError, ReconcileError
-from reconcile.manifest.export import declared_options, export_audience
+from reconcile.manifest.export import declared_in, export_audience
 from reconcile.manifest.loader import Manifest
 from reconcile.model import State
 from reconcile.plan import Plan
@@ -498,8 +498,8 @@ def export(
         raise typer.Exit(EXIT_ERROR)
 
     name = registry.default_name() if provider is None else provider
-    given = _option_values(option or [])
-    options = {**declared_options(output, name, contacts_per_file is not None), **given}
+    declared = declared_in(output, name, contacts_per_file is not None)
+    options = {**declared.options, **_option_values(option or [])}
     try:
         config = engine.provider_config(name, options)
     except ConfigError as error:
@@ -508,7 +508,7 @@ def export(
 
     async def work() -> State:
         async with engine.open_provider(config, engine.ConnectTo(sandbox), cancel) as opened:
-            return await engine.read_everything(opened)
+            return await engine.read_everything(opened, declared.lists)
 
     cancel = _cancellation(ctx)
     live = _await(work(), cancel)

@@ -96,7 +96,7 @@ async def make_plan(manifest: Manifest, provider: Provider) -> tuple[Plan, State
         thresholds=manifest.policy.thresholds,
         live=live,
         account=provider.account(),
-        target=provider.target(),
+        target=provider.target(live),
     )
     return made, live
 
@@ -118,5 +118,6 @@ async def apply_plan(
     return await provider.apply(plan.changes, live)
 
 
-async def read_everything(provider: Provider) -> State:
-    return await provider.read(ReadScope(contact_data=True, every_list=True))
+async def read_everything(provider: Provider, lists: frozenset[str] = frozenset()) -> State:
+    """The whole account; `lists`: names a manifest already spells (see ReadScope)."""
+    return await provider.read(ReadScope(lists, contact_data=True, every_list=True))

@@ -169,10 +169,10 @@ def test_mailchimp_limitations_are_refused_before_any_request(workdir: Path, com
         (3, "properties.vip: is bool"),
         (4, "properties.LONG_TAG_NAME: is longer than 10 characters"),
         (7, "lists.News: differs from list 'news' only in case"),
-        (9, "contacts[0].email: name: Mailchimp has no name field"),
+        (10, "contacts[0].name: Mailchimp has no name field"),
         (9, "contacts[0].email: 'a@example.com': Mailchimp refuses addresses"),
         (11, "contacts[0].lists.news: an unsubscribed membership needs a list-level"),
-        (12, "contacts[1].email: properties.LONG_TAG_NAME: Mailchimp keeps an empty value"),
+        (13, "contacts[1].properties.LONG_TAG_NAME: Mailchimp keeps an empty value"),
     ]:
         assert f"chimp.yaml:{line}: {problem}" in output, output
     assert not (workdir / ".reconcile").exists()  # no provider was opened

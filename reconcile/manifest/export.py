@@ -132,20 +132,38 @@ def provider_entry(provider: str, options: Mapping[str, Any]) -> str | Commented
     return CommentedMap([("type", provider), *((k, v) for k, v in options.items())])
 
 
-def declared_options(output: Path | None, provider: str, into_directory: bool) -> dict[str, Any]:
-    """The options of `provider` in the manifest an export updates (none when it is new,
-    unreadable, or for another provider): re-exporting reads the same account."""
+@dataclass(frozen=True)
+class Declared:
+    """What the manifest an export updates already says that decides how to read: the
+    provider's options (re-exporting reads the same account) and the list names (a
+    provider that matches names without case reads the live ones in this spelling)."""
+
+    options: dict[str, Any] = field(default_factory=dict)
+    lists: frozenset[str] = frozenset()
+
+
+def declared_in(output: Path | None, provider: str, into_directory: bool) -> Declared:
+    """Nothing when there is no such manifest, it can't be read, or it is another
+    provider's (whose options would point at another account)."""
     if output is None:
-        return {}
+        return Declared()
     path = output / MAIN_FILE if into_directory else output
     try:
         existing = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, YAMLError):
-        return {}
-    declared = existing.get("provider") if isinstance(existing, dict) else None
-    if not isinstance(declared, dict) or declared.get("type") != provider:
-        return {}
-    return {str(k): v for k, v in declared.items() if k != "type"}
+        return Declared()
+    if not isinstance(existing, dict):
+        return Declared()
+    declared = existing.get("provider")
+    if isinstance(declared, dict) and declared.get("type") == provider:
+        options = {str(k): v for k, v in declared.items() if k != "type"}
+    elif declared == provider:
+        options = {}
+    else:
+        return Declared()
+    lists = existing.get("lists")
+    names = frozenset(str(name) for name in lists) if isinstance(lists, dict) else frozenset()
+    return Declared(options, names)
 
 
 def _provider_name(entry: Any) -> Any:

@@ -191,9 +191,10 @@ class Provider(ABC):
         """The account's public identity: where it is served and an id, never a secret."""
         return {}
 
-    def target(self) -> str:
+    def target(self, live: State) -> str:
         """What the plan is against, for people, when the account is more than its
-        credentials (an audience found by name): shown with the provider's name."""
+        credentials (an audience found by name in `live`'s read): shown with the provider's
+        name."""
         return ""
 
     def account(self) -> dict[str, str]:

@@ -76,6 +76,7 @@ from reconcile.providers.mailchimp.records import (
 from reconcile.providers.runner import ChangeRunner, GuardedWrites, all_or_none
 
 BATCH = 500  # members per batch subscribe, and per list of a static-segment batch
+SINGLE_WRITE = 2  # calls to write one member alone: a read of them just before, the write
 MAX_TAG_NAME = 50  # the only figure found (2013); longer names are refused offline
 FRESHNESS_MARGIN = timedelta(seconds=60)  # clocks of Mailchimp's servers may differ
 MEMBER_FIELDS = ",".join(
@@ -98,6 +99,7 @@ class MailchimpRecords(ProviderRecords):
     """What the read found besides the model: ids, raw records, and when it read them."""
 
     audience_id: str
+    audience_name: str
     fields: dict[str, MergeField]  # by tag
     segments: dict[str, Segment]  # by tag_key(name)
     members: dict[str, Member]  # by email key
@@ -152,7 +154,6 @@ class MailchimpProvider(Provider):
         self.labels = dict(labels or {})
         self.batch_size = batch_size
         self.guarded = GuardedWrites()
-        self._audience: Audience | None = None
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -165,9 +166,9 @@ class MailchimpProvider(Provider):
         read (an audience named, not given by id, is found again by its name)."""
         return {**super().account(), "audience": self.audience_option}
 
-    def target(self) -> str:
-        found = self._audience
-        return f"audience {found.name!r}, {found.id}" if found else ""
+    def target(self, live: State) -> str:
+        found = records_of(live, MailchimpRecords)
+        return f"audience {found.audience_name!r}, {found.audience_id}" if found else ""
 
     def stats(self) -> ProviderStats:
         return self.client.snapshot()
@@ -175,10 +176,9 @@ class MailchimpProvider(Provider):
     # ---- the audience -----------------------------------------------------------------
 
     async def audience(self) -> Audience:
-        """The audience the option names: its id, or a name unique in the account."""
-        if self._audience is None:
-            self._audience = await self._resolve(self.audience_option)
-        return self._audience
+        """The audience the option names: its id, or a name unique in the account (found
+        again by every read: a provider keeps nothing between read and apply)."""
+        return await self._resolve(self.audience_option)
 
     async def _resolve(self, wanted: str) -> Audience:
         if wanted.isalnum():
@@ -251,7 +251,12 @@ class MailchimpProvider(Provider):
         segments_by_key = {tag_key(s.name): s for s in segments.result()}
         marks = [m.last_changed for m in by_key.values() if m.last_changed]
         found_records = MailchimpRecords(
-            audience.id, by_tag, segments_by_key, by_key, max(marks) if marks else None
+            audience.id,
+            audience.name,
+            by_tag,
+            segments_by_key,
+            by_key,
+            max(marks) if marks else None,
         )
         try:
             return _state(found_records, scope)
@@ -339,7 +344,7 @@ class MailchimpProvider(Provider):
         calls += _chunks(len(work.contact_creates), self.batch_size)
         calls += self._update_plan(work.contact_updates, members, since).calls
         calls += sum(
-            _tag_calls(len(adds), len(removes), new=name in work.new_lists)
+            _tag_calls(len(adds), len(removes), self.batch_size, new=name in work.new_lists)
             for name, (adds, removes) in work.tag_changes().items()
         )
         return calls
@@ -351,12 +356,12 @@ class MailchimpProvider(Provider):
         calls; a pending member is always written alone (its status is never resent)."""
         alone = [c for c in updates if _status_of(members, c.email) == PENDING]
         batched = [c for c in updates if c not in alone]
-        one_by_one = sum(_single_calls(c) for c in updates)
+        one_by_one = SINGLE_WRITE * len(updates)
         in_batches = (
             _freshness_calls(members, since) + _chunks(len(batched), self.batch_size)
             if batched
             else 0
-        ) + sum(_single_calls(c) for c in alone)
+        ) + SINGLE_WRITE * len(alone)
         if batched and in_batches < one_by_one:
             return _Updates(batched, alone, in_batches)
         return _Updates([], list(updates), one_by_one)
@@ -639,9 +644,10 @@ class MailchimpProvider(Provider):
                 run.done(change, _opt_in_note(self.opt_in_status) if returned else "")
 
     async def _update_one(self, change: Change, state: _ApplyState) -> str:
-        """One member: PATCH what changed (its status only to unsubscribe); a consented
-        return reads the member again first and PUTs the status (PUT revives an archived
-        member, PATCH does not)."""
+        """One member, read again just before its write (archived or opted out since the
+        plan: not written as planned): PATCH what changed, its status only to unsubscribe;
+        a consented return PUTs the status (PUT revives an archived member, PATCH does not
+        reportedly; no PATCH ever goes to an archived one)."""
         path = f"{state.base}/members/{subscriber_hash(change.email)}"
         after = change.contact_after
         values = {
@@ -650,26 +656,27 @@ class MailchimpProvider(Provider):
         }
         body: dict[str, Any] = {"merge_fields": values} if values else {}
         planned = state.members.get(change.email)
-        if Flag.RESUBSCRIBE in change.flags and after.fields.get(EXCLUDED) is False:
-            async with self.guarded.pair():
-                read = self.client.get(path, {"fields": MEMBER_BARE})
-                raw = await self.cancel.unless_requested(read, "GET", self._url(path))
-                now = of_answer(records.member, raw, "GET", self._url(path))
-                problem = _moved(change, planned, now) if planned else None
-                if problem is not None:
-                    raise ApiError(problem)
+        returning = Flag.RESUBSCRIBE in change.flags and after.fields.get(EXCLUDED) is False
+        async with self.guarded.pair():
+            read = self.client.get(path, {"fields": MEMBER_BARE})
+            raw = await self.cancel.unless_requested(read, "GET", self._url(path))
+            now = of_answer(records.member, raw, "GET", self._url(path))
+            problem = _moved(change, planned, now) if planned else None
+            if problem is not None:
+                raise ApiError(problem)
+            if returning:
                 if now.status == CLEANED:
                     raise ApiError(f"{now.email} bounced (cleaned): never re-subscribed")
                 body["status"] = self.opt_in_status
                 answer = await self.client.put(path, body, {"skip_merge_validation": "true"})
-            _raise_if_dropped(values, answer)
-            return _opt_in_note(self.opt_in_status)
-        if after.fields.get(EXCLUDED) is True and (planned is None or planned.status != CLEANED):
-            body["status"] = UNSUBSCRIBED
-        if body:
-            answer = await self.client.patch(path, body, {"skip_merge_validation": "true"})
-            _raise_if_dropped(values, answer)
-        return ""
+            else:
+                if after.fields.get(EXCLUDED) is True and now.status not in (UNSUBSCRIBED, CLEANED):
+                    body["status"] = UNSUBSCRIBED
+                if not body:
+                    return "nothing left to write"
+                answer = await self.client.patch(path, body, {"skip_merge_validation": "true"})
+        _raise_if_dropped(values, answer)
+        return _opt_in_note(self.opt_in_status) if returning else ""
 
     # -- tags
 
@@ -983,6 +990,9 @@ def _reviewed_update(
             )
         )
         after, before = after.without(EXCLUDED), before.without(EXCLUDED)
+        flags = change.flags - {Flag.RESUBSCRIBE}  # nobody is brought back by it now
+    else:
+        flags = change.flags
     cleared = [
         name
         for name, value in (after.properties or {}).items()
@@ -1002,7 +1012,7 @@ def _reviewed_update(
         return None
     if after == change.contact_after:
         return change
-    return dataclasses.replace(change, before=before, after=after)
+    return dataclasses.replace(change, before=before, after=after, flags=flags)
 
 
 def _without_properties(values: ContactValues, names: Iterable[str]) -> ContactValues:
@@ -1031,11 +1041,6 @@ def _raise_if_dropped(values: Mapping[str, Any], answer: Any) -> None:
         raise ApiError(problem)
 
 
-def _single_calls(change: Change) -> int:
-    """Calls to write one member alone: a consented return reads them again first."""
-    return 2 if Flag.RESUBSCRIBE in change.flags else 1
-
-
 def _items(
     changes: Iterable[Change], run: ChangeRunner, build: Callable[[Change], dict[str, Any]]
 ) -> list[tuple[Change, dict[str, Any]]]:
@@ -1055,10 +1060,12 @@ def _chunks(count: int, size: int) -> int:
     return -(-count // size)
 
 
-def _tag_calls(adds: int, removes: int, *, new: bool) -> int:
+def _tag_calls(adds: int, removes: int, size: int, *, new: bool) -> int:
+    """A new tag is created with its first `size` members; then `size` adds and `size`
+    removals a call."""
     if new:
-        return 1 + max(_chunks(max(adds - BATCH, 0), BATCH), _chunks(removes, BATCH))
-    return max(_chunks(adds, BATCH), _chunks(removes, BATCH))
+        return 1 + max(_chunks(max(adds - size, 0), size), _chunks(removes, size))
+    return max(_chunks(adds, size), _chunks(removes, size))
 
 
 def _split(items: Sequence[Any], size: int) -> list[Any]:
