@@ -340,6 +340,17 @@ class ApiClient:
         return f"non-JSON error body ({kind}): {response.text[:200]!r}"
 
 
+MIN_MASKED_SECRET = 16  # characters; see mask()
+
+
+def mask(text: str, secret: str, placeholder: str) -> str:
+    """`text` with `secret` replaced. A "secret" short enough to be a common word is not a
+    real key: masking it would garble the message and show where the word stands."""
+    if len(secret) < MIN_MASKED_SECRET:
+        return text
+    return text.replace(secret, placeholder)
+
+
 def retry_after(response: httpx.Response) -> float | None:
     """Retry-After in seconds (decimals allowed), or from an HTTP date; None if absent."""
     value = response.headers.get("Retry-After")

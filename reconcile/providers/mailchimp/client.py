@@ -13,7 +13,16 @@ import httpx
 
 from reconcile.errors import ApiError
 from reconcile.providers.answers import of_request
-from reconcile.providers.http import ApiClient, Connection, Kept, Lane, Page, Paging, as_is
+from reconcile.providers.http import (
+    ApiClient,
+    Connection,
+    Kept,
+    Lane,
+    Page,
+    Paging,
+    as_is,
+    mask,
+)
 from reconcile.providers.pacing import Pacer
 from reconcile.providers.runner import all_or_none
 
@@ -167,4 +176,4 @@ class MailchimpClient(ApiClient):
         return " ".join(parts) if parts else super().error_message(payload, response)
 
     def redact(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        return mask(text, self._secret, "***")

@@ -28,6 +28,7 @@ from reconcile.providers.http import (
     as_is,
     header_number,
     is_read,
+    mask,
     retry_after,
 )
 from reconcile.providers.pacing import HoldingPacer
@@ -35,7 +36,6 @@ from reconcile.providers.pacing import HoldingPacer
 DEFAULT_URL = "https://api.mailjawn.com"
 PAGE_SIZE = 100
 WINDOW_SECONDS = 60.0  # the window the document gives for every budget
-MIN_MASKED_KEY = 16  # characters; see MailJawnClient.redact
 
 _SCOPE = re.compile(r"\b[a-z]+:[a-z]+\b")
 _SUBSCRIBER_PATH = re.compile(r"/subscribers/[^/]+/$")
@@ -150,11 +150,7 @@ class MailJawnClient(ApiClient):
         return super().hint(status, method, url, message)
 
     def redact(self, text: str) -> str:
-        # A key short enough to be a common word is not a real key: masking it would
-        # garble the message and show where the word stands.
-        if len(self._secret) < MIN_MASKED_KEY:
-            return text
-        return text.replace(self._secret, "mj_***")
+        return mask(text, self._secret, "mj_***")
 
 
 def _missing_scope(method: str, message: str) -> str:

@@ -753,3 +753,36 @@ def test_an_exclusion_still_lands_on_a_member_added_meanwhile(
     report = run(main())
     assert report.ok, report.outcomes
     assert member(emulator, address("quiet"))["status"] == "unsubscribed"
+
+
+def test_archiving_someone_who_bounced_since_the_plan_is_reported_with_the_405(
+    emulator: MailchimpEmulator, directory: Path
+) -> None:
+    emulator.seed_member(AUDIENCE, address("keep"), tags=["news"])
+    emulator.seed_member(AUDIENCE, address("aside"), tags=["news"])
+    body = f"""
+    lists: {{news: {{}}}}
+    prune: {{contacts: {{action: archive}}}}
+    safety: {{min_records: 1000}}
+    contacts:
+      - email: {address("keep")}
+        lists: [news]
+    """
+    path = directory / "audience.yaml"
+    path.write_text(manifest_text(body), encoding="utf-8")
+    manifest = load_manifest([path])
+
+    async def main() -> ApplyReport:
+        provider = provider_for(emulator)
+        try:
+            made, live = await engine.make_plan(manifest, provider)
+            emulator.bounce(AUDIENCE, address("aside"))
+            return await engine.apply_plan(made, provider, live, force=True)
+        finally:
+            await provider.aclose()
+
+    (outcome,) = run(main()).outcomes
+    assert outcome.status is OutcomeStatus.FAILED
+    assert "405" in outcome.message
+    assert "current state" in outcome.message  # the hint: what Mailchimp allows
+    assert member(emulator, address("aside"))["status"] == "cleaned"
