@@ -512,7 +512,10 @@ def export(
 
     cancel = _cancellation(ctx)
     live = _await(work(), cancel)
-    result = export_audience(live, name, output, contacts_per_file, options)
+    refused = registry.plugin(name).provider_class.check_desired
+    result = export_audience(
+        live, name, output, contacts_per_file, options=options, refused=refused
+    )
     for warning in result.warnings:
         err.print(f"[yellow]Warning:[/] {_escape(warning)}")
     result.carry_out()

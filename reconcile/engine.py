@@ -77,6 +77,7 @@ async def make_plan(manifest: Manifest, provider: Provider) -> tuple[Plan, State
     live = await provider.read_against(manifest.desired, scope)
     compared = diff_states(manifest.desired, live)
     result = apply_policy(manifest.desired, live, manifest.policy, compared)
+    result.errors.extend(provider.check_against(manifest.desired, live))
     if result.errors:
         raise ManifestError(
             [manifest.issue(finding.ref, finding.message) for finding in result.errors]
@@ -95,7 +96,7 @@ async def make_plan(manifest: Manifest, provider: Provider) -> tuple[Plan, State
         estimate=estimate,
         thresholds=manifest.policy.thresholds,
         live=live,
-        account=provider.account(),
+        account=provider.account(live),
         target=provider.target(live),
     )
     return made, live
@@ -112,8 +113,11 @@ async def apply_plan(
             f"the plan is for {plan.provider}, the manifest's provider is {provider.name}"
         )
     if live is None:
-        plan.raise_if_other_account(provider.account())
+        # What names the account is checked before reading it; what only a read finds (the
+        # id of an audience the manifest names by name), once read.
+        plan.raise_if_other_account(provider.account(None), partial=True)
         live = await provider.read(plan.scope)
+        plan.raise_if_other_account(provider.account(live))
         raise_if_stale(plan, live)
     return await provider.apply(plan.changes, live)
 

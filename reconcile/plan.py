@@ -134,14 +134,19 @@ class Plan:
         """` (audience 'News', a1b2c3d4e5)`: what the provider resolved, or nothing."""
         return f" ({self.target})" if self.target else ""
 
-    def raise_if_other_account(self, account: Mapping[str, str]) -> None:
-        """A saved plan applies only to the account it was made against."""
+    def raise_if_other_account(self, account: Mapping[str, str], *, partial: bool = False) -> None:
+        """A saved plan applies only to the account it was made against. `partial`: what is
+        known before reading (checked first, so another account is not even read) must
+        match; the rest is checked once read."""
         if not self.account:
             raise PlanError(
                 "the plan records no account (made by an older reconcile?); nothing was "
                 "applied. Run plan again against this account."
             )
-        if dict(self.account) != dict(account):
+        recorded = dict(self.account)
+        if partial:
+            recorded = {key: value for key, value in recorded.items() if key in account}
+        if recorded != dict(account):
             raise PlanError(
                 f"the plan was made against another account ({describe_account(self.account)}), "
                 f"not this one ({describe_account(account)}); nothing was applied. Run plan "

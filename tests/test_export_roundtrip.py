@@ -648,3 +648,49 @@ def test_a_mailchimp_export_over_a_manifest_keeps_its_spelling_of_tags(workdir: 
     assert "news: {members: exact}  # exact: only these" in text, text
     assert "News:" not in text
     assert_plans_empty("mine.yaml")
+
+
+def _seed_chimp(*members: tuple[str, str]) -> Any:
+    """The sandbox's audience with these (email, status) members; the emulator, to act on."""
+    emulator, _ = create_emulator("mailchimp", None)
+    for email, status in members:
+        emulator.seed_member(CHIMP_AUDIENCE, email, status)
+    return emulator
+
+
+def _save_chimp(emulator: Any) -> None:
+    path = state_file("mailchimp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_json_state(path, emulator.dump_state())
+
+
+def test_a_mailchimp_export_leaves_confirming_members_undecided(workdir: Path) -> None:
+    """A pending member (double opt-in not confirmed) is no opt-out: exported as excluded,
+    the manifest would unsubscribe them the day they confirm."""
+    emulator = _seed_chimp(
+        ("wait@acme-widgets.io", "pending"), ("tx@acme-widgets.io", "transactional")
+    )
+    _save_chimp(emulator)
+    exported = reconcile(*CHIMP_EXPORT, f"audience={CHIMP_AUDIENCE}", "-o", "snap.yaml")
+    assert exported.exit_code == 0, exported.output
+    assert "excluded_from_campaigns" not in (workdir / "snap.yaml").read_text(encoding="utf-8")
+    state = load_json_state(state_file("mailchimp"))
+    assert state is not None
+    emulator, _ = create_emulator("mailchimp", state)
+    emulator.store.write_member(
+        CHIMP_AUDIENCE, "PATCH", "wait@acme-widgets.io", {"status": "subscribed"}, False
+    )
+    _save_chimp(emulator)
+    assert_plans_empty("snap.yaml")  # confirmed: nothing to undo
+
+
+def test_a_mailchimp_export_leaves_out_an_address_validate_refuses(workdir: Path) -> None:
+    _save_chimp(
+        _seed_chimp(("ünï@acme-widgets.io", "subscribed"), ("ok@acme-widgets.io", "subscribed"))
+    )
+    exported = reconcile(*CHIMP_EXPORT, f"audience={CHIMP_AUDIENCE}", "-o", "snap.yaml")
+    assert exported.exit_code == 0, exported.output
+    assert "not exported" in exported.output
+    text = (workdir / "snap.yaml").read_text(encoding="utf-8")
+    assert "protect:" in text
+    assert_plans_empty("snap.yaml")

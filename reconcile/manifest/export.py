@@ -10,8 +10,8 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.representer import RoundTripRepresenter
 
+from reconcile.diff import Finding, ResourceType
 from reconcile.errors import ManifestError, ManifestIssue, SourceLocation
 from reconcile.manifest.emails import email_problem
 from reconcile.manifest.export_csv import ExportError, update_csv
@@ -54,11 +55,15 @@ MANIFEST_ONLY = frozenset({"members", "replace", "opted_in_at"})  # not visible 
 # ---- what can be exported --------------------------------------------------------------
 
 
-def exportable(state: State) -> tuple[State, list[str]]:
-    """`state` without what the loader would refuse, and a warning naming each thing left
-    out: contacts whose address it refuses, names and values it refuses."""
+Refusals = Callable[[State], Iterable[Finding]]  # what a provider's validate refuses
+
+
+def exportable(state: State, refused: Refusals | None = None) -> tuple[State, list[str]]:
+    """`state` without what the loader (or, with `refused`, the provider's `validate`)
+    would refuse, and a warning naming each thing left out: contacts whose address it
+    refuses, names and values it refuses."""
+    state, warnings = _without_refused(state, refused) if refused else (state, [])
     definitions = infer_definitions(state)
-    warnings: list[str] = []
     contacts: dict[str, Contact] = {}
     for key, contact in sorted(state.contacts.items()):
         problem = email_problem(contact.email)
@@ -71,6 +76,33 @@ def exportable(state: State) -> tuple[State, list[str]]:
         contacts[key] = _exportable_contact(contact, definitions, warnings)
     memberships = {k: m for k, m in state.memberships.items() if m.email in contacts}
     return State(definitions, dict(state.lists), contacts, memberships), warnings
+
+
+def _without_refused(state: State, refused: Refusals) -> tuple[State, list[str]]:
+    """What the provider's validate would refuse left out whole: a contact (then under
+    protect:), a list (with its memberships) or a property (with its values)."""
+    found = list(refused(state))
+    if not found:
+        return state, []
+    out = {(finding.ref.type, finding.ref.key) for finding in found}
+    warnings = [f"{finding.address} not exported: {finding.message}" for finding in found]
+    lists = {n: v for n, v in state.lists.items() if (ResourceType.LIST, (n,)) not in out}
+    properties = {
+        n: v for n, v in state.properties.items() if (ResourceType.PROPERTY, (n,)) not in out
+    }
+    contacts = {
+        key: replace(
+            contact, properties={n: v for n, v in contact.properties.items() if n in properties}
+        )
+        for key, contact in state.contacts.items()
+        if (ResourceType.CONTACT, (key,)) not in out
+    }
+    memberships = {
+        key: m
+        for key, m in state.memberships.items()
+        if m.email in contacts and m.list_name in lists
+    }
+    return State(properties, lists, contacts, memberships, state.provider_records), warnings
 
 
 def _exportable_contact(
@@ -277,12 +309,14 @@ def export_audience(
     provider: str,
     output: Path | None,
     contacts_per_file: int | None = None,
+    *,
     options: Mapping[str, Any] | None = None,
+    refused: Refusals | None = None,
 ) -> ExportResult:
     """The export of `live` to stdout (no output), a file (new or updated in place), or a
     directory (audience.yaml and contacts-NNNN.yaml files). `options`: the provider
     options it was read with, written with the provider's name."""
-    state, warnings = exportable(live)
+    state, warnings = exportable(live, refused)
     document = state_to_document(state, provider, options)
     skipped = sorted(key for key in live.contacts if key not in state.contacts)
     if skipped:

@@ -187,8 +187,10 @@ class Provider(ABC):
     capabilities: ClassVar[frozenset[Capability]]
     sandbox_id: str | None = None  # set by the engine when it opened the built-in sandbox
 
-    def identity(self) -> dict[str, str]:
-        """The account's public identity: where it is served and an id, never a secret."""
+    def identity(self, live: State | None) -> dict[str, str]:
+        """The account's public identity: where it is served and an id, never a secret
+        (`live`, as read from it, for what only a read finds: an audience's id; None
+        before reading)."""
         return {}
 
     def target(self, live: State) -> str:
@@ -197,11 +199,16 @@ class Provider(ABC):
         name."""
         return ""
 
-    def account(self) -> dict[str, str]:
+    def account(self, live: State | None) -> dict[str, str]:
         """What a saved plan records and `apply --plan` checks: the same account, or refuse."""
         if self.sandbox_id is not None:
-            return {"kind": "sandbox", "sandbox_id": self.sandbox_id}
-        return {"kind": "service", **self.identity()}
+            return {"kind": "sandbox", "sandbox_id": self.sandbox_id, **self.scope_of(live)}
+        return {"kind": "service", **self.identity(live)}
+
+    def scope_of(self, live: State | None) -> dict[str, str]:
+        """The part of the account a plan is about, when it is less than the whole one (a
+        Mailchimp audience, found by the read `live`): part of `account` in the sandbox too."""
+        return {}
 
     @abstractmethod
     async def read(self, scope: ReadScope) -> State:
@@ -222,6 +229,11 @@ class Provider(ABC):
     @classmethod
     def check_desired(cls, desired: State) -> list[Finding]:
         """Provider-specific manifest problems found offline (names it can't hold...)."""
+        return []
+
+    def check_against(self, desired: State, live: State) -> list[Finding]:
+        """Manifest problems only the live account shows (a declared property that is a
+        kind of field the provider can't manage): refused like validate's, file and line."""
         return []
 
     def review(self, changes: Sequence[Change], live: State) -> tuple[list[Change], list[Finding]]:

@@ -70,7 +70,7 @@ class PostboxProvider(Provider):
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    def identity(self) -> dict[str, str]:
+    def identity(self, live: State | None) -> dict[str, str]:
         return {"url": self.client.base_url, "api_key_sha256": self._key_digest}
 
     def stats(self) -> ProviderStats:

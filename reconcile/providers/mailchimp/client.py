@@ -95,7 +95,7 @@ class MailchimpClient(ApiClient):
             writing=lane,
             **connection,
         )
-        self._secret = api_key
+        self.api_key = api_key  # for the account's identity (a digest); never shown
 
     async def list_all(
         self,
@@ -176,4 +176,4 @@ class MailchimpClient(ApiClient):
         return " ".join(parts) if parts else super().error_message(payload, response)
 
     def redact(self, text: str) -> str:
-        return mask(text, self._secret, "***")
+        return mask(text, self.api_key, "***")

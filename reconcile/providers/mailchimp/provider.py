@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -90,6 +91,14 @@ FIELD_QUERY = {
 SEGMENT_QUERY = {"type": "static", "fields": "segments.id,segments.name,total_items"}
 RESERVED_DOMAINS = ("example.com", "example.net", "example.org")
 RESERVED_SUFFIXES = (".example", ".test", ".invalid", ".localhost")
+
+
+def _reserved(domain: str) -> bool:
+    """example.com and its subdomains, and the reserved top-level names (RFC 2606)."""
+    subdomains = tuple(f".{name}" for name in RESERVED_DOMAINS)
+    return domain in RESERVED_DOMAINS or domain.endswith(subdomains + RESERVED_SUFFIXES)
+
+
 OptInStatus = Literal["subscribed", "pending"]
 NewStatus = Literal["subscribed", "pending", "transactional"]
 
@@ -158,13 +167,15 @@ class MailchimpProvider(Provider):
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    def identity(self) -> dict[str, str]:
-        return {"url": self.client.base_url, "audience": self.audience_option}
+    def identity(self, live: State | None) -> dict[str, str]:
+        # The key names the account (a data centre's URL is shared by many) but is a
+        # secret: a digest of it tells accounts apart without showing it.
+        digest = hashlib.sha256(self.client.api_key.encode()).hexdigest()[:16]
+        return {"url": self.client.base_url, "api_key_sha256": digest, **self.scope_of(live)}
 
-    def account(self) -> dict[str, str]:
-        """As the manifest names the audience: a saved plan is checked before anything is
-        read (an audience named, not given by id, is found again by its name)."""
-        return {**super().account(), "audience": self.audience_option}
+    def scope_of(self, live: State | None) -> dict[str, str]:
+        """The audience by its id, as resolved by the read (a name may move to another)."""
+        return {} if live is None else {"audience": _records(live).audience_id}
 
     def target(self, live: State) -> str:
         found = records_of(live, MailchimpRecords)
@@ -280,13 +291,19 @@ class MailchimpProvider(Provider):
             numeric = (PropertyType.INT, PropertyType.FLOAT)
             if have and field and field.type == records.NUMBER and want.type in numeric:
                 live.properties[name] = dataclasses.replace(have, type=want.type)
-            if field is not None and field.property_type is None:
-                raise ConfigError(
-                    f"property {name}: is a Mailchimp {field.type} field, which reconcile "
-                    "does not manage (text, number and date fields only); remove it from "
-                    "the manifest"
-                )
         return live
+
+    def check_against(self, desired: State, live: State) -> list[Finding]:
+        fields = _records(live).fields
+        return [
+            Finding(
+                property_ref(name),
+                f"is a Mailchimp {field.type} field, which reconcile does not manage (text, "
+                "number and date fields only); remove it from the manifest",
+            )
+            for name in desired.properties
+            if (field := fields.get(name)) is not None and field.property_type is None
+        ]
 
     async def _read_every_tag(self, base: str, members: dict[str, Member]) -> None:
         """A member object lists at most 50 tags: read the rest from the member's route."""
@@ -309,22 +326,31 @@ class MailchimpProvider(Provider):
 
     def review(self, changes: Sequence[Change], live: State) -> tuple[list[Change], list[Finding]]:
         """Drop what must never be written (with a warning for each): a bounced member's
-        status, any write to an archived member but a consented return, a value cleared
-        from a required field. Say that a deletion is permanent."""
+        status, any write to an archived member (tags too) but a consented return, an
+        archive Mailchimp refuses (pending, cleaned), a value cleared from a required
+        field. Say that a deletion is permanent."""
         found = records_of(live, MailchimpRecords)
         fields = found.fields if found else {}
         kept: list[Change] = []
         warnings: list[Finding] = []
         for change in changes:
+            status = _live_status(live, change.email) if change.type in PEOPLE else None
+            if change.type is ResourceType.MEMBERSHIP and status == ARCHIVED:
+                warnings.append(Finding(change.ref, ARCHIVED_UNTOUCHED))
+                continue
             if change.type is not ResourceType.CONTACT:
                 kept.append(change)
+                continue
+            if Flag.ARCHIVE in change.flags and status in (PENDING, CLEANED):
+                warnings.append(
+                    Finding(change.ref, f"is {status}: Mailchimp can't archive it; left as is")
+                )
                 continue
             if change.action is Action.DELETE:
                 warnings.append(Finding(change.ref, PERMANENT))
                 kept.append(change)
                 continue
             if change.action is Action.UPDATE:
-                status = _live_status(live, change.email)
                 reviewed = _reviewed_update(change, status, fields, warnings)
                 if reviewed is not None:
                     kept.append(reviewed)
@@ -824,6 +850,12 @@ class MailchimpProvider(Provider):
 # ---- what apply works with ---------------------------------------------------------------
 
 MEMBER_BARE = "email_address,status,merge_fields,tags,tags_count,last_changed"
+PEOPLE = (ResourceType.CONTACT, ResourceType.MEMBERSHIP)
+ARCHIVED_UNTOUCHED = (
+    "is archived in Mailchimp: reconcile writes nothing to an archived member, tags "
+    "included (a member write would bring them back); to bring them back, set "
+    "excluded_from_campaigns: false with opted_in_at"
+)
 PERMANENT = (
     "is deleted permanently: Mailchimp never lets this address be added again through the "
     "API (only the person can come back, through a Mailchimp signup form)"
@@ -972,14 +1004,7 @@ def _reviewed_update(
 ) -> Change | None:
     after, before = change.contact_after, change.contact_before
     if status == ARCHIVED and Flag.RESUBSCRIBE not in change.flags:
-        warnings.append(
-            Finding(
-                change.ref,
-                "is archived in Mailchimp: reconcile writes nothing to an archived member "
-                "(a write would bring them back); to bring them back, set "
-                "excluded_from_campaigns: false with opted_in_at",
-            )
-        )
+        warnings.append(Finding(change.ref, ARCHIVED_UNTOUCHED))
         return None
     if status == CLEANED and after.fields.get(EXCLUDED) is False:
         warnings.append(
@@ -1185,6 +1210,11 @@ def _member_error(item: Mapping[str, Any]) -> str:
         text += " — they unsubscribed, bounced or are under review: not retried"
     elif "signed up to a lot of lists" in text.lower():
         text += " — Mailchimp's per-address throttle: try this one again in a day"
+    elif "permanently deleted" in text.lower() or "forgotten email" in text.lower():
+        text += (
+            " — Mailchimp never takes this address again through the API (only the person, "
+            "through a signup form): remove the contact from the manifest"
+        )
     return text
 
 
@@ -1256,18 +1286,25 @@ def _contact_findings(desired: State) -> Iterable[Finding]:
                 "give each contact's values there",
                 (NAME.value,),
             )
-        domain = contact.email.rpartition("@")[2].lower()
-        if domain in RESERVED_DOMAINS or domain.endswith(RESERVED_SUFFIXES):
+        local, _, domain = contact.email.rpartition("@")
+        domain = domain.lower()
+        if _reserved(domain):
             yield Finding(
                 ref,
-                f"{contact.email!r}: Mailchimp refuses addresses at reserved domains like "
-                f"{domain} ('looks fake or invalid'); use a real domain",
+                f"{contact.email!r}: Mailchimp refuses addresses at reserved domains such as "
+                f"{domain} as fake or invalid; use a real domain",
             )
-        if not contact.email.isascii():
+        if not domain.isascii():
             yield Finding(
                 ref,
                 f"{contact.email!r}: write the domain in its xn-- (punycode) form; reconcile "
                 "sends Mailchimp ASCII addresses only",
+            )
+        if not local.isascii():
+            yield Finding(
+                ref,
+                f"{contact.email!r}: Mailchimp takes no address with letters beyond ASCII "
+                "before the @",
             )
         for name, value in contact.properties.items():
             at = ("properties", name)
@@ -1280,7 +1317,7 @@ def _contact_findings(desired: State) -> Iterable[Finding]:
             if name in dates and isinstance(value, str) and not value.endswith("T00:00:00Z"):
                 yield Finding(
                     ref,
-                    f"{value} has a time of day, but a Mailchimp date field holds a date only "
+                    f"{value!r} has a time of day, but a Mailchimp date field holds a date only "
                     "(it would be lost); give midnight UTC, or declare the property str",
                     at,
                 )

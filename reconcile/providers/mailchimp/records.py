@@ -31,6 +31,7 @@ PENDING = "pending"
 TRANSACTIONAL = "transactional"
 ARCHIVED = "archived"
 STATUSES = frozenset({SUBSCRIBED, UNSUBSCRIBED, CLEANED, PENDING, TRANSACTIONAL, ARCHIVED})
+UNDECIDED = frozenset({PENDING, TRANSACTIONAL})  # no excluded_from_campaigns either way
 # A live-only contact field: Mailchimp's own status, for review() and plan freshness. The
 # diff never compares it (no manifest has it) and export does not write it.
 STATUS = "status"
@@ -199,7 +200,12 @@ class Member:
         # No unsubscribe time: the last change of the record is the latest the opt-out can
         # have happened, so an opt-in older than any change since never brings them back.
         opted_out_at = self.last_changed if excluded else None
-        record_fields = {EXCLUDED.value: excluded, STATUS: self.status}
+        record_fields: dict[str, Any] = {STATUS: self.status}
+        if self.status not in UNDECIDED:
+            record_fields[EXCLUDED.value] = excluded
+        # Pending (a double opt-in not confirmed yet) and transactional (never asked for
+        # marketing) are no opt-out to keep: an export that declared them excluded would
+        # unsubscribe them the day they confirm. Neither receives campaigns meanwhile.
         return Contact(self.email, record_fields, values, opted_out_at=opted_out_at)
 
 

@@ -128,7 +128,7 @@ class MailJawnProvider(Provider):
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    def identity(self) -> dict[str, str]:
+    def identity(self, live: State | None) -> dict[str, str]:
         return {"url": self.client.base_url, "project_id": self.client.project_id}
 
     def estimate_calls(self, changes: Sequence[Change], live: State) -> int:

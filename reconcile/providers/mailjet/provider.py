@@ -101,7 +101,7 @@ class MailjetProvider(Provider):
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    def identity(self) -> dict[str, str]:
+    def identity(self, live: State | None) -> dict[str, str]:
         # The API key names the account but is half of the credentials, which are never
         # printed: a digest of it tells accounts apart without showing it.
         digest = hashlib.sha256(self.client.public_key.encode()).hexdigest()[:16]

@@ -13,7 +13,7 @@ import pytest
 
 from reconcile import engine
 from reconcile.diff import Effect
-from reconcile.errors import ApiError, ConfigError
+from reconcile.errors import ApiError, ConfigError, ManifestError, PlanError
 from reconcile.manifest.loader import load_manifest
 from reconcile.model import ReadScope
 from reconcile.plan import Plan
@@ -577,7 +577,7 @@ def test_an_audience_is_found_by_its_unique_name(
     emulator: MailchimpEmulator, directory: Path
 ) -> None:
     plan = plan_only(emulator, directory, "contacts: []\n", audience="Acme Newsletter")
-    assert plan.account["audience"] == "Acme Newsletter"  # as the manifest names it
+    assert plan.account["audience"] == AUDIENCE  # the id it resolved to
     assert plan.target == f"audience 'Acme Newsletter', {AUDIENCE}"
     emulator.seed_audience("Acme Newsletter", "f0f0f0f0f0")
     with pytest.raises(ConfigError, match="2 Mailchimp audiences are named 'Acme Newsletter'"):
@@ -786,3 +786,87 @@ def test_archiving_someone_who_bounced_since_the_plan_is_reported_with_the_405(
     assert "405" in outcome.message
     assert "current state" in outcome.message  # the hint: what Mailchimp allows
     assert member(emulator, address("aside"))["status"] == "cleaned"
+
+
+def test_a_saved_plan_is_refused_once_the_audience_name_means_another_audience(
+    emulator: MailchimpEmulator, directory: Path
+) -> None:
+    """A name is not an identity: a plan made for the audience named X applies only to
+    that audience, whatever is named X when it is applied."""
+    body = f"contacts:\n  - email: {address('new')}\n"
+    made = plan_only(emulator, directory, body, audience="Acme Newsletter")
+    saved = Plan.loads(made.dumps(), "plan.json")
+    emulator.store.audience(AUDIENCE)["name"] = "Renamed"
+    emulator.seed_audience("Acme Newsletter", "d4d4d4d4d4")
+
+    async def main() -> None:
+        provider = provider_for(emulator, audience="Acme Newsletter")
+        try:
+            await engine.apply_plan(saved, provider)
+        finally:
+            await provider.aclose()
+
+    with pytest.raises(PlanError, match="made against another account"):
+        run(main())
+    assert emulator.member("d4d4d4d4d4", address("new")) is None
+    assert emulator.member(AUDIENCE, address("new")) is None
+
+
+def test_nothing_is_written_to_an_archived_member_not_even_a_tag(
+    emulator: MailchimpEmulator, directory: Path
+) -> None:
+    emulator.seed_member(AUDIENCE, address("old"), "archived", tags=["gone"])
+    emulator.seed_tag(AUDIENCE, "beta")
+    body = f"""
+    lists: {{beta: {{}}, gone: {{members: exact}}}}
+    contacts:
+      - email: {address("old")}
+        lists: [beta]
+    """
+    plan = plan_only(emulator, directory, body)
+    assert plan.changes == ()
+    assert sum("archived" in w for w in plan.warnings) == 2  # the tag added and the one removed
+
+
+def test_prune_archive_leaves_pending_members_mailchimp_cannot_archive(
+    emulator: MailchimpEmulator, directory: Path
+) -> None:
+    emulator.seed_member(AUDIENCE, address("keep"), tags=["news"])
+    emulator.seed_member(AUDIENCE, address("wait"), "pending", tags=["news"])
+    body = f"""
+    lists: {{news: {{}}}}
+    prune: {{contacts: {{action: archive}}}}
+    safety: {{min_records: 1000}}
+    contacts:
+      - email: {address("keep")}
+        lists: [news]
+    """
+    plan = plan_only(emulator, directory, body)
+    assert plan.changes == ()
+    assert any("can't archive" in w for w in plan.warnings)
+
+
+def test_declaring_a_field_reconcile_cannot_manage_names_its_line(
+    emulator: MailchimpEmulator, directory: Path
+) -> None:
+    emulator.seed_merge_field(AUDIENCE, "HOME", type="address")
+    body = """
+    properties:
+      HOME: {type: str}
+    contacts: []
+    """
+    with pytest.raises(ManifestError) as raised:
+        plan_only(emulator, directory, body)
+    assert "audience.yaml:4: properties.HOME: is a Mailchimp address field" in str(raised.value)
+
+
+def test_an_address_deleted_for_good_says_to_take_it_out_of_the_manifest(
+    emulator: MailchimpEmulator, directory: Path
+) -> None:
+    emulator.seed_member(AUDIENCE, address("gone"))
+    emulator.forget(AUDIENCE, address("gone"))
+    body = f"contacts:\n  - email: {address('gone')}\n"
+    done = plan_and_apply(emulator, directory, body)
+    status, message = done.outcome(f"contact:{address('gone')}")
+    assert status is OutcomeStatus.FAILED
+    assert "remove the contact from the manifest" in message
