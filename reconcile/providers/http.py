@@ -77,6 +77,25 @@ class Paging:
         return {self.limit_param: self.size, self.offset_param: offset}
 
 
+def counted_pages(key: str, total: str, size: int, limit_param: str, offset_param: str) -> Paging:
+    """A collection whose answers hold the items under `key` and their number under
+    `total` (an integer), paged by `limit_param` and `offset_param`."""
+
+    def read(answer: Any, url: str) -> Page:
+        items = answer.get(key) if isinstance(answer, dict) else None
+        count = answer.get(total) if isinstance(answer, dict) else None
+        if not isinstance(items, list) or not isinstance(count, int) or isinstance(count, bool):
+            raise ApiError(
+                f"answer has no {key!r} list and integer {total!r}; nothing was changed "
+                "based on it",
+                method="GET",
+                path=url,
+            )
+        return Page(items, count)
+
+    return Paging(size, limit_param, offset_param, read)
+
+
 class Connection(TypedDict, total=False):
     """How any client connects and gives up, as its constructor takes it."""
 

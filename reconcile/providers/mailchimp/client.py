@@ -21,6 +21,7 @@ from reconcile.providers.http import (
     Page,
     Paging,
     as_is,
+    counted_pages,
     mask,
 )
 from reconcile.providers.pacing import Pacer
@@ -48,20 +49,7 @@ def default_url(api_key: str) -> str:
 
 def pages_of(key: str) -> Paging:
     """A collection whose answers hold the items under `key`, with `total_items`."""
-
-    def read(answer: Any, url: str) -> Page:
-        items = answer.get(key) if isinstance(answer, dict) else None
-        total = answer.get("total_items") if isinstance(answer, dict) else None
-        if not isinstance(items, list) or not isinstance(total, int) or isinstance(total, bool):
-            raise ApiError(
-                f"answer has no {key!r} list and integer 'total_items'; nothing was changed "
-                "based on it",
-                method="GET",
-                path=url,
-            )
-        return Page(items, total)
-
-    return Paging(PAGE_SIZE, "count", "offset", read)
+    return counted_pages(key, "total_items", PAGE_SIZE, "count", "offset")
 
 
 class MailchimpClient(ApiClient):

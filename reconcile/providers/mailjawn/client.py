@@ -16,16 +16,15 @@ from urllib.parse import quote
 
 import httpx
 
-from reconcile.errors import ApiError
 from reconcile.providers.http import (
     ApiClient,
     BearerAuth,
     Connection,
     Kept,
     Lane,
-    Page,
     Paging,
     as_is,
+    counted_pages,
     header_number,
     is_read,
     mask,
@@ -45,19 +44,7 @@ _EPOCH_FLOOR = 1e9
 
 def _pages_of(key: str) -> Paging:
     """A collection whose answers hold the items under `key`, with an integer `total`."""
-
-    def read(answer: Any, url: str) -> Page:
-        items = answer.get(key) if isinstance(answer, dict) else None
-        total = answer.get("total") if isinstance(answer, dict) else None
-        if not isinstance(items, list) or not isinstance(total, int) or isinstance(total, bool):
-            raise ApiError(
-                f"answer has no {key!r} list and integer 'total'; nothing was changed based on it",
-                method="GET",
-                path=url,
-            )
-        return Page(items, total)
-
-    return Paging(PAGE_SIZE, "limit", "offset", read)
+    return counted_pages(key, "total", PAGE_SIZE, "limit", "offset")
 
 
 class MailJawnClient(ApiClient):

@@ -5,6 +5,7 @@ consent rule, with the calls apply made counted against the plan's estimate."""
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,37 @@ def plan_and_apply(emulator: MailchimpEmulator, directory: Path, body: str, **op
             report = await engine.apply_plan(made, provider, live, force=True)
             calls = [(r.method, r.path) for r in emulator.control.calls()[before:]]
             return Run(made, report, calls)
+        finally:
+            await provider.aclose()
+
+    return run(main())
+
+
+async def _then(meanwhile: Callable[[], Awaitable[None] | None]) -> None:
+    done = meanwhile()
+    if done is not None:
+        await done
+
+
+def apply_after(
+    emulator: MailchimpEmulator,
+    directory: Path,
+    body: str,
+    meanwhile: Callable[[], Awaitable[None] | None],
+    **options: Any,
+) -> ApplyReport:
+    """Plan, let people act (`meanwhile`), then apply that plan with the live state it was
+    made from: what `apply` does after its confirmation prompt."""
+    path = directory / "audience.yaml"
+    path.write_text(manifest_text(body), encoding="utf-8")
+    manifest = load_manifest([path])
+
+    async def main() -> ApplyReport:
+        provider = provider_for(emulator, **options)
+        try:
+            made, live = await engine.make_plan(manifest, provider)
+            await _then(meanwhile)
+            return await engine.apply_plan(made, provider, live, force=True)
         finally:
             await provider.aclose()
 
@@ -278,20 +310,11 @@ def test_a_member_added_by_someone_else_meanwhile_is_updated_not_resubscribed(
       - email: {address("late")}
         properties: {{PLAN: pro}}
     """
-    path = directory / "audience.yaml"
-    path.write_text(manifest_text(body), encoding="utf-8")
-    manifest = load_manifest([path])
 
-    async def main() -> ApplyReport:
-        provider = provider_for(emulator)
-        try:
-            made, live = await engine.make_plan(manifest, provider)
-            emulator.seed_member(AUDIENCE, address("late"), "unsubscribed", merge_fields={})
-            return await engine.apply_plan(made, provider, live, force=True)
-        finally:
-            await provider.aclose()
+    def meanwhile() -> None:
+        emulator.seed_member(AUDIENCE, address("late"), "unsubscribed", merge_fields={})
 
-    report = run(main())
+    report = apply_after(emulator, directory, body, meanwhile)
     assert report.ok, report.outcomes
     assert member(emulator, address("late"))["status"] == "unsubscribed"
     assert member(emulator, address("late"))["merge_fields"]["PLAN"] == "pro"
@@ -311,21 +334,12 @@ def test_someone_who_unsubscribes_between_plan_and_apply_is_not_brought_back(
     body = "properties: {PLAN: {type: str}}\ncontacts:\n" + "".join(
         f"  - email: {email}\n    properties: {{PLAN: pro}}\n" for email in people
     )
-    path = directory / "audience.yaml"
-    path.write_text(manifest_text(body), encoding="utf-8")
-    manifest = load_manifest([path])
 
-    async def main() -> ApplyReport:
-        provider = provider_for(emulator)
-        try:
-            made, live = await engine.make_plan(manifest, provider)
-            # admin-style unsubscribe: the API would allow re-subscribing this one
-            await _unsubscribe_by_api(emulator, people[3])
-            return await engine.apply_plan(made, provider, live, force=True)
-        finally:
-            await provider.aclose()
+    async def meanwhile() -> None:
+        # admin-style unsubscribe: the API would allow re-subscribing this one
+        await _unsubscribe_by_api(emulator, people[3])
 
-    report = run(main())
+    report = apply_after(emulator, directory, body, meanwhile)
     assert report.ok, report.outcomes
     assert member(emulator, people[3])["status"] == "unsubscribed"
     assert member(emulator, people[3])["merge_fields"]["PLAN"] == "pro"
@@ -596,23 +610,12 @@ def test_a_merge_field_deleted_after_the_plan_is_never_written_blind(
       - email: {address("x")}
         properties: {{PLAN: pro}}
     """
-    path = directory / "audience.yaml"
-    path.write_text(manifest_text(body), encoding="utf-8")
-    manifest = load_manifest([path])
 
-    async def main() -> ApplyReport:
-        provider = provider_for(emulator)
-        try:
-            made, live = await engine.make_plan(manifest, provider)
-            plan_field = next(
-                f for f in emulator.store.merge_fields(AUDIENCE) if f["tag"] == "PLAN"
-            )
-            emulator.store.delete_merge_field(AUDIENCE, str(plan_field["merge_id"]))
-            return await engine.apply_plan(made, provider, live, force=True)
-        finally:
-            await provider.aclose()
+    def meanwhile() -> None:
+        plan_field = next(f for f in emulator.store.merge_fields(AUDIENCE) if f["tag"] == "PLAN")
+        emulator.store.delete_merge_field(AUDIENCE, str(plan_field["merge_id"]))
 
-    report = run(main())
+    report = apply_after(emulator, directory, body, meanwhile)
     (outcome,) = report.outcomes
     assert outcome.status is OutcomeStatus.FAILED  # the API answered 200 and dropped it
     assert "PLAN" in outcome.message
@@ -737,20 +740,11 @@ def test_an_exclusion_still_lands_on_a_member_added_meanwhile(
       - email: {address("quiet")}
         excluded_from_campaigns: true
     """
-    path = directory / "audience.yaml"
-    path.write_text(manifest_text(body), encoding="utf-8")
-    manifest = load_manifest([path])
 
-    async def main() -> ApplyReport:
-        provider = provider_for(emulator)
-        try:
-            made, live = await engine.make_plan(manifest, provider)
-            emulator.seed_member(AUDIENCE, address("quiet"))  # subscribed by someone else
-            return await engine.apply_plan(made, provider, live, force=True)
-        finally:
-            await provider.aclose()
+    def meanwhile() -> None:
+        emulator.seed_member(AUDIENCE, address("quiet"))  # subscribed by someone else
 
-    report = run(main())
+    report = apply_after(emulator, directory, body, meanwhile)
     assert report.ok, report.outcomes
     assert member(emulator, address("quiet"))["status"] == "unsubscribed"
 
@@ -768,20 +762,11 @@ def test_archiving_someone_who_bounced_since_the_plan_is_reported_with_the_405(
       - email: {address("keep")}
         lists: [news]
     """
-    path = directory / "audience.yaml"
-    path.write_text(manifest_text(body), encoding="utf-8")
-    manifest = load_manifest([path])
 
-    async def main() -> ApplyReport:
-        provider = provider_for(emulator)
-        try:
-            made, live = await engine.make_plan(manifest, provider)
-            emulator.bounce(AUDIENCE, address("aside"))
-            return await engine.apply_plan(made, provider, live, force=True)
-        finally:
-            await provider.aclose()
+    def meanwhile() -> None:
+        emulator.bounce(AUDIENCE, address("aside"))
 
-    (outcome,) = run(main()).outcomes
+    (outcome,) = apply_after(emulator, directory, body, meanwhile).outcomes
     assert outcome.status is OutcomeStatus.FAILED
     assert "405" in outcome.message
     assert "current state" in outcome.message  # the hint: what Mailchimp allows
