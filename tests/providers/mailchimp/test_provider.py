@@ -153,6 +153,18 @@ def apply_after(
     return run(main())
 
 
+def pruning(action: str) -> str:
+    """A manifest that declares keep@ on `news` and prunes the rest of `news` by `action`."""
+    return f"""
+    lists: {{news: {{}}}}
+    prune: {{contacts: {{action: {action}}}}}
+    safety: {{min_records: 1000}}
+    contacts:
+      - email: {address("keep")}
+        lists: [news]
+    """
+
+
 def member(emulator: MailchimpEmulator, email: str) -> dict[str, Any]:
     found = emulator.member(AUDIENCE, email)
     assert found is not None, email
@@ -566,14 +578,7 @@ def test_prune_delete_is_permanent_and_the_plan_says_so(
 ) -> None:
     emulator.seed_member(AUDIENCE, address("keep"), tags=["news"])
     emulator.seed_member(AUDIENCE, address("gone"), tags=["news"])
-    body = f"""
-    lists: {{news: {{}}}}
-    prune: {{contacts: {{action: delete}}}}
-    safety: {{min_records: 1000}}
-    contacts:
-      - email: {address("keep")}
-        lists: [news]
-    """
+    body = pruning("delete")
     done = plan_and_apply(emulator, directory, body)
     assert any(("permanently" in w) & (address("gone") in w) for w in done.plan.warnings)
     assert done.report.ok
@@ -687,14 +692,7 @@ def test_prune_archive_archives_the_undeclared_once(
     emulator.seed_member(AUDIENCE, address("keep"), tags=["news"])
     emulator.seed_member(AUDIENCE, address("aside"), tags=["news"])
     emulator.seed_member(AUDIENCE, address("left"), "unsubscribed", tags=["news"])
-    body = f"""
-    lists: {{news: {{}}}}
-    prune: {{contacts: {{action: archive}}}}
-    safety: {{min_records: 1000}}
-    contacts:
-      - email: {address("keep")}
-        lists: [news]
-    """
+    body = pruning("archive")
     done = plan_and_apply(emulator, directory, body)
     assert [(c.address, c.effect) for c in done.plan.changes] == [
         (f"contact:{address('aside')}", Effect.ARCHIVE)
@@ -754,14 +752,7 @@ def test_archiving_someone_who_bounced_since_the_plan_is_reported_with_the_405(
 ) -> None:
     emulator.seed_member(AUDIENCE, address("keep"), tags=["news"])
     emulator.seed_member(AUDIENCE, address("aside"), tags=["news"])
-    body = f"""
-    lists: {{news: {{}}}}
-    prune: {{contacts: {{action: archive}}}}
-    safety: {{min_records: 1000}}
-    contacts:
-      - email: {address("keep")}
-        lists: [news]
-    """
+    body = pruning("archive")
 
     def meanwhile() -> None:
         emulator.bounce(AUDIENCE, address("aside"))
@@ -818,14 +809,7 @@ def test_prune_archive_leaves_pending_members_mailchimp_cannot_archive(
 ) -> None:
     emulator.seed_member(AUDIENCE, address("keep"), tags=["news"])
     emulator.seed_member(AUDIENCE, address("wait"), "pending", tags=["news"])
-    body = f"""
-    lists: {{news: {{}}}}
-    prune: {{contacts: {{action: archive}}}}
-    safety: {{min_records: 1000}}
-    contacts:
-      - email: {address("keep")}
-        lists: [news]
-    """
+    body = pruning("archive")
     plan = plan_only(emulator, directory, body)
     assert plan.changes == ()
     assert any("can't archive" in w for w in plan.warnings)
