@@ -14,7 +14,7 @@ import email.utils
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypedDict
+from typing import Any, ClassVar, Protocol, TypedDict
 
 import httpx
 from typing_extensions import TypeVar
@@ -105,12 +105,58 @@ class Connection(TypedDict, total=False):
     cancel: Cancellation | None
 
 
+class InFlight(Protocol):
+    """Caps how many requests of a lane are in flight (an asyncio.Semaphore, or one that
+    adapts to what the server says)."""
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(self, kind: Any, error: Any, trace: Any) -> Any: ...
+
+
 class Lane:
     """Requests paced together: one budget, and a cap on how many are in flight."""
 
-    def __init__(self, pacer: Pacer, max_in_flight: int) -> None:
+    def __init__(self, pacer: Pacer, max_in_flight: int, in_flight: InFlight | None = None) -> None:
         self.pacer = pacer
-        self.in_flight = asyncio.Semaphore(max_in_flight)
+        self.in_flight: InFlight = in_flight or asyncio.Semaphore(max_in_flight)
+
+
+class AdaptiveLimit:
+    """At most `limit` requests in flight: halved by each throttled answer (not below 1),
+    grown back by one for every `limit` answers that were not (AIMD, as TCP does). Where
+    a server limits connections, not a rate, someone else's requests share the limit: an
+    apply running beside another one settles on what is left instead of failing."""
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self.limit = float(maximum)
+        self.in_use = 0
+        self._conditions: dict[asyncio.AbstractEventLoop, asyncio.Condition] = {}
+
+    def _condition(self) -> asyncio.Condition:
+        loop = asyncio.get_running_loop()
+        if loop not in self._conditions:
+            self._conditions = {loop: asyncio.Condition()}  # earlier loops are gone
+        return self._conditions[loop]
+
+    async def __aenter__(self) -> None:
+        condition = self._condition()
+        async with condition:
+            await condition.wait_for(lambda: self.in_use < max(1, int(self.limit)))
+            self.in_use += 1
+
+    async def __aexit__(self, kind: Any, error: Any, trace: Any) -> None:
+        condition = self._condition()
+        async with condition:
+            self.in_use -= 1
+            condition.notify_all()
+
+    def throttled(self) -> None:
+        self.limit = max(1.0, self.limit / 2)
+
+    def answered(self) -> None:
+        self.limit = min(float(self.maximum), self.limit + 1 / self.limit)
 
 
 class ApiClient:

@@ -17,6 +17,7 @@ from reconcile.errors import ApiError
 from reconcile.providers.base import INTERRUPTED, Cancellation, ProviderStats
 from reconcile.providers.http import (
     RETRY_AFTER_MAX,
+    AdaptiveLimit,
     ApiClient,
     BearerAuth,
     Lane,
@@ -453,3 +454,35 @@ def test_unless_requested_cancelled_from_outside_ends_its_work_too() -> None:
         return list(ended)  # before asyncio.run would cancel what is left
 
     assert asyncio.run(abort_while_waiting()) == ["read"]
+
+
+def test_an_adaptive_limit_halves_on_throttling_and_grows_back() -> None:
+    limit = AdaptiveLimit(9)
+    limit.throttled()
+    assert limit.limit == 4.5
+    limit.throttled()
+    limit.throttled()
+    limit.throttled()
+    assert limit.limit == 1.0  # never below one
+    for _ in range(200):
+        limit.answered()
+    assert limit.limit == 9.0  # never above its maximum
+
+
+def test_an_adaptive_limit_holds_requests_beyond_it() -> None:
+    limit = AdaptiveLimit(2)
+    limit.throttled()  # one at a time now
+    most = 0
+
+    async def one() -> None:
+        nonlocal most
+        async with limit:
+            most = max(most, limit.in_use)
+            await asyncio.sleep(0.001)
+
+    async def main() -> None:
+        await asyncio.gather(*(one() for _ in range(5)))
+
+    asyncio.run(main())
+    assert most == 1
+    assert limit.in_use == 0

@@ -14,6 +14,7 @@ import httpx
 from reconcile.errors import ApiError
 from reconcile.providers.answers import of_request
 from reconcile.providers.http import (
+    AdaptiveLimit,
     ApiClient,
     Connection,
     Kept,
@@ -73,7 +74,10 @@ class MailchimpClient(ApiClient):
         max_in_flight: int = MAX_IN_FLIGHT,
         **connection: Unpack[Connection],
     ) -> None:
-        lane = Lane(Pacer(UNPACED), max_in_flight)  # one connection budget for all requests
+        self.connections = AdaptiveLimit(max_in_flight)
+        # One budget of connections for every request, shared with whoever else uses the
+        # key: it shrinks on 429 (or the bare 403) and grows back.
+        lane = Lane(Pacer(UNPACED), max_in_flight, self.connections)
         connection.setdefault("timeout", default_timeout())
         super().__init__(
             base_url=base_url,
@@ -140,6 +144,12 @@ class MailchimpClient(ApiClient):
 
     async def delete(self, path: str) -> None:
         await self.request("DELETE", path)
+
+    def answered(self, lane: Lane, response: httpx.Response) -> None:
+        if self.throttled(response):
+            self.connections.throttled()
+        else:
+            self.connections.answered()
 
     def throttled(self, response: httpx.Response) -> bool:
         """A 429, or the bare 403 (no JSON body) Mailchimp answers at very high volume."""

@@ -690,6 +690,14 @@ class MailchimpProvider(Provider):
             problem = _moved(change, planned, now) if planned else None
             if problem is not None:
                 raise ApiError(problem)
+            if returning and now.status == PENDING and self.opt_in_status == PENDING:
+                # Already waiting for their confirmation: writing pending again would mail
+                # them another one.
+                if not body:
+                    return ALREADY_PENDING
+                answer = await self.client.patch(path, body, {"skip_merge_validation": "true"})
+                _raise_if_dropped(values, answer)
+                return ALREADY_PENDING
             if returning:
                 if now.status == CLEANED:
                     raise ApiError(f"{now.email} bounced (cleaned): never re-subscribed")
@@ -851,6 +859,7 @@ class MailchimpProvider(Provider):
 
 MEMBER_BARE = "email_address,status,merge_fields,tags,tags_count,last_changed"
 PEOPLE = (ResourceType.CONTACT, ResourceType.MEMBERSHIP)
+ALREADY_PENDING = "already pending: Mailchimp mailed them a confirmation; none sent again"
 ARCHIVED_UNTOUCHED = (
     "is archived in Mailchimp: reconcile writes nothing to an archived member, tags "
     "included (a member write would bring them back); to bring them back, set "

@@ -839,3 +839,23 @@ def test_an_address_deleted_for_good_says_to_take_it_out_of_the_manifest(
     status, message = done.outcome(f"contact:{address('gone')}")
     assert status is OutcomeStatus.FAILED
     assert "remove the contact from the manifest" in message
+
+
+def test_a_consented_return_of_a_pending_member_never_mails_them_again(
+    emulator: MailchimpEmulator, directory: Path
+) -> None:
+    emulator.seed_member(AUDIENCE, address("wait"), "pending", merge_fields={"PLAN": "free"})
+    body = f"""
+    properties: {{PLAN: {{type: str}}}}
+    contacts:
+      - email: {address("wait")}
+        excluded_from_campaigns: false
+        opted_in_at: {OPT_IN}
+        properties: {{PLAN: pro}}
+    """
+    sent = emulator.opt_in_emails_sent(AUDIENCE, address("wait"))
+    done = plan_and_apply(emulator, directory, body, opt_in_status="pending")
+    assert done.report.ok, done.report.outcomes
+    assert "none sent again" in done.outcome(f"contact:{address('wait')}")[1]
+    assert emulator.opt_in_emails_sent(AUDIENCE, address("wait")) == sent
+    assert member(emulator, address("wait"))["merge_fields"]["PLAN"] == "pro"
