@@ -465,6 +465,8 @@ def strict_value(kind: PropertyType, value: object) -> PropertyValue:
         raise ValueTypeError(f"expected {kind.value}, got a boolean")
     if kind is PropertyType.BOOL and not isinstance(value, bool):
         raise ValueTypeError(f"expected bool, got {describe(value)}")
+    if kind is PropertyType.FLOAT and isinstance(value, int) and float(value) != value:
+        raise ValueTypeError("is an integer a float can't hold exactly; declare it int or str")
     return normalize_value(kind, value)
 
 

@@ -694,3 +694,16 @@ def test_a_mailchimp_export_leaves_out_an_address_validate_refuses(workdir: Path
     text = (workdir / "snap.yaml").read_text(encoding="utf-8")
     assert "protect:" in text
     assert_plans_empty("snap.yaml")
+
+
+def test_a_mailchimp_number_a_float_would_round_is_left_out_of_an_export(workdir: Path) -> None:
+    emulator = _seed_chimp()
+    emulator.seed_merge_field(CHIMP_AUDIENCE, "NUM", type="number")
+    emulator.seed_member(CHIMP_AUDIENCE, "big@acme-widgets.io", merge_fields={"NUM": 2**53 + 1})
+    emulator.seed_member(CHIMP_AUDIENCE, "half@acme-widgets.io", merge_fields={"NUM": 0.5})
+    _save_chimp(emulator)
+    exported = reconcile(*CHIMP_EXPORT, f"audience={CHIMP_AUDIENCE}", "-o", "snap.yaml")
+    assert exported.exit_code == 0, exported.output
+    assert "not exported: is an integer a float can't hold exactly" in exported.output
+    assert "9007199254740992" not in (workdir / "snap.yaml").read_text(encoding="utf-8")
+    assert_plans_empty("snap.yaml")

@@ -217,3 +217,14 @@ def test_bad_csv_rows_name_file_line_and_column(tmp_path: Path, rows: str, expec
 def test_non_utf8_csv_names_the_line(tmp_path: Path) -> None:
     (tmp_path / "people.csv").write_bytes(b"email\nok@example.com\n\xff\xfe@example.com\n")
     assert "people.csv:3: not valid UTF-8" in error_of(tmp_path, "contacts_from: people.csv\n")
+
+
+def test_a_float_property_refuses_an_integer_it_would_round(tmp_path: Path) -> None:
+    path = tmp_path / "audience.yaml"
+    path.write_text(
+        "provider: mailjet\nproperties: {score: {type: float}}\n"
+        "contacts:\n  - {email: a@example.com, properties: {score: 9007199254740993}}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ManifestError, match="a float can't hold exactly"):
+        load_manifest([path])
