@@ -253,3 +253,12 @@ def _unmatched_protections(desired: State, live: State, policy: Policy) -> Itera
                 "is under protect:lists but is neither in the manifest nor in the account "
                 "(a typo protects nothing)",
             )
+    if policy.contacts is not ContactPrune.IGNORE:
+        for name in sorted(policy.contact_scope.lists or ()):
+            if name not in desired.lists and name not in live.lists:
+                yield Finding(
+                    list_ref(name),
+                    "is a prune scope list (prune:contacts:scope:lists) but is neither in the "
+                    "manifest nor in the account: it brings nobody into the prune's scope "
+                    "(a typo, or another spelling of a list?)",
+                )

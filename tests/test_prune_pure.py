@@ -341,3 +341,12 @@ def test_a_protection_naming_nothing_is_a_warning() -> None:
         "list:nwes: is under protect:lists but is neither in the manifest nor in the account "
         "(a typo protects nothing)",
     ]
+
+
+def test_a_scope_list_that_names_no_list_is_warned_about() -> None:
+    policy = Policy(
+        contacts=ContactPrune.EXCLUDE, contact_scope=ContactScope(lists=frozenset({"NEWS"}))
+    )
+    warnings = planned(manifest(), account(), policy).warnings
+    assert [w.address for w in warnings] == ["list:NEWS"]
+    assert "prune scope list" in warnings[0].message

@@ -257,7 +257,11 @@ class TagNames:
     case is that list; any other keeps its live spelling."""
 
     def __init__(self, declared: Iterable[str]) -> None:
-        self._declared = {tag_key(name): name for name in declared}
+        # Two spellings of one tag (a declared list, a prune scope list in other case):
+        # the same one every read, so a saved plan is applied as it was planned.
+        self._declared: dict[str, str] = {}
+        for name in sorted(declared, reverse=True):
+            self._declared[tag_key(name)] = name
 
     def __call__(self, live_name: str) -> str:
         return self._declared.get(tag_key(live_name), live_name)
