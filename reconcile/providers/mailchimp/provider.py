@@ -66,6 +66,7 @@ from reconcile.providers.mailchimp.records import (
     CLEANED,
     PENDING,
     STATUS,
+    SUBSCRIBED,
     UNSUBSCRIBED,
     Member,
     MergeField,
@@ -355,8 +356,39 @@ class MailchimpProvider(Provider):
                 if reviewed is not None:
                     kept.append(reviewed)
                 continue
-            kept.append(change)
+            kept.append(self._reviewed_creation(change, fields, warnings))
         return kept, warnings
+
+    def _reviewed_creation(
+        self, change: Change, fields: Mapping[str, MergeField], warnings: list[Finding]
+    ) -> Change:
+        """Say what a new member will not be: included, when status_if_new is not
+        subscribed; accepted, when a required merge field has no value."""
+        after = change.contact_after
+        if not self.skip_merge_validation:
+            given = {k for k, v in (after.properties or {}).items() if v is not None}
+            missing = sorted(f.tag for f in fields.values() if f.required and f.tag not in given)
+            if missing:
+                warnings.append(
+                    Finding(
+                        change.ref,
+                        f"{', '.join(missing)}: required in the Mailchimp audience, so this "
+                        "new member will be refused; give a value, or set the provider option "
+                        "skip_merge_validation: true",
+                    )
+                )
+        if after.fields.get(EXCLUDED) is False and self.status_if_new != SUBSCRIBED:
+            until = " until they confirm" if self.status_if_new == PENDING else ""
+            warnings.append(
+                Finding(
+                    change.ref,
+                    f"is created {self.status_if_new} (status_if_new), so not included in "
+                    f"campaigns{until}; excluded_from_campaigns: false is left out of the "
+                    "creation",
+                )
+            )
+            return dataclasses.replace(change, after=after.without(EXCLUDED))
+        return change
 
     def estimate_calls(self, changes: Sequence[Change], live: State) -> int:
         """Every request apply sends when nothing fails and nobody else writes meanwhile."""

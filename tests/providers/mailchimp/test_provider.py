@@ -859,3 +859,19 @@ def test_a_consented_return_of_a_pending_member_never_mails_them_again(
     assert "none sent again" in done.outcome(f"contact:{address('wait')}")[1]
     assert emulator.opt_in_emails_sent(AUDIENCE, address("wait")) == sent
     assert member(emulator, address("wait"))["merge_fields"]["PLAN"] == "pro"
+
+
+def test_a_plan_says_what_a_new_member_will_not_be(
+    emulator: MailchimpEmulator, directory: Path
+) -> None:
+    emulator.seed_merge_field(AUDIENCE, "COMPANY", required=True)
+    body = f"""
+    contacts:
+      - email: {address("tx")}
+        excluded_from_campaigns: false
+    """
+    plan = plan_only(emulator, directory, body, status_if_new="transactional")
+    (change,) = plan.changes
+    assert change.contact_after.fields == {}  # not "false": Mailchimp will hold transactional
+    assert any("created transactional" in w for w in plan.warnings)
+    assert any("COMPANY: required" in w for w in plan.warnings)
