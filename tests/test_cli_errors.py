@@ -312,6 +312,15 @@ def test_a_saved_plan_for_a_provider_no_longer_installed_names_the_plan_file(
             "MAILCHIMP_API_URL: must be an http:// or https:// URL with a host",
         ),
         ({"MAILCHIMP_API_KEY": "nodatacentre"}, "MAILCHIMP_API_KEY has no data-centre suffix"),
+        (
+            {"MAILCHIMP_API_URL": "http://127.0.0.1:9/3.0", "MAILCHIMP_API_KEY": "x-us1"},
+            "MAILCHIMP_API_URL: give the base URL without /3.0",
+        ),
+        (
+            {"MAILCHIMP_API_URL": " http://127.0.0.1:9", "MAILCHIMP_API_KEY": "x-us1"},
+            "MAILCHIMP_API_URL: must not start or end with spaces",
+        ),
+        ({"MAILCHIMP_API_KEY": " \n"}, "Mailchimp credentials missing: set MAILCHIMP_API_KEY"),
         ({}, "Mailchimp credentials missing: set MAILCHIMP_API_KEY"),
     ],
 )

@@ -47,6 +47,8 @@ class EnvSettings(BaseSettings):
 
 def http_url(value: str) -> str:
     """An API base URL: http(s) with a host, or a ValueError saying what it must be."""
+    if value != value.strip():
+        raise ValueError("must not start or end with spaces")
     parsed = urlsplit(value)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ValueError("must be an http:// or https:// URL with a host")

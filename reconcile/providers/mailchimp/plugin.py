@@ -69,6 +69,19 @@ class MailchimpSettings(EnvSettings):
     api_key: SecretStr | None = None
     api_url: ApiUrl | None = None
 
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _trimmed(cls, value: object) -> object:
+        """A pasted key often brings a newline or spaces along."""
+        return value.strip() or None if isinstance(value, str) else value
+
+    @field_validator("api_url")
+    @classmethod
+    def _base_only(cls, value: str | None) -> str | None:
+        if value is not None and value.rstrip("/").endswith("/3.0"):
+            raise ValueError("give the base URL without /3.0 (reconcile appends it)")
+        return value
+
     def key(self) -> str:
         if not self.api_key:
             raise ConfigError(
