@@ -327,7 +327,8 @@ def export_audience(
     fresh = {email_key(entry["email"]): entry for entry in document.pop("contacts")}
     if contacts_per_file is not None:
         writes, removes = _into_directory(output, document, fresh, contacts_per_file)
-        summary = f"Wrote {output}/ ({MAIN_FILE} and {len(writes) - 1} contacts file(s))"
+        files = sum(1 for path in writes if path.name.startswith("contacts-"))
+        summary = f"Wrote {output}/ ({MAIN_FILE} and {files} contacts file(s))"
         return ExportResult(warnings, writes=writes, removes=removes, summary=summary)
     if output.is_dir():
         raise ExportError(
