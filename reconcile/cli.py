@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
+import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Coroutine, Iterator, Sequence
 from contextvars import ContextVar
@@ -17,7 +20,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 from typer.exceptions import TyperException
 
 from reconcile import engine
@@ -27,11 +30,20 @@ from reconcile.manifest.loader import Manifest
 from reconcile.model import State
 from reconcile.plan import Plan
 from reconcile.providers import registry
-from reconcile.providers.base import ApplyReport, Cancellation, OutcomeStatus
+from reconcile.providers.base import Cancellation, Provider
 from reconcile.render.json import render_json
 from reconcile.render.markdown import render_markdown
 from reconcile.render.progress import ProgressMode, choose_mode, watching
 from reconcile.render.redact import RedactingStream, redact, redact_message, redact_text
+from reconcile.render.report import (
+    FAILED,
+    SKIPPED,
+    Applied,
+    Outcome,
+    render_report_json,
+    summary,
+    text_lines,
+)
 from reconcile.render.text import render_text
 from reconcile.sandbox.runtime import SANDBOX_DIR, serve, state_file
 
@@ -55,9 +67,9 @@ class ReconcileGroup(TyperGroup):
         windows_expand_args: bool = True,
         **extra: Any,
     ) -> Any:
-        given = list(sys.argv[1:] if args is None else args)
+        given = _global_flags_first(list(sys.argv[1:] if args is None else args))
         with _redacting("--redact" in given):
-            code = self._exit_code(args, prog_name, complete_var, windows_expand_args, extra)
+            code = self._exit_code(given, prog_name, complete_var, windows_expand_args, extra)
         if standalone_mode:
             sys.exit(code)
         return code
@@ -86,6 +98,9 @@ class ReconcileGroup(TyperGroup):
             return _interrupted(cancel)
         except typer.Exit as stop:
             return stop.exit_code
+        except BrokenPipeError:  # `reconcile plan ... | head`: the reader has gone
+            _quiet_broken_pipe()
+            return EXIT_ERROR
         return result if isinstance(result, int) else 0
 
     def invoke(self, ctx: Any) -> Any:
@@ -95,11 +110,31 @@ class ReconcileGroup(TyperGroup):
             raise
         except (KeyboardInterrupt, asyncio.CancelledError):
             raise typer.Abort from None  # typer would exit 130 whatever was written
+        except BrokenPipeError:
+            raise
         except ReconcileError as error:
             _print_error(str(error))
         except Exception as error:
             _print_error(_unexpected(error, debug=bool(ctx.params.get("debug"))))
         raise typer.Exit(EXIT_ERROR)
+
+
+GLOBAL_FLAGS = ("--debug",)  # options of `reconcile` itself, accepted after the command too
+
+
+def _global_flags_first(args: list[str]) -> list[str]:
+    """`reconcile plan --debug x` as `reconcile --debug plan x` (not after `--`)."""
+    end = args.index("--") if "--" in args else len(args)
+    found = [arg for arg in args[:end] if arg in GLOBAL_FLAGS]
+    rest = [arg for arg in args[:end] if arg not in GLOBAL_FLAGS]
+    return [*dict.fromkeys(found), *rest, *args[end:]]
+
+
+def _quiet_broken_pipe() -> None:
+    """Nothing more can be printed; stop Python from complaining at exit as well."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _interrupted(cancel: Cancellation) -> int:
@@ -153,17 +188,44 @@ def _redacting(active: bool) -> Iterator[None]:
         _REDACTING.reset(token)
 
 
+def _flags_take_no_value() -> None:
+    """Typer's help shows a flag's Python type (`--sandbox <bool>`, `--help <bool>`); a
+    flag takes no value, so nothing is shown after it."""
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_take_no_value()
 app = typer.Typer(
     cls=ReconcileGroup,
     help="Keep an email audience equal to YAML manifests: plan, review, apply.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion and --show-completion [bash|zsh|fish|powershell]
 )
 # No emoji or highlighting: manifest text like ':x:' is printed as written.
 out = Console(highlight=False, soft_wrap=True, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 T = TypeVar("T")
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        out.print(f"reconcile {version()}")
+        raise typer.Exit(0)
+
+
+def version() -> str:
+    """The installed distribution's version, whatever it is named on the package index."""
+    names = importlib.metadata.packages_distributions().get("reconcile", [])
+    for name in names:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            return importlib.metadata.version(name)
+    return "unknown (not installed)"
 
 
 @app.callback()
@@ -172,24 +234,43 @@ def main(
         bool,
         typer.Option(
             "--debug",
-            help="log every HTTP request and answer to stderr (credentials redacted, no bodies)",
+            help="log every HTTP request and answer to stderr (credentials redacted, no "
+            "bodies); also accepted after the command",
+        ),
+    ] = False,
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
         ),
     ] = False,
 ) -> None:
     """Keep an email audience equal to YAML manifests: plan, review, apply."""
     trace = logging.getLogger("reconcile.http")
-    trace.handlers = [RichHandler(console=err, show_path=False, markup=False)] if debug else []
+    trace.handlers = [_debug_handler()] if debug else []
     trace.setLevel(logging.DEBUG if debug else logging.WARNING)
     trace.propagate = False
 
 
-REPORT_LIMIT = 50  # outcomes listed one by one; the counts cover all
+def _debug_handler() -> logging.Handler:
+    """On a terminal, rich lines; elsewhere (a CI log, a file) one plain line a record,
+    never wrapped, so each can be searched and parsed."""
+    if err.is_terminal:
+        return RichHandler(console=err, show_path=False, markup=False)
+    plain = logging.StreamHandler(sys.stderr)
+    plain.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    return plain
 
 
 class Format(StrEnum):
     TEXT = "text"
     JSON = "json"
     MARKDOWN = "markdown"
+
+
+class ReportFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
 
 
 def _readable_paths(paths: list[Path] | None) -> list[Path] | None:
@@ -342,6 +423,14 @@ def apply(
         typer.Option("--plan", help="apply this saved plan exactly", callback=_readable_file),
     ] = None,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="do not ask")] = False,
+    output_format: Annotated[
+        ReportFormat,
+        typer.Option(
+            "--format",
+            help="text: each outcome (problems first) and the totals; json: the apply report "
+            "on stdout (the plan, if any, on stderr)",
+        ),
+    ] = ReportFormat.TEXT,
     sandbox: SandboxOpt = False,
     force: ForceOpt = False,
     strict: StrictOpt = False,
@@ -354,22 +443,46 @@ def apply(
     if bool(paths) == bool(plan_file):
         err.print("[bold red]Error:[/] give manifest PATHs or --plan FILE (one of the two)")
         raise typer.Exit(EXIT_ERROR)
-    report: ApplyReport | None
+    applied: Applied | None
     if plan_file is not None:
         saved = _apply_saved(plan_file, sandbox, force, strict, mode, cancel=cancel)
-        report = _await(saved, cancel)
+        applied = _await(saved, cancel)
     else:
         work = _plan_and_apply(
-            paths or [], auto_approve, sandbox, force, mode, cancel=cancel, strict=strict
+            paths or [],
+            auto_approve=auto_approve,
+            sandbox=sandbox,
+            force=force,
+            mode=mode,
+            shown_on=err if output_format is ReportFormat.JSON else out,
+            cancel=cancel,
+            strict=strict,
         )
-        report = _await(work, cancel)
-    if report is None:
+        applied = _await(work, cancel)
+    if applied is None:
         return
-    _show_report(report)
-    if report.interrupted and not cancel.wrote:  # Ctrl-C before any write went out
+    _show_report(applied, output_format)
+    if applied.interrupted and not cancel.wrote:  # Ctrl-C before any write went out
         raise typer.Exit(EXIT_INTERRUPTED)
-    if not report.ok:
+    if applied.count(FAILED) or applied.count(SKIPPED):
         raise typer.Exit(EXIT_ERROR)
+
+
+def _saved_plan(plan_file: Path) -> Plan:
+    try:
+        text = plan_file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ReconcileError(f"{plan_file}: cannot read the plan ({error.strerror})") from None
+    return Plan.loads(text, str(plan_file))
+
+
+async def _applied(plan: Plan, provider: Provider, live: State | None, force: bool) -> Applied:
+    """Apply `plan`, timed and counted, as the report shows it."""
+    before, started = provider.stats().requests, time.monotonic()
+    report = await engine.apply_plan(plan, provider, live, force=force)
+    outcomes = [Outcome(o.address, o.status.value, o.message) for o in report.outcomes]
+    calls = provider.stats().requests - before
+    return Applied(plan, outcomes, report.interrupted, calls, time.monotonic() - started)
 
 
 async def _apply_saved(
@@ -380,12 +493,8 @@ async def _apply_saved(
     mode: ProgressMode,
     *,
     cancel: Cancellation,
-) -> ApplyReport:
-    try:
-        text = plan_file.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ReconcileError(f"{plan_file}: cannot read the plan ({error.strerror})") from None
-    saved = Plan.loads(text, str(plan_file))
+) -> Applied:
+    saved = _saved_plan(plan_file)
     saved.raise_if_warned(strict)
     try:
         config = engine.provider_config(saved.provider, saved.provider_options)
@@ -395,25 +504,26 @@ async def _apply_saved(
         engine.open_provider(config, engine.ConnectTo(sandbox), cancel) as provider,
         watching(err, mode, "Checking and applying", provider.stats),
     ):
-        return await engine.apply_plan(saved, provider, force=force)
+        return await _applied(saved, provider, None, force)
 
 
 async def _plan_and_apply(
     paths: list[Path],
+    *,
     auto_approve: bool,
     sandbox: bool,
     force: bool,
     mode: ProgressMode,
-    *,
+    shown_on: Console,
     cancel: Cancellation,
     strict: bool,
-) -> ApplyReport | None:
+) -> Applied | None:
     manifest = _validated(paths)
     where = engine.ConnectTo(sandbox)
     async with engine.open_provider(manifest.provider, where, cancel) as provider:
         async with watching(err, mode, "Reading the account", provider.stats):
             made, live = await engine.make_plan(manifest, provider)
-        render_text(_displayed(made), out)
+        render_text(_displayed(made), shown_on)
         made.raise_if_warned(strict)
         if made.is_empty:
             return None
@@ -422,7 +532,7 @@ async def _plan_and_apply(
             return None
         total = made.estimate.api_calls if made.estimate else None
         async with watching(err, mode, "Applying", provider.stats, total):
-            return await engine.apply_plan(made, provider, live, force=force)
+            return await _applied(made, provider, live, force)
 
 
 def _confirmed() -> bool:
@@ -438,6 +548,18 @@ def _confirmed() -> bool:
         err.print("Apply cancelled; nothing was changed.")
         return False
     return True
+
+
+@app.command()
+def show(
+    plan_file: Annotated[Path, typer.Argument(help="a plan saved by plan --out")],
+    *,
+    output_format: Annotated[Format, typer.Option("--format")] = Format.TEXT,
+    redact_output: RedactOpt = False,
+) -> None:
+    """Print a saved plan exactly as plan printed it (for the apply job's log and reviewers).
+    Offline: nothing is read from the account."""
+    _show(_displayed(_saved_plan(plan_file)), output_format)
 
 
 ProviderOpt = Annotated[
@@ -584,17 +706,15 @@ def _show(made: Plan, output_format: Format) -> None:
         render_text(made, out)
 
 
-def _show_report(report: ApplyReport) -> None:
-    problems = [o for o in report.outcomes if o.status is not OutcomeStatus.DONE]
-    for outcome in problems[:REPORT_LIMIT]:
-        shown = _reported(f"{outcome.address}: {outcome.message}")
-        err.print(f"  {outcome.status.value}: {_escape(shown)}")
-    if len(problems) > REPORT_LIMIT:
-        err.print(f"  ... and {len(problems) - REPORT_LIMIT:,} more not done")
-    done = report.count(OutcomeStatus.DONE)
-    failed = report.count(OutcomeStatus.FAILED)
-    skipped = report.count(OutcomeStatus.SKIPPED)
-    title = "Apply interrupted" if report.interrupted else "Apply complete"
-    out.print(f"{title}: {done} done, {failed} failed, {skipped} skipped.")
-    if not report.ok:
+def _show_report(applied: Applied, output_format: ReportFormat) -> None:
+    """Each outcome, problems first (on stderr) and then what was done (on stdout), capped
+    like a plan's detail, and the totals; or the JSON report."""
+    if output_format is ReportFormat.JSON:
+        sys.stdout.write(render_report_json(applied, _reported))
+        return
+    for problem, line in text_lines(applied, _reported):
+        (err if problem else out).print(_escape(line))
+    for line in summary(applied):
+        out.print(_escape(line))
+    if applied.count(FAILED) or applied.count(SKIPPED):
         err.print("Some changes did not apply; fix the cause and run apply again to finish.")

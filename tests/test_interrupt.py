@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from reconcile import cli
 from reconcile.cli import EXIT_INTERRUPTED
-from reconcile.providers.base import ApplyReport
+from reconcile.render.report import Applied
 from reconcile.providers.mailjet.emulator.app import MailjetEmulator, create_mailjet_emulator
 from reconcile.sandbox.common import Fault
 from tests.support import served
@@ -234,7 +234,7 @@ def test_a_ctrl_c_while_the_report_prints_never_claims_nothing_was_changed(
     # made it exit 130 ("interrupted before any write") although every write had landed.
     emulator, credentials = renaming_account(tmp_path, UNPACED)
 
-    def interrupted(report: ApplyReport) -> None:
+    def interrupted(applied: Applied, output_format: object) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "_show_report", interrupted)

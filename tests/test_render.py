@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 from dataclasses import replace
 
 import pytest
@@ -53,8 +54,8 @@ def test_text_at_scale_groups_first_and_caps_detail() -> None:
 
     assert text.index("membership of news") < text.index("+ contact:person0@example.com")
     assert "membership of product" in text
-    assert "... and 59,800 more changes (all of them: --format json)" in text
-    assert "... and 4,800 more warnings" in text
+    assert "... 200 of 60,000 changes shown; all of them: reconcile show PLAN --format json" in text
+    assert "... 200 of 5,000 warnings shown" in text
     assert "Plan: 60000 to create, 0 to update, 0 to delete." in text
     assert "Apply will make about 66 API calls" in text
     assert len(text.splitlines()) < 1100  # bounded whatever the plan size
@@ -65,8 +66,12 @@ def test_markdown_stays_under_the_comment_limit_and_says_what_it_left_out() -> N
 
     assert len(markdown) <= MAX_CHARS
     assert markdown.index("| contact | 20,000 | 0 | 0 |") < markdown.index("<details>")
-    assert "more changes (all of them: `plan --format json`)" in markdown
-    assert "more warnings" in markdown
+    shown = re.search(
+        r"\.\.\. ([\d,]+) of 60,000 changes shown; all of them: reconcile show", markdown
+    )
+    assert shown is not None
+    assert int(shown.group(1).replace(",", "")) == 200  # as many as text shows, when they fit
+    assert "of 5,000 warnings shown" in markdown
 
 
 def test_small_plans_show_every_change() -> None:

@@ -11,6 +11,7 @@ from reconcile.render.summary import (
     destructive_banner,
     effect_counts,
     grouped_counts,
+    shown_of,
 )
 from reconcile.render.text import FLAG_NOTES, SYMBOLS, summary_line
 
@@ -40,12 +41,13 @@ def render_markdown(plan: Plan) -> str:
         head += [plan.estimate.describe(), ""]
     body = "\n".join(head)
     budget = MAX_CHARS - _RESERVED - len(body)
-    details, shown = _details(plan.changes[:DETAIL_LIMIT], budget // 2)
+    # Warnings keep at most a quarter of the room; the changes get the rest.
+    warnings_room = min(sum(len(w) + 3 for w in plan.warnings), budget // 4)
+    details, shown = _details(plan.changes[:DETAIL_LIMIT], budget - warnings_room)
     warnings, warned = _bullets(plan.warnings, budget - len(details))
     parts = [body, "<details><summary>Changes</summary>", "", "```diff", details, "```"]
     if shown < len(plan.changes):
-        left = len(plan.changes) - shown
-        parts.append(f"... and {left:,} more changes (all of them: `plan --format json`)")
+        parts.append(f"... {shown_of(shown, len(plan.changes))}")
     parts += ["", "</details>"]
     if plan.warnings:
         parts += ["", *_warnings_section(plan, warnings, warned)]
@@ -55,7 +57,7 @@ def render_markdown(plan: Plan) -> str:
 def _warnings_section(plan: Plan, bullets: str, shown: int) -> list[str]:
     section = ["**Warnings**", "", bullets]
     if shown < len(plan.warnings):
-        section.append(f"- ... and {len(plan.warnings) - shown:,} more warnings")
+        section.append(f"- ... {shown_of(shown, len(plan.warnings), 'warnings')}")
     return section
 
 

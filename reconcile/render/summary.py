@@ -8,6 +8,12 @@ from reconcile.diff import DESTRUCTIVE, Effect, ResourceType
 from reconcile.plan import Plan
 
 DETAIL_LIMIT = 200  # changes shown field by field in text and markdown; JSON has all
+SEE_ALL = "all of them: reconcile show PLAN --format json, for a plan saved with --out PLAN"
+
+
+def shown_of(shown: int, total: int, what: str = "changes") -> str:
+    """The line a capped plan ends its detail with: exactly how many, and where the rest is."""
+    return f"{shown:,} of {total:,} {what} shown; {SEE_ALL}"
 
 
 def grouped_counts(plan: Plan) -> list[tuple[str, int, int, int]]:

@@ -13,6 +13,7 @@ from reconcile.render.summary import (
     destructive_banner,
     effect_counts,
     grouped_counts,
+    shown_of,
 )
 
 SYMBOLS = {
@@ -71,17 +72,16 @@ def render_text(plan: Plan, console: Console) -> None:
             console.print(Text(f"      ! {FLAG_NOTES[flag]}", "magenta"))
         for name, value in field_lines(change):
             console.print(Text(f"      {name}: ", colour) + Text(value))
-    left_out = len(plan.changes) - DETAIL_LIMIT
-    if left_out > 0:
-        console.print(Text(f"  ... and {left_out:,} more changes (all of them: --format json)"))
+    if len(plan.changes) > DETAIL_LIMIT:
+        console.print(Text(f"  ... {shown_of(DETAIL_LIMIT, len(plan.changes))}"))
     if plan.warnings:
         console.print()
         console.print(Text("Warnings:", "bold yellow"))
         for warning in plan.warnings[:DETAIL_LIMIT]:
             console.print(Text(f"  ! {warning}", "yellow"))
         if len(plan.warnings) > DETAIL_LIMIT:
-            more = len(plan.warnings) - DETAIL_LIMIT
-            console.print(Text(f"  ... and {more:,} more warnings (all of them: --format json)"))
+            more = shown_of(DETAIL_LIMIT, len(plan.warnings), "warnings")
+            console.print(Text(f"  ... {more}", "yellow"))
     if not plan.is_empty:
         console.print()
         console.print(Text(summary_line(plan), "bold"))
