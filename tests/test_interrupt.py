@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from reconcile import cli
 from reconcile.cli import EXIT_INTERRUPTED
-from reconcile.render.report import Applied
 from reconcile.providers.mailjet.emulator.app import MailjetEmulator, create_mailjet_emulator
+from reconcile.render.report import Applied
 from reconcile.sandbox.common import Fault
 from tests.support import served
 
