@@ -46,6 +46,7 @@ from reconcile.render.report import (
 )
 from reconcile.render.text import render_text
 from reconcile.sandbox.runtime import SANDBOX_DIR, serve, state_file
+from reconcile.targeting import Targeting
 
 EXIT_ERROR, EXIT_CHANGES, EXIT_INTERRUPTED = 1, 2, 130
 _REDACTING: ContextVar[bool] = ContextVar("redacting", default=False)
@@ -307,6 +308,18 @@ StrictOpt = Annotated[
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="no progress bars or progress log lines")
 ]
+TargetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--target",
+        help="plan only changes whose address matches this glob (list:news, "
+        "contact:*@acme.com, membership:news/*), and what they need; repeatable",
+    ),
+]
+ExcludeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--exclude", help="leave out changes whose address matches this glob; repeatable"),
+]
 ForceOpt = Annotated[
     bool,
     typer.Option(
@@ -379,6 +392,8 @@ def plan(
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="exit 2 when there are changes")
     ] = False,
+    target: TargetOpt = None,
+    exclude: ExcludeOpt = None,
     sandbox: SandboxOpt = False,
     force: ForceOpt = False,
     strict: StrictOpt = False,
@@ -386,6 +401,7 @@ def plan(
     quiet: QuietOpt = False,
 ) -> None:
     """Read the live account, compare it with the manifests, print the changes."""
+    targeting = Targeting(tuple(target or ()), tuple(exclude or ()))
     mode = choose_mode(err, quiet)
     cancel = _cancellation(ctx)
     if out_file is not None:
@@ -396,7 +412,7 @@ def plan(
         where = engine.ConnectTo(sandbox)
         async with engine.open_provider(manifest.provider, where, cancel) as provider:
             async with watching(err, mode, "Reading the account", provider.stats):
-                made, _live = await engine.make_plan(manifest, provider)
+                made, _live = await engine.make_plan(manifest, provider, targeting)
             return made
 
     made = _await(work(), cancel)
@@ -431,6 +447,8 @@ def apply(
             "on stdout (the plan, if any, on stderr)",
         ),
     ] = ReportFormat.TEXT,
+    target: TargetOpt = None,
+    exclude: ExcludeOpt = None,
     sandbox: SandboxOpt = False,
     force: ForceOpt = False,
     strict: StrictOpt = False,
@@ -438,10 +456,17 @@ def apply(
     quiet: QuietOpt = False,
 ) -> None:
     """Plan and apply (after confirmation), or apply a saved plan if it is still current."""
+    targeting = Targeting(tuple(target or ()), tuple(exclude or ()))
     mode = choose_mode(err, quiet)
     cancel = _cancellation(ctx)
     if bool(paths) == bool(plan_file):
         err.print("[bold red]Error:[/] give manifest PATHs or --plan FILE (one of the two)")
+        raise typer.Exit(EXIT_ERROR)
+    if plan_file is not None and targeting.partial:
+        err.print(
+            "[bold red]Error:[/] --target/--exclude choose what a plan holds: give them to "
+            "plan (a saved partial plan records them), not to apply --plan"
+        )
         raise typer.Exit(EXIT_ERROR)
     applied: Applied | None
     if plan_file is not None:
@@ -457,6 +482,7 @@ def apply(
             shown_on=err if output_format is ReportFormat.JSON else out,
             cancel=cancel,
             strict=strict,
+            targeting=targeting,
         )
         applied = _await(work, cancel)
     if applied is None:
@@ -517,12 +543,13 @@ async def _plan_and_apply(
     shown_on: Console,
     cancel: Cancellation,
     strict: bool,
+    targeting: Targeting,
 ) -> Applied | None:
     manifest = _validated(paths)
     where = engine.ConnectTo(sandbox)
     async with engine.open_provider(manifest.provider, where, cancel) as provider:
         async with watching(err, mode, "Reading the account", provider.stats):
-            made, live = await engine.make_plan(manifest, provider)
+            made, live = await engine.make_plan(manifest, provider, targeting)
         render_text(_displayed(made), shown_on)
         made.raise_if_warned(strict)
         if made.is_empty:

@@ -21,6 +21,7 @@ from reconcile.providers.registry import Connection, ProviderOptions
 from reconcile.prune import apply_policy, protection_conflicts
 from reconcile.sandbox.runtime import SANDBOX_DIR, in_process_sandbox
 from reconcile.settings import NetworkSettings
+from reconcile.targeting import Targeting, targeted, unmatched
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,12 @@ async def open_provider(
             await provider.aclose()
 
 
-async def make_plan(manifest: Manifest, provider: Provider) -> tuple[Plan, State]:
+async def make_plan(
+    manifest: Manifest, provider: Provider, targeting: Targeting | None = None
+) -> tuple[Plan, State]:
+    """The plan for `manifest` against what `provider` reads; with `targeting`, only the
+    changes it picks and what they need (a partial plan, which says so)."""
+    targeting = targeting or Targeting()
     scope = manifest.read_scope()
     live = await provider.read_against(manifest.desired, scope)
     compared = diff_states(manifest.desired, live)
@@ -82,9 +88,14 @@ async def make_plan(manifest: Manifest, provider: Provider) -> tuple[Plan, State
         raise ManifestError(
             [manifest.issue(finding.ref, finding.message) for finding in result.errors]
         )
-    changes, vetoed = provider.review(result.changes, live)
+    reviewed, vetoed = provider.review(result.changes, live)
+    changes, left_out = targeted(reviewed, targeting)
     options = manifest.provider.model_dump(exclude={"type"})
-    warnings = [str(w) for w in (*result.warnings, *vetoed)]
+    warnings = [str(w) for w in (*result.warnings, *vetoed, *left_out)]
+    warnings += [
+        f"{pattern}: matches no change of this plan (a typo targets nothing)"
+        for pattern in unmatched(reviewed, targeting)
+    ]
     pace = registry.plugin(manifest.provider.type).write_pace(manifest.provider)
     estimate = Estimate(provider.estimate_calls(changes, live), pace)
     made = Plan.build(
@@ -98,6 +109,7 @@ async def make_plan(manifest: Manifest, provider: Provider) -> tuple[Plan, State
         live=live,
         account=provider.account(live),
         target=provider.target(live),
+        partial=targeting.to_json() if targeting.partial else {},
     )
     return made, live
 

@@ -100,6 +100,7 @@ class Plan:
     live_counts: Mapping[str, int] = field(default_factory=dict)  # per type, as read
     account: Mapping[str, str] = field(default_factory=dict)  # public identity, never a secret
     target: str = ""  # what the provider resolved the account to, for people (Provider.target)
+    partial: Mapping[str, list[str]] = field(default_factory=dict)  # --target/--exclude used
 
     @classmethod
     def build(
@@ -115,6 +116,7 @@ class Plan:
         live: State | None = None,
         account: Mapping[str, str] | None = None,
         target: str = "",
+        partial: Mapping[str, list[str]] | None = None,
     ) -> Plan:
         return cls(
             provider,
@@ -127,6 +129,22 @@ class Plan:
             live_counts(live) if live is not None else {},
             dict(account or {}),
             target,
+            dict(partial or {}),
+        )
+
+    @property
+    def partial_note(self) -> str:
+        """`Partial plan (--target list:news): ...`, or "" for a whole plan."""
+        if not self.partial:
+            return ""
+        given = [
+            f"--{option} {pattern}"
+            for option in ("target", "exclude")
+            for pattern in self.partial.get(option, [])
+        ]
+        return (
+            f"Partial plan ({', '.join(given)}): only the matching changes and what they "
+            "need; the rest of the manifest is not planned."
         )
 
     @property
@@ -213,6 +231,7 @@ class Plan:
             "provider": self.provider,
             "account": dict(self.account),
             **({"target": self.target} if self.target else {}),
+            **({"partial": dict(self.partial)} if self.partial else {}),
             "summary": self.summary(),
             "changes": [change_to_json(c) for c in self.changes],
             "warnings": list(self.warnings),
@@ -265,6 +284,7 @@ class Plan:
             live_counts={k: int(v) for k, v in raw.safety.get("live_counts", {}).items()},
             account=raw.account,
             target=raw.target,
+            partial=raw.partial,
         )
 
 
@@ -292,6 +312,7 @@ class PlanFile(BaseModel):
     provider: str
     account: dict[str, str] = {}
     target: str = ""
+    partial: dict[str, list[str]] = {}
     changes: list[ChangeFile]
     warnings: list[str] = []
     scope: dict[str, Any] = {}

@@ -22,6 +22,8 @@ _RESERVED = 2_000  # room for the closing lines, warnings header and the cut not
 def render_markdown(plan: Plan) -> str:
     on = f"{plan.provider}: {plan.target}" if plan.target else plan.provider
     head = [f"### reconcile plan ({on})", ""]
+    if plan.partial_note:
+        head += [f"> **{plan.partial_note}**", ""]
     if plan.is_empty:
         head += ["No changes: the account matches the manifest.", ""]
         if not plan.warnings:

@@ -97,8 +97,7 @@ def summary(applied: Applied) -> list[str]:
     title = "Apply interrupted" if applied.interrupted else "Apply complete"
     counts = totals(applied)
     lines = [
-        f"{title}: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} "
-        "skipped.",
+        f"{title}: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped.",
         f"{applied.api_calls:,} API calls in {applied.seconds:.1f} s.",
     ]
     effects = effect_totals(report_lines(applied))

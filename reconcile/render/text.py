@@ -58,6 +58,9 @@ def render_text(plan: Plan, console: Console) -> None:
             Text(f"reconcile will make these changes on {plan.provider}{plan.target_note}:", "bold")
         )
         console.print()
+    if plan.partial_note:
+        console.print(Text(plan.partial_note, "bold yellow"))
+        console.print()
     if len(plan.changes) > DETAIL_LIMIT:
         _print_groups(plan, console)
     for change in plan.changes[:DETAIL_LIMIT]:
