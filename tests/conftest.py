@@ -4,6 +4,7 @@ only them (e.g. `pytest -n 2 -m soak tests/reliability`)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -24,9 +25,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if item.get_closest_marker("soak") is None]
 
 
+QUICKSTART = Path(__file__).parent.parent / "examples" / "quickstart"
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh current directory (the sandbox keeps its state under it), fast retries."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RECONCILE_RETRY_WAIT", "0.01")
     return tmp_path
+
+
+@pytest.fixture
+def quickstart(workdir: Path) -> Path:
+    """`workdir` holding a copy of examples/quickstart as ./quickstart."""
+    shutil.copytree(QUICKSTART, workdir / "quickstart")
+    return workdir

@@ -19,16 +19,13 @@ from reconcile.plan import Plan
 from reconcile.render.report import Applied, Outcome, text_lines
 from tests.support import write_manifest
 
-QUICKSTART = Path(__file__).parent.parent / "examples" / "quickstart"
 RECONCILE = Path(sys.executable).parent / "reconcile"
 runner = CliRunner()
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    shutil.copytree(QUICKSTART, tmp_path / "quickstart")
-    return tmp_path
+def workdir(quickstart: Path) -> Path:
+    return quickstart
 
 
 def reconcile(*args: str) -> tuple[int, str, str]:

@@ -4,7 +4,6 @@ what is picked, what comes along, what a saved partial plan records."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,15 +11,12 @@ from typer.testing import CliRunner
 
 from reconcile.cli import app
 
-QUICKSTART = Path(__file__).parent.parent / "examples" / "quickstart"
 runner = CliRunner()
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    shutil.copytree(QUICKSTART, tmp_path / "quickstart")
-    return tmp_path
+def workdir(quickstart: Path) -> Path:
+    return quickstart
 
 
 def planned(*args: str) -> dict[str, object]:
