@@ -166,12 +166,34 @@ BAD: list[Bad] = [
     # --- control characters (a name is printed in plans, on terminals) ---------------
     Bad("escaped_control_char_name", 12, f"{C0}.name", CONTROL),
     # --- unknown and undeclared names ------------------------------------------------
-    Bad("unknown_contact_field", 12, f"{C0}.nmae", r"unknown field"),
+    Bad("unknown_contact_field", 12, f"{C0}.nmae", r"unknown field \(did you mean 'name'\?\)"),
     Bad("unknown_top_level_field", 2, "contact", r"unknown field"),
     Bad("undeclared_list", 12, f"{C0}.lists", r"list 'newsletter' is not declared"),
     # rich must not turn ':x:' into an emoji: the message names the list as written
     Bad("undeclared_list_markup", 12, f"{C0}.lists", r"list ':x:' is not declared"),
     Bad("undeclared_property", 12, f"{C0}.properties.colour", r"'colour' is not declared"),
+    # --- did you mean (issue #14 item 10) --------------------------------------------
+    Bad("misspelled_list_name", 6, f"{C0}.lists", r"'newsleter' .*\(did you mean 'newsletter'\?\)"),
+    Bad("list_name_differs_in_case", 6, f"{C0}.lists", r"'news' .*\(did you mean 'News'\?\)"),
+    Bad(
+        "misspelled_property_name",
+        6,
+        f"{C0}.properties.departement",
+        r"not declared under properties: \(did you mean 'department'\?\)",
+    ),
+    Bad("misspelled_top_level_key", 2, "propertes", r"unknown field \(did you mean 'properties'"),
+    Bad(
+        "misspelled_provider_option",
+        1,
+        "provider.requests_per_minte",
+        r"unknown field \(did you mean 'requests_per_minute'\?\)",
+    ),
+    Bad(
+        "misspelled_contact_field",
+        4,
+        f"{C0}.exluded_from_campaigns",
+        r"unknown field \(did you mean 'excluded_from_campaigns'\?\)",
+    ),
     Bad("missing_email", 11, f"{C0}.email", r"Field required"),
     Bad("unknown_property_type", 3, "properties.seats.type", r"got 'integer'"),
     Bad("unknown_namespace", 3, "properties.seats.namespace", r"got 'global'"),
@@ -240,7 +262,28 @@ BAD: list[Bad] = [
     Bad("csv_unknown_column", 1, "", r"unknown column\(s\) \['colour'\]", csv=True),
     Bad("csv_no_email_column", 1, "", r"no email column", csv=True),
     Bad("csv_empty_file", 1, "", r"no email column", csv=True),
-    Bad("csv_semicolon_delimited", 1, "", r"unknown column", csv=True),
+    Bad(
+        "csv_ambiguous_delimiter",
+        1,
+        "",
+        r"cannot tell whether columns are separated by commas or semicolons",
+        csv=True,
+    ),
+    Bad("csv_misspelled_column", 1, "", r"\['Lsts'\] \(did you mean 'lists'\?\)", csv=True),
+    Bad(
+        "csv_naive_datetime",
+        3,
+        "properties.since",
+        r"'2026-01-02 03:04:05' has no time zone: .*timezone: Europe/Paris",
+        csv=True,
+    ),
+    Bad("csv_time_in_dst_gap", 2, "properties.since", r"does not exist in Europe/Paris", csv=True),
+    Bad(
+        "csv_unknown_timezone",
+        4,
+        "contacts_from.timezone",
+        r"unknown time zone 'Europe/Pariss'.*\(did you mean 'Europe/Paris'\?\)",
+    ),
     Bad("csv_duplicate_column", 1, "", r"(?i)duplicate|more than once|twice", csv=True),
     Bad("csv_bad_email", 3, "email", r"'bob\(at\)example\.com' is not a valid email", csv=True),
     Bad("csv_blank_email", 2, "email", r"'' is not a valid email", csv=True),
@@ -271,6 +314,7 @@ OK: dict[str, tuple[int, int]] = {
     "ok_anchors_aliases": (4, 4),
     "ok_omap": (0, 0),
     "ok_csv_unusual": (3, 2),
+    "ok_csv_spreadsheet": (2, 1),  # ` Email `, `;`, CRLF, a BOM, a timezone for local times
     "ok_reused_anchor": (1, 2),  # YAML lets an anchor be defined again: no warning either
 }
 UNUSUAL_EMAILS = [
@@ -335,7 +379,8 @@ def test_the_corpus_is_complete_and_small() -> None:
     assert names == expected, f"not in the tables: {names - expected}; no file: {expected - names}"
     assert len(BAD) >= 45
     csv_files = {path.stem for path in CORPUS.iterdir() if path.suffix == ".csv"}
-    assert csv_files == {bad.case for bad in BAD if bad.csv} | {"ok_csv_unusual"}
+    csv_cases = {bad.case for bad in BAD if bad.csv} | {"csv_unknown_timezone"}
+    assert csv_files == csv_cases | {"ok_csv_unusual", "ok_csv_spreadsheet"}
     assert all(path.stat().st_size < 4096 for path in CORPUS.iterdir())
 
 

@@ -3,6 +3,11 @@
 Columns: email (required), name, excluded_from_campaigns (true/false), lists
 (`;`-separated names, each optionally `name:unsubscribed`), properties (a JSON object,
 so values keep their types). An empty cell leaves that field unmanaged.
+
+Read as spreadsheets write them: column names in any case and with spaces around them
+(` Email `), separated by commas, semicolons or tabs (told from the header). A datetime
+value without an offset is a local time: refused, unless the source names its zone
+(`contacts_from: {path: people.csv, timezone: Europe/Paris}`).
 """
 
 from __future__ import annotations
@@ -12,19 +17,24 @@ import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
 from reconcile.errors import ManifestError, ManifestIssue, SourceLocation
 from reconcile.manifest.paths import validation_messages
 from reconcile.manifest.schema import ContactSpec
+from reconcile.manifest.suggest import did_you_mean
+from reconcile.model import ValueTypeError
 
 COLUMNS = ("email", "name", "excluded_from_campaigns", "lists", "properties")
 MAX_CELL = 1_000_000
 MAX_FILE_CHARS = 256 * 1024 * 1024
 STATUSES = ("subscribed", "unsubscribed")
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,45 +43,83 @@ class CsvRow:
 
     path: Path
     line: int
+    zone: ZoneInfo | None = None  # the source's `timezone:`, for times without an offset
 
     label: str = ""
 
     def location(self, _loc: Sequence[str | int] = ()) -> SourceLocation:
         return SourceLocation(str(self.path), self.line)
 
+    def zoned(self, value: object) -> object:
+        """A datetime property's value as written in this row, with its offset: a time
+        written without one is in the source's zone, or an error when it names none (a
+        spreadsheet's local time is never taken for UTC). A bare date is a date (midnight
+        UTC, as in YAML)."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        try:
+            date.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            return value
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return value  # not a datetime: the type check says so
+        if moment.tzinfo is not None:
+            return value
+        if self.zone is None:
+            raise ValueTypeError(
+                f"{text[:60]!r} has no time zone: write its offset (e.g. "
+                f"{moment.strftime('%Y-%m-%dT%H:%M:%S')}Z or +01:00), or give the CSV "
+                f"its zone: contacts_from: {{path: {self.path.name}, timezone: Europe/Paris}}"
+            )
+        return _local(moment, self.zone)
+
+
+def _local(moment: datetime, zone: ZoneInfo) -> str:
+    """A wall-clock time in `zone`, which must name one moment (not in a DST gap or fold)."""
+    first = moment.replace(tzinfo=zone, fold=0)
+    second = moment.replace(tzinfo=zone, fold=1)
+    shown = moment.isoformat(sep=" ")
+    try:
+        back = first.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
+    except OverflowError:
+        raise ValueTypeError("the datetime is out of range once converted to UTC") from None
+    if back != moment:
+        raise ValueTypeError(f"{shown} does not exist in {zone.key} (clocks go forward then)")
+    if first.utcoffset() != second.utcoffset():
+        raise ValueTypeError(
+            f"{shown} happens twice in {zone.key} (clocks go back then): write its offset"
+        )
+    return first.isoformat()
+
 
 def read_contacts_csv(
-    path: Path, issues: list[ManifestIssue]
+    path: Path, issues: list[ManifestIssue], zone: ZoneInfo | None = None
 ) -> Iterator[tuple[CsvRow, ContactSpec]]:
     """Every valid row as a ContactSpec, one at a time (a big file is never held as specs);
-    the problems of bad rows are appended to `issues`."""
-    text = _text(path)
-    if "\x00" in text:
-        line = text[: text.index("\x00")].count("\n") + 1
-        raise _error(path, line, "", "contains a NUL byte (a control character)")
-    csv.field_size_limit(MAX_FILE_CHARS)  # cells are limited below, with their column named
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    the problems of bad rows (and of the file, which then gives no row) are appended to
+    `issues`."""
     try:
-        header = reader.fieldnames or []
-    except csv.Error as error:
-        raise _error(path, 1, "", f"not a CSV header: {error}") from None
-    unknown = [name for name in header if name not in COLUMNS]
-    repeated = sorted({name for name in header if header.count(name) > 1})
-    if "email" not in header or unknown or repeated:
-        what = (
-            f"column(s) {repeated} appear more than once"
-            if repeated
-            else f"unknown column(s) {unknown}"
-            if unknown
-            else "no email column"
-        )
-        raise _error(path, 1, "", f"{what}; columns are {', '.join(COLUMNS)}")
-    line = 1
-    records = iter(reader)
+        text = _text(path)
+        if "\x00" in text:
+            line = text[: text.index("\x00")].count("\n") + 1
+            raise _error(path, line, "", "contains a NUL byte (a control character)")
+        csv.field_size_limit(MAX_FILE_CHARS)  # cells are limited below, with their column named
+        delimiter = sniff_delimiter(path, text)
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+        header = _header(path, reader)
+    except ManifestError as error:
+        issues.extend(error.issues)
+        return
+    line = reader.line_num
     while True:
-        row = CsvRow(path, line + 1)
+        row = CsvRow(path, line + 1, zone)
         try:
-            record = next(records)
+            cells = next(reader)
         except StopIteration:
             return
         except csv.Error as error:
@@ -79,8 +127,11 @@ def read_contacts_csv(
             issues.append(ManifestIssue(row.location(), "", f"CSV syntax: {error} (a quote?)"))
             return
         line = reader.line_num
+        if not cells:
+            continue  # a blank line
+        data: dict[str, Any] = {}
         try:
-            data = _row_data(record)
+            data = _row_data(header, cells)
             spec = ContactSpec.model_validate(data)
         except ValidationError as error:
             issues.extend(
@@ -94,6 +145,55 @@ def read_contacts_csv(
         yield row, spec
 
 
+def sniff_delimiter(path: Path, text: str) -> str:
+    """The delimiter of a CSV file, told from its header: the one that makes an email
+    column of it. A header of one column (no delimiter in it) is read with commas."""
+    first = text.lstrip("\ufeff")
+    found: dict[str, list[str]] = {}
+    for delimiter in DELIMITERS:
+        try:
+            found[delimiter] = next(csv.reader(io.StringIO(first, newline=""), delimiter=delimiter))
+        except (csv.Error, StopIteration):
+            found[delimiter] = []
+    with_email = [d for d, names in found.items() if "email" in map(column_name, names)]
+    split = [d for d, names in found.items() if len(names) > 1]
+    if len(with_email) == 1 or (with_email and not split):
+        return with_email[0]
+    if len(with_email) > 1 or len(split) > 1:
+        named = " or ".join(f"{DELIMITERS[d]}s" for d in (with_email if with_email else split))
+        message = (
+            f"cannot tell whether columns are separated by {named}: "
+            "make the header use one of them (comma, semicolon or tab) and hold an email column"
+        )
+        raise _error(path, 1, "", message)
+    return split[0] if split else ","
+
+
+def column_name(written: str) -> str:
+    """A header cell as the column it names: `" Email "` is `email`."""
+    return written.strip().lower()
+
+
+def _header(path: Path, reader: Any) -> list[str]:
+    try:
+        written: list[str] = next(reader, [])
+    except csv.Error as error:
+        raise _error(path, 1, "", f"not a CSV header: {error}") from None
+    header = [column_name(name) for name in written]
+    unknown = [name.strip() for name in written if column_name(name) not in COLUMNS]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if "email" not in header or unknown or repeated:
+        if repeated:
+            what = f"column(s) {repeated} appear more than once (names ignore case)"
+        elif unknown:
+            hints = "".join(did_you_mean(name, COLUMNS) for name in unknown)
+            what = f"unknown column(s) {unknown}{hints}"
+        else:
+            what = "no email column"
+        raise _error(path, 1, "", f"{what}; columns are {', '.join(COLUMNS)}")
+    return header
+
+
 def _text(path: Path) -> str:
     try:
         raw = path.read_bytes()
@@ -105,9 +205,10 @@ def _text(path: Path) -> str:
         raise _error(path, raw[: error.start].count(b"\n") + 1, "", "not valid UTF-8") from None
 
 
-def _row_data(record: dict[str | Any, Any]) -> dict[str, Any]:
-    if None in record:
+def _row_data(header: list[str], cells: list[str]) -> dict[str, Any]:
+    if len(cells) > len(header):
         raise _CellError("", "more cells than columns")
+    record = dict(zip(header, cells, strict=False))
     data: dict[str, Any] = {"email": (record.get("email") or "")}
     for column in COLUMNS[1:]:
         cell = record.get(column) or ""

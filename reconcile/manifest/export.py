@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -440,7 +441,15 @@ def _update_manifest(
         raise ManifestError(
             [ManifestIssue(SourceLocation(str(path), 1), "", "not a manifest (a mapping)")]
         )
-    writes = {csv_path: update_csv(csv_path, fresh) for csv_path in _csv_sources(path, existing)}
+    datetimes = {
+        str(name)
+        for name, spec in document["properties"].items()
+        if isinstance(spec, Mapping) and spec.get("type") == PropertyType.DATETIME.value
+    }
+    writes = {
+        csv_path: update_csv(csv_path, fresh, zone, datetimes)
+        for csv_path, zone in _csv_sources(path, existing)
+    }
     declared = existing.get("provider")
     # Options are kept only for the provider exported: another provider's would point the
     # file (and its prune policies) at the account it was not read from.
@@ -480,13 +489,22 @@ def _read(path: Path) -> str:
         raise ExportError(f"{path}: cannot read it to update it ({error})") from None
 
 
-def _csv_sources(path: Path, document: CommentedMap) -> list[Path]:
+def _csv_sources(path: Path, document: CommentedMap) -> list[tuple[Path, ZoneInfo | None]]:
+    """The CSV files `contacts_from` names, each with its `timezone:`."""
     named = document.get("contacts_from")
-    names = [named] if isinstance(named, str) else named if isinstance(named, list) else []
-    sources = [path.parent / str(name) for name in names]
-    for source in sources:
+    items = named if isinstance(named, list) else [] if named is None else [named]
+    sources: list[tuple[Path, ZoneInfo | None]] = []
+    for item in items:
+        spec = item if isinstance(item, Mapping) else {"path": item}
+        source = path.parent / str(spec.get("path"))
         if not source.is_file():
             raise ExportError(f"{path}: contacts_from names {source}, which is not a file")
+        zone = spec.get("timezone")
+        try:
+            sources.append((source, None if zone is None else ZoneInfo(str(zone))))
+        except (ZoneInfoNotFoundError, ValueError):
+            message = f"{path}: contacts_from: unknown time zone {str(zone)[:60]!r}"
+            raise ExportError(f"{message} (reconcile validate)") from None
     return sources
 
 

@@ -1,20 +1,31 @@
 """Re-export into the CSV a manifest takes contacts from (`contacts_from: people.csv`): rows
-are updated where they are, in the columns and format the loader reads, rows of contacts
-gone from the account are removed. A cell that still means the live value is kept as
-written, so a re-export of an unchanged account leaves the file as it was."""
+are updated where they are, in the columns and format the loader reads (its delimiter, its
+header as written), rows of contacts gone from the account are removed. A cell that still
+means the live value is kept as written (a local time in the source's `timezone:` that is
+the live moment included), so a re-export of an unchanged account leaves the file as it
+was. Datetimes written are UTC (`...Z`), which read back with or without a timezone."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from reconcile.errors import ReconcileError
-from reconcile.manifest.csv_source import COLUMNS, MAX_CELL
-from reconcile.model import EXCLUDED, NAME, SubscriptionStatus, email_key
+from reconcile.errors import ManifestError, ReconcileError
+from reconcile.manifest.csv_source import COLUMNS, MAX_CELL, CsvRow, column_name, sniff_delimiter
+from reconcile.model import (
+    EXCLUDED,
+    NAME,
+    PropertyType,
+    SubscriptionStatus,
+    ValueTypeError,
+    email_key,
+    strict_value,
+)
 
 SUBSCRIBED = SubscriptionStatus.SUBSCRIBED.value
 Cells = dict[str, str]
@@ -24,51 +35,100 @@ class ExportError(ReconcileError):
     """Export would write something wrong or overwrite what it did not write."""
 
 
-def update_csv(path: Path, remaining: dict[str, Any]) -> str:
+def update_csv(
+    path: Path,
+    remaining: dict[str, Any],
+    zone: ZoneInfo | None = None,
+    datetimes: Collection[str] = (),
+) -> str:
     """The CSV at `path` with its rows brought to `remaining` (fresh entries by email key).
     The keys of the rows kept are taken out of `remaining`; a contact the CSV format cannot
-    carry (a name with outer spaces, a list name with `;` or `:`) is left there for YAML."""
+    carry (a name with outer spaces, a list name with `;` or `:`) is left there for YAML.
+    `zone` is the source's `timezone:`, `datetimes` the datetime properties: a cell that
+    names the live moment in local time is kept."""
     text = _read(path)
     bom = "\ufeff" if text.startswith("\ufeff") else ""
     body = text[len(bom) :]
-    reader = csv.DictReader(io.StringIO(body, newline=""), strict=True)
     try:
-        header = list(reader.fieldnames or [])
-        rows = list(reader)
+        delimiter = sniff_delimiter(path, body)
+    except ManifestError:
+        raise ExportError(f"{path}: cannot update it: fix it first (reconcile validate)") from None
+    reader = csv.reader(io.StringIO(body, newline=""), delimiter=delimiter, strict=True)
+    try:
+        written = next(reader, [])
+        records = [cells for cells in reader if cells]
     except csv.Error as error:
         raise ExportError(f"{path}: cannot update it: CSV syntax: {error}") from None
-    if "email" not in header or any(None in row for row in rows):
+    header = [column_name(name) for name in written]
+    if "email" not in header or any(len(cells) > len(header) for cells in records):
         raise ExportError(f"{path}: cannot update it: fix it first (reconcile validate)")
+    reading = _Reading(CsvRow(path, 0, zone), frozenset(datetimes))
     kept: list[Cells] = []
-    for row in rows:
+    for record in records:
+        row = dict(zip(header, record, strict=False))
         key = email_key(row.get("email") or "")
         entry = remaining.get(key)
-        cells = None if entry is None else _cells(row, entry)
+        cells = None if entry is None else _cells(row, entry, reading)
         if cells is not None:
             kept.append(cells)
             del remaining[key]
-    header += [c for c in COLUMNS if c not in header and any(cells.get(c) for cells in kept)]
-    return bom + _csv_text(header, kept, "\r\n" if "\r\n" in body else "\n")
+    added = [c for c in COLUMNS if c not in header and any(cells.get(c) for cells in kept)]
+    titles = dict(zip(header, written, strict=True)) | {c: c for c in added}
+    rows = [{titles[c]: value for c, value in cells.items() if c in titles} for cells in kept]
+    newline = "\r\n" if "\r\n" in body else "\n"
+    return bom + _csv_text([*written, *added], rows, newline, delimiter)
+
+
+class _Reading:
+    """How the loader reads the properties of this file's rows (its datetimes' zone)."""
+
+    def __init__(self, row: CsvRow, datetimes: frozenset[str]) -> None:
+        self.row = row
+        self.datetimes = datetimes
+
+    def values(self, cell: str) -> str:
+        """A properties cell as the loader reads it, canonical; "" when it cannot."""
+        if not cell.strip():
+            return _canonical({})
+        try:
+            values = json.loads(cell)
+        except ValueError:
+            return ""
+        if not isinstance(values, dict):
+            return ""
+        for name in self.datetimes & values.keys():
+            try:
+                values[name] = strict_value(PropertyType.DATETIME, self.row.zoned(values[name]))
+            except ValueTypeError:
+                return ""
+        return _canonical(values)
 
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_bytes().decode("utf-8")  # as written: CRLF stays CRLF
     except (OSError, UnicodeDecodeError) as error:
         raise ExportError(f"{path}: cannot read it to update it ({error})") from None
 
 
-def _csv_text(header: list[str], rows: list[Cells], newline: str) -> str:
+def _csv_text(header: list[str], rows: list[Cells], newline: str, delimiter: str = ",") -> str:
     buffer = io.StringIO(newline="")
     writer = csv.DictWriter(
-        buffer, fieldnames=header, lineterminator=newline, restval="", extrasaction="ignore"
+        buffer,
+        fieldnames=header,
+        lineterminator=newline,
+        restval="",
+        extrasaction="ignore",
+        delimiter=delimiter,
     )
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
 
 
-def _cells(row: Mapping[str, str | None], entry: Mapping[str, Any]) -> Cells | None:
+def _cells(
+    row: Mapping[str, str | None], entry: Mapping[str, Any], reading: _Reading
+) -> Cells | None:
     """The row updated to `entry`, or None when a CSV row cannot say what it holds."""
     cells = {column: value or "" for column, value in row.items()}
     name = str(entry.get(NAME, ""))
@@ -83,7 +143,7 @@ def _cells(row: Mapping[str, str | None], entry: Mapping[str, Any]) -> Cells | N
         cells["lists"] = ";".join(
             n if status == SUBSCRIBED else f"{n}:{status}" for n, status in lists.items()
         )
-    if _values_in(cells.get("properties", "")) != _canonical(values):
+    if reading.values(cells.get("properties", "")) != _canonical(values):
         cells["properties"] = json.dumps(values, ensure_ascii=False) if values else ""
     if any(len(cell) > MAX_CELL for cell in cells.values()):
         return None
@@ -118,15 +178,6 @@ def _lists_in(cell: str) -> dict[str, str]:
         name, _, status = item.strip().partition(":")
         found[name.strip()] = status.strip() or SUBSCRIBED
     return found
-
-
-def _values_in(cell: str) -> str:
-    if not cell.strip():
-        return _canonical({})
-    try:
-        return _canonical(json.loads(cell))
-    except ValueError:
-        return ""
 
 
 def _canonical(values: object) -> str:

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+from zoneinfo import ZoneInfo
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from reconcile.diff import Ref, ResourceType, list_ref, property_ref
 from reconcile.errors import ConfigError, ManifestError, ManifestIssue, SourceLocation
-from reconcile.manifest.csv_source import read_contacts_csv
+from reconcile.manifest.csv_source import CsvRow, read_contacts_csv
 from reconcile.manifest.emails import email_problem
-from reconcile.manifest.paths import field_name, path_of, validation_messages
+from reconcile.manifest.paths import data_path, field_name, path_of, validation_messages
 from reconcile.manifest.schema import (
     ContactSpec,
+    CsvSource,
+    CsvSourceSpec,
     ManifestDocument,
     MembershipSpec,
     ProtectSpec,
@@ -25,6 +28,7 @@ from reconcile.manifest.schema import (
     SafetySpec,
     document_model,
 )
+from reconcile.manifest.suggest import closest, did_you_mean
 from reconcile.manifest.yaml_source import YamlDocument, read_yaml
 from reconcile.model import (
     EXCLUDED,
@@ -182,25 +186,185 @@ def _unread(subdirectories: list[str]) -> str:
 
 
 def load_manifest(paths: Sequence[Path]) -> Manifest:
+    """Every problem of the manifest in one pass: each file's schema errors, then what the
+    valid rest of every file declares and references (undeclared lists and properties,
+    duplicates, CSV rows), without the errors that only follow from an earlier one (a list
+    whose definition is invalid is not also reported as undeclared where it is used)."""
     found = manifest_files(paths)
     files = found.files
-    documents = [read_yaml(path) for path in files]
-    parsed: list[tuple[YamlDocument, ManifestDocument]] = []
+    documents: list[YamlDocument] = []
     issues: list[ManifestIssue] = []
-    model = document_model(tuple(registry.option_models()))
-    for document in documents:
+    for path in files:
         try:
-            parsed.append((document, model.model_validate(document.data)))
-        except ValidationError as error:
-            issues.extend(_validation_issues(document, error))
+            documents.append(read_yaml(path))
+        except ManifestError as error:
+            issues.extend(error.issues)
     if issues:
+        # A file that cannot be read may declare what the others use: checking references
+        # without it would report names that are declared.
         raise ManifestError(issues)
+    model = document_model(tuple(registry.option_models()))
     builder = _Builder(files)
-    for document, manifest in parsed:
-        builder.add(document, manifest)
-    loaded = builder.finish()
+    for document in documents:
+        checked = _checked(document, model)
+        issues.extend(checked.issues)
+        builder.add(document, checked)
+    loaded = builder.finish(issues)
     loaded.notes.extend(found.notes)
     return loaded
+
+
+@dataclass
+class Broken:
+    """What a schema error took out of the manifest: its uses are not reported again."""
+
+    properties: set[str] = field(default_factory=set)
+    lists: set[str] = field(default_factory=set)
+    all_properties: bool = False
+    all_lists: bool = False
+    provider: bool = False
+
+    def note(self, path: Sequence[str | int], data: Any) -> None:
+        """`path` (of a top-level section) was dropped from document `data`."""
+        if not path:
+            return
+        key = path[0]
+        if key == "provider":
+            self.provider = True
+        elif key in ("properties", "lists"):
+            if len(path) == 1:
+                self._all(str(key))
+            else:
+                (self.properties if key == "properties" else self.lists).add(str(path[1]))
+        elif len(path) == 1 and isinstance(key, str):
+            meant = closest(key, ("properties", "lists", "provider"))
+            if meant == "provider":
+                self.provider = True
+            elif meant is not None:
+                # `propertes:` declares what it holds, misspelled
+                value = data.get(key) if isinstance(data, dict) else None
+                if isinstance(value, dict):
+                    names = {str(name) for name in value}
+                    (self.properties if meant == "properties" else self.lists).update(names)
+                else:
+                    self._all(meant)
+
+    def _all(self, section: str) -> None:
+        if section == "properties":
+            self.all_properties = True
+        else:
+            self.all_lists = True
+
+    def has_property(self, name: str) -> bool:
+        return self.all_properties or name in self.properties
+
+    def has_list(self, name: str) -> bool:
+        return self.all_lists or name in self.lists
+
+
+@dataclass
+class Checked:
+    """One file validated: what of it is valid, its schema issues, what they took out."""
+
+    manifest: ManifestDocument
+    contacts: list[tuple[int, ContactSpec]]
+    issues: list[ManifestIssue] = field(default_factory=list)
+    broken: Broken = field(default_factory=Broken)
+
+
+SALVAGE_ROUNDS = 20
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _checked(document: YamlDocument, model: type[ManifestDocument]) -> Checked:
+    try:
+        manifest = model.model_validate(document.data)
+    except ValidationError as error:
+        return _salvaged(document, model, error)
+    return Checked(manifest, list(enumerate(manifest.contacts)))
+
+
+def _salvaged(
+    document: YamlDocument, model: type[ManifestDocument], error: ValidationError
+) -> Checked:
+    """The schema issues of a file, and the file without the parts they are about, so
+    that the rest is still checked (references, duplicates, values)."""
+    data = document.data
+    issues = _validation_issues(document, error, model)
+    broken = Broken()
+    rest = {key: value for key, value in data.items() if key != "contacts"}
+    manifest = _valid_part(model, rest, broken.note) or model()
+    contacts: list[tuple[int, ContactSpec]] = []
+    raw_contacts = data.get("contacts")
+    if isinstance(raw_contacts, list):
+        bad = {
+            path[1]
+            for path in (
+                data_path(data, item["loc"], item["type"] == "missing")
+                for item in error.errors(include_url=False)
+            )
+            if len(path) > 1 and path[0] == "contacts" and isinstance(path[1], int)
+        }
+        for index, raw in enumerate(raw_contacts):
+            if index in bad:
+                spec = _valid_part(ContactSpec, raw, _ignore)
+            else:
+                spec = _valid_part(ContactSpec, raw, _ignore, rounds=1)
+            if spec is not None:
+                contacts.append((index, spec))
+    return Checked(manifest, contacts, issues, broken)
+
+
+def _valid_part(
+    model: type[_Model],
+    data: Any,
+    dropped: Callable[[Sequence[str | int], Any], None],
+    rounds: int = SALVAGE_ROUNDS,
+) -> _Model | None:
+    """`data` validated once what the schema refuses is dropped from it (the key of each
+    error, the mapping that misses a required key, a list with a bad item), or None
+    when nothing valid is left."""
+    current = data
+    for _ in range(rounds):
+        try:
+            return model.model_validate(current)
+        except ValidationError as error:
+            drops = {
+                _drop_path(current, item["loc"], item["type"] == "missing")
+                for item in error.errors(include_url=False)
+            }
+        if () in drops or not isinstance(current, dict):
+            return None
+        for path in sorted(drops, key=len):
+            dropped(path, current)
+            current = _without(current, path)
+    return None
+
+
+def _ignore(_path: Sequence[str | int], _data: Any) -> None:
+    """Nothing a contact's entry drops is used elsewhere."""
+
+
+def _drop_path(data: Any, loc: Sequence[str | int], missing: bool) -> tuple[str | int, ...]:
+    path = data_path(data, loc, missing)
+    if missing and path:
+        path = path[:-1]  # the mapping that lacks a required key
+    if path and path[0] == "contacts_from":
+        return ("contacts_from",)  # no CSV is read half-configured (without its timezone)
+    for position, part in enumerate(path):
+        if isinstance(part, int):
+            return tuple(path[:position])  # the key holding a list with a bad item
+    return tuple(path)
+
+
+def _without(node: Any, path: Sequence[str | int]) -> Any:
+    """`node` without the entry at `path` (copied along the path, the rest shared)."""
+    if not path or not isinstance(node, dict) or path[0] not in node:
+        return node
+    key = path[0]
+    if len(path) == 1:
+        return {k: v for k, v in node.items() if k != key}
+    return {k: (_without(v, path[1:]) if k == key else v) for k, v in node.items()}
 
 
 class _Builder:
@@ -219,14 +383,26 @@ class _Builder:
         self.contact_sources: dict[str, ContactSource] = {}
         self.declared_in: dict[str, YamlDocument] = {}
         self.pending_contacts: list[Iterator[tuple[ContactSource, ContactSpec]]] = []
+        self.broken = Broken()
 
-    def add(self, document: YamlDocument, manifest: ManifestDocument) -> None:
+    def add(self, document: YamlDocument, checked: Checked) -> None:
+        manifest = checked.manifest
+        broken = checked.broken
+        self.broken.properties |= broken.properties
+        self.broken.lists |= broken.lists
+        self.broken.all_properties |= broken.all_properties
+        self.broken.all_lists |= broken.all_lists
+        self.broken.provider |= broken.provider
         document = document.for_locating()
         self.documents.append(document)
         if manifest.provider is not None:
             where = document.location(("provider",))
             if self._claim("provider", where, "provider"):
-                self.provider = _provider_options(manifest.provider, where)
+                try:
+                    self.provider = _provider_options(manifest.provider, where)
+                except ManifestError as error:
+                    self.issues.extend(error.issues)
+                    self.broken.provider = True
         for key in ("prune", "protect", "safety"):
             if getattr(manifest, key) is not None and self._claim(
                 key, document.location((key,)), key
@@ -244,25 +420,24 @@ class _Builder:
             if self._claim(list_ref(name).address, where, f"lists.{name}"):
                 self.state.lists[name] = ContactList(name, list_spec.members)
         self.pending_contacts.append(
-            (YamlContact(document, index), contact)
-            for index, contact in enumerate(manifest.contacts)
+            (YamlContact(document, index), contact) for index, contact in checked.contacts
         )
-        for name in _paths(manifest.contacts_from):
-            csv_path = document.path.parent / name
+        for loc, source in _csv_sources(manifest.contacts_from):
+            csv_path = document.path.parent / source.path
             if not csv_path.is_file():
-                where = document.location(("contacts_from",))
                 problem = "is not a file" if csv_path.exists() else "does not exist"
                 message = f"{csv_path} {problem} (a CSV file, relative to this manifest)"
-                self.issues.append(ManifestIssue(where, "contacts_from", message))
+                self.issues.append(ManifestIssue(document.location(loc), field_name(loc), message))
                 continue
-            self.pending_contacts.append(read_contacts_csv(csv_path, self.issues))
+            zone = None if source.timezone is None else ZoneInfo(source.timezone)
+            self.pending_contacts.append(read_contacts_csv(csv_path, self.issues, zone))
 
-    def finish(self) -> Manifest:
+    def finish(self, schema_issues: Sequence[ManifestIssue] = ()) -> Manifest:
         # Contacts come last, once every file's properties and lists are known.
         for contacts in self.pending_contacts:
             for source, spec in contacts:
                 self._add_contact(source, spec)
-        if self.provider is None:
+        if self.provider is None and not self.broken.provider:
             self.issues.append(
                 ManifestIssue(
                     SourceLocation(str(self.files[0]), 1),
@@ -272,8 +447,8 @@ class _Builder:
                 )
             )
         policy = self._policy()
-        if self.issues:
-            raise ManifestError(self.issues)
+        if schema_issues or self.issues:
+            raise ManifestError(self._in_order([*schema_issues, *self.issues]))
         assert self.provider is not None
         return Manifest(
             self.provider,
@@ -283,6 +458,13 @@ class _Builder:
             self.contact_sources,
             policy,
             self.declared_in,
+        )
+
+    def _in_order(self, issues: list[ManifestIssue]) -> list[ManifestIssue]:
+        """By file (in the order read), then line; as found within a line."""
+        order = {str(path): position for position, path in enumerate(self.files)}
+        return sorted(
+            issues, key=lambda i: (order.get(i.location.file, len(order)), i.location.line)
         )
 
     def _policy(self) -> Policy:
@@ -297,11 +479,17 @@ class _Builder:
             try:
                 if definition is None:
                     name = scope.marker.property
-                    raise ValueTypeError(f"property {name!r} is not declared under properties:")
+                    if self.broken.has_property(name):
+                        raise _Reported
+                    hint = did_you_mean(name, self.state.properties)
+                    message = f"property {name!r} is not declared under properties:{hint}"
+                    raise ValueTypeError(message)
                 marker = (definition.name, strict_value(definition.type, scope.marker.value))
             except ValueTypeError as error:
                 where = self._where("prune", loc)
                 self.issues.append(ManifestIssue(where, field_name(loc), str(error)))
+            except _Reported:
+                pass
         return Policy(
             contacts=prune.contacts.action,
             contact_scope=ContactScope(
@@ -359,8 +547,10 @@ class _Builder:
         for list_name, membership in _memberships(spec):
             declared = self.state.lists.get(list_name)
             if declared is None:
-                message = f"list {list_name!r} is not declared under lists:"
-                self._error(source, ("lists", list_name), message, "lists")
+                if not self.broken.has_list(list_name):
+                    hint = did_you_mean(list_name, self.state.lists)
+                    message = f"list {list_name!r} is not declared under lists:{hint}"
+                    self._error(source, ("lists", list_name), message, "lists")
                 continue
             loc = ("lists", list_name, "opted_in_at")
             self.state.add_membership(
@@ -401,10 +591,20 @@ class _Builder:
             loc = ("properties", name)
             definition = self.state.properties.get(name)
             if definition is None:
-                self._error(source, loc, f"property {name!r} is not declared under properties:")
+                if not self.broken.has_property(name):
+                    hint = did_you_mean(name, self.state.properties)
+                    message = f"property {name!r} is not declared under properties:{hint}"
+                    self._error(source, loc, message)
                 continue
+            written = raw
+            if definition.type is PropertyType.DATETIME and isinstance(source, CsvRow):
+                try:
+                    written = source.zoned(raw)
+                except ValueTypeError as error:
+                    self._error(source, loc, str(error))
+                    continue
             try:
-                value = strict_value(definition.type, raw)
+                value = strict_value(definition.type, written)
                 # Repeated short values (a department, a plan) share one string object.
                 if isinstance(value, str) and len(value) <= 64:
                     value = sys.intern(value)
@@ -450,10 +650,23 @@ def _field(source: ContactSource, name: str) -> str:
     return f"{source.label}.{name}" if source.label else name
 
 
-def _paths(value: str | list[str] | None) -> list[str]:
+class _Reported(Exception):
+    """A problem already reported (by the schema) under another name."""
+
+
+def _csv_sources(
+    value: CsvSource | list[CsvSource] | None,
+) -> list[tuple[tuple[str | int, ...], CsvSourceSpec]]:
+    """(where in the manifest, the source) of each CSV file `contacts_from` names."""
     if value is None:
         return []
-    return [value] if isinstance(value, str) else value
+    if not isinstance(value, list):
+        return [(("contacts_from",), _csv_source(value))]
+    return [(("contacts_from", index), _csv_source(item)) for index, item in enumerate(value)]
+
+
+def _csv_source(value: CsvSource) -> CsvSourceSpec:
+    return CsvSourceSpec(path=value) if isinstance(value, str) else value
 
 
 def _memberships(spec: ContactSpec) -> list[tuple[str, MembershipSpec]]:
@@ -480,10 +693,12 @@ def _provider_options(value: object, where: SourceLocation) -> ProviderOptions:
     return value
 
 
-def _validation_issues(document: YamlDocument, error: ValidationError) -> list[ManifestIssue]:
+def _validation_issues(
+    document: YamlDocument, error: ValidationError, model: type[BaseModel]
+) -> list[ManifestIssue]:
     return [
         ManifestIssue(document.location(path_of(document.data, field)), field, message)
-        for field, message in validation_messages(document.data, error)
+        for field, message in validation_messages(document.data, error, model)
     ]
 
 

@@ -3,12 +3,15 @@ a person can act on: union tags and validator internals never reach the user."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import re
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from reconcile.manifest.suggest import did_you_mean
 from reconcile.model import describe, quote_hint
 
 Path = list[str | int]
@@ -59,14 +62,23 @@ def _tokens(name: str) -> list[str]:
     return [t for t in name.replace("[", ".").replace("]", "").split(".") if t]
 
 
-def validation_messages(data: Any, error: ValidationError) -> list[tuple[str, str]]:
-    """(field, message) per field, the most specific one when a union reports several."""
+def validation_messages(
+    data: Any, error: ValidationError, model: type[BaseModel] | None = None
+) -> list[tuple[str, str]]:
+    """(field, message) per field, the most specific one when a union reports several;
+    with the `model` validated, an unknown field names the closest known one."""
     by_field: dict[str, str] = {}
     for item in error.errors(include_url=False):
-        name = field_name(data_path(data, item["loc"], item["type"] == "missing"))
+        path = data_path(data, item["loc"], item["type"] == "missing")
+        name = field_name(path)
         if name in by_field:
             continue
-        by_field[name] = _message(item)
+        message = _message(item)
+        if item["type"] == "extra_forbidden" and model is not None and path:
+            key = path[-1]
+            if isinstance(key, str):
+                message += did_you_mean(key, sorted(allowed_keys(model, data, path[:-1])))
+        by_field[name] = message
     return [
         (name, message)
         for name, message in by_field.items()
@@ -99,6 +111,9 @@ def _message(item: ErrorDetails) -> str:
         message = message.removeprefix(prefix)
     if kind in {"literal_error", "enum"}:
         message = f"{message}, got {_short(given)}"
+        expected = str((item.get("ctx") or {}).get("expected", ""))
+        if isinstance(given, str):
+            message += did_you_mean(given, re.findall(r"'([^']*)'", expected))
     return message
 
 
@@ -110,3 +125,66 @@ def _short(value: Any) -> str:
     """A given value as written when that is short and plain (`'all'`, `2`), else what it is."""
     plain = isinstance(value, str) or type(value) in {int, float, bool} or value is None
     return repr(value)[:60] if plain else describe(value)
+
+
+# ---- the keys a mapping may hold, from the model's JSON schema -----------------------
+
+
+@functools.cache
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema()
+
+
+def allowed_keys(model: type[BaseModel], data: Any, path: Sequence[str | int]) -> set[str]:
+    """The keys the mapping at `path` of `data` may hold under `model` (for a union of
+    mappings told apart by `type`, those of the one its `type` names)."""
+    schema = _schema(model)
+    definitions: dict[str, Any] = schema.get("$defs", {})
+    nodes = _objects(schema, definitions)
+    node = data
+    for part in path:
+        nodes = [o for child in _children(nodes, part) for o in _objects(child, definitions)]
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            node = None
+    named = node.get("type") if isinstance(node, dict) else None
+    if isinstance(named, str):
+        typed = [o for o in nodes if named in _type_names(o)]
+        nodes = typed or nodes
+    return {str(key) for o in nodes for key in o.get("properties", {})}
+
+
+def _objects(node: Any, definitions: dict[str, Any], depth: int = 0) -> list[dict[str, Any]]:
+    """A schema node with its references and unions expanded."""
+    if not isinstance(node, dict) or depth > 20:
+        return []
+    reference = node.get("$ref")
+    if isinstance(reference, str):
+        return _objects(definitions.get(reference.rsplit("/", 1)[-1]), definitions, depth + 1)
+    found = [node]
+    for union in ("anyOf", "oneOf", "allOf"):
+        for child in node.get(union, ()):
+            found.extend(_objects(child, definitions, depth + 1))
+    return found
+
+
+def _children(nodes: list[dict[str, Any]], part: str | int) -> Iterator[Any]:
+    for node in nodes:
+        if isinstance(part, int):
+            if "items" in node:
+                yield node["items"]
+            continue
+        properties = node.get("properties", {})
+        if part in properties:
+            yield properties[part]
+        elif isinstance(node.get("additionalProperties"), dict):
+            yield node["additionalProperties"]
+
+
+def _type_names(node: dict[str, Any]) -> set[str]:
+    kind = node.get("properties", {}).get("type", {})
+    names = {kind["const"]} if "const" in kind else set(kind.get("enum", ()))
+    return {str(name) for name in names}

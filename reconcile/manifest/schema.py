@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import zoneinfo
 from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import (
@@ -18,6 +19,7 @@ from pydantic import (
     field_validator,
 )
 
+from reconcile.manifest.suggest import did_you_mean
 from reconcile.model import (
     MembersPolicy,
     Namespace,
@@ -184,6 +186,38 @@ class SafetySpec(_Strict):
     min_records: int = Field(20, ge=0, description="no limit below this many live records")
 
 
+class CsvSourceSpec(_Strict):
+    """A CSV file of contacts, with how to read it."""
+
+    path: StrictStr = Field(description="the CSV file, relative to this manifest")
+    timezone: StrictStr | None = Field(
+        None,
+        description="IANA time zone (e.g. Europe/Paris) of datetime values written without "
+        "an offset; without it such a value is an error",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            zone_problem(value)
+        return value
+
+
+def zone_problem(name: str) -> None:
+    """Raise ValueError naming what is wrong with time zone `name` (an IANA name)."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        hint = did_you_mean(name, sorted(zoneinfo.available_timezones()))
+        raise ValueError(
+            f"unknown time zone {name[:60]!r}: an IANA name such as Europe/Paris or UTC{hint}"
+        ) from None
+
+
+CsvSource = StrictStr | CsvSourceSpec
+
+
 class ManifestDocument(_Strict):
     """One YAML file; a manifest is the merge of one or more of these."""
 
@@ -199,10 +233,11 @@ class ManifestDocument(_Strict):
     properties: dict[StrictStr, PropertySpec] = Field(default_factory=dict)
     lists: dict[StrictStr, ListSpec] = Field(default_factory=dict)
     contacts: list[ContactSpec] = Field(default_factory=list)
-    contacts_from: StrictStr | list[StrictStr] | None = Field(
+    contacts_from: CsvSource | list[CsvSource] | None = Field(
         None,
-        description="CSV file(s), relative to this file: columns email, name, "
-        "excluded_from_campaigns, lists (a;b or a:unsubscribed), properties (JSON object)",
+        description="CSV file(s), relative to this file, or {path: FILE, timezone: ZONE}: "
+        "columns email, name, excluded_from_campaigns, lists (a;b or a:unsubscribed), "
+        "properties (JSON object); comma, semicolon or tab separated",
     )
     prune: PruneSpec | None = None
     protect: ProtectSpec | None = None
@@ -230,7 +265,10 @@ def document_model(options: tuple[type[ProviderOptions], ...]) -> type[ManifestD
         if isinstance(named, str) and named in registry.broken():
             raise ValueError(registry.broken()[named])
         if isinstance(named, str) and named not in names:
-            raise ValueError(f"unknown provider {named!r}; installed providers: {', '.join(names)}")
+            hint = did_you_mean(named, names)
+            raise ValueError(
+                f"unknown provider {named!r}; installed providers: {', '.join(names)}{hint}"
+            )
         return value
 
     return create_model(
