@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reconcile.diff import (
     DESTRUCTIVE,
@@ -289,37 +289,90 @@ class Plan:
 
 
 class ChangeFile(BaseModel):
+    """One change of a saved plan (`changes[]`), in apply order."""
+
     model_config = ConfigDict(extra="ignore")
-    address: str
-    key: list[str]
-    type: ResourceType
-    action: Action
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-    fingerprint: str | None = None
-    flags: list[Flag] = []
+    address: str = Field(
+        description="For display only (`membership:newsletter/ann@example.com`); "
+        "identify a change by `type` and `key`."
+    )
+    key: list[str] = Field(
+        description="What the change is about: [name] for a property or list, [email] for a "
+        "contact, [list, email] for a membership."
+    )
+    type: ResourceType = Field(description="The kind of record the change writes.")
+    action: Action = Field(description="What apply does to the record.")
+    before: dict[str, Any] | None = Field(
+        description="The live record as read (null for a create)."
+    )
+    after: dict[str, Any] | None = Field(description="The record once applied (null for a delete).")
+    fingerprint: str | None = Field(
+        default=None,
+        description="Digest of the live record the change was planned against: apply --plan "
+        "refuses the plan when the record moved since.",
+    )
+    flags: list[Flag] = Field(
+        default=[],
+        description="resubscribe: undoes an opt-out with consent recorded after it; replace: "
+        "delete and recreate; prune: asked by a prune policy; archive: the exclusion is the "
+        "provider's archiving.",
+    )
 
 
 class EstimateFile(BaseModel):
+    """What apply will cost (`estimate`)."""
+
     model_config = ConfigDict(extra="ignore")
-    api_calls: int
-    calls_per_minute: int | float  # as written, so that the file reads back the same
+    api_calls: int = Field(description="Requests apply will send when nothing fails.")
+    calls_per_minute: int | float = Field(  # as written, so that the file reads back the same
+        description="The pace the client keeps (the provider's rate limit)."
+    )
 
 
 class PlanFile(BaseModel):
+    """A saved plan (`reconcile plan --out plan.json`, or `--format json`)."""
+
     model_config = ConfigDict(extra="ignore")
-    format_version: int
-    provider: str
-    account: dict[str, str] = {}
-    target: str = ""
-    partial: dict[str, list[str]] = {}
-    changes: list[ChangeFile]
-    warnings: list[str] = []
-    scope: dict[str, Any] = {}
-    provider_options: dict[str, Any] = {}
-    estimate: EstimateFile | None = None
-    safety: dict[str, Any] = {}
-    fingerprint: str | None = None
+    format_version: int = Field(
+        description="1. A reader of format 1 may rely on every key documented here; new "
+        "optional keys may appear; a change that breaks such a reader bumps this number."
+    )
+    provider: str = Field(description="The provider type name, as in the manifest's `provider:`.")
+    account: dict[str, str] = Field(
+        default={},
+        description="The public identity of the account planned against (base URL, digests): "
+        "apply --plan refuses a plan made against another account. Never a secret.",
+    )
+    target: str = Field(
+        default="",
+        description="What the provider resolved the account to, for people "
+        "(`audience 'News', a1b2c3d4e5`). Written only when there is one.",
+    )
+    partial: dict[str, list[str]] = Field(
+        default={},
+        description="The --target and --exclude patterns of a partial plan (`target`, "
+        "`exclude`). Written only for a partial plan.",
+    )
+    changes: list[ChangeFile] = Field(description="Every change, in apply order.")
+    warnings: list[str] = Field(default=[], description="The plan's warnings, as printed.")
+    scope: dict[str, Any] = Field(
+        default={}, description="What was read: the lists, and whether contact data."
+    )
+    provider_options: dict[str, Any] = Field(
+        default={}, description="The manifest's provider options (pacing etc.; no secrets)."
+    )
+    estimate: EstimateFile | None = Field(
+        default=None, description="What apply will cost, when the provider estimates it."
+    )
+    safety: dict[str, Any] = Field(
+        default={},
+        description="The thresholds the plan was checked against, and the live record counts "
+        "per type (`live_counts`).",
+    )
+    fingerprint: str | None = Field(
+        default=None,
+        description="Digest of the whole file: a plan edited after it was made is refused.",
+    )
 
 
 def _file_fingerprint(data: Mapping[str, Any]) -> str:

@@ -1,7 +1,8 @@
-"""The CI examples: the GitHub workflow's structure; its shell steps run for real against the
-sandbox (plan on a PR, the reviewed plan applied on merge, the nightly drift check); its
-github-script steps run by node against a recorded GitHub API; and the pre-commit hook's
-command run as pre-commit runs it."""
+"""The CI examples: the GitHub workflows' structure; their shell steps, and the reusable
+action's (action.yml), run for real against the sandbox (plan on a PR, the policy check,
+the reviewed plan applied on merge, the nightly drift check, one account of the matrix);
+their github-script steps run by node against a recorded GitHub API; and the pre-commit
+hook's command run as pre-commit runs it."""
 
 from __future__ import annotations
 
@@ -19,9 +20,14 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from tests.ci_support import sandbox_plans
+
 ROOT = Path(__file__).parent.parent
 CI = ROOT / "examples" / "ci"
 WORKFLOW_FILE = CI / "github" / "workflows" / "reconcile.yml"
+MANY_FILE = CI / "github" / "workflows" / "many-accounts.yml"
+ACTION_FILE = ROOT / "action.yml"
+POLICY = CI / "policy_check.py"
 HOOKS_FILE = ROOT / ".pre-commit-hooks.yaml"
 QUICKSTART = ROOT / "examples" / "quickstart"
 RECONCILE = Path(sys.executable).parent / "reconcile"
@@ -36,6 +42,9 @@ def load_yaml(path: Path) -> Any:
 
 WORKFLOW: dict[Any, Any] = load_yaml(WORKFLOW_FILE)
 JOBS: dict[str, dict[str, Any]] = WORKFLOW["jobs"]
+MANY: dict[Any, Any] = load_yaml(MANY_FILE)
+ACTION: dict[str, Any] = load_yaml(ACTION_FILE)
+ACTION_USES = re.compile(r"your-org/reconcile@v\d+\.\d+\.\d+")
 
 
 def triggers() -> dict[str, Any]:
@@ -45,8 +54,8 @@ def triggers() -> dict[str, Any]:
     return found
 
 
-def step(job: str, name: str) -> dict[str, Any]:
-    for candidate in JOBS[job]["steps"]:
+def step(job: str, name: str, workflow: dict[Any, Any] = WORKFLOW) -> dict[str, Any]:
+    for candidate in workflow["jobs"][job]["steps"]:
         if candidate.get("name") == name:
             return dict(candidate)
     raise AssertionError(f"job {job} has no step named {name!r}")
@@ -56,8 +65,26 @@ def scripts(job: str) -> str:
     return "\n".join(s["run"] for s in JOBS[job]["steps"] if "run" in s)
 
 
-def uses(job: str, action: str) -> list[dict[str, Any]]:
-    return [s for s in JOBS[job]["steps"] if str(s.get("uses", "")).startswith(action + "@")]
+def uses(job: str, action: str, workflow: dict[Any, Any] = WORKFLOW) -> list[dict[str, Any]]:
+    steps = workflow["jobs"][job]["steps"]
+    return [s for s in steps if str(s.get("uses", "")).startswith(action + "@")]
+
+
+def action_step(name: str) -> dict[str, Any]:
+    (found,) = [s for s in ACTION["runs"]["steps"] if s.get("name") == name]
+    return dict(found)
+
+
+def expand(value: str, context: dict[str, Any]) -> str:
+    """A `${{ a.b.c }}` expression naming a value (all these files use besides `if:`)."""
+
+    def lookup(match: re.Match[str]) -> str:
+        node: Any = context
+        for part in match.group(1).split("."):
+            node = node.get(part, "") if isinstance(node, dict) else ""
+        return str(node)
+
+    return re.sub(r"\$\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}", lookup, str(value))
 
 
 def strings(node: Any) -> Iterator[tuple[str, str]]:
@@ -100,15 +127,23 @@ def test_each_job_runs_on_its_own_events() -> None:
 
 
 def test_pull_request_plans_once_saves_it_and_keeps_one_comment() -> None:
-    plan = step("plan", "Plan")["run"]
-    assert 'reconcile plan "$MANIFESTS" --out plan.json --format markdown' in plan
-    assert "--redact" in plan
-    assert 'reconcile validate "$MANIFESTS"' in scripts("validate")
+    plan = step("plan", "Plan")
+    assert ACTION_USES.fullmatch(plan["uses"])
+    assert plan["with"]["command"] == "plan"
+    assert plan["with"]["plan-file"] == "plan.json"
+    assert plan["with"]["redact"] == "${{ env.REDACT }}"
+    run = action_step("Run reconcile")["run"]
+    assert 'reconcile plan "$MANIFESTS" --out "$PLAN_FILE" --format markdown' in run
+    assert "--redact" in run
+    assert 'reconcile validate "$MANIFESTS"' in run
+    assert step("validate", "Validate the manifests")["with"]["command"] == "validate"
     (upload,) = uses("plan", "actions/upload-artifact")
     assert upload["with"]["name"] == "reconcile-plan"
     assert "plan.json" in upload["with"]["path"].split()
     assert "plan-meta.json" in upload["with"]["path"].split()
-    (comment,) = uses("plan", "actions/github-script")
+    assert uses("plan", "actions/github-script") == []  # the action posts the comment
+    comment = action_step(COMMENT)
+    assert "github.event_name == 'pull_request'" in comment["if"]
     script = comment["with"]["script"]
     assert "<!-- reconcile-plan -->" in script
     assert "updateComment" in script
@@ -117,8 +152,14 @@ def test_pull_request_plans_once_saves_it_and_keeps_one_comment() -> None:
 
 
 def test_merge_applies_the_saved_plan_one_at_a_time() -> None:
-    assert "reconcile apply --plan reviewed/plan.json" in scripts("apply")
+    applied = step("apply", "Apply the reviewed plan")["with"]
+    assert (applied["command"], applied["plan-file"]) == ("apply", "reviewed/plan.json")
+    assert 'reconcile apply --plan "$PLAN_FILE"' in action_step("Run reconcile")["run"]
     assert "reconcile plan" not in scripts("apply")  # never re-plans behind the review
+    commands = {
+        s["with"]["command"] for s in JOBS["apply"]["steps"] if "your-org" in s.get("uses", "")
+    }
+    assert commands == {"apply"}
     (download,) = uses("apply", "actions/download-artifact")
     assert download["with"]["name"] == "reconcile-plan"
     assert download["with"]["run-id"] == "${{ steps.find.outputs.run_id }}"
@@ -131,9 +172,9 @@ def test_merge_applies_the_saved_plan_one_at_a_time() -> None:
 
 
 def test_nightly_drift_check_uses_the_detailed_exit_code() -> None:
-    drift = step("drift", "Check for drift")["run"]
-    assert "reconcile plan" in drift
-    assert "--detailed-exitcode" in drift
+    assert step("drift", "Check for drift")["with"]["command"] == "drift"
+    drift = action_step("Run reconcile")["run"]
+    assert 'reconcile plan "$MANIFESTS" --detailed-exitcode' in drift
     assert re.search(r"^\s*2\)", drift, re.MULTILINE)
     (issue,) = uses("drift", "actions/github-script")
     assert "<!-- reconcile-drift -->" in issue["with"]["script"]
@@ -161,10 +202,12 @@ def test_credentials_come_only_from_secrets() -> None:
 
 
 def test_scripts_never_interpolate_expressions() -> None:
-    for name, job in JOBS.items():
-        for item in job["steps"]:
-            body = item.get("run") or item.get("with", {}).get("script", "")
-            assert "${{" not in body, (name, item.get("name"))
+    every = [("action", s) for s in ACTION["runs"]["steps"]]
+    for workflow in (WORKFLOW, MANY):
+        every += [(n, s) for n, job in workflow["jobs"].items() for s in job["steps"]]
+    for name, item in every:
+        body = item.get("run") or item.get("with", {}).get("script", "")
+        assert "${{" not in body, (name, item.get("name"))
 
 
 def test_plan_and_apply_hash_the_manifests_the_same_way() -> None:
@@ -178,10 +221,21 @@ def test_plan_and_apply_hash_the_manifests_the_same_way() -> None:
 
 
 def test_actions_are_pinned() -> None:
-    for name, job in JOBS.items():
-        for item in job["steps"]:
-            if "uses" in item:
-                assert re.fullmatch(r"actions/[a-z-]+@v\d+", item["uses"]), (name, item["uses"])
+    """GitHub's actions by major version; reconcile's by the tag the pre-commit hook pins."""
+    (repo,) = load_yaml(CI / "pre-commit-config.yaml")["repos"]
+    every = [("action", s) for s in ACTION["runs"]["steps"]]
+    for workflow in (WORKFLOW, MANY):
+        every += [(n, s) for n, job in workflow["jobs"].items() for s in job["steps"]]
+    ours = 0
+    for name, item in every:
+        if "uses" not in item:
+            continue
+        if ACTION_USES.fullmatch(item["uses"]):
+            assert item["uses"] == f"your-org/reconcile@{repo['rev']}", name
+            ours += 1
+        else:
+            assert re.fullmatch(r"actions/[a-z-]+@v\d+", item["uses"]), (name, item["uses"])
+    assert ours == 7  # validate, plan, apply, drift here; plan, apply, drift per account
 
 
 # --- the shell steps, run for real against the sandbox ---------------------------------------
@@ -189,7 +243,8 @@ def test_actions_are_pinned() -> None:
 
 class Runner:
     """Runs a workflow step's script the way GitHub does (bash -eo pipefail), with a
-    `reconcile` on PATH that adds --sandbox to plan and apply."""
+    `reconcile` on PATH that adds --sandbox to plan and apply. A step that uses reconcile's
+    action runs the action's shell steps (python and reconcile are already installed)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -220,12 +275,10 @@ class Runner:
             "GITHUB_RUN_ID": "4242",
         }
 
-    def run(self, job: str, name: str, **env: str) -> subprocess.CompletedProcess[str]:
-        self.output.write_text("", encoding="utf-8")
-        self.summary.write_text("", encoding="utf-8")
+    def bash(self, script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step(job, name)["run"]],
-            cwd=self.work,
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+            cwd=cwd,
             env={**self.env, **env},
             capture_output=True,
             text=True,
@@ -233,9 +286,52 @@ class Runner:
             check=False,
         )
 
+    def run(
+        self,
+        job: str,
+        name: str,
+        workflow: dict[Any, Any] = WORKFLOW,
+        matrix: dict[str, Any] | None = None,
+        **env: str,
+    ) -> subprocess.CompletedProcess[str]:
+        self.output.write_text("", encoding="utf-8")
+        self.summary.write_text("", encoding="utf-8")
+        found = step(job, name, workflow)
+        if "run" in found:
+            return self.bash(found["run"], self.work, env)
+        assert ACTION_USES.fullmatch(found["uses"]), found
+        context = {"env": {**self.env, **env}, "matrix": matrix or {}}
+        inputs = {key: expand(value, context) for key, value in found["with"].items()}
+        return self.action(inputs, **env)
+
+    def action(self, given: dict[str, str], **env: str) -> subprocess.CompletedProcess[str]:
+        """action.yml's shell steps after the install: run reconcile, then fail on error."""
+        inputs = {name: str(spec.get("default", "")) for name, spec in ACTION["inputs"].items()}
+        assert set(given) <= set(inputs), set(given) - set(inputs)
+        inputs.update(given)
+        context: dict[str, Any] = {"inputs": inputs, "github": {"action_path": str(ROOT)}}
+        ran = action_step("Run reconcile")
+        cwd = self.work / expand(ran["working-directory"], context)
+        step_env = {k: expand(v, context) for k, v in ran["env"].items()}
+        result = self.bash(ran["run"], cwd, {**env, **step_env})
+        assert result.returncode == 0, result.stderr  # never fails itself: the last step does
+        context["steps"] = {"run": {"outputs": self.outputs()}}
+        failing = action_step("Fail on error")
+        assert failing["if"] == "steps.run.outputs.exit-code != '0'"
+        if context["steps"]["run"]["outputs"]["exit-code"] == "0":
+            return result
+        fail_env = {k: expand(v, context) for k, v in failing["env"].items()}
+        failed = self.bash(failing["run"], cwd, {**env, **fail_env})
+        return subprocess.CompletedProcess(
+            result.args, failed.returncode, result.stdout + failed.stdout, result.stderr
+        )
+
     def outputs(self) -> dict[str, str]:
         lines = self.output.read_text(encoding="utf-8").splitlines()
         return dict(line.split("=", 1) for line in lines)
+
+    def drift(self) -> str | None:
+        return self.outputs().get("drift")
 
     def plan_on_pull_request(self) -> None:
         planned = self.run("plan", "Plan")
@@ -265,15 +361,27 @@ def test_the_reviewed_plan_is_applied_once(runner: Runner) -> None:
     runner.hand_over()
     assert runner.run("apply", CHECK).returncode == 0
 
-    applied = runner.run("apply", "Apply the reviewed plan", PLAN_RUN_URL="https://run/1")
+    applied = runner.run("apply", "Apply the reviewed plan")
     assert applied.returncode == 0, applied.stderr
     assert "Apply complete: 28 done, 0 failed, 0 skipped." in applied.stdout
+    assert runner.outputs()["exit-code"] == "0"
+    assert runner.outputs()["plan-file"] == str(runner.work / "reviewed" / "plan.json")
+    reported = runner.run(
+        "apply", "Report the apply", APPLY_EXIT_CODE="0", PLAN_RUN_URL="https://run/1"
+    )
+    assert reported.returncode == 0, reported.stderr
     assert "Applied the plan reviewed in https://run/1." in runner.summary.read_text("utf-8")
 
-    again = runner.run("apply", "Apply the reviewed plan", PLAN_RUN_URL="https://run/1")
+    again = runner.run("apply", "Apply the reviewed plan")
     assert again.returncode == 1
     assert "live state moved since this plan was made" in again.stderr
-    assert "::error title=Apply did not complete::" in again.stdout
+    assert "::error title=reconcile apply failed::reconcile exited 1" in again.stdout
+    assert runner.outputs()["exit-code"] == "1"
+    reported = runner.run(
+        "apply", "Report the apply", APPLY_EXIT_CODE="1", PLAN_RUN_URL="https://run/1"
+    )
+    assert reported.returncode == 1
+    assert "::error title=Apply did not complete::" in reported.stdout
 
 
 def test_apply_refuses_when_main_has_other_manifests_than_planned(runner: Runner) -> None:
@@ -306,15 +414,17 @@ def test_the_saved_plan_can_travel_encrypted(runner: Runner) -> None:
     decrypted = runner.run("apply", "Decrypt the reviewed plan", PLAN_PASSPHRASE="correct horse")
     assert decrypted.returncode == 0, decrypted.stderr
     assert (runner.work / "reviewed" / "plan.json").read_text("utf-8") == original
-    applied = runner.run("apply", "Apply the reviewed plan", PLAN_RUN_URL="https://run/2")
+    applied = runner.run("apply", "Apply the reviewed plan")
     assert applied.returncode == 0, applied.stderr
 
 
 def test_drift_check_reports_changes_then_none_and_fails_on_errors(runner: Runner) -> None:
     drifted = runner.run("drift", "Check for drift")
     assert drifted.returncode == 0, drifted.stderr
-    assert runner.outputs() == {"drift": "true"}
+    assert runner.drift() == "true"
+    assert runner.outputs()["exit-code"] == "2"
     assert "Plan: 28 to create" in runner.summary.read_text("utf-8")
+    assert runner.outputs()["markdown-file"] == str(runner.work / "drift.md")
     assert (runner.work / "drift.md").read_text("utf-8").startswith("### reconcile plan")
 
     failed = runner.run("drift", "Fail on drift")
@@ -330,13 +440,13 @@ def test_drift_check_reports_changes_then_none_and_fails_on_errors(runner: Runne
     )
     clean = runner.run("drift", "Check for drift")
     assert clean.returncode == 0, clean.stderr
-    assert runner.outputs() == {"drift": "false"}
+    assert runner.drift() == "false"
 
     (runner.work / "audience" / "broken.yaml").write_text("contacts: [{email: nope}]\n", "utf-8")
     broken = runner.run("drift", "Check for drift")
     assert broken.returncode == 1
-    assert "::error title=Drift check failed::reconcile plan exited 1" in broken.stdout
-    assert runner.outputs() == {}
+    assert "::error title=reconcile drift failed::reconcile exited 1" in broken.stdout
+    assert runner.drift() is None
 
 
 def test_redacted_comment_and_issue_but_a_complete_saved_plan(runner: Runner) -> None:
@@ -348,7 +458,7 @@ def test_redacted_comment_and_issue_but_a_complete_saved_plan(runner: Runner) ->
 
     drifted = runner.run("drift", "Check for drift")
     assert drifted.returncode == 0, drifted.stderr
-    assert runner.outputs() == {"drift": "true"}
+    assert runner.drift() == "true"
     assert "alice@example.com" not in runner.summary.read_text("utf-8")
 
 
@@ -404,16 +514,27 @@ needs_node = pytest.mark.skipif(NODE is None, reason="needs node, as actions/git
 def github_script(
     job: str, name: str, cwd: Path, state: dict[str, Any], **env: str
 ) -> tuple[list[list[Any]], dict[str, str]]:
-    """Run a github-script step's script in node with `github` recording every call."""
+    """Run a github-script step's script in node with `github` recording every call
+    (job "action": the step of action.yml)."""
+    if job == "action":
+        found = action_step(name)
+    else:
+        (found,) = [s for s in uses(job, "actions/github-script") if s["name"] == name]
+    fixed = {k: str(v) for k, v in found.get("env", {}).items() if "${{" not in str(v)}
+    return node_script(found["with"]["script"], cwd, state, **fixed, **env)
+
+
+def node_script(
+    script: str, cwd: Path, state: dict[str, Any], **env: str
+) -> tuple[list[list[Any]], dict[str, str]]:
     assert NODE is not None
-    (found,) = [s for s in uses(job, "actions/github-script") if s["name"] == name]
     result = subprocess.run(
         [NODE, "-e", HARNESS],
         cwd=cwd,
         env={
             **os.environ,
             **env,
-            "SCRIPT": found["with"]["script"],
+            "SCRIPT": script,
             "MOCK_STATE": json.dumps(state),
             "MANIFESTS": "audience/",
         },
@@ -433,8 +554,8 @@ MARKER = "<!-- reconcile-plan -->"
 @needs_node
 def test_the_plan_comment_is_created_once_then_updated(tmp_path: Path) -> None:
     (tmp_path / "plan.md").write_text("### reconcile plan (mailjet)\n", "utf-8")
-    env = {"PLAN_OUTCOME": "success", "PLANNED_SHA": "abcdef123"}
-    calls, _ = github_script("plan", COMMENT, tmp_path, {"comments": []}, **env)
+    env = {"EXIT_CODE": "0", "PLANNED_SHA": "abcdef123", "MARKDOWN_FILE": str(tmp_path / "plan.md")}
+    calls, _ = github_script("action", COMMENT, tmp_path, {"comments": []}, **env)
     [(method, params)] = calls
     assert method == "createComment"
     assert params["issue_number"] == 7
@@ -445,14 +566,14 @@ def test_the_plan_comment_is_created_once_then_updated(tmp_path: Path) -> None:
         {"id": 1, "user": {"type": "User"}, "body": f"quoting {MARKER}"},
         {"id": 2, "user": {"type": "Bot"}, "body": f"{MARKER}\nold plan"},
     ]
-    calls, _ = github_script("plan", COMMENT, tmp_path, {"comments": comments}, **env)
+    calls, _ = github_script("action", COMMENT, tmp_path, {"comments": comments}, **env)
     [(method, params)] = calls
     assert method == "updateComment"
     assert params["comment_id"] == 2
     assert "### reconcile plan (mailjet)" in params["body"]
 
     calls, _ = github_script(
-        "plan", COMMENT, tmp_path, {"comments": comments}, PLAN_OUTCOME="failure", PLANNED_SHA="a"
+        "action", COMMENT, tmp_path, {"comments": comments}, EXIT_CODE="1", PLANNED_SHA="a"
     )
     [(method, params)] = calls
     assert method == "updateComment"
@@ -557,7 +678,8 @@ DRIFT_ISSUE = "Open, update or close the drift issue"
 @needs_node
 def test_drift_opens_then_updates_then_closes_one_issue(tmp_path: Path) -> None:
     (tmp_path / "drift.md").write_text("Plan: 1 to create\n", "utf-8")
-    calls, _ = github_script("drift", DRIFT_ISSUE, tmp_path, {"issues": []}, DRIFT="true")
+    env = {"DRIFT_MD": str(tmp_path / "drift.md")}
+    calls, _ = github_script("drift", DRIFT_ISSUE, tmp_path, {"issues": []}, DRIFT="true", **env)
     [(method, params)] = calls
     assert method == "create"
     assert params["labels"] == ["reconcile-drift"]
@@ -565,7 +687,9 @@ def test_drift_opens_then_updates_then_closes_one_issue(tmp_path: Path) -> None:
     assert "Plan: 1 to create" in params["body"]
 
     issues = [{"number": 4, "body": "<!-- reconcile-drift -->\nold"}]
-    calls, _ = github_script("drift", DRIFT_ISSUE, tmp_path, {"issues": issues}, DRIFT="true")
+    calls, _ = github_script(
+        "drift", DRIFT_ISSUE, tmp_path, {"issues": issues}, DRIFT="true", **env
+    )
     [(method, params)] = calls
     assert (method, params["issue_number"]) == ("update", 4)
     assert "state" not in params
@@ -576,6 +700,274 @@ def test_drift_opens_then_updates_then_closes_one_issue(tmp_path: Path) -> None:
 
     calls, _ = github_script("drift", DRIFT_ISSUE, tmp_path, {"issues": []}, DRIFT="false")
     assert calls == []
+
+
+# --- the reusable action (action.yml) --------------------------------------------------------
+
+
+def test_action_is_composite_with_its_inputs_and_outputs() -> None:
+    assert ACTION["runs"]["using"] == "composite"
+    inputs = ACTION["inputs"]
+    for name in ("manifests", "command", "redact", "args", "working-directory", "python-version"):
+        assert name in inputs, name
+        assert inputs[name]["description"], name
+    assert inputs["command"]["default"] == "plan"
+    assert inputs["redact"]["default"] == "true"  # safe for public repositories by default
+    assert set(ACTION["outputs"]) >= {"exit-code", "plan-file", "markdown-file", "drift"}
+    for name, output in ACTION["outputs"].items():
+        assert output["value"] == "${{ steps.run.outputs." + name + " }}"
+    for item in ACTION["runs"]["steps"]:
+        if "run" in item:
+            assert item["shell"] == "bash", item["name"]
+    assert action_step("Install reconcile")["env"]["ACTION_PATH"] == "${{ github.action_path }}"
+
+
+def test_action_takes_every_input_through_the_environment() -> None:
+    ran = action_step("Run reconcile")
+    assert ran["working-directory"] == "${{ inputs.working-directory }}"
+    mentioned = set(re.findall(r"inputs\.([a-z-]+)", json.dumps(ACTION["runs"])))
+    assert mentioned <= set(ACTION["inputs"])
+    assert set(ACTION["inputs"]) <= mentioned  # every input is used
+
+
+def test_action_plans_in_a_working_directory_with_extra_arguments(runner: Runner) -> None:
+    (runner.work / "accounts").mkdir()
+    shutil.move(runner.work / "audience", runner.work / "accounts" / "audience")
+    inputs = {"working-directory": "accounts", "manifests": "audience", "redact": "false"}
+    planned = runner.action({**inputs, "args": "--strict --quiet"})
+    assert planned.returncode == 0, planned.stderr
+    outputs = runner.outputs()
+    assert outputs["exit-code"] == "0"
+    assert outputs["plan-file"] == str(runner.work / "accounts" / "plan.json")
+    assert outputs["markdown-file"] == str(runner.work / "accounts" / "plan.md")
+    assert outputs["has-changes"] == "true"
+    assert json.loads((runner.work / "accounts" / "plan.json").read_text("utf-8"))["changes"]
+    assert "alice@example.com" in runner.summary.read_text("utf-8")  # redact: false
+
+    wrong = runner.action({**inputs, "args": "--no-such-option"})
+    assert wrong.returncode == 1
+    assert runner.outputs()["exit-code"] == "1"
+    assert "::error title=reconcile plan failed::reconcile exited 1" in wrong.stdout
+
+    unknown = runner.action({**inputs, "command": "destroy"})
+    assert unknown.returncode == 1
+    assert "command must be validate, plan, apply or drift" in unknown.stdout
+
+
+def test_action_validates_offline(runner: Runner) -> None:
+    assert runner.action({"command": "validate"}).returncode == 0
+    (runner.work / "audience" / "broken.yaml").write_text(BROKEN, "utf-8")
+    broken = runner.action({"command": "validate"})
+    assert broken.returncode == 1
+    assert "broken.yaml:4" in broken.stderr
+
+
+def test_action_drift_fails_only_when_asked(runner: Runner) -> None:
+    assert runner.action({"command": "drift"}).returncode == 0
+    assert runner.drift() == "true"
+    failing = runner.action({"command": "drift", "fail-on-drift": "true"})
+    assert failing.returncode == 1
+    assert "::error title=Audience drift::" in failing.stdout
+
+
+@needs_node
+def test_action_comment_is_one_per_account_when_named(tmp_path: Path) -> None:
+    (tmp_path / "plan.md").write_text("### reconcile plan (mailjet)\n", "utf-8")
+    env = {"EXIT_CODE": "0", "PLANNED_SHA": "abcdef123", "MARKDOWN_FILE": str(tmp_path / "plan.md")}
+    other = [{"id": 5, "user": {"type": "Bot"}, "body": f"{MARKER}\nthe unnamed plan"}]
+    state = {"comments": other}
+    calls, _ = github_script("action", COMMENT, tmp_path, state, COMMENT_NAME="acme-eu", **env)
+    [(method, params)] = calls
+    assert method == "createComment"  # another account's comment is left alone
+    assert params["body"].startswith("<!-- reconcile-plan:acme-eu -->\n**Account `acme-eu`**")
+    mine = [{"id": 6, "user": {"type": "Bot"}, "body": "<!-- reconcile-plan:acme-eu -->\nold"}]
+    state = {"comments": other + mine}
+    calls, _ = github_script("action", COMMENT, tmp_path, state, COMMENT_NAME="acme-eu", **env)
+    assert [(m, p.get("comment_id")) for m, p in calls] == [("updateComment", 6)]
+
+
+# --- the policy check on the plan JSON -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plans(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return sandbox_plans(tmp_path_factory.mktemp("plans"))
+
+
+def policy(plan: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(POLICY), str(plan), *args],
+        env={**os.environ, "GITHUB_ACTIONS": "true"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_policy_passes_a_plan_that_erases_and_unsubscribes_nobody(plans: dict[str, Path]) -> None:
+    result = policy(plans["create"], "--max-opt-outs", "0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "policy check passed (28 change(s))." in result.stdout
+
+
+def test_policy_fails_a_plan_that_erases_anyone(plans: dict[str, Path]) -> None:
+    result = policy(plans["erase"])
+    assert result.returncode == 1
+    assert "::error title=Plan policy::the plan erases 2 contact(s): " in result.stdout
+    assert "contact:b***@example.com" in result.stdout
+    assert "bob@example.com" not in result.stdout  # CI logs are often public
+    assert policy(plans["erase"], "--allow-erase").returncode == 0
+
+
+def test_policy_fails_a_plan_that_unsubscribes_more_than_allowed(plans: dict[str, Path]) -> None:
+    assert policy(plans["unsubscribe"], "--max-opt-outs", "2").returncode == 0
+    result = policy(plans["unsubscribe"], "--max-opt-outs", "1")
+    assert result.returncode == 1
+    assert (
+        "takes 2 people out of mailings (2 unsubscribe), more than the 1 allowed" in result.stdout
+    )
+
+
+def test_policy_refuses_what_is_not_a_format_1_plan(plans: dict[str, Path], tmp_path: Path) -> None:
+    future = json.loads(plans["create"].read_text("utf-8")) | {"format_version": 2}
+    (tmp_path / "future.json").write_text(json.dumps(future), "utf-8")
+    result = policy(tmp_path / "future.json")
+    assert result.returncode == 2
+    assert "format_version 2" in result.stderr
+    (tmp_path / "junk.json").write_text("[]", "utf-8")
+    assert policy(tmp_path / "junk.json").returncode == 2
+
+
+def test_the_workflow_runs_the_policy_on_the_pull_request_plan(
+    runner: Runner, plans: dict[str, Path]
+) -> None:
+    check = "Check the plan against policy"
+    names = [s.get("name") for s in JOBS["plan"]["steps"]]
+    assert names.index("Plan") < names.index(check) < names.index("Upload the plan")
+    shutil.copy(plans["erase"], runner.work / "plan.json")
+    env = {
+        "POLICY_CHECK": str(POLICY),
+        "POLICY_MAX_OPT_OUTS": WORKFLOW["env"]["POLICY_MAX_OPT_OUTS"],
+    }
+    failed = runner.run("plan", check, **env)
+    assert failed.returncode == 1
+    assert "the plan erases 2 contact(s)" in failed.stdout
+    shutil.copy(plans["create"], runner.work / "plan.json")
+    assert runner.run("plan", check, **env).returncode == 0
+    assert runner.run("plan", check, POLICY_CHECK="").returncode == 0  # "" skips it
+
+
+# --- many accounts ---------------------------------------------------------------------------
+
+MANY_JOBS: dict[str, dict[str, Any]] = MANY["jobs"]
+ACCOUNT_CREDENTIALS = (*CREDENTIALS, "MAILCHIMP_API_KEY")
+
+
+def test_many_accounts_runs_a_matrix_over_the_changed_accounts() -> None:
+    assert MANY["permissions"] == {}
+    assert MANY_JOBS["accounts"]["outputs"]["matrix"] == "${{ steps.list.outputs.matrix }}"
+    for name in ("plan", "apply", "drift"):
+        job = MANY_JOBS[name]
+        assert job["needs"] == "accounts"
+        assert job["strategy"]["matrix"] == "${{ fromJSON(needs.accounts.outputs.matrix) }}"
+        assert job["strategy"]["fail-fast"] is False, name
+        assert job["permissions"]["contents"] == "read"
+    assert "'pull_request'" in MANY_JOBS["plan"]["if"]
+    assert "'push'" in MANY_JOBS["apply"]["if"]
+    assert "'schedule'" in MANY_JOBS["drift"]["if"]
+
+
+def test_many_accounts_serialises_applies_per_account() -> None:
+    concurrency = MANY_JOBS["apply"]["concurrency"]
+    assert concurrency == {
+        "group": "reconcile-apply-${{ matrix.account.name }}",
+        "cancel-in-progress": False,
+    }
+    assert "matrix.account.name" in MANY_JOBS["plan"]["concurrency"]["group"]
+    assert "write" not in MANY_JOBS["apply"]["permissions"].values()
+
+
+def test_many_accounts_gives_each_job_only_its_accounts_secrets() -> None:
+    for name in ("plan", "apply", "drift"):
+        env = MANY_JOBS[name]["env"]
+        for variable in ACCOUNT_CREDENTIALS:
+            expected = f"${{{{ secrets[format('{variable}_{{0}}', matrix.account.secret)] }}}}"
+            assert env[variable] == expected, (name, variable)
+    assert "env" not in MANY_JOBS["accounts"]
+    for key, value in strings(MANY):
+        if re.search(r"KEY|SECRET|PROJECT_ID|TOKEN", key):
+            assert value.startswith(("${{ secrets[", "${{ github.token }}")), key
+
+
+def test_many_accounts_plans_and_applies_each_accounts_own_artifact() -> None:
+    plan = step("plan", "Plan", MANY)
+    assert plan["with"]["manifests"] == "${{ matrix.account.dir }}"
+    assert plan["with"]["comment-name"] == "${{ matrix.account.name }}"
+    (upload,) = uses("plan", "actions/upload-artifact", MANY)
+    (download,) = uses("apply", "actions/download-artifact", MANY)
+    find = step("apply", FIND, MANY)
+    artifact = "reconcile-plan-${{ matrix.account.name }}"
+    assert upload["with"]["name"] == download["with"]["name"] == find["env"]["PLAN_ARTIFACT"]
+    assert upload["with"]["name"] == artifact
+    assert find["with"]["script"] == step("apply", FIND)["with"]["script"]  # one script
+    assert step("apply", "Apply the reviewed plan", MANY)["with"]["command"] == "apply"
+    assert step("drift", "Check for drift", MANY)["with"]["fail-on-drift"] == "true"
+
+    def hash_line(script: str) -> str:
+        (line,) = [ln for ln in script.splitlines() if ln.startswith("manifests_sha256=")]
+        return line
+
+    planned = hash_line(step("plan", "Record what the plan was made from", MANY)["run"])
+    assert planned == hash_line(step("apply", CHECK, MANY)["run"])
+    assert planned == hash_line(step("plan", "Record what the plan was made from")["run"])
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def test_many_accounts_lists_the_changed_accounts_then_all_at_night(runner: Runner) -> None:
+    accounts = runner.work / "accounts"
+    for name in ("acme-eu", "acme-us", "beta.shop"):
+        shutil.copytree(runner.work / "audience", accounts / name)
+    (accounts / "README.md").write_text("one directory per account\n", "utf-8")
+    git(runner.work, "init", "-q")
+    git(runner.work, "add", "-A")
+    git(runner.work, "commit", "-q", "-m", "accounts")
+    base = git(runner.work, "rev-parse", "HEAD")
+    (accounts / "acme-us" / "audience.yaml").write_text(
+        (accounts / "acme-us" / "audience.yaml").read_text("utf-8") + "# changed\n", "utf-8"
+    )
+    git(runner.work, "commit", "-q", "-am", "change acme-us")
+    env = {"ACCOUNTS": MANY["env"]["ACCOUNTS"]}
+
+    def listed(event: str, base_sha: str) -> list[dict[str, str]]:
+        ran = runner.run(
+            "accounts", "List the accounts", MANY, EVENT=event, BASE_SHA=base_sha, **env
+        )
+        assert ran.returncode == 0, ran.stderr
+        return list(json.loads(runner.outputs()["matrix"])["account"])
+
+    assert listed("pull_request", base) == [
+        {"name": "acme-us", "dir": "accounts/acme-us/", "secret": "ACME_US"}
+    ]
+    nightly = listed("schedule", "")
+    assert [a["name"] for a in nightly] == ["acme-eu", "acme-us", "beta.shop"]
+    assert nightly[2]["secret"] == "BETA_SHOP"
+    assert len(listed("push", "0" * 40)) == 3  # a new branch: no base to compare with
+
+    account = nightly[1]
+    planned = runner.run("plan", "Plan", MANY, matrix={"account": account}, REDACT="false")
+    assert planned.returncode == 0, planned.stderr
+    assert runner.outputs()["plan-file"] == str(runner.work / "plan.json")
+    assert "### reconcile plan (mailjet)" in runner.summary.read_text("utf-8")
 
 
 # --- pre-commit ------------------------------------------------------------------------------
