@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconcile.diff import list_ref, membership_ref
+from reconcile.diff import contact_ref, list_ref, membership_ref
 from reconcile.errors import ManifestError, ManifestIssue
 from reconcile.manifest.loader import Manifest
 from reconcile.model import MembersPolicy, SubscriptionStatus
@@ -53,6 +53,7 @@ def capability_issues(manifest: Manifest, provider: type[Provider]) -> list[Mani
                         "cannot do (use excluded_from_campaigns: true to stop all campaigns)",
                     )
                 )
+    issues.extend(_rename_issues(manifest, provider))
     has_exact = any(s.members is MembersPolicy.EXACT for s in manifest.desired.lists.values())
     for field_name, capability in _policy_needs(manifest.policy, has_exact):
         if capability not in can:
@@ -65,6 +66,48 @@ def capability_issues(manifest: Manifest, provider: type[Provider]) -> list[Mani
             )
     for finding in provider.check_desired(manifest.desired):
         issues.append(manifest.issue(finding.ref, finding.message, finding.at))
+    return issues
+
+
+def _rename_issues(manifest: Manifest, provider: type[Provider]) -> list[ManifestIssue]:
+    """renamed_from: on a list or property the provider can't rename in place, and on any
+    contact (reconcile never changes an email address)."""
+    can, name = provider.capabilities, provider.name
+    issues: list[ManifestIssue] = []
+    for kind, declared, capability, kept in (
+        ("lists", manifest.desired.lists, Capability.RENAME_LIST, "its members and unsubscribes"),
+        (
+            "properties",
+            manifest.desired.properties,
+            Capability.RENAME_PROPERTY,
+            "every contact's value of it",
+        ),
+    ):
+        if capability in can:
+            continue
+        for declared_name, spec in declared.items():
+            if spec.renamed_from:
+                field_path = f"{kind}.{declared_name}.renamed_from"
+                issues.append(
+                    ManifestIssue(
+                        manifest.source_of(field_path),
+                        field_path,
+                        f"{name} can't {capability} in place, so a rename would lose "
+                        f"{kept}: drop renamed_from (a new one is created, the old one is "
+                        "kept), or rename it in the provider's own interface",
+                    )
+                )
+    for email in manifest.address_changes:
+        issues.append(
+            manifest.issue(
+                contact_ref(email),
+                "reconcile never changes a contact's email address (the address is the "
+                f"contact's identity, and a change keeps no history it can check): {name}: "
+                f"{provider.address_change}. Change it there, then write the new address "
+                "here without renamed_from",
+                ("renamed_from",),
+            )
+        )
     return issues
 
 

@@ -9,8 +9,8 @@ not declare is never touched here: prune.py decides that, and enforces protect:.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import NamedTuple, TypeAlias, TypeVar
 
@@ -19,6 +19,7 @@ from reconcile.model import (
     EXCLUDED,
     Contact,
     ContactField,
+    ContactList,
     ContactValues,
     FieldValue,
     Key,
@@ -88,6 +89,7 @@ class Flag(StrEnum):
     REPLACE = "replace"  # delete and recreate; values held by it are lost
     PRUNE = "prune"  # asked by a prune policy: its fingerprint covers the reason (scope lists)
     ARCHIVE = "archive"  # the exclusion is the provider's archiving of the contact
+    RENAME = "rename"  # a list or property renamed in place (renamed_from:): history kept
 
 
 class Effect(StrEnum):
@@ -152,12 +154,40 @@ class Change:
         if (self.before is None if creates else type(self.before) is kind) and (
             self.after is None if deletes else type(self.after) is kind
         ):
+            if Flag.RENAME in self.flags:
+                self._check_rename()
             return
         wanted = ("None" if absent else kind.__name__ for absent in (creates, deletes))
         raise TypeError(
             f"{self.address}: a {self.action.value} has before {next(wanted)} and after "
             f"{next(wanted)}, not {self.before!r} and {self.after!r}"
         )
+
+    def _check_rename(self) -> None:
+        """A rename is an update of a list or property whose before names the old name and
+        whose after names the new one, its key."""
+        before, after = self.before, self.after
+        if (
+            self.action is not Action.UPDATE
+            or not isinstance(before, ListValues | PropertyValues)
+            or not isinstance(after, ListValues | PropertyValues)
+            or after.name != self.key[0]
+            or not before.name
+            or before.name == after.name
+        ):
+            raise TypeError(
+                f"{self.address}: a rename is an update from the old name to the new one, "
+                f"not {self.before!r} -> {self.after!r}"
+            )
+
+    @property
+    def renamed_from(self) -> str | None:
+        """The old name of a list or property this change renames in place, or None."""
+        if Flag.RENAME not in self.flags or not isinstance(
+            self.before, ListValues | PropertyValues
+        ):
+            return None
+        return self.before.name
 
     @property
     def ref(self) -> Ref:
@@ -267,14 +297,166 @@ def consent_blocker(opted_out_at: str | None, opted_in_at: str | None) -> str | 
 
 
 def diff_states(desired: State, live: State) -> DiffResult:
-    """What makes live match what desired declares: nothing about what it leaves out."""
+    """What makes live match what desired declares: nothing about what it leaves out.
+
+    A list or property renamed in place (`renamed_from:`) is one rename change; everything
+    else is compared with live as it will be once renamed (`as_renamed`), so its members,
+    their unsubscribes and the values of a renamed property are neither added nor removed.
+    """
     result = DiffResult()
-    replaced = _replaced_properties(desired, live)
-    result.changes.extend(_property_changes(desired, live, result.errors))
-    result.changes.extend(_list_changes(desired, live))
-    result.changes.extend(_contact_changes(desired, live, replaced, result.warnings))
-    result.changes.extend(_membership_changes(desired, live, result.warnings))
+    renames = planned_renames(desired, live, result.errors, result.warnings)
+    view = as_renamed(live, renames)
+    replaced = _replaced_properties(desired, view)
+    result.changes.extend(_property_changes(desired, view, result.errors, renames, live))
+    result.changes.extend(_list_changes(desired, view, renames, live))
+    result.changes.extend(_contact_changes(desired, view, replaced, result.warnings))
+    result.changes.extend(_membership_changes(desired, view, result.warnings))
     return result
+
+
+# ---- renames ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Renames:
+    """Lists and properties renamed in place, old name -> new name."""
+
+    lists: Mapping[str, str] = field(default_factory=dict)
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.lists or self.properties)
+
+
+def planned_renames(
+    desired: State, live: State, errors: list[Finding], warnings: list[Finding]
+) -> Renames:
+    """What `renamed_from:` asks: a rename when exactly one old name exists live and the new
+    one does not; nothing once it has happened (the new name live, the old one gone), so a
+    manifest may keep `renamed_from` for ever; an error when old and new both exist."""
+    return Renames(
+        _renames(list_ref, "list", desired.lists, live.lists, errors=errors, warnings=warnings),
+        _renames(
+            property_ref,
+            "property",
+            desired.properties,
+            live.properties,
+            errors=errors,
+            warnings=warnings,
+        ),
+    )
+
+
+def _renames(
+    ref: Callable[[str], Ref],
+    kind: str,
+    wanted: Mapping[str, ContactList | PropertyDef],
+    have: Mapping[str, object],
+    *,
+    errors: list[Finding],
+    warnings: list[Finding],
+) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, want in wanted.items():
+        if not want.renamed_from:
+            continue
+        old = [earlier for earlier in want.renamed_from if earlier in have and earlier != name]
+        if name in have:
+            if old:
+                errors.append(
+                    Finding(
+                        ref(name),
+                        f"renamed_from: both {old[0]!r} and {name!r} exist in the account, so "
+                        f"{old[0]!r} can't be renamed to {name!r} (a rename never merges two "
+                        f"{kind}s): delete or rename one of them in the provider, or drop "
+                        f"{old[0]!r} from renamed_from",
+                    )
+                )
+            continue  # renamed already: renamed_from asks nothing more
+        if len(old) > 1:
+            errors.append(
+                Finding(
+                    ref(name),
+                    f"renamed_from: {', '.join(map(repr, old))} all exist in the account; "
+                    f"only one of them can be renamed to {name!r}",
+                )
+            )
+        elif old:
+            found[old[0]] = name
+        else:
+            earlier = ", ".join(map(repr, want.renamed_from))
+            warnings.append(
+                Finding(
+                    ref(name),
+                    f"renamed_from: {earlier} is not in the account, so {name!r} is created "
+                    f"as a new {kind} (a typo in renamed_from?)",
+                )
+            )
+    return found
+
+
+def renames_in(changes: Iterable[Change]) -> Renames:
+    """The renames a plan makes, old name -> new name."""
+    lists: dict[str, str] = {}
+    properties: dict[str, str] = {}
+    for change in changes:
+        old = change.renamed_from
+        if old is not None:
+            (lists if change.type is ResourceType.LIST else properties)[old] = change.key[0]
+    return Renames(lists, properties)
+
+
+def as_renamed(live: State, renames: Renames) -> State:
+    """`live` as it will be once `renames` are made (only those whose old name exists and
+    new name does not): lists, definitions, memberships and contacts' values under the new
+    names, every record otherwise as read. `live` itself when nothing is renamed."""
+    lists = {o: n for o, n in renames.lists.items() if o in live.lists and n not in live.lists}
+    props = {
+        o: n
+        for o, n in renames.properties.items()
+        if o in live.properties and n not in live.properties
+    }
+    if not (lists or props):
+        return live
+    contacts = live.contacts
+    if props:
+        contacts = {
+            key: contact
+            if props.keys().isdisjoint(contact.properties)
+            else replace(
+                contact,
+                properties={props.get(k, k): v for k, v in contact.properties.items()},
+            )
+            for key, contact in live.contacts.items()
+        }
+    memberships = live.memberships
+    if lists:
+        memberships = {}
+        for key, membership in live.memberships.items():
+            new = lists.get(key[0])
+            if new is None:
+                memberships[key] = membership
+            else:
+                memberships[(new, key[1])] = replace(membership, list_name=new)
+    return State(
+        {props.get(k, k): replace(d, name=props.get(k, k)) for k, d in live.properties.items()},
+        {lists.get(k, k): replace(d, name=lists.get(k, k)) for k, d in live.lists.items()},
+        dict(contacts),
+        memberships,
+        live.provider_records,
+    )
+
+
+def _rename(kind: ResourceType, new: str, have: ContactList | PropertyDef) -> Change:
+    before: ListValues | PropertyValues
+    after: ListValues | PropertyValues
+    if isinstance(have, ContactList):
+        before, after = ListValues(have.name), ListValues(new)
+    else:
+        before = PropertyValues(have.type, have.namespace, have.name)
+        after = PropertyValues(have.type, have.namespace, new)
+    flags = frozenset({Flag.RENAME})
+    return Change(kind, Action.UPDATE, (new,), before, after, fingerprint(have.record()), flags)
 
 
 def _replaced_properties(desired: State, live: State) -> frozenset[str]:
@@ -288,11 +470,28 @@ def _replaced_properties(desired: State, live: State) -> frozenset[str]:
     )
 
 
-def _property_changes(desired: State, live: State, errors: list[Finding]) -> Iterator[Change]:
+def _property_changes(
+    desired: State, live: State, errors: list[Finding], renames: Renames, read: State
+) -> Iterator[Change]:
+    """`live` as renamed; `read`, as read (the old names of renamed definitions)."""
+    renamed = {new: old for old, new in renames.properties.items()}
     for name, want in desired.properties.items():
         have = live.properties.get(name)
         if have is None:
             yield Change(ResourceType.PROPERTY, Action.CREATE, (name,), None, want.values())
+        elif name in renamed:
+            old = read.properties[renamed[name]]
+            if want.values() != have.values():
+                errors.append(
+                    Finding(
+                        property_ref(name),
+                        f"is renamed from {old.name!r}, which is {have.type}/{have.namespace} "
+                        f"live and {want.type}/{want.namespace} in the manifest: rename it "
+                        "first (one apply), then change its definition",
+                    )
+                )
+            else:
+                yield _rename(ResourceType.PROPERTY, name, old)
         elif want.values() != have.values():
             if want.replace:
                 yield _replace_property(want, have)
@@ -319,7 +518,10 @@ def _replace_property(want: PropertyDef, have: PropertyDef) -> Change:
     )
 
 
-def _list_changes(desired: State, live: State) -> Iterator[Change]:
+def _list_changes(desired: State, live: State, renames: Renames, read: State) -> Iterator[Change]:
+    """`live` as renamed; `read`, as read (the old names of renamed lists)."""
+    for old, new in renames.lists.items():
+        yield _rename(ResourceType.LIST, new, read.lists[old])
     for name, want in desired.lists.items():
         if name not in live.lists:
             yield Change(ResourceType.LIST, Action.CREATE, (name,), None, want.values())

@@ -68,17 +68,25 @@ FieldValue: TypeAlias = str | bool | None
 
 @dataclass(frozen=True, slots=True)
 class PropertyValues:
+    """`name` only on a rename (the old name before, the new one after): a definition's
+    record never holds it, so fingerprints of definitions are unchanged by it."""
+
     type: PropertyType
     namespace: Namespace = Namespace.STATIC
+    name: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"type": self.type.value, "namespace": self.namespace.value}
+        data = {"type": self.type.value, "namespace": self.namespace.value}
+        if self.name is not None:
+            data["name"] = self.name
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PropertyValues:
         kind = _text(data.get("type"), "type")
         namespace = _text(data.get("namespace", Namespace.STATIC.value), "namespace")
-        return cls(PropertyType(kind), Namespace(namespace))
+        name = _optional_text(data.get("name"), "name")
+        return cls(PropertyType(kind), Namespace(namespace), name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +214,7 @@ class PropertyDef:
     type: PropertyType
     namespace: Namespace = Namespace.STATIC
     replace: bool = False  # desired only: allows delete + recreate when the type differs
+    renamed_from: tuple[str, ...] = ()  # desired only: earlier names, renamed in place
 
     def values(self) -> PropertyValues:
         return PropertyValues(self.type, self.namespace)
@@ -218,6 +227,7 @@ class PropertyDef:
 class ContactList:
     name: str
     members: MembersPolicy = MembersPolicy.ADDITIVE
+    renamed_from: tuple[str, ...] = ()  # desired only: earlier names, renamed in place
 
     def values(self) -> ListValues:
         return ListValues(self.name)

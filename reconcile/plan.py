@@ -20,6 +20,8 @@ from reconcile.diff import (
     Flag,
     ResourceType,
     Values,
+    as_renamed,
+    renames_in,
 )
 from reconcile.errors import PlanError, ReconcileError, StalePlanError, UnsafePlanError
 from reconcile.model import Membership, ReadScope, State, fingerprint
@@ -473,9 +475,15 @@ def live_record(
 def moved_since_planning(changes: Sequence[Change], live: State) -> list[str]:
     """Why each change no longer fits live state; empty when the plan is still fresh."""
     moved: list[str] = []
+    read = live
+    # Everything else was planned against live as renamed (diff_states), and is checked so.
+    live = as_renamed(live, renames_in(changes))
     pruned = any(Flag.PRUNE in change.flags for change in changes)
     lists_of = memberships_by_email(live) if pruned else None
     for change in changes:
+        if change.renamed_from is not None:
+            moved.extend(_moved_rename(change, change.renamed_from, read))
+            continue
         record = live_record(live, change, lists_of)
         if change.action is Action.CREATE:
             if record is not None:
@@ -485,6 +493,22 @@ def moved_since_planning(changes: Sequence[Change], live: State) -> list[str]:
         elif change.fingerprint and fingerprint(record) != change.fingerprint:
             moved.append(f"{change.address} was changed since planning")
     return moved
+
+
+def _moved_rename(change: Change, old: str, read: State) -> list[str]:
+    """A rename is stale when the old one vanished or changed, or the new name appeared."""
+    found = read.lists if change.type is ResourceType.LIST else read.properties
+    if change.key[0] in found:
+        return [
+            f"{change.address} was created by someone else since planning (to be renamed "
+            f"from {old})"
+        ]
+    have = found.get(old)
+    if have is None:
+        return [f"{change.address}: {old}, to be renamed to it, no longer exists"]
+    if change.fingerprint and fingerprint(have.record()) != change.fingerprint:
+        return [f"{change.address}: {old}, to be renamed to it, was changed since planning"]
+    return []
 
 
 def raise_if_stale(plan: Plan, live: State) -> None:

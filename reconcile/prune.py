@@ -18,9 +18,11 @@ from reconcile.diff import (
     Finding,
     Flag,
     ResourceType,
+    as_renamed,
     contact_ref,
     list_ref,
     membership_ref,
+    renames_in,
 )
 from reconcile.model import (
     EXCLUDED,
@@ -41,7 +43,12 @@ from reconcile.policy import ContactPrune, DefinitionPrune, MemberPrune, Policy
 
 def apply_policy(desired: State, live: State, policy: Policy, compared: DiffResult) -> DiffResult:
     """`compared` (diff_states of desired and live) with the prunes `policy` asks for, the
-    memberships of erased contacts dropped, and what `protect:` forbids as errors."""
+    memberships of erased contacts dropped, and what `protect:` forbids as errors.
+
+    Prunes look at live as it will be once the plan's renames are made: a list renamed
+    from an old name is not undeclared under that name (nor pruned), and its members are
+    its members under the new one."""
+    live = as_renamed(live, renames_in(compared.changes))
     changes = list(compared.changes)
     warnings = list(compared.warnings)
     changes.extend(_undeclared_members(desired, live, policy))

@@ -64,6 +64,7 @@ class Manifest:
     # the file that declared each top-level key (prune, ...), to locate the fields under it
     declared_in: dict[str, YamlDocument] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # for stderr: what PATHs left unread
+    address_changes: list[str] = field(default_factory=list)  # contacts with renamed_from:
 
     def locate(self, name: str) -> SourceLocation:
         """The line of a field under a top-level key (`prune.members`) in the file that
@@ -77,8 +78,10 @@ class Manifest:
     def read_scope(self) -> ReadScope:
         manages_data = any(c.properties for c in self.desired.contacts.values())
         managed = frozenset(self.desired.lists)
+        # The members of a list renamed in place are read under its old name.
+        earlier = {old for spec in self.desired.lists.values() for old in spec.renamed_from}
         return ReadScope(
-            managed | self.policy.scope_lists(managed),
+            managed | earlier | self.policy.scope_lists(managed),
             manages_data or self.policy.needs_contact_data,
         )
 
@@ -384,6 +387,7 @@ class _Builder:
         self.declared_in: dict[str, YamlDocument] = {}
         self.pending_contacts: list[Iterator[tuple[ContactSource, ContactSpec]]] = []
         self.broken = Broken()
+        self.address_changes: list[str] = []
 
     def add(self, document: YamlDocument, checked: Checked) -> None:
         manifest = checked.manifest
@@ -412,13 +416,15 @@ class _Builder:
         for name, spec in manifest.properties.items():
             where = document.location(("properties", name))
             if self._claim(property_ref(name).address, where, f"properties.{name}"):
+                renamed = self._renamed_from(document, "properties", name, spec.renamed_from)
                 self.state.properties[name] = PropertyDef(
-                    name, spec.type, spec.namespace, spec.replace
+                    name, spec.type, spec.namespace, spec.replace, renamed
                 )
         for name, list_spec in manifest.lists.items():
             where = document.location(("lists", name))
             if self._claim(list_ref(name).address, where, f"lists.{name}"):
-                self.state.lists[name] = ContactList(name, list_spec.members)
+                renamed = self._renamed_from(document, "lists", name, list_spec.renamed_from)
+                self.state.lists[name] = ContactList(name, list_spec.members, renamed)
         self.pending_contacts.append(
             (YamlContact(document, index), contact) for index, contact in checked.contacts
         )
@@ -431,6 +437,36 @@ class _Builder:
                 continue
             zone = None if source.timezone is None else ZoneInfo(source.timezone)
             self.pending_contacts.append(read_contacts_csv(csv_path, self.issues, zone))
+
+    def _renamed_from(
+        self, document: YamlDocument, kind: str, name: str, names: list[str]
+    ) -> tuple[str, ...]:
+        """Earlier names of a list or property; where they are written is kept (as the
+        source of the field `lists.NAME.renamed_from`) for what refuses them."""
+        if names:
+            where = document.location((kind, name, "renamed_from"))
+            self.sources[f"{kind}.{name}.renamed_from"] = where
+        return tuple(names)
+
+    def _check_renames(self) -> None:
+        """An earlier name is not declared itself, nor claimed by two entries."""
+        for kind, declared in (("lists", self.state.lists), ("properties", self.state.properties)):
+            claimed: dict[str, str] = {}
+            for name, spec in declared.items():
+                for old in spec.renamed_from:
+                    field_path = f"{kind}.{name}.renamed_from"
+                    where = self.sources[field_path]
+                    if old in declared:
+                        problem = (
+                            f"{old!r} is declared under {kind}: too; a rename can't keep the "
+                            "old one (drop it from renamed_from, or its own entry)"
+                        )
+                    elif old in claimed and claimed[old] != name:
+                        problem = f"{old!r} is also renamed to {claimed[old]!r}"
+                    else:
+                        claimed[old] = name
+                        continue
+                    self.issues.append(ManifestIssue(where, field_path, problem))
 
     def finish(self, schema_issues: Sequence[ManifestIssue] = ()) -> Manifest:
         # Contacts come last, once every file's properties and lists are known.
@@ -447,6 +483,7 @@ class _Builder:
                 )
             )
         policy = self._policy()
+        self._check_renames()
         if schema_issues or self.issues:
             raise ManifestError(self._in_order([*schema_issues, *self.issues]))
         assert self.provider is not None
@@ -458,6 +495,7 @@ class _Builder:
             self.contact_sources,
             policy,
             self.declared_in,
+            address_changes=self.address_changes,
         )
 
     def _in_order(self, issues: list[ManifestIssue]) -> list[ManifestIssue]:
@@ -534,6 +572,8 @@ class _Builder:
             self._error(source, (), message, "email")
             return
         self.contact_sources[key] = source
+        if spec.renamed_from is not None:
+            self.address_changes.append(key)  # refused, naming what the provider offers
         properties = self._contact_properties(source, spec)
         fields: dict[str, Any] = {}
         if spec.name is not None:

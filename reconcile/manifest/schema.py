@@ -38,6 +38,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+RENAMED_FROM_HELP = (
+    "earlier names: one of them that exists in the account is renamed to this name in place, "
+    "keeping what it holds; nothing once renamed, so it may stay"
+)
+
+
 class PropertySpec(_Strict):
     type: PropertyType
     namespace: Namespace = Namespace.STATIC
@@ -46,12 +52,17 @@ class PropertySpec(_Strict):
         description="allow deleting and recreating the definition when its type differs "
         "(every contact's value of it is lost)",
     )
+    renamed_from: list[StrictStr] = Field(default_factory=list, description=RENAMED_FROM_HELP)
 
 
 class ListSpec(_Strict):
     members: MembersPolicy = Field(
         MembersPolicy.ADDITIVE,
         description="additive never removes anyone; exact removes members not declared",
+    )
+    renamed_from: list[StrictStr] = Field(
+        default_factory=list,
+        description=f"{RENAMED_FROM_HELP} (every member and unsubscribe is kept)",
     )
 
 
@@ -106,6 +117,10 @@ class ContactSpec(_Strict):
     )
     opted_in_at: OptInInput = Field(
         None, description=f"campaigns (excluded_from_campaigns: false): {OPT_IN_HELP}"
+    )
+    renamed_from: list[StrictStr] | None = Field(
+        None,
+        description="refused: reconcile never changes a contact's email address (README: Renames)",
     )
 
     @field_validator("lists", mode="before")

@@ -31,6 +31,8 @@ class Capability(StrEnum):
     DELETE_LIST = "delete a list"
     HARD_DELETE = "delete a contact (erasure)"
     ARCHIVE = "archive a contact"
+    RENAME_LIST = "rename a list"  # in place: members and unsubscribes kept (renamed_from:)
+    RENAME_PROPERTY = "rename a property definition"  # in place: every value kept
 
 
 class OutcomeStatus(StrEnum):
@@ -185,6 +187,9 @@ class Provider(ABC):
 
     name: ClassVar[str]
     capabilities: ClassVar[frozenset[Capability]]
+    # What the provider offers for changing a contact's email address, for the message that
+    # refuses a contact's renamed_from: reconcile never changes an address.
+    address_change: ClassVar[str] = "it has no way to change a contact's address"
     sandbox_id: str | None = None  # set by the engine when it opened the built-in sandbox
 
     def identity(self, live: State | None) -> dict[str, str]:

@@ -69,7 +69,8 @@ def _details(changes: tuple[Change, ...], budget: int) -> tuple[str, int]:
     for shown, change in enumerate(changes):
         symbol = SYMBOLS[change.action][0]
         effect = f"  ({change.effect})" if change.effect is not None else ""
-        block = [f"{symbol} {change.address}{effect}"]
+        renamed = "" if change.renamed_from is None else f" (renamed from {change.renamed_from})"
+        block = [f"{symbol} {change.address}{renamed}{effect}"]
         block += [f"{symbol}     ! {FLAG_NOTES[flag]}" for flag in sorted(change.flags)]
         block += [f"{symbol}     {name}: {value}" for name, value in field_lines(change)]
         size = sum(len(line) + 1 for line in block)

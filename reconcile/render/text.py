@@ -26,6 +26,7 @@ FLAG_NOTES = {
     Flag.REPLACE: "deletes and recreates the definition: every value of it is lost",
     Flag.PRUNE: "asked by a prune policy (prune: in the manifest), not by a declaration",
     Flag.ARCHIVE: "archived by the provider: no campaigns, the record and its history kept",
+    Flag.RENAME: "renamed in place (renamed_from:): every member, unsubscribe and value kept",
 }
 
 
@@ -67,6 +68,8 @@ def render_text(plan: Plan, console: Console) -> None:
         symbol, colour = SYMBOLS[change.action]
         line = Text(f"  {symbol} ", colour)
         line.append(change.address, "bold")
+        if change.renamed_from is not None:
+            line.append(f" (renamed from {change.renamed_from})")
         if change.effect is not None:
             style = "bold red" if change.effect in DESTRUCTIVE else "magenta"
             line.append(f"  ({change.effect})", style)

@@ -58,6 +58,8 @@ class PostboxProvider(Provider):
             Capability.LIST_UNSUBSCRIBE,
             Capability.DELETE_LIST,
             Capability.HARD_DELETE,
+            # Not RENAME_LIST nor RENAME_PROPERTY: Postbox has no rename route, so `validate`
+            # refuses renamed_from: instead of planning a rename it can't carry out.
         }
     )
 

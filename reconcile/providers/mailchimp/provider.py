@@ -138,7 +138,14 @@ class MailchimpProvider(Provider):
             Capability.DELETE_LIST,
             Capability.HARD_DELETE,
             Capability.ARCHIVE,
+            # PATCH /merge-fields/{merge_id} may change `tag`; merge_id (and the values held
+            # under it) stays. No route renames a tag (static segment): RENAME_LIST is absent.
+            Capability.RENAME_PROPERTY,
         }
+    )
+    address_change = (
+        "a PUT of a member with another email_address renames that member, but a wrongly "
+        "computed member hash looks the same, so reconcile never sends one"
     )
 
     def __init__(
@@ -397,6 +404,7 @@ class MailchimpProvider(Provider):
         members = found.members if found else {}
         since = found.changed_since if found else None
         calls = len(work.property_creates) + 2 * len(work.property_replaces)
+        calls += len(work.property_renames)
         calls += len(work.property_deletes) + len(work.list_deletes) + len(work.contact_deletes)
         calls += len(work.contact_archives)
         calls += _chunks(len(work.contact_creates), self.batch_size)
@@ -438,6 +446,7 @@ class MailchimpProvider(Provider):
         report = ApplyReport()
         run = ChangeRunner(report, self.cancel)
         work = _Work.of(changes)
+        await run.run_each(work.property_renames, lambda c: self._rename_field(c, state))
         await run.run_each(work.property_creates, lambda c: self._create_field(c, state))
         await run.run_each(work.property_replaces, lambda c: self._replace_field(c, state))
         # Updates before creates: the freshness read then finds none of the new members.
@@ -488,6 +497,25 @@ class MailchimpProvider(Provider):
 
     def _url(self, path: str) -> str:
         return self.client.prefix + path
+
+    async def _rename_field(self, change: Change, state: _ApplyState) -> str:
+        """PATCH the tag of the field read under the old one: its merge_id, and every
+        member's value of it, stay. The display name follows when it was the tag."""
+        old, new = change.renamed_from, change.key[0]
+        assert old is not None
+        field = state.fields.get(old)
+        if field is None:
+            raise ApiError(f"merge field {old} (to be renamed {new}) is not in the audience")
+        label = self.labels.get(new, new) if field.name == old else field.name
+        path = f"{state.base}/merge-fields/{field.merge_id}"
+        answer = await self.client.patch(path, {"tag": new, "name": label})
+        renamed = of_answer(records.merge_field, answer, "PATCH", self._url(path))
+        if renamed.tag != new:
+            raise ApiError(f"PATCH {self._url(path)}: answered with tag {renamed.tag}, not {new}")
+        del state.fields[old]
+        state.fields[new] = renamed
+        state.renamed[old] = new
+        return ""
 
     async def _replace_field(self, change: Change, state: _ApplyState) -> str:
         await self._delete_field(change, state)
@@ -661,7 +689,11 @@ class MailchimpProvider(Provider):
 
     def _update_item(self, change: Change, now: Member, state: _ApplyState) -> dict[str, Any]:
         after = change.contact_after
-        base = {tag: v for tag, v in now.merge_fields.items() if tag not in state.replaced}
+        base = {
+            state.renamed.get(tag, tag): v
+            for tag, v in now.merge_fields.items()
+            if tag not in state.replaced
+        }
         return {
             "email_address": now.email,  # as Mailchimp holds it: a batch never renames
             "status": self._new_status(change, now.status),
@@ -912,6 +944,7 @@ class _ApplyState:
     changed_since: str | None
     created: dict[str, str] = dataclasses.field(default_factory=dict)  # key -> as written
     replaced: set[str] = dataclasses.field(default_factory=set)  # merge tags recreated
+    renamed: dict[str, str] = dataclasses.field(default_factory=dict)  # old tag -> new tag
 
 
 @dataclass(frozen=True)
@@ -933,6 +966,7 @@ class _Work:
     contact_deletes: list[Change] = dataclasses.field(default_factory=list)
     contact_archives: list[Change] = dataclasses.field(default_factory=list)
     memberships: list[Change] = dataclasses.field(default_factory=list)
+    property_renames: list[Change] = dataclasses.field(default_factory=list)
 
     @property
     def new_lists(self) -> set[str]:
@@ -952,6 +986,9 @@ class _Work:
             return
         if Flag.ARCHIVE in change.flags:
             self.contact_archives.append(change)
+            return
+        if Flag.RENAME in change.flags:
+            self.property_renames.append(change)  # lists are never renamed here
             return
         groups: dict[tuple[ResourceType, Action], list[Change]] = {
             (ResourceType.PROPERTY, Action.CREATE): self.property_creates,

@@ -109,7 +109,14 @@ def _subscribers(live: State) -> Subscribers:
 
 class MailJawnProvider(Provider):
     name = "mailjawn"
+    # No RENAME_LIST: a list is a tag slug on each subscriber, with no route of its own (and
+    # a tag can't be removed); no RENAME_PROPERTY: custom fields have no definitions.
     capabilities = frozenset({Capability.HARD_DELETE})
+    address_change = (
+        "its API document has no route that changes a subscriber's email (identify and "
+        "import match subscribers by email; PATCH takes name, timezone, custom_fields and "
+        "status)"
+    )
 
     def __init__(
         self,

@@ -82,7 +82,14 @@ class MailjetProvider(Provider):
             Capability.LIST_UNSUBSCRIBE,
             Capability.DELETE_LIST,
             Capability.HARD_DELETE,
+            Capability.RENAME_LIST,  # PUT /contactslist/{id} {"Name"}: the same list, renamed
+            Capability.RENAME_PROPERTY,  # PUT /contactmetadata/{id} {"Name"}: values kept
         }
+    )
+    address_change = (
+        "the standard PUT /contact can't change an email address; the separate "
+        "address-change endpoint the API reference mentions (/contact/{id}/changeaddress) is "
+        "documented as not reliably supported"
     )
 
     def __init__(
@@ -277,6 +284,9 @@ class MailjetProvider(Provider):
     async def _write_property(self, change: Change, live: State) -> None:
         after = change.property_after
         name = change.key[0]
+        if change.renamed_from is not None:
+            await self._rename(change, "/contactmetadata", _ids(live).properties)
+            return
         if Flag.REPLACE in change.flags and name in _ids(live).properties:
             await self.client.delete(f"/contactmetadata/{_ids(live).properties.pop(name)}")
         body = {"Name": name, "Datatype": after.type.value, "NameSpace": after.namespace.value}
@@ -287,8 +297,23 @@ class MailjetProvider(Provider):
         )
         _ids(live).properties[name] = records.field(record, "ID", int, "/contactmetadata")
 
+    async def _rename(self, change: Change, path: str, ids: dict[str, int]) -> None:
+        """PUT the new Name on the record read under the old one: the same list or
+        definition, with every member, unsubscribe and value it holds; the new name then
+        stands for its ID in the rest of this apply."""
+        old, new = change.renamed_from, change.key[0]
+        assert old is not None
+        record_id = ids.get(old)
+        if record_id is None:
+            raise ApiError(f"{old!r} (to be renamed to {new!r}) is not in the account")
+        await self.client.put(f"{path}/{record_id}", {"Name": new})
+        ids[new] = ids.pop(old)
+
     async def _create_list(self, change: Change, live: State) -> None:
         name = change.list_name
+        if change.renamed_from is not None:
+            await self._rename(change, "/contactslist", _ids(live).lists)
+            return
 
         async def find() -> Any:
             found = await self.client.get("/contactslist", {"Name": name})

@@ -378,6 +378,13 @@ class MailchimpStore:
             clean.pop("type", None)
             if "options" in clean:
                 clean["options"] = {**field_def["options"], **clean["options"]}
+            if "tag" in clean and clean["tag"] != field_def["tag"]:
+                # merge_id is unchanging and the values belong to the field: a new tag keeps
+                # every member's value (members hold them by tag here).
+                for member in audience["members"].values():
+                    if field_def["tag"] in member["merge_fields"]:
+                        value = member["merge_fields"].pop(field_def["tag"])
+                        member["merge_fields"][clean["tag"]] = value
             field_def.update(clean)
             return self._merge_view(audience, field_def)
 
