@@ -341,9 +341,19 @@ class MailchimpProvider(Provider):
         fields = found.fields if found else {}
         kept: list[Change] = []
         warnings: list[Finding] = []
+        # Archived members this plan brings back (with consent): their tags may be written.
+        returning = {
+            c.email
+            for c in changes
+            if c.type is ResourceType.CONTACT and Flag.RESUBSCRIBE in c.flags
+        }
         for change in changes:
             status = _live_status(live, change.email) if change.type in PEOPLE else None
-            if change.type is ResourceType.MEMBERSHIP and status == ARCHIVED:
+            if (
+                change.type is ResourceType.MEMBERSHIP
+                and status == ARCHIVED
+                and change.email not in returning
+            ):
                 warnings.append(Finding(change.ref, ARCHIVED_UNTOUCHED))
                 continue
             if change.type is not ResourceType.CONTACT:

@@ -875,3 +875,22 @@ def test_a_plan_says_what_a_new_member_will_not_be(
     assert change.contact_after.fields == {}  # not "false": Mailchimp will hold transactional
     assert any("created transactional" in w for w in plan.warnings)
     assert any("COMPANY: required" in w for w in plan.warnings)
+
+
+def test_an_archived_member_brought_back_with_consent_gets_their_tags_too(
+    emulator: MailchimpEmulator, directory: Path
+) -> None:
+    emulator.seed_member(AUDIENCE, address("back"), "archived")
+    body = f"""
+    lists: {{gamma: {{}}}}
+    contacts:
+      - email: {address("back")}
+        excluded_from_campaigns: false
+        opted_in_at: {OPT_IN}
+        lists: [gamma]
+    """
+    done = plan_and_apply(emulator, directory, body)
+    assert done.report.ok, done.report.outcomes
+    assert member(emulator, address("back"))["status"] == "subscribed"
+    assert tags_of(emulator, address("back")) == {"gamma"}
+    assert converged(emulator, directory, body)
