@@ -65,11 +65,8 @@ def _build_tools_missing() -> str | None:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     missing = _build_tools_missing()
-    if missing is not None:
-        message = f"{missing}: pip install -e '.[test]' brings the build tools"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    if missing is not None:  # never skipped: a test that can't run fails, saying why
+        pytest.fail(f"{missing}: pip install -e '.[test]' brings the build tools")
     work = tmp_path_factory.mktemp("packaging")
     source = work / "src"
     shutil.copytree(ROOT, source, ignore=NOT_COPIED)
