@@ -20,6 +20,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from typer._completion_classes import completion_init
+from typer._completion_shared import get_completion_script
+from typer._completion_shared import install as install_completion
 from typer.core import TyperGroup, TyperOption
 from typer.exceptions import TyperException
 
@@ -206,8 +209,9 @@ app = typer.Typer(
     help="Keep an email audience equal to YAML manifests: plan, review, apply.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=True,  # --install-completion and --show-completion [bash|zsh|fish|powershell]
+    add_completion=False,  # typer's --show-completion ignores the shell asked: `completion`
 )
+completion_init()  # the shells' completion classes, for `_RECONCILE_COMPLETE=complete_bash`
 # No emoji or highlighting: manifest text like ':x:' is printed as written.
 out = Console(highlight=False, soft_wrap=True, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
@@ -490,6 +494,9 @@ def apply(
     _show_report(applied, output_format)
     if applied.interrupted and not cancel.wrote:  # Ctrl-C before any write went out
         raise typer.Exit(EXIT_INTERRUPTED)
+    if cancel.requested:  # Ctrl-C after writes began: even if all landed, exit 1 as promised
+        err.print("Interrupted: the requests in flight finished; run plan to see what is left.")
+        raise typer.Exit(EXIT_ERROR)
     if applied.count(FAILED) or applied.count(SKIPPED):
         raise typer.Exit(EXIT_ERROR)
 
@@ -502,13 +509,16 @@ def _saved_plan(plan_file: Path) -> Plan:
     return Plan.loads(text, str(plan_file))
 
 
-async def _applied(plan: Plan, provider: Provider, live: State | None, force: bool) -> Applied:
+async def _applied(
+    plan: Plan, provider: Provider, live: State | None, force: bool, cancel: Cancellation
+) -> Applied:
     """Apply `plan`, timed and counted, as the report shows it."""
     before, started = provider.stats().requests, time.monotonic()
     report = await engine.apply_plan(plan, provider, live, force=force)
     outcomes = [Outcome(o.address, o.status.value, o.message) for o in report.outcomes]
     calls = provider.stats().requests - before
-    return Applied(plan, outcomes, report.interrupted, calls, time.monotonic() - started)
+    interrupted = report.interrupted or cancel.requested
+    return Applied(plan, outcomes, interrupted, calls, time.monotonic() - started)
 
 
 async def _apply_saved(
@@ -530,7 +540,7 @@ async def _apply_saved(
         engine.open_provider(config, engine.ConnectTo(sandbox), cancel) as provider,
         watching(err, mode, "Checking and applying", provider.stats),
     ):
-        return await _applied(saved, provider, None, force)
+        return await _applied(saved, provider, None, force, cancel)
 
 
 async def _plan_and_apply(
@@ -559,7 +569,7 @@ async def _plan_and_apply(
             return None
         total = made.estimate.api_calls if made.estimate else None
         async with watching(err, mode, "Applying", provider.stats, total):
-            return await _applied(made, provider, live, force)
+            return await _applied(made, provider, live, force, cancel)
 
 
 def _confirmed() -> bool:
@@ -587,6 +597,41 @@ def show(
     """Print a saved plan exactly as plan printed it (for the apply job's log and reviewers).
     Offline: nothing is read from the account."""
     _show(_displayed(_saved_plan(plan_file)), output_format)
+
+
+class Shell(StrEnum):
+    BASH = "bash"
+    ZSH = "zsh"
+    FISH = "fish"
+    POWERSHELL = "powershell"
+
+
+COMPLETE_VAR = "_RECONCILE_COMPLETE"
+
+
+@app.command()
+def completion(
+    shell: Annotated[Shell, typer.Argument(help="bash, zsh, fish or powershell")],
+    *,
+    install: Annotated[
+        bool,
+        typer.Option(
+            "--install",
+            help="install the script for your user (bash: ~/.bash_completions/ and a line in "
+            "~/.bashrc; zsh: ~/.zfunc/ and ~/.zshrc; fish: ~/.config/fish/completions/) "
+            "instead of printing it",
+        ),
+    ] = False,
+) -> None:
+    """Shell completion for reconcile: print the script for SHELL, or install it."""
+    if not install:
+        script = get_completion_script(
+            prog_name="reconcile", complete_var=COMPLETE_VAR, shell=shell.value
+        )
+        sys.stdout.write(script + "\n")
+        return
+    _, path = install_completion(shell.value, "reconcile", COMPLETE_VAR)
+    err.print(f"Installed {shell.value} completion in {path}; open a new shell to use it.")
 
 
 ProviderOpt = Annotated[

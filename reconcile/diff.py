@@ -78,6 +78,9 @@ def property_ref(name: str) -> Ref:
     return Ref(ResourceType.PROPERTY, (name,))
 
 
+PLURAL = {"property": "properties"}
+
+
 class Action(StrEnum):
     CREATE = "create"
     UPDATE = "update"
@@ -368,7 +371,8 @@ def _renames(
                         ref(name),
                         f"renamed_from: both {old[0]!r} and {name!r} exist in the account, so "
                         f"{old[0]!r} can't be renamed to {name!r} (a rename never merges two "
-                        f"{kind}s): delete or rename one of them in the provider, or drop "
+                        f"{PLURAL.get(kind, kind + 's')}): delete or rename one of them in the "
+                        "provider, or drop "
                         f"{old[0]!r} from renamed_from",
                     )
                 )

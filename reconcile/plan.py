@@ -135,6 +135,17 @@ class Plan:
         )
 
     @property
+    def nothing_to_do(self) -> str:
+        """What an empty plan says: the account matches, or, for a partial plan, only
+        that nothing matched its patterns (the rest was not compared)."""
+        if self.partial:
+            return (
+                "No changes match the targets; the rest of the manifest was not planned, "
+                "so this says nothing about whether the account matches it."
+            )
+        return f"No changes. The {self.provider} account{self.target_note} matches the manifest."
+
+    @property
     def partial_note(self) -> str:
         """`Partial plan (--target list:news): ...`, or "" for a whole plan."""
         if not self.partial:

@@ -32,8 +32,7 @@ class Targeting:
         return ", ".join(given)
 
     def matches(self, change: Change, patterns: Sequence[str]) -> bool:
-        address = change.address.lower()
-        return any(fnmatchcase(address, pattern.lower()) for pattern in patterns)
+        return any(matches(change.address, pattern) for pattern in patterns)
 
 
 def targeted(changes: Sequence[Change], targeting: Targeting) -> tuple[list[Change], list[Finding]]:
@@ -69,12 +68,19 @@ def targeted(changes: Sequence[Change], targeting: Targeting) -> tuple[list[Chan
     return sorted(kept.values(), key=lambda c: order[c.ref]), warnings
 
 
+def matches(address: str, pattern: str) -> bool:
+    """`*` and `?` are the only wildcards: a list may be named `Sales [EU]`, and the
+    pattern `list:Sales [EU]` must name it, not `list:Sales E`. Without case."""
+    literal_brackets = pattern.lower().replace("[", "[[]")
+    return fnmatchcase(address.lower(), literal_brackets)
+
+
 def unmatched(changes: Sequence[Change], targeting: Targeting) -> list[str]:
     """Patterns that match no change of the whole plan: most likely typos."""
     return [
         pattern
         for pattern in (*targeting.targets, *targeting.excludes)
-        if not any(fnmatchcase(c.address.lower(), pattern.lower()) for c in changes)
+        if not any(matches(c.address, pattern) for c in changes)
     ]
 
 

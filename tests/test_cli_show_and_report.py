@@ -5,6 +5,7 @@ user runs them."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -131,10 +132,40 @@ def test_version() -> None:
     assert version()[0].isdigit()
 
 
-def test_shell_completion_can_be_shown() -> None:
-    code, out, _ = reconcile("--show-completion", "bash")
+@pytest.mark.parametrize(
+    ("shell", "marker"),
+    [("bash", "complete -o"), ("zsh", "#compdef reconcile"), ("fish", "complete --command")],
+)
+def test_shell_completion_is_shown_for_the_shell_asked(shell: str, marker: str) -> None:
+    code, out, _ = reconcile("completion", shell)
     assert code == 0
-    assert "_reconcile_completion" in out or "complete" in out
+    assert marker in out
+
+
+def test_shell_completion_installs_for_the_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    code, _, err = reconcile("completion", "zsh", "--install")
+    assert code == 0, err
+    assert (tmp_path / ".zfunc" / "_reconcile").is_file()
+    assert "fpath+=" in (tmp_path / ".zshrc").read_text()
+
+
+def test_completion_completes_commands() -> None:
+    done = subprocess.run(
+        [str(RECONCILE)],
+        env={
+            **os.environ,
+            "_RECONCILE_COMPLETE": "complete_bash",
+            "COMP_WORDS": "reconcile pl",
+            "COMP_CWORD": "1",
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.stdout.split() == ["plan"]
 
 
 def test_help_shows_no_type_after_a_flag() -> None:

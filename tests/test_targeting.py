@@ -92,3 +92,22 @@ def test_a_saved_partial_plan_applies_only_its_part_and_a_whole_plan_finishes(
     assert "Apply complete: 26 done" in rest.output
     again = runner.invoke(app, ["plan", "--sandbox", "quickstart", "--detailed-exitcode"])
     assert again.exit_code == 0
+
+
+def test_brackets_in_a_pattern_are_the_list_name_not_a_character_class(workdir: Path) -> None:
+    text = (workdir / "quickstart" / "audience.yaml").read_text(encoding="utf-8")
+    (workdir / "quickstart" / "audience.yaml").write_text(
+        text.replace("lists:\n", 'lists:\n  "Sales [EU]": {}\n  "Sales E": {}\n', 1),
+        encoding="utf-8",
+    )
+    plan = planned("--target", "list:Sales [EU]")
+    assert addresses(plan) == ["list:Sales [EU]"]
+
+
+def test_a_partial_plan_with_nothing_to_do_never_says_the_account_matches(
+    workdir: Path,
+) -> None:
+    result = runner.invoke(app, ["plan", "--sandbox", "quickstart", "--target", "lsit:news*"])
+    assert result.exit_code == 0
+    assert "No changes match the targets" in result.output
+    assert "matches the manifest" not in result.output

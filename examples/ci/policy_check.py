@@ -26,6 +26,9 @@ from typing import Any
 FORMAT_VERSION = 1  # the plan format these rules were written for
 ERASE = "erase (irreversible)"
 OPT_OUTS = ("unsubscribe", "remove from list", "exclude from campaigns", "archive")
+# Deleting a list erases its members' history (unsubscribes included); deleting a property
+# erases every value of it: as final as an erasure, so allowed only with --allow-erase.
+DELETIONS = ("delete list", "delete property (every value of it is lost)")
 SHOWN = 10
 
 
@@ -62,6 +65,10 @@ def violations(plan: dict[str, Any], max_opt_outs: int, allow_erase: bool) -> li
         names = ", ".join(shown(c) for c in erased[:SHOWN])
         more = f" and {len(erased) - SHOWN} more" if len(erased) > SHOWN else ""
         found.append(f"the plan erases {len(erased)} contact(s): {names}{more}")
+    deleted = [c for c in changes if c.get("effect") in DELETIONS]
+    if deleted and not allow_erase:
+        names = ", ".join(shown(c) for c in deleted[:SHOWN])
+        found.append(f"the plan deletes {len(deleted)} list(s) or property(ies): {names}")
     opted_out = [c for c in changes if c.get("effect") in OPT_OUTS]
     if len(opted_out) > max_opt_outs:
         counts = Counter(c["effect"] for c in opted_out)
@@ -82,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         default=50,
         help="most unsubscribes + removals + exclusions + archivings allowed (default 50)",
     )
-    parser.add_argument("--allow-erase", action="store_true", help="allow erasures")
+    parser.add_argument(
+        "--allow-erase",
+        action="store_true",
+        help="allow erasures and deletions of lists and properties",
+    )
     args = parser.parse_args(argv)
     try:
         plan = load(args.plan)

@@ -91,10 +91,15 @@ class ChangeRunner:
         self.report.done(change, message)
 
     def fail(self, change: Change, message: str) -> None:
+        started = change.ref in self.pending  # its first write landed (start_each)
         self.pending.discard(change.ref)
         self.failed.add(change.ref)
-        if message.endswith(INTERRUPTED):  # refused at its turn after Ctrl-C: never sent
+        if message.endswith(INTERRUPTED) and not started:  # never sent anything
             self.report.not_started(change)
+        elif started:
+            self.report.failed(
+                change, f"partly done: its first write landed, then: {message}; run plan again"
+            )
         else:
             self.report.failed(change, message)
 

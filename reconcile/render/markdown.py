@@ -7,8 +7,8 @@ from reconcile.diff import Change
 from reconcile.plan import Plan
 from reconcile.render.fields import field_lines
 from reconcile.render.summary import (
-    DETAIL_LIMIT,
     destructive_banner,
+    detailed,
     effect_counts,
     grouped_counts,
     shown_of,
@@ -25,7 +25,10 @@ def render_markdown(plan: Plan) -> str:
     if plan.partial_note:
         head += [f"> **{plan.partial_note}**", ""]
     if plan.is_empty:
-        head += ["No changes: the account matches the manifest.", ""]
+        head += [
+            plan.nothing_to_do if plan.partial else "No changes: the account matches the manifest.",
+            "",
+        ]
         if not plan.warnings:
             return "\n".join(head)
         warnings, warned = _bullets(plan.warnings, MAX_CHARS - _RESERVED - len("".join(head)))
@@ -45,7 +48,7 @@ def render_markdown(plan: Plan) -> str:
     budget = MAX_CHARS - _RESERVED - len(body)
     # Warnings keep at most a quarter of the room; the changes get the rest.
     warnings_room = min(sum(len(w) + 3 for w in plan.warnings), budget // 4)
-    details, shown = _details(plan.changes[:DETAIL_LIMIT], budget - warnings_room)
+    details, shown = _details(tuple(detailed(plan)), budget - warnings_room)
     warnings, warned = _bullets(plan.warnings, budget - len(details))
     parts = [body, "<details><summary>Changes</summary>", "", "```diff", details, "```"]
     if shown < len(plan.changes):

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from collections import Counter
 
-from reconcile.diff import DESTRUCTIVE, Effect, ResourceType
+from reconcile.diff import DESTRUCTIVE, Change, Effect, ResourceType
 from reconcile.plan import Plan
 
 DETAIL_LIMIT = 200  # changes shown field by field in text and markdown; JSON has all
 SEE_ALL = "all of them: reconcile show PLAN --format json, for a plan saved with --out PLAN"
+
+
+def detailed(plan: Plan) -> list[Change]:
+    """The changes shown field by field: all of them up to DETAIL_LIMIT; past it, every
+    change with a consent effect first (a reviewer must see each unsubscribe, erasure and
+    deletion), then the others, each group in plan order."""
+    if len(plan.changes) <= DETAIL_LIMIT:
+        return list(plan.changes)
+    first = [c for c in plan.changes if c.effect is not None]
+    rest = [c for c in plan.changes if c.effect is None]
+    return (first + rest)[:DETAIL_LIMIT]
 
 
 def shown_of(shown: int, total: int, what: str = "changes") -> str:

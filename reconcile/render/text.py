@@ -11,6 +11,7 @@ from reconcile.render.fields import field_lines
 from reconcile.render.summary import (
     DETAIL_LIMIT,
     destructive_banner,
+    detailed,
     effect_counts,
     grouped_counts,
     shown_of,
@@ -43,17 +44,12 @@ def _print_groups(plan: Plan, console: Console) -> None:
     for group, create, update, delete in grouped_counts(plan):
         console.print(Text(f"  {group:<32} {create:>9,} {update:>9,} {delete:>9,}"))
     console.print()
-    console.print(Text(f"First {DETAIL_LIMIT} changes:", "bold"))
+    console.print(Text(f"First {DETAIL_LIMIT} changes (consent effects first):", "bold"))
 
 
 def render_text(plan: Plan, console: Console) -> None:
     if plan.is_empty:
-        console.print(
-            Text(
-                f"No changes. The {plan.provider} account{plan.target_note} matches the manifest.",
-                "bold",
-            )
-        )
+        console.print(Text(plan.nothing_to_do, "bold"))
     else:
         console.print(
             Text(f"reconcile will make these changes on {plan.provider}{plan.target_note}:", "bold")
@@ -64,7 +60,7 @@ def render_text(plan: Plan, console: Console) -> None:
         console.print()
     if len(plan.changes) > DETAIL_LIMIT:
         _print_groups(plan, console)
-    for change in plan.changes[:DETAIL_LIMIT]:
+    for change in detailed(plan):
         symbol, colour = SYMBOLS[change.action]
         line = Text(f"  {symbol} ", colour)
         line.append(change.address, "bold")
