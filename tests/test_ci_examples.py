@@ -133,9 +133,9 @@ def test_pull_request_plans_once_saves_it_and_keeps_one_comment() -> None:
     assert plan["with"]["plan-file"] == "plan.json"
     assert plan["with"]["redact"] == "${{ env.REDACT }}"
     run = action_step("Run reconcile")["run"]
-    assert 'reconcile plan "$MANIFESTS" --out "$PLAN_FILE" --format markdown' in run
+    assert 'reconcile plan "${manifests[@]}" --out "$PLAN_FILE" --format markdown' in run
     assert "--redact" in run
-    assert 'reconcile validate "$MANIFESTS"' in run
+    assert 'reconcile validate "${manifests[@]}"' in run
     assert step("validate", "Validate the manifests")["with"]["command"] == "validate"
     (upload,) = uses("plan", "actions/upload-artifact")
     assert upload["with"]["name"] == "reconcile-plan"
@@ -174,7 +174,7 @@ def test_merge_applies_the_saved_plan_one_at_a_time() -> None:
 def test_nightly_drift_check_uses_the_detailed_exit_code() -> None:
     assert step("drift", "Check for drift")["with"]["command"] == "drift"
     drift = action_step("Run reconcile")["run"]
-    assert 'reconcile plan "$MANIFESTS" --detailed-exitcode' in drift
+    assert 'reconcile plan "${manifests[@]}" --detailed-exitcode' in drift
     assert re.search(r"^\s*2\)", drift, re.MULTILINE)
     (issue,) = uses("drift", "actions/github-script")
     assert "<!-- reconcile-drift -->" in issue["with"]["script"]
@@ -1021,3 +1021,13 @@ def test_example_pre_commit_config_uses_the_hook_on_the_workflows_directory() ->
     assert used["id"] == hook()["id"]
     assert used["args"] == [WORKFLOW["env"]["MANIFESTS"]]
     assert used["args"] == hook()["args"]
+
+
+
+def test_action_takes_arguments_with_spaces_one_per_line(runner: Runner) -> None:
+    """`args` one per line: a --target glob holding a space reaches reconcile whole."""
+    inputs = {"redact": "false", "args": "--target\nlist:beta test*\n--quiet"}
+    planned = runner.action(inputs)
+    assert planned.returncode == 0, planned.stderr
+    plan = json.loads((runner.work / "plan.json").read_text("utf-8"))
+    assert plan["partial"] == {"target": ["list:beta test*"], "exclude": []}
