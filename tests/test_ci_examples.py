@@ -1023,7 +1023,6 @@ def test_example_pre_commit_config_uses_the_hook_on_the_workflows_directory() ->
     assert used["args"] == hook()["args"]
 
 
-
 def test_action_takes_arguments_with_spaces_one_per_line(runner: Runner) -> None:
     """`args` one per line: a --target glob holding a space reaches reconcile whole."""
     inputs = {"redact": "false", "args": "--target\nlist:beta test*\n--quiet"}
