@@ -90,8 +90,8 @@ def manifest_values(values: dict[str, Any]) -> dict[str, Any]:
         kind = PROPERTIES[name]
         if kind == "bool":
             result[merge_tag(name)] = 1 if value else 0
-        elif kind == "datetime":  # midnight UTC: a date field's value
-            result[merge_tag(name)] = str(value).replace(" ", "T") + "Z"
+        elif kind == "datetime":  # midnight UTC, `...T00:00:00Z`: a date field's value
+            result[merge_tag(name)] = str(value)
         else:
             result[merge_tag(name)] = value
     return result

@@ -31,7 +31,7 @@ def desired_values(n: int) -> dict[str, Any]:
         "seats": n % 50,
         "score": (n % 100) / 4,
         "vip": n % 7 == 0,
-        "renewal": f"2027-{1 + n % 12:02d}-01 00:00:00",
+        "renewal": f"2027-{1 + n % 12:02d}-01T00:00:00Z",  # with its offset: never guessed
     }
 
 

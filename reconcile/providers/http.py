@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypedDict
 
@@ -29,6 +29,7 @@ from reconcile.providers.pacing import (
     RetryPolicy,
     send_with_retries,
 )
+from reconcile.providers.runner import all_or_none
 from reconcile.providers.trace import trace_hooks
 
 Kept = TypeVar("Kept", default=Any)  # what `keep` makes of each item; raw JSON without it
@@ -248,30 +249,49 @@ class ApiClient:
         params: Mapping[str, Any] | None = None,
         *,
         keep: Callable[[Any], Kept] = as_is,
+        count: Callable[[], Awaitable[int]] | None = None,
     ) -> list[Kept]:
-        """Every item of a collection: page after page until a short one, and never past
-        the smallest total an answer gave (records added during the read can't make it
-        loop forever). `keep` turns each item into what the caller needs as its page
-        arrives, so a large account is never held as raw JSON; an item it can't read is
-        an error of this request."""
+        """Every item of a collection. The first page; when it is full, how many there are
+        (the total its answer gives, else `count()`), and every other page that implies,
+        fetched at once (as many in flight as the lane allows: latency is no longer the
+        bound, the rate limit is); then, should the last page be full because items were
+        added meanwhile, page after page until a short one. Never past the smallest total
+        an answer gave (records added during the read can't make it loop forever). `keep`
+        turns each item into what the caller needs as its page arrives, so a large
+        account is never held as raw JSON; an item it can't read is an error of this
+        request."""
         url = self.prefix + path
-        items: list[Kept] = []
-        offset = 0
-        bound: int | None = None
-        while True:
-            answer = await self.request(
-                "GET", path, params={**(params or {}), **paging.query(offset)}
-            )
+        base = dict(params or {})
+
+        async def page_at(offset: int) -> Page:
+            answer = await self.request("GET", path, params={**base, **paging.query(offset)})
             page = paging.read(answer, url)
             try:
-                items.extend(keep(item) for item in page.items)
+                return Page([keep(item) for item in page.items], page.total)
             except ApiError as error:
                 raise of_request(error, "GET", url) from None
-            offset += len(page.items)
+
+        pages = [await page_at(0)]
+        bound = pages[0].total
+        if len(pages[0].items) >= paging.size:
+            known = bound if bound is not None else (await count() if count else None)
+            if known is not None:
+                async with all_or_none() as group:  # one failing stops the others
+                    rest = [
+                        group.create_task(page_at(offset))
+                        for offset in range(paging.size, known, paging.size)
+                    ]
+                pages += [task.result() for task in rest]
+        for page in pages[1:]:
             if page.total is not None:
                 bound = page.total if bound is None else min(bound, page.total)
-            if len(page.items) < paging.size or (bound is not None and offset >= bound):
-                return items
+        offset = paging.size * len(pages)
+        while len(pages[-1].items) >= paging.size and (bound is None or offset < bound):
+            pages.append(await page_at(offset))
+            offset += paging.size
+            if pages[-1].total is not None:
+                bound = pages[-1].total if bound is None else min(bound, pages[-1].total)
+        return [item for page in pages for item in page.items]
 
     async def request(
         self,

@@ -20,18 +20,38 @@ from reconcile.sandbox.common import Fault
 from tests.support import FAST_RETRY, load, mailjet_provider, plan_and_apply, run, served
 
 
-def test_paging_reads_until_a_short_page_whatever_total_says() -> None:
+def test_paging_reads_every_page_at_once_whatever_total_says() -> None:
+    """Total is the page size on the real API: past a full first page, the count comes from
+    countOnly=1, and the pages it implies are fetched at once."""
     emulator = create_mailjet_emulator()  # real API: Total is the page size
     for n in range(2001):
         emulator.seed_contact(f"c{n}@example.com")
     provider = mailjet_provider(emulator)
+    seen: list[str] = []
 
+    async def hook(request: httpx.Request) -> None:
+        seen.append(str(request.url.params))
+
+    provider.client._http.event_hooks["request"].append(hook)
     records = run(provider.client.list_all("/contact"))
     run(provider.aclose())
 
-    assert len(records) == 2001
+    assert len({r["Email"] for r in records}) == 2001
+    assert sorted(seen) == sorted(
+        ["Limit=1000&Offset=0", "countOnly=1", "Limit=1000&Offset=1000", "Limit=1000&Offset=2000"]
+    )
+
+
+def test_a_small_collection_is_one_request_and_an_exact_multiple_is_confirmed() -> None:
+    emulator = create_mailjet_emulator()
+    for n in range(1000):
+        emulator.seed_contact(f"c{n}@example.com")
+    provider = mailjet_provider(emulator)
+    records = run(provider.client.list_all("/contact"))
+    run(provider.aclose())
+    assert len(records) == 1000
     gets = [c for c in emulator.control.calls("GET") if c.path == "/v3/REST/contact"]
-    assert len(gets) == 3
+    assert len(gets) == 3  # the full page, the count, and the page after (added meanwhile?)
 
 
 def test_get_is_retried_after_5xx_and_a_connection_reset() -> None:

@@ -11,22 +11,18 @@ from typing import Any, ClassVar, Unpack
 
 import httpx
 
-from reconcile.errors import ApiError
-from reconcile.providers.answers import of_request
 from reconcile.providers.http import (
     AdaptiveLimit,
     ApiClient,
     Connection,
     Kept,
     Lane,
-    Page,
     Paging,
     as_is,
     counted_pages,
     mask,
 )
 from reconcile.providers.pacing import Pacer
-from reconcile.providers.runner import all_or_none
 
 API_PREFIX = "/3.0"
 PAGE_SIZE = 1000  # the most a collection gives at once (default 10: always ask)
@@ -97,31 +93,9 @@ class MailchimpClient(ApiClient):
         *,
         keep: Callable[[Any], Kept] = as_is,
     ) -> list[Kept]:
-        """Every item of a collection (under `key` in each answer). The first page gives
-        `total_items`; the other pages it implies are fetched at once (as many in flight as
-        the connection limit allows), then, should the last one be full because items were
-        added meanwhile, page after page until a short one."""
-        paging = pages_of(key)
-        url = self.prefix + path
-        base = dict(params or {})
-
-        async def page_at(offset: int) -> Page:
-            answer = await self.request("GET", path, params={**base, **paging.query(offset)})
-            return paging.read(answer, url)
-
-        first = await page_at(0)
-        total = first.total or 0
-        async with all_or_none() as group:  # one page failing stops the others
-            rest = [group.create_task(page_at(o)) for o in range(PAGE_SIZE, total, PAGE_SIZE)]
-        pages = [first, *(task.result() for task in rest)]
-        offset = PAGE_SIZE * len(pages)
-        while len(pages[-1].items) >= PAGE_SIZE and offset < (pages[-1].total or 0):
-            pages.append(await page_at(offset))
-            offset += PAGE_SIZE
-        try:
-            return [keep(item) for page in pages for item in page.items]
-        except ApiError as error:
-            raise of_request(error, "GET", url) from None
+        """Every item of a collection (under `key` in each answer): count=1000 and offset;
+        the first page's `total_items` tells the other pages, fetched at once."""
+        return await self.read_all(path, pages_of(key), params, keep=keep)
 
     async def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         return await self.request("GET", path, params=params)

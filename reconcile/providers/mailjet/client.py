@@ -52,7 +52,7 @@ class MailjetClient(ApiClient):
         secret_key: str,
         base_url: str = DEFAULT_URL,
         requests_per_minute: float = 200,
-        max_in_flight: int = 4,
+        max_in_flight: int = 8,
         **connection: Unpack[Connection],
     ) -> None:
         lane = Lane(Pacer(requests_per_minute), max_in_flight)  # one budget for all requests
@@ -81,8 +81,22 @@ class MailjetClient(ApiClient):
         *,
         keep: Callable[[Any], Kept] = as_is,
     ) -> list[Kept]:
-        """Every record of a collection: Limit=1000 and Offset until a short page."""
-        return await self.read_all(resource, PAGES, params, keep=keep)
+        """Every record of a collection: Limit=1000 and Offset; past a full first page,
+        the count (`countOnly=1`: Total is not trusted otherwise) and the other pages at
+        once, then page after page until a short one."""
+
+        async def count() -> int:
+            answer = await self.request("GET", resource, params={**(params or {}), "countOnly": 1})
+            found = answer.get("Count") if isinstance(answer, dict) else None
+            if not isinstance(found, int) or isinstance(found, bool) or found < 0:
+                raise ApiError(
+                    f"countOnly answered {str(answer)[:200]}; nothing was changed based on it",
+                    method="GET",
+                    path=API_PREFIX + resource,
+                )
+            return found
+
+        return await self.read_all(resource, PAGES, params, keep=keep, count=count)
 
     async def get(self, path: str, params: Mapping[str, Any] | None = None) -> list[Any]:
         return _data(await self.request("GET", path, params=params), "GET", API_PREFIX + path)
