@@ -72,8 +72,8 @@ from reconcile.manifest.loader import Manifest
 from reconcile.providers.base import OutcomeStatus
 from reconcile.providers.mailchimp.client import MAX_IN_FLIGHT, PAGE_SIZE, MailchimpClient
 from reconcile.providers.mailchimp.emulator.settings import SANDBOX_API_KEY
-from reconcile.providers.mailchimp.plugin import MailchimpOptions
-from reconcile.providers.mailchimp.provider import BATCH, MailchimpProvider
+from reconcile.providers.mailchimp.plugin import MailchimpOptions, provider_with
+from reconcile.providers.mailchimp.provider import BATCH
 
 DONE = OutcomeStatus.DONE
 RESULTS = Path(__file__).parent / "results" / "mailchimp.json"
@@ -285,15 +285,7 @@ async def run_reconcile(url: str, manifest: Manifest, latency: float) -> dict[st
     client = MailchimpClient(
         api_key=SANDBOX_API_KEY, base_url=url, max_in_flight=options.max_connections
     )
-    provider = MailchimpProvider(
-        client,
-        audience=options.audience,
-        status_if_new=options.status_if_new,
-        opt_in_status=options.opt_in_status,
-        skip_merge_validation=options.skip_merge_validation,
-        labels=options.labels,
-        batch_size=options.batch_size,
-    )
+    provider = provider_with(client, options)
     probe = Probe(url)
     try:
         async with Phase(probe) as planning:

@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, StrictStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from reconcile.errors import ConfigError
+from reconcile.providers.base import Cancellation
 from reconcile.providers.environment import ApiUrl, EnvSettings
 from reconcile.providers.mailchimp.client import (
     MAX_IN_FLIGHT,
@@ -131,16 +132,7 @@ class MailchimpPlugin(ProviderPlugin[MailchimpOptions]):
             retry=connection.retry,
             cancel=connection.cancel,
         )
-        return MailchimpProvider(
-            client,
-            audience=options.audience,
-            status_if_new=options.status_if_new,
-            opt_in_status=options.opt_in_status,
-            skip_merge_validation=options.skip_merge_validation,
-            labels=options.labels,
-            batch_size=options.batch_size,
-            cancel=connection.cancel,
-        )
+        return provider_with(client, options, connection.cancel)
 
     def write_pace(self, options: MailchimpOptions) -> float:
         return options.max_connections * CALLS_PER_CONNECTION
@@ -162,6 +154,22 @@ def _sandbox_emulator(state: dict[str, Any] | None) -> tuple[Emulator, dict[str,
         name, list_id = SANDBOX_AUDIENCE
         emulator.seed_audience(name, list_id)
     return emulator, {"api_key": emulator.settings.api_keys[0]}
+
+
+def provider_with(
+    client: MailchimpClient, options: MailchimpOptions, cancel: Cancellation | None = None
+) -> MailchimpProvider:
+    """The provider the manifest's options describe, on `client`."""
+    return MailchimpProvider(
+        client,
+        audience=options.audience,
+        status_if_new=options.status_if_new,
+        opt_in_status=options.opt_in_status,
+        skip_merge_validation=options.skip_merge_validation,
+        labels=options.labels,
+        batch_size=options.batch_size,
+        cancel=cancel,
+    )
 
 
 PLUGIN = MailchimpPlugin()
