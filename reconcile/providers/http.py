@@ -436,6 +436,25 @@ def mask(text: str, secret: str, placeholder: str) -> str:
     return text.replace(secret, placeholder)
 
 
+class KeyedClient(ApiClient):
+    """A client whose collections hold their items under a key of each answer, with a
+    total: `pages_of(key)` says how they are paged."""
+
+    def pages_of(self, key: str) -> Paging:
+        raise NotImplementedError
+
+    async def list_all(
+        self,
+        path: str,
+        key: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        keep: Callable[[Any], Kept] = as_is,
+    ) -> list[Kept]:
+        """Every item of a collection (under `key` in each answer); see read_all."""
+        return await self.read_all(path, self.pages_of(key), params, keep=keep)
+
+
 def retry_after(response: httpx.Response) -> float | None:
     """Retry-After in seconds (decimals allowed), or from an HTTP date; None if absent."""
     value = response.headers.get("Retry-After")

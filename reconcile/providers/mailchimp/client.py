@@ -6,19 +6,17 @@ requests in flight. There is no per-minute quota, so nothing is paced by rate. N
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar, Unpack
 
 import httpx
 
 from reconcile.providers.http import (
     AdaptiveLimit,
-    ApiClient,
     Connection,
-    Kept,
+    KeyedClient,
     Lane,
     Paging,
-    as_is,
     counted_pages,
     mask,
 )
@@ -49,7 +47,7 @@ def pages_of(key: str) -> Paging:
     return counted_pages(key, "total_items", PAGE_SIZE, "count", "offset")
 
 
-class MailchimpClient(ApiClient):
+class MailchimpClient(KeyedClient):
     service = "Mailchimp"
     url_setting = "MAILCHIMP_API_URL"
     message_fields = ("detail", "title")
@@ -85,17 +83,8 @@ class MailchimpClient(ApiClient):
         )
         self.api_key = api_key  # for the account's identity (a digest); never shown
 
-    async def list_all(
-        self,
-        path: str,
-        key: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        keep: Callable[[Any], Kept] = as_is,
-    ) -> list[Kept]:
-        """Every item of a collection (under `key` in each answer): count=1000 and offset;
-        the first page's `total_items` tells the other pages, fetched at once."""
-        return await self.read_all(path, pages_of(key), params, keep=keep)
+    def pages_of(self, key: str) -> Paging:
+        return pages_of(key)
 
     async def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         return await self.request("GET", path, params=params)

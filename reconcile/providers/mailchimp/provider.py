@@ -65,7 +65,6 @@ from reconcile.providers.mailchimp.records import (
     ARCHIVED,
     CLEANED,
     PENDING,
-    STATUS,
     SUBSCRIBED,
     UNSUBSCRIBED,
     Member,
@@ -339,6 +338,7 @@ class MailchimpProvider(Provider):
         field. Say that a deletion is permanent."""
         found = records_of(live, MailchimpRecords)
         fields = found.fields if found else {}
+        members = found.members if found else {}
         kept: list[Change] = []
         warnings: list[Finding] = []
         # Archived members this plan brings back (with consent): their tags may be written.
@@ -348,7 +348,7 @@ class MailchimpProvider(Provider):
             if c.type is ResourceType.CONTACT and Flag.RESUBSCRIBE in c.flags
         }
         for change in changes:
-            status = _live_status(live, change.email) if change.type in PEOPLE else None
+            status = _status_of(members, change.email) if change.type in PEOPLE else None
             if (
                 change.type is ResourceType.MEMBERSHIP
                 and status == ARCHIVED
@@ -1071,12 +1071,6 @@ def _audience(record: Any) -> Audience:
     if not isinstance(found_id, str) or not isinstance(name, str):
         raise records.misread(f"expected an audience with an id and a name, got {record!r}")
     return Audience(found_id, name)
-
-
-def _live_status(live: State, key: str) -> str | None:
-    contact = live.contacts.get(key)
-    status = contact.fields.get(STATUS) if contact else None
-    return status if isinstance(status, str) else None
 
 
 def _status_of(members: Mapping[str, Member], key: str) -> str | None:

@@ -40,7 +40,7 @@ MAX_TAG_LENGTH = 10
 MERGE_TAG = re.compile(r"[A-Z][A-Z0-9_]{0,9}")
 # Types whose values are text; `address` values are objects the model can't hold.
 TEXT_TYPES = frozenset({"text", "phone", "url", "imageurl", "zip", "radio", "dropdown", "birthday"})
-NUMBER, DATE, ADDRESS = "number", "date", "address"
+NUMBER, DATE = "number", "date"
 CREATED_TYPES = {
     PropertyType.STR: "text",
     PropertyType.INT: NUMBER,

@@ -17,13 +17,11 @@ from urllib.parse import quote
 import httpx
 
 from reconcile.providers.http import (
-    ApiClient,
     BearerAuth,
     Connection,
-    Kept,
+    KeyedClient,
     Lane,
     Paging,
-    as_is,
     counted_pages,
     header_number,
     is_read,
@@ -47,7 +45,7 @@ def _pages_of(key: str) -> Paging:
     return counted_pages(key, "total", PAGE_SIZE, "limit", "offset")
 
 
-class MailJawnClient(ApiClient):
+class MailJawnClient(KeyedClient):
     service = "MailJawn"
     url_setting = "MAILJAWN_API_URL"
     message_fields = ("error", "detail")  # the throttle says "detail"
@@ -85,17 +83,8 @@ class MailJawnClient(ApiClient):
         self.project_id = project_id
         self.wall_clock: Callable[[], float] = time.time
 
-    async def list_all(
-        self,
-        path: str,
-        key: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        keep: Callable[[Any], Kept] = as_is,
-    ) -> list[Kept]:
-        """Every item of a collection (under `key` in each answer): limit=100 and offset,
-        until `total` is reached."""
-        return await self.read_all(path, _pages_of(key), params, keep=keep)
+    def pages_of(self, key: str) -> Paging:
+        return _pages_of(key)
 
     async def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         return await self.request("GET", path, params=params)
