@@ -25,11 +25,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.bounds import Bound, Budget, collection_chain
 from bench.synthetic import (
     LISTS,
     PROPERTIES,
@@ -48,6 +50,21 @@ from reconcile.providers.pacing import Pacer
 KEY, SECRET = "sandbox-key", "sandbox-secret"
 PAGE = 1000
 POLLS = 3  # bench.serve: a job reports running twice, then Completed
+LATENCY = 0.3  # seconds per request, as the real service (bench.serve's default)
+NAIVE_SCALE = 100.0
+RESULTS = (
+    Path(__file__).parent / "results"
+)  # the naive way is paced to the limit alone: its time is counted
+
+
+@dataclass(frozen=True)
+class Timed:
+    """A plan run: its reads, its wall time (real-service seconds), what went wrong."""
+
+    calls: int
+    wall: float
+    rate_limited: int
+    emulator_overruns: float
 
 
 def free_port() -> int:
@@ -82,11 +99,25 @@ def minimum_apply(size: int) -> int:
     return sum((1 + POLLS) * -(-count // PAGE) for count in groups.values())
 
 
-async def run_reconcile(url: str, manifest: Manifest, scale: float) -> dict[str, Any]:
+def plan_bound(size: int, per_minute: float, latency: float, reads: int) -> Bound:
+    """Definitions and lists first, then contacts, their data and each list's members
+    at once (MailjetProvider.read); Mailjet pages carry no total, so a count is asked."""
+    live = len(live_contacts(size))
+    members = 2 * live // len(LISTS)
+    second = max(collection_chain(n, PAGE, total_in_page=False) for n in (live, members))
+    return Bound((Budget(reads, per_minute),), 1 + second, latency)
+
+
+def client_for(url: str, per_minute: float, scale: float) -> MailjetClient:
     client = MailjetClient(api_key=KEY, secret_key=SECRET, base_url=url, max_in_flight=8)
+    client.pacer = Pacer(per_minute, 60.0 / scale)
+    return client
+
+
+async def run_reconcile(url: str, manifest: Manifest, scale: float) -> dict[str, Any]:
     options = manifest.provider
     assert isinstance(options, MailjetOptions)
-    client.pacer = Pacer(options.requests_per_minute, 60.0 / scale)
+    client = client_for(url, options.requests_per_minute, scale)
     polling = JobPolling(first_wait=1.0 / scale, max_wait=15.0 / scale)
     provider = MailjetProvider(client, polling=polling)
     try:
@@ -94,6 +125,7 @@ async def run_reconcile(url: str, manifest: Manifest, scale: float) -> dict[str,
         plan, live = await engine.make_plan(manifest, provider)
         plan_stats = (client.stats.requests, time.monotonic() - started, time.process_time() - cpu)
         plan_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        plan_overruns = emulator_timing(url)["overruns"]
         waited = client.pacer.waited_seconds
         started, cpu, before = time.monotonic(), time.process_time(), client.stats.requests
         report = await engine.apply_plan(plan, provider, live, force=True)
@@ -106,6 +138,8 @@ async def run_reconcile(url: str, manifest: Manifest, scale: float) -> dict[str,
             "plan_cpu": plan_stats[2],
             "plan_wait": waited * scale,
             "plan_peak_mb": plan_peak,
+            "plan_429s": client.stats.rate_limited,
+            "plan_emulator_overruns": plan_overruns,
             "apply_calls": apply_stats[0],
             "apply_wall": apply_stats[1] * scale,
             "apply_wait": (client.pacer.waited_seconds - waited) * scale,
@@ -119,6 +153,25 @@ async def run_reconcile(url: str, manifest: Manifest, scale: float) -> dict[str,
         }
     finally:
         await provider.aclose()
+
+
+async def plan_only(url: str, manifest: Manifest, per_minute: float, scale: float) -> Timed:
+    """A plan paced to `per_minute`, against an emulator that allows as much."""
+    provider = MailjetProvider(client_for(url, per_minute, scale))
+    try:
+        started = time.monotonic()
+        await engine.make_plan(manifest, provider)
+        wall = (time.monotonic() - started) * scale
+        stats = provider.client.stats
+        return Timed(stats.requests, wall, stats.rate_limited, emulator_timing(url)["overruns"])
+    finally:
+        await provider.aclose()
+
+
+def emulator_timing(url: str) -> dict[str, float]:
+    """The emulator's own processing so far (bench emulators hide it inside the latency)."""
+    answer: dict[str, float] = httpx.get(f"{url}/_emulator/timing", timeout=30).json()
+    return answer
 
 
 async def run_naive(url: str, manifest: Manifest, scale: float) -> int:
@@ -178,6 +231,7 @@ def served(module: str, size: int, scale: float, *options: str) -> Iterator[str]
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url)
+        httpx.post(f"{url}/_emulator/settings", json={"latency_includes_processing": True})
         yield url
     finally:
         server.terminate()
@@ -201,23 +255,49 @@ def wait_until_up(url: str) -> None:
     raise RuntimeError("benchmark emulator did not start")
 
 
-def one_size(size: int, scale: float, naive_up_to: int, contacts_in: str) -> dict[str, Any]:
+def one_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
+    scale = args.time_scale
     work = Path(tempfile.mkdtemp(prefix=f"bench-{size}-"))
-    write = write_yaml_manifest if contacts_in == "yaml" else write_csv_manifest
+    write = write_yaml_manifest if args.contacts_in == "yaml" else write_csv_manifest
     manifest, load_cpu = load_timed(write(work, size))
     with served("bench.serve", size, scale) as url:
         result = asyncio.run(run_reconcile(url, manifest, scale))
-    if size <= naive_up_to:
-        with served("bench.serve", size, scale) as url:
+    options = manifest.provider
+    assert isinstance(options, MailjetOptions)
+    rates = {
+        options.requests_per_minute: Timed(
+            result["plan_calls"],
+            result["plan_wall"],
+            result["plan_429s"],
+            result["plan_emulator_overruns"],
+        )
+    }
+    for rate in args.rates:
+        if rate not in rates:
+            with served("bench.serve", size, scale, "--rpm", str(rate)) as url:
+                rates[rate] = asyncio.run(plan_only(url, manifest, rate, scale))
+    result["plans"] = [
+        {
+            "per_minute": rate,
+            **asdict(timed),
+            **plan_bound(size, rate, LATENCY, timed.calls).as_json(timed.wall),
+        }
+        for rate, timed in sorted(rates.items())
+    ]
+    apply_bound = Bound((Budget(result["apply_calls"], options.requests_per_minute),), 0, LATENCY)
+    result["apply_rate_bound"] = apply_bound.rate_seconds
+    if size <= args.naive_up_to:
+        with served("bench.serve", size, NAIVE_SCALE) as url:
             httpx.post(f"{url}/_emulator/settings", json={"latency_seconds": 0}, timeout=5)
             started = time.monotonic()
-            result["naive_calls"] = asyncio.run(run_naive(url, manifest, scale))
-            result["naive_wall"] = (time.monotonic() - started) * scale
+            result["naive_calls"] = asyncio.run(run_naive(url, manifest, NAIVE_SCALE))
+            result["naive_wall"] = (time.monotonic() - started) * NAIVE_SCALE
     else:
         result["naive_calls"] = naive_calls(size)
     result.update(
         size=size,
-        contacts_in=contacts_in,
+        scale=scale,
+        contacts_in=args.contacts_in,
         load_cpu=load_cpu,
         min_reads=minimum_reads(size),
         min_apply=minimum_apply(size),
@@ -230,7 +310,13 @@ def size_arguments(description: str) -> argparse.ArgumentParser:
     """The options every benchmark runner takes (sizes, time scale, where contacts live)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
-    parser.add_argument("--time-scale", type=float, default=20.0)
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="shrink windows and latency by this factor (1: real time). Above 1, this "
+        "machine's own CPU counts that many times over, so ratios are upper bounds",
+    )
     parser.add_argument(
         "--contacts-in",
         choices=["csv", "yaml"],
@@ -258,16 +344,27 @@ def each_size(module: str, args: argparse.Namespace, *extra: str) -> Iterator[di
 def main() -> None:
     parser = size_arguments(__doc__.split("\n\n")[0])
     parser.add_argument("--naive-up-to", type=int, default=1000)
+    parser.add_argument(
+        "--rates",
+        type=int,
+        nargs="+",
+        default=[200, 300, 1200],
+        help="requests per minute to plan at (the account's plan); apply runs at the first",
+    )
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one_size(args.one, args.time_scale, args.naive_up_to, args.contacts_in)))
+        print(json.dumps(one_size(args, args.one)))
         return
-    for result in each_size("bench.run", args, "--naive-up-to", str(args.naive_up_to)):
+    extra = ["--naive-up-to", str(args.naive_up_to), "--rates", *map(str, args.rates)]
+    results = []
+    for result in each_size("bench.run", args, *extra):
         report(result)
+        results.append(result)
+    save_results("mailjet", "bench.run", args, results, markdown_tables(results))
 
 
 def report(r: dict[str, Any]) -> None:
-    print(f"\n== {r['size']:,} contacts ({r['changes']:,} changes) ==")
+    print(f"\n== {r['size']:,} contacts ({r['changes']:,} changes; time scale {r['scale']:g}) ==")
     print(
         f"load+validate CPU   {r['load_cpu']:.1f} s ({r['contacts_in']})  peak memory: "
         f"{r['plan_peak_mb']:.0f} MB after load and plan, {r['peak_mb']:.0f} MB for the "
@@ -275,14 +372,16 @@ def report(r: dict[str, Any]) -> None:
     )
     print(
         f"plan   calls {r['plan_calls']:>7,} (minimum {r['min_reads']:,}, "
-        f"x{r['plan_calls'] / r['min_reads']:.2f})  wall {r['plan_wall']:.0f} s "
-        f"(paced waits {r['plan_wait']:.0f} s)  local CPU {r['plan_cpu']:.1f} s"
+        f"x{r['plan_calls'] / r['min_reads']:.2f})  local CPU {r['plan_cpu']:.1f} s"
     )
+    for plan in r["plans"]:
+        print(f"       {bound_line(plan)}")
     print(
         f"apply  calls {r['apply_calls']:>7,} (minimum {r['min_apply']:,}, "
         f"x{r['apply_calls'] / max(r['min_apply'], 1):.2f}; estimate {r['estimate']:,})  "
-        f"wall {r['apply_wall']:.0f} s (paced waits {r['apply_wait']:.0f} s)  "
-        f"ok={r['apply_ok']} second plan empty={r['second_plan_empty']} 429s={r['rate_limited']}"
+        f"wall {r['apply_wall']:.0f} s (rate bound {r['apply_rate_bound']:.0f} s; paced waits "
+        f"{r['apply_wait']:.0f} s)  ok={r['apply_ok']} second plan empty="
+        f"{r['second_plan_empty']} 429s={r['rate_limited']}"
     )
     ratio = r["naive_calls"] / max(r["apply_calls"], 1)
     measured = f"measured {r['naive_wall'] / 3600:.1f} h" if "naive_wall" in r else "counted"
@@ -290,6 +389,60 @@ def report(r: dict[str, Any]) -> None:
         f"naive  calls {r['naive_calls']:>7,} ({measured}; {r['naive_calls'] / 200 / 60:.1f} h "
         f"at 200/min) -> {ratio:,.0f}x the calls of reconcile's apply"
     )
+
+
+def bound_line(plan: dict[str, Any]) -> str:
+    """One plan against its bounds: `wall / max(rate bound, latency bound)`."""
+    return (
+        f"at {plan['per_minute']:,}/min: wall {plan['wall']:.1f} s, rate bound "
+        f"{plan['rate_bound']:.1f} s, latency bound {plan['latency_bound']:.1f} s "
+        f"({plan['chain']} round trips) -> x{plan['ratio']:.2f}; 429s {plan['rate_limited']}, "
+        f"emulator over its latency {plan['emulator_overruns']:.0f}"
+    )
+
+
+def markdown_tables(results: list[dict[str, Any]]) -> str:
+    """The README's tables: plans against the limit, then calls, CPU and memory."""
+    lines = [
+        "| contacts | limit | plan reads | wall | rate bound | latency bound | ratio | 429s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        for plan in r["plans"]:
+            lines.append(
+                f"| {r['size']:,} | {plan['per_minute']:,}/min | {plan['calls']:,} | "
+                f"{plan['wall']:.1f} s | {plan['rate_bound']:.1f} s | "
+                f"{plan['latency_bound']:.1f} s | **x{plan['ratio']:.2f}** | "
+                f"{plan['rate_limited']} |"
+            )
+    lines += [
+        "",
+        "| contacts | plan reads (minimum) | apply calls (estimate, minimum) | apply wall "
+        "(rate bound) | naive calls | load + plan CPU | peak RSS |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['size']:,} | {r['plan_calls']:,} ({r['min_reads']:,}) | "
+            f"{r['apply_calls']:,} ({r['estimate']:,}, {r['min_apply']:,}) | "
+            f"{r['apply_wall']:.0f} s ({r['apply_rate_bound']:.0f} s) | "
+            f"{r['naive_calls']:,} | {r['load_cpu'] + r['plan_cpu']:.1f} s | "
+            f"{r['plan_peak_mb']:.0f} MB |"
+        )
+    return "\n".join(lines)
+
+
+def save_results(
+    name: str, module: str, args: argparse.Namespace, results: list[dict[str, Any]], tables: str
+) -> None:
+    """The results as JSON in bench/results/NAME.json, and the tables on stdout, with the
+    command that made them."""
+    made_by = " ".join(["python -m", module, *sys.argv[1:]])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {"command": made_by, "time_scale": args.time_scale, "results": results}
+    path.write_text(json.dumps(payload, indent=1) + "\n", "utf-8")
+    print(f"\n{tables}\n\n(made by `{made_by}`; results in {path})")
 
 
 if __name__ == "__main__":

@@ -95,10 +95,39 @@ class RequestRecord:
 
 
 @dataclass
+class ProcessingTime:
+    """How long the emulator itself took to answer (latency apart), and how often that
+    alone exceeded the latency it was meant to fit in."""
+
+    answers: int = 0
+    seconds: float = 0.0
+    longest: float = 0.0
+    overruns: int = 0
+
+    def add(self, seconds: float, latency: float) -> None:
+        self.answers += 1
+        self.seconds += seconds
+        self.longest = max(self.longest, seconds)
+        self.overruns += seconds > latency
+
+    def as_json(self) -> dict[str, float]:
+        return {
+            "answers": self.answers,
+            "seconds": self.seconds,
+            "longest": self.longest,
+            "overruns": self.overruns,
+        }
+
+
+@dataclass
 class EmulatorControl:
     """Runtime knobs of an emulator, settable from tests or over HTTP."""
 
     latency_seconds: float = 0.0
+    # When set, an answer takes latency_seconds in all, its own processing included
+    # (benchmarks: the emulator's CPU then stays out of the client's wall time).
+    latency_includes_processing: bool = False
+    timing: ProcessingTime = field(default_factory=ProcessingTime)
     faults: list[Fault] = field(default_factory=list)
     log: list[RequestRecord] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -143,6 +172,9 @@ class ControlMiddleware:
         if fault is not None and fault.kind == "latency":
             delay += fault.seconds
             fault = None
+        if delay and fault is None and self.control.latency_includes_processing:
+            await self._answer_within(delay, scope, receive, send)
+            return
         if delay:
             # The request has arrived whole; the server is slow to act on it. A client
             # that gives up meanwhile does not stop it (a write still lands).
@@ -178,6 +210,27 @@ class ControlMiddleware:
         await self.app(scope, receive, logging_send)
         self.control.record(method, path, status_seen)
 
+    async def _answer_within(
+        self, delay: float, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Serve at once, then hold the answer back for what is left of `delay`."""
+        held: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        started = time.perf_counter()
+        await self.app(scope, receive, hold)
+        took = time.perf_counter() - started
+        self.control.timing.add(took, delay)
+        await asyncio.sleep(max(0.0, delay - took))
+        status = 0
+        for message in held:
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+        self.control.record(scope["method"], scope["path"], status)
+
 
 async def _arrived_whole(receive: Receive) -> Receive:
     """Read the request body now; the app gets it later even if the client has gone."""
@@ -211,7 +264,18 @@ def control_routes(
     async def settings(request: Request) -> Response:
         payload = await request.json()
         control.latency_seconds = float(payload.get("latency_seconds", control.latency_seconds))
-        return JSONResponse({"latency_seconds": control.latency_seconds})
+        control.latency_includes_processing = bool(
+            payload.get("latency_includes_processing", control.latency_includes_processing)
+        )
+        return JSONResponse(
+            {
+                "latency_seconds": control.latency_seconds,
+                "latency_includes_processing": control.latency_includes_processing,
+            }
+        )
+
+    async def timing(_: Request) -> Response:
+        return JSONResponse(control.timing.as_json())
 
     async def state(request: Request) -> Response:
         if request.method == "PUT":
@@ -228,6 +292,7 @@ def control_routes(
         Route(f"{CONTROL_PREFIX}/settings", settings, methods=["POST"]),
         Route(f"{CONTROL_PREFIX}/state", state, methods=["GET", "PUT"]),
         Route(f"{CONTROL_PREFIX}/calls", calls, methods=["GET"]),
+        Route(f"{CONTROL_PREFIX}/timing", timing, methods=["GET"]),
     ]
 
 
