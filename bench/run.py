@@ -323,6 +323,9 @@ def size_arguments(description: str) -> argparse.ArgumentParser:
         default="csv",
         help="where the manifest lists its contacts: a contacts_from CSV file or the YAML",
     )
+    parser.add_argument(
+        "--save", metavar="NAME", help="results file: bench/results/NAME.json (default: provider)"
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     return parser
 
@@ -404,13 +407,15 @@ def bound_line(plan: dict[str, Any]) -> str:
 def markdown_tables(results: list[dict[str, Any]]) -> str:
     """The README's tables: plans against the limit, then calls, CPU and memory."""
     lines = [
-        "| contacts | limit | plan reads | wall | rate bound | latency bound | ratio | 429s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| contacts | limit | time scale | plan reads | wall | rate bound | latency bound "
+        "| ratio | 429s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         for plan in r["plans"]:
             lines.append(
-                f"| {r['size']:,} | {plan['per_minute']:,}/min | {plan['calls']:,} | "
+                f"| {r['size']:,} | {plan['per_minute']:,}/min | {r['scale']:g} | "
+                f"{plan['calls']:,} | "
                 f"{plan['wall']:.1f} s | {plan['rate_bound']:.1f} s | "
                 f"{plan['latency_bound']:.1f} s | **x{plan['ratio']:.2f}** | "
                 f"{plan['rate_limited']} |"
@@ -423,7 +428,8 @@ def markdown_tables(results: list[dict[str, Any]]) -> str:
     ]
     for r in results:
         lines.append(
-            f"| {r['size']:,} | {r['plan_calls']:,} ({r['min_reads']:,}) | "
+            f"| {r['size']:,} {r['contacts_in'].upper()} | {r['plan_calls']:,} "
+            f"({r['min_reads']:,}) | "
             f"{r['apply_calls']:,} ({r['estimate']:,}, {r['min_apply']:,}) | "
             f"{r['apply_wall']:.0f} s ({r['apply_rate_bound']:.0f} s) | "
             f"{r['naive_calls']:,} | {r['load_cpu'] + r['plan_cpu']:.1f} s | "
@@ -439,7 +445,7 @@ def save_results(
     command that made them."""
     made_by = " ".join(["python -m", module, *sys.argv[1:]])
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    path = RESULTS / f"{args.save or name}.json"
     payload = {"command": made_by, "time_scale": args.time_scale, "results": results}
     path.write_text(json.dumps(payload, indent=1) + "\n", "utf-8")
     print(f"\n{tables}\n\n(made by `{made_by}`; results in {path})")

@@ -25,7 +25,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import each_size, load_timed, served, size_arguments
+from bench.bounds import Bound, Budget, collection_chain
+from bench.run import (
+    LATENCY,
+    bound_line,
+    each_size,
+    emulator_timing,
+    load_timed,
+    markdown_tables,
+    save_results,
+    served,
+    size_arguments,
+)
 from bench.serve_mailjawn import MAX_IMPORT, READ_LIMIT, WRITE_LIMIT
 from bench.synthetic import (
     PROPERTIES,
@@ -99,6 +110,13 @@ def minimum_apply(size: int) -> int:
     """
     _, new, changed = counts(size)
     return -(-new // MAX_IMPORT) + changed
+
+
+def plan_bound(size: int, reads: int) -> Bound:
+    """One collection, subscribers, whose pages give the total."""
+    live, _, _ = counts(size)
+    chain = collection_chain(live, PAGE_SIZE, total_in_page=True)
+    return Bound((Budget(reads, READ_LIMIT),), chain, LATENCY)
 
 
 def naive_calls(size: int) -> tuple[int, int]:
@@ -177,6 +195,8 @@ async def run_reconcile(url: str, manifest: Manifest, scale: float) -> dict[str,
             "plan_wait": waited * scale,
             "plan_wait_summed": summed * scale,
             "plan_peak_mb": plan_peak,
+            "plan_429s": client.stats.rate_limited,
+            "plan_emulator_overruns": emulator_timing(url)["overruns"],
             "apply_calls": apply_stats[0],
             "apply_writes": apply_writes,
             "apply_wall": apply_stats[1] * scale,
@@ -202,6 +222,20 @@ def one_size(size: int, scale: float, contacts_in: str) -> dict[str, Any]:
     with served("bench.serve_mailjawn", size, scale) as url:
         result = asyncio.run(run_reconcile(url, manifest, scale))
     naive_reads, naive_writes = naive_calls(size)
+    plan = plan_bound(size, result["plan_calls"])
+    result["plans"] = [
+        {
+            "per_minute": READ_LIMIT,
+            "calls": result["plan_calls"],
+            "wall": result["plan_wall"],
+            "rate_limited": result["plan_429s"],
+            "emulator_overruns": result["plan_emulator_overruns"],
+            **plan.as_json(result["plan_wall"]),
+        }
+    ]
+    apply_reads = result["apply_calls"] - result["apply_writes"]
+    budgets = (Budget(apply_reads, READ_LIMIT), Budget(result["apply_writes"], WRITE_LIMIT))
+    result["apply_rate_bound"] = Bound(budgets, 0, LATENCY).rate_seconds
     result.update(
         size=size,
         scale=scale,
@@ -211,6 +245,7 @@ def one_size(size: int, scale: float, contacts_in: str) -> dict[str, Any]:
         min_apply=minimum_apply(size),
         naive_reads=naive_reads,
         naive_writes=naive_writes,
+        naive_calls=naive_reads + naive_writes,
         peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     )
     return result
@@ -221,8 +256,11 @@ def main() -> None:
     if args.one:
         print(json.dumps(one_size(args.one, args.time_scale, args.contacts_in)))
         return
+    results = []
     for result in each_size("bench.run_mailjawn", args):
         report(result)
+        results.append(result)
+    save_results("mailjawn", "bench.run_mailjawn", args, results, markdown_tables(results))
 
 
 def hours(seconds: float) -> str:
@@ -241,10 +279,12 @@ def report(r: dict[str, Any]) -> None:
         f"x{r['plan_calls'] / r['min_reads']:.2f})  wall {hours(r['plan_wall'])} "
         f"(held by rate limits {hours(r['plan_wait'])})  local CPU {r['plan_cpu']:.1f} s"
     )
+    print(f"       {bound_line(r['plans'][0])}")
     print(
         f"apply  calls {r['apply_calls']:>7,} ({r['apply_writes']:,} writes; minimum "
         f"{r['min_apply']:,}, x{r['apply_calls'] / max(r['min_apply'], 1):.2f}; estimate "
-        f"{r['estimate']:,})  wall {hours(r['apply_wall'])} (held by rate limits "
+        f"{r['estimate']:,})  wall {hours(r['apply_wall'])} (rate bound "
+        f"{hours(r['apply_rate_bound'])}; held by rate limits "
         f"{hours(r['apply_wait'])})  local CPU {r['apply_cpu']:.1f} s"
     )
     print(

@@ -957,3 +957,39 @@ def test_seed_helpers_refuse_undefined_references() -> None:
     with pytest.raises(KeyError):
         emu.seed_contact("a@example.com", lists={"nope": False})
     assert emu.contact("a@example.com") is None
+
+
+# ---- benchmark timing -------------------------------------------------------------
+
+
+def test_latency_can_include_the_emulators_own_processing_and_counts_it() -> None:
+    """Benchmarks keep the emulator's CPU out of the client's time: the answer waits what
+    is left of the latency after processing; overruns (processing alone longer) are
+    counted. Switched on and read over the control routes, as bench.run does."""
+    emu = make()
+    emu.seed_contact("a@example.com", "A", False, {}, {})
+
+    async def scenario(client: httpx.AsyncClient) -> tuple[Any, Any, Any, Any]:
+        switched = await client.post(
+            "/_emulator/settings",
+            json={"latency_seconds": 0.2, "latency_includes_processing": True},
+        )
+        found = await client.get(f"{REST}/contact/a@example.com")
+        missing = await client.get(f"{REST}/contact/nobody@example.com")
+        emu.control.latency_seconds = 1e-9  # any processing overruns this
+        await client.get(f"{REST}/contactslist")
+        timing = await client.get("/_emulator/timing")
+        return switched.json(), (found.status_code, missing.status_code), timing.json(), found
+
+    switched, statuses, timing, found = drive(emu, scenario)
+
+    assert switched["latency_includes_processing"] is True
+    assert statuses == (200, 404)
+    assert found.json()["Data"][0]["Email"] == "a@example.com"
+    assert (timing["answers"], timing["overruns"]) == (3, 1)
+    assert timing["seconds"] >= timing["longest"] > 0
+    assert [(r.path, r.status) for r in emu.control.calls("GET")][-3:] == [
+        (f"{REST}/contact/a@example.com", 200),
+        (f"{REST}/contact/nobody@example.com", 404),
+        (f"{REST}/contactslist", 200),
+    ]
