@@ -29,6 +29,7 @@ from tests.providers.calls import FakeTime, error_of, run
 
 T = TypeVar("T")
 Handler = Callable[[httpx.Request], httpx.Response]
+AnyHandler = Handler | Callable[[httpx.Request], Coroutine[Any, Any, httpx.Response]]
 FAST_RETRY = RetryPolicy(attempts=3, wait_initial=0.001, wait_max=0.002, wait_jitter=0.0)
 UNLIMITED = 1_000_000.0
 SECRET = "tok_very_secret"
@@ -52,7 +53,7 @@ class WidgetClient(ApiClient):
 
     def __init__(
         self,
-        handler: Handler,
+        handler: AnyHandler,
         *,
         reads: Pacer | None = None,
         writes: Pacer | None = None,
