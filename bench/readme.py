@@ -82,8 +82,11 @@ def run(one: Run) -> None:
 def section_text(section: str, runs: list[Run], commit: str) -> str:
     results: list[dict[str, Any]] = []
     for one in runs:
-        saved = json.loads((RESULTS / f"{one.save}.json").read_text("utf-8"))
-        results += saved["results"]
+        path = RESULTS / f"{one.save}.json"
+        if not path.exists():
+            print(f"no results for `python -m {' '.join(one.command)}` ({path}): left out")
+            continue
+        results += json.loads(path.read_text("utf-8"))["results"]
     tables = (
         "\n".join(mailchimp_table(results)) if section == "mailchimp" else markdown_tables(results)
     )

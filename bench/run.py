@@ -408,8 +408,8 @@ def markdown_tables(results: list[dict[str, Any]]) -> str:
     """The README's tables: plans against the limit, then calls, CPU and memory."""
     lines = [
         "| contacts | limit | time scale | plan reads | wall | rate bound | latency bound "
-        "| ratio | 429s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| ratio | 429s | emulator late |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         for plan in r["plans"]:
@@ -418,7 +418,7 @@ def markdown_tables(results: list[dict[str, Any]]) -> str:
                 f"{plan['calls']:,} | "
                 f"{plan['wall']:.1f} s | {plan['rate_bound']:.1f} s | "
                 f"{plan['latency_bound']:.1f} s | **x{plan['ratio']:.2f}** | "
-                f"{plan['rate_limited']} |"
+                f"{plan['rate_limited']} | {plan['emulator_overruns']:.0f} |"
             )
     lines += [
         "",
