@@ -9,13 +9,16 @@ class ReconcileError(Exception):
     """Base of every error that ends a command with exit code 1 and one clear message."""
 
 
+WHOLE_FILE = 0
+
+
 @dataclass(frozen=True)
 class SourceLocation:
     file: str
-    line: int
+    line: int  # WHOLE_FILE: about the path itself (missing, empty directory), no line
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}"
+        return f"{self.file}:{self.line}" if self.line != WHOLE_FILE else self.file
 
 
 @dataclass(frozen=True)

@@ -156,3 +156,20 @@ def test_a_prune_policy_is_located_in_the_file_that_declares_it(directory: Path)
     assert result.output.startswith(
         "Error: audience/policy.yaml:4: prune.lists: this policy needs 'delete a list'"
     ), result.output
+
+
+@pytest.mark.parametrize(
+    ("named", "problem"),
+    [
+        ("audience/missing.yaml", "no such file or directory"),
+        ("empty", "directory holds no *.yaml or *.yml file"),
+    ],
+)
+def test_a_path_that_holds_nothing_is_named_without_a_line(
+    directory: Path, named: str, problem: str
+) -> None:
+    """A line number would send the reader into a file that is missing or a directory."""
+    (directory.parent / "empty").mkdir()
+    result = runner.invoke(app, ["validate", named])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"Error: {named}: {problem}", result.stderr

@@ -13,7 +13,13 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ValidationError
 
 from reconcile.diff import Ref, ResourceType, list_ref, property_ref
-from reconcile.errors import ConfigError, ManifestError, ManifestIssue, SourceLocation
+from reconcile.errors import (
+    WHOLE_FILE,
+    ConfigError,
+    ManifestError,
+    ManifestIssue,
+    SourceLocation,
+)
 from reconcile.manifest.csv_source import CsvRow, read_contacts_csv
 from reconcile.manifest.emails import email_problem
 from reconcile.manifest.paths import data_path, field_name, path_of, validation_messages
@@ -137,13 +143,13 @@ def manifest_files(paths: Iterable[Path]) -> FoundFiles:
             found, subdirectories = _directory_files(path)
             if not found:
                 message = "directory holds no *.yaml or *.yml file"
-                raise _issue(path, 1, "", message + _unread(subdirectories))
+                raise _issue(path, WHOLE_FILE, "", message + _unread(subdirectories))
             if subdirectories:
                 notes.append(_subdirectories_note(path, subdirectories))
         elif path.exists():
             found = [path]
         else:
-            raise _issue(path, 1, "", "no such file or directory")
+            raise _issue(path, WHOLE_FILE, "", "no such file or directory")
         for file in found:
             files.setdefault(file.resolve(), file)
     return FoundFiles(list(files.values()), notes)
@@ -154,7 +160,8 @@ def _directory_files(directory: Path) -> tuple[list[Path], list[str]]:
     try:
         entries = _entries(directory)
     except OSError as error:
-        raise _issue(directory, 1, "", f"cannot read directory: {error.strerror}") from None
+        problem = f"cannot read directory: {error.strerror}"
+        raise _issue(directory, WHOLE_FILE, "", problem) from None
     files = [entry for entry in entries if _is_manifest(entry)]
     subdirectories = [f"{entry.name}/" for entry in entries if _holds_manifests(entry)]
     return files, subdirectories
