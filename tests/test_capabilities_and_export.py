@@ -200,3 +200,19 @@ def test_mailchimp_example_converges(
     assert "0 failed, 0 skipped." in output
     code, output = reconcile("plan", "--sandbox", "--detailed-exitcode", "mailchimp")
     assert code == 0, output
+
+
+@pytest.mark.parametrize("address", ["a@127.0.0.1", "a@host.123"])
+def test_mailchimp_refuses_an_address_at_an_ip_before_any_request(
+    workdir: Path, address: str
+) -> None:
+    write_manifest(
+        workdir,
+        f'provider: {{type: mailchimp, audience: x}}\ncontacts:\n  - email: "{address}"\n',
+        "chimp.yaml",
+    )
+    code, output = reconcile("validate", "chimp.yaml")
+    assert code == 1
+    assert f"chimp.yaml:3: contacts[0].email: '{address}': Mailchimp takes addresses at a " in (
+        output
+    )

@@ -93,6 +93,12 @@ RESERVED_DOMAINS = ("example.com", "example.net", "example.org")
 RESERVED_SUFFIXES = (".example", ".test", ".invalid", ".localhost")
 
 
+def _named_domain(domain: str) -> bool:
+    """A dotted name whose last label is not a number: neither `localhost` nor an IP."""
+    labels = domain.strip("[]").split(".")
+    return len(labels) > 1 and not labels[-1].isdigit() and ":" not in domain
+
+
 def _reserved(domain: str) -> bool:
     """example.com and its subdomains, and the reserved top-level names (RFC 2606)."""
     subdomains = tuple(f".{name}" for name in RESERVED_DOMAINS)
@@ -1375,6 +1381,12 @@ def _contact_findings(desired: State) -> Iterable[Finding]:
                 ref,
                 f"{contact.email!r}: Mailchimp refuses addresses at reserved domains such as "
                 f"{domain} as fake or invalid; use a real domain",
+            )
+        elif not _named_domain(domain):
+            yield Finding(
+                ref,
+                f"{contact.email!r}: Mailchimp takes addresses at a domain name (like "
+                "acme.io), not at an IP address or a bare host name",
             )
         if not domain.isascii():
             yield Finding(
