@@ -280,7 +280,9 @@ class DiffResult:
     errors: list[Finding] = field(default_factory=list)
 
 
-def consent_blocker(opted_out_at: str | None, opted_in_at: str | None) -> str | None:
+def consent_blocker(
+    opted_out_at: str | None, opted_in_at: str | None, *, event: str = "they opted out"
+) -> str | None:
     """Why the manifest's opt-in does not undo this opt-out; None when it does.
 
     An opt-in records when consent was given and undoes only an opt-out from before
@@ -295,7 +297,7 @@ def consent_blocker(opted_out_at: str | None, opted_in_at: str | None) -> str | 
             "can't be shown to be newer"
         )
     if opted_out_at >= opted_in_at:
-        return f"they opted out at {opted_out_at}, not before the opt-in of {opted_in_at}"
+        return f"{event} at {opted_out_at}, not before the opt-in of {opted_in_at}"
     return None
 
 
@@ -567,11 +569,13 @@ def _contact_update(
             new_values[name] = value
     flags: frozenset[Flag] = frozenset()
     if new_fields.get(EXCLUDED) is False:
-        blocked = consent_blocker(have.opted_out_at, want.opted_in_at)
+        undecided = have.fields.get(EXCLUDED) is None
+        event = "their status last changed" if undecided else "they opted out"
+        blocked = consent_blocker(have.opted_out_at, want.opted_in_at, event=event)
         if blocked is None:
             flags = frozenset({Flag.RESUBSCRIBE})
         else:
-            warnings.append(_kept_out(contact_ref(key), blocked))
+            warnings.append(_kept_out(contact_ref(key), blocked, undecided=undecided))
             del old_fields[EXCLUDED], new_fields[EXCLUDED]
     if not (new_fields or new_values):
         return None
@@ -586,12 +590,19 @@ def _contact_update(
     )
 
 
-def _kept_out(ref: Ref, why: str) -> Finding:
-    what = "unsubscribed from this list" if ref.type is ResourceType.MEMBERSHIP else "excluded"
+def _kept_out(ref: Ref, why: str, *, undecided: bool = False) -> Finding:
+    """`undecided`: the account holds no consent either way (e.g. a double opt-in not
+    confirmed yet); including them would still need theirs."""
+    if undecided:
+        state = "not opted in yet (the account records no consent to campaigns either way)"
+        wish = "the manifest would include them"
+    else:
+        what = "unsubscribed from this list" if ref.type is ResourceType.MEMBERSHIP else "excluded"
+        state, wish = f"opted out ({what})", "the manifest would bring them back"
     return Finding(
         ref,
-        f"opted out ({what}); the manifest would bring them back, but {why}: left as they "
-        "are. If they gave consent again, record when with opted_in_at (see README, Consent).",
+        f"{state}; {wish}, but {why}: left as they are. If they gave consent, record when "
+        "with opted_in_at (see README, Consent).",
     )
 
 

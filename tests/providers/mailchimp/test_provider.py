@@ -384,7 +384,10 @@ def test_excluded_false_brings_back_nobody_without_a_newer_opt_in(
     plan = plan_only(emulator, directory, body)
     assert plan.changes == ()
     assert len(plan.warnings) == 5
-    assert all("opted out" in w for w in plan.warnings)
+    for who in ("unsubscribed", "archived", "self"):
+        assert any(address(who) in w and "opted out (excluded)" in w for w in plan.warnings)
+    for who in ("pending", "transactional"):
+        assert any(address(who) in w and "not opted in yet" in w for w in plan.warnings)
 
 
 def test_a_consented_return_that_mailchimp_refuses_is_reported_not_retried(
@@ -859,6 +862,24 @@ def test_a_consented_return_of_a_pending_member_never_mails_them_again(
     assert "none sent again" in done.outcome(f"contact:{address('wait')}")[1]
     assert emulator.opt_in_emails_sent(AUDIENCE, address("wait")) == sent
     assert member(emulator, address("wait"))["merge_fields"]["PLAN"] == "pro"
+
+
+def test_a_pending_member_wanted_included_without_an_opt_in_is_not_called_opted_out(
+    emulator: MailchimpEmulator, directory: Path
+) -> None:
+    emulator.seed_member(AUDIENCE, address("wait"), "pending")
+    emulator.seed_member(AUDIENCE, address("gone"), "unsubscribed")
+    body = f"""
+    contacts:
+      - {{email: {address("wait")}, excluded_from_campaigns: false}}
+      - {{email: {address("gone")}, excluded_from_campaigns: false}}
+    """
+    plan = plan_only(emulator, directory, body)
+    assert plan.changes == ()
+    (waiting,) = [w for w in plan.warnings if address("wait") in w]
+    (gone,) = [w for w in plan.warnings if address("gone") in w]
+    assert "not opted in yet" in waiting and "opted out" not in waiting
+    assert "opted out (excluded)" in gone
 
 
 def test_a_plan_says_what_a_new_member_will_not_be(
