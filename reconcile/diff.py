@@ -338,7 +338,8 @@ def planned_renames(
 ) -> Renames:
     """What `renamed_from:` asks: a rename when exactly one old name exists live and the new
     one does not; nothing once it has happened (the new name live, the old one gone), so a
-    manifest may keep `renamed_from` for ever; an error when old and new both exist."""
+    manifest may keep `renamed_from` for ever; a warning when old and new both exist
+    (nothing is renamed: the old one is another list or property now)."""
     return Renames(
         _renames(list_ref, "list", desired.lists, live.lists, errors=errors, warnings=warnings),
         _renames(
@@ -368,14 +369,16 @@ def _renames(
         old = [earlier for earlier in want.renamed_from if earlier in have and earlier != name]
         if name in have:
             if old:
-                errors.append(
+                # Renamed already, and the old name made again since (or never renamed):
+                # either way nothing to rename, and a stale hint must not stop every plan.
+                warnings.append(
                     Finding(
                         ref(name),
                         f"renamed_from: both {old[0]!r} and {name!r} exist in the account, so "
-                        f"{old[0]!r} can't be renamed to {name!r} (a rename never merges two "
-                        f"{PLURAL.get(kind, kind + 's')}): delete or rename one of them in the "
-                        "provider, or drop "
-                        f"{old[0]!r} from renamed_from",
+                        f"nothing is renamed and {old[0]!r} is left as it is, another "
+                        f"{kind} (a rename never merges two {PLURAL.get(kind, kind + 's')}); "
+                        f"drop {old[0]!r} from renamed_from, or delete or rename one of them "
+                        "in the provider",
                     )
                 )
             continue  # renamed already: renamed_from asks nothing more

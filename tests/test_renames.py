@@ -122,12 +122,15 @@ def test_once_renamed_the_plan_is_empty_and_renamed_from_may_stay() -> None:
     assert (result.changes, result.warnings, result.errors) == ([], [], [])
 
 
-def test_old_and_new_both_live_is_an_error_naming_both() -> None:
-    live = _live()
-    live.lists["new"] = ContactList("new")
+def test_old_and_new_both_live_renames_nothing_and_says_so() -> None:
+    """Once renamed, someone may make a list of the old name again: the manifest's
+    renamed_from must not stop every plan from then on, nor merge the two."""
+    live = _renamed_live()
+    live.lists["old"] = ContactList("old")
     result = diff_states(_desired(), live)
-    assert len(result.errors) == 1
-    assert "both 'old' and 'new' exist in the account" in str(result.errors[0])
+    assert (result.changes, result.errors) == ([], [])
+    (warning,) = result.warnings
+    assert "both 'old' and 'new' exist in the account, so nothing is renamed" in str(warning)
 
 
 def test_a_renamed_from_naming_nothing_creates_the_list_with_a_warning() -> None:
@@ -375,8 +378,8 @@ def test_mailjet_refuses_a_saved_rename_when_the_new_name_appeared(workdir: Path
         output
     )
     code, output = reconcile("plan", "--sandbox", "after.yaml")
-    assert code == 1
-    assert "both 'old' and 'new' exist in the account" in output
+    assert code == 0, output
+    assert "both 'old' and 'new' exist in the account, so nothing is renamed" in output
 
 
 MAILCHIMP_BEFORE = """\
