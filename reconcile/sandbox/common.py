@@ -198,8 +198,11 @@ def control_routes(
     control: EmulatorControl,
     dump_state: Callable[[], dict[str, Any]],
     load_state: Callable[[dict[str, Any]], None],
+    own_settings: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> list[Route]:
-    """HTTP routes under /_emulator for tests that run the emulator in another process."""
+    """HTTP routes under /_emulator for tests that run the emulator in another process;
+    `own_settings` takes the settings payload too, for an emulator's own switches, and
+    answers their values."""
 
     async def faults(request: Request) -> Response:
         payload = await request.json()
@@ -211,7 +214,8 @@ def control_routes(
     async def settings(request: Request) -> Response:
         payload = await request.json()
         control.latency_seconds = float(payload.get("latency_seconds", control.latency_seconds))
-        return JSONResponse({"latency_seconds": control.latency_seconds})
+        own = own_settings(payload) if own_settings is not None else {}
+        return JSONResponse({"latency_seconds": control.latency_seconds, **own})
 
     async def state(request: Request) -> Response:
         if request.method == "PUT":
