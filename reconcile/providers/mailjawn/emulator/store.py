@@ -227,7 +227,8 @@ class SubscriberStore:
                 existing = self._ids_by_email.get(key)
                 repeated = key in seen
                 seen.add(key)
-                if repeated or (existing is not None and not self.behaviour.import_updates_existing):
+                updates = self.behaviour.import_updates_existing
+                if repeated or (existing is not None and not updates):
                     result.skipped += 1
                     continue
                 refused = refuse(data.email) if refuse is not None else None
