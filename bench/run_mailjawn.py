@@ -1,6 +1,7 @@
 """Benchmark plan and apply on MailJawn at 1k/10k/100k contacts, against the naive way.
 
     python -m bench.run_mailjawn --sizes 1000 10000 [--time-scale 20] [--contacts-in csv|yaml]
+        [--imports update|skip]
 
 The same audience as bench.run (bench.synthetic: 80% of the contacts live, a quarter
 of those differing in one property, every contact on 2 lists) with a MailJawn
@@ -12,7 +13,8 @@ factor so that the thousands of single writes finish; reported times are scaled 
 to real-service time (local CPU is not: it is what this machine spent). "Held by
 rate limits" is the wall time during which at least one request sleeps in the
 client's pacer. The naive way (a request per contact, per property write and per
-tag) is counted by formula.
+tag) is counted by formula. `--imports` is how the emulator's bulk import treats an
+existing subscriber (update, the default, or skip): the provider finds out at apply.
 """
 
 from __future__ import annotations
@@ -96,20 +98,34 @@ def minimum_reads(size: int) -> int:
     return max(1, -(-live // PAGE_SIZE))
 
 
-def minimum_apply(size: int) -> int:
-    """ceil(new / 1,000) bulk imports, plus one write per changed existing subscriber.
+def minimum_apply(size: int, imports: str = "update") -> int:
+    """ceil(new / 1,000) bulk imports, plus the writes for changed existing subscribers.
 
     A bulk import (POST subscribers/, 1 to 1,000 items) carries each new subscriber's
     name, custom_fields and tags, so new contacts and their memberships cost one write
-    per 1,000. Nothing can update existing subscribers in bulk: the import counts
-    existing emails as `skipped`, and the writes that change one (PATCH subscribers/{id}/,
-    or identify/) take one subscriber each; so each changed subscriber is one write.
-    Tags for existing subscribers would be one identify/ each too, but this account
-    has none to add (every live contact already has its 2 tags). Lists and properties
-    need no write at all: tags exist by name and custom fields have no definitions.
+    per 1,000. When an import updates existing subscribers too (`imports` "update"),
+    the changed ones cost one write per 1,000 as well (the provider adds a probe: see
+    APPLY_TARGET); when it skips them, each changed subscriber is one write (PATCH, or
+    identify/ with its new tags). This account has no tags to add to existing
+    subscribers (every live contact already has its 2 tags). Lists and properties need
+    no write at all: tags exist by name and custom fields have no definitions.
     """
     _, new, changed = counts(size)
-    return -(-new // MAX_IMPORT) + changed
+    updates = -(-changed // MAX_IMPORT) if imports == "update" else changed
+    return -(-new // MAX_IMPORT) + updates
+
+
+# Issue #15 item 4: at 100k contacts with updating imports, apply in at most 100 calls.
+APPLY_TARGET = {100_000: 100}
+
+
+def apply_target(size: int, imports: str, apply_calls: int) -> dict[str, Any]:
+    """The issue's target for this size and import behaviour, and whether it was met."""
+    target = APPLY_TARGET.get(size) if imports == "update" else None
+    return {
+        "apply_target": target,
+        "apply_target_met": None if target is None else apply_calls <= target,
+    }
 
 
 def plan_bound(size: int, reads: int) -> Bound:
@@ -216,10 +232,10 @@ async def run_reconcile(url: str, manifest: Manifest, scale: float) -> dict[str,
         await provider.aclose()
 
 
-def one_size(size: int, scale: float, contacts_in: str) -> dict[str, Any]:
+def one_size(size: int, scale: float, contacts_in: str, imports: str = "update") -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=f"bench-mailjawn-{size}-"))
     manifest, load_cpu = load_timed(write_manifest(work, size, contacts_in))
-    with served("bench.serve_mailjawn", size, scale) as url:
+    with served("bench.serve_mailjawn", size, scale, "--imports", imports) as url:
         result = asyncio.run(run_reconcile(url, manifest, scale))
     naive_reads, naive_writes = naive_calls(size)
     plan = plan_bound(size, result["plan_calls"])
@@ -242,7 +258,9 @@ def one_size(size: int, scale: float, contacts_in: str) -> dict[str, Any]:
         contacts_in=contacts_in,
         load_cpu=load_cpu,
         min_reads=minimum_reads(size),
-        min_apply=minimum_apply(size),
+        min_apply=minimum_apply(size, imports),
+        imports=imports,
+        **apply_target(size, imports, result["apply_calls"]),
         naive_reads=naive_reads,
         naive_writes=naive_writes,
         naive_calls=naive_reads + naive_writes,
@@ -252,12 +270,14 @@ def one_size(size: int, scale: float, contacts_in: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    args = size_arguments(__doc__.split("\n\n")[0]).parse_args()
+    parser = size_arguments(__doc__.split("\n\n")[0])
+    parser.add_argument("--imports", choices=["update", "skip"], default="update")
+    args = parser.parse_args()
     if args.one:
-        print(json.dumps(one_size(args.one, args.time_scale, args.contacts_in)))
+        print(json.dumps(one_size(args.one, args.time_scale, args.contacts_in, args.imports)))
         return
     results = []
-    for result in each_size("bench.run_mailjawn", args):
+    for result in each_size("bench.run_mailjawn", args, "--imports", args.imports):
         report(result)
         results.append(result)
     save_results("mailjawn", "bench.run_mailjawn", args, results, markdown_tables(results))
@@ -291,6 +311,7 @@ def report(r: dict[str, Any]) -> None:
         f"       ok={r['apply_ok']} second plan empty={r['second_plan_empty']} "
         f"429s={r['rate_limited']} retries={r['retries']}"
     )
+    report_target(r)
     naive = r["naive_reads"] + r["naive_writes"]
     at_limit = max(r["naive_reads"] / READ_LIMIT, r["naive_writes"] / WRITE_LIMIT) * 60
     print(
@@ -298,6 +319,15 @@ def report(r: dict[str, Any]) -> None:
         f"{r['naive_writes']:,} writes; {hours(at_limit)} at {WRITE_LIMIT} writes/min) "
         f"-> {naive / max(r['apply_calls'], 1):,.0f}x the calls of reconcile's apply"
     )
+
+
+def report_target(r: dict[str, Any]) -> None:
+    imports = "update existing subscribers" if r["imports"] == "update" else "skip them"
+    line = f"       bulk imports {imports}"
+    if r.get("apply_target") is not None:
+        met = "met" if r["apply_target_met"] else "NOT met"
+        line += f"; target <= {r['apply_target']} apply calls: {r['apply_calls']:,}, {met}"
+    print(line)
 
 
 if __name__ == "__main__":

@@ -518,7 +518,8 @@ async def _applied(
     outcomes = [Outcome(o.address, o.status.value, o.message) for o in report.outcomes]
     calls = provider.stats().requests - before
     interrupted = report.interrupted or cancel.requested
-    return Applied(plan, outcomes, interrupted, calls, time.monotonic() - started)
+    took = time.monotonic() - started
+    return Applied(plan, outcomes, interrupted, calls, took, tuple(report.notes))
 
 
 async def _apply_saved(

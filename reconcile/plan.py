@@ -64,22 +64,27 @@ class Estimate:
 
     api_calls: int
     calls_per_minute: float
+    assumes: str = ""  # what the count takes for granted that only apply finds out
 
     @property
     def minutes(self) -> float:
         return self.api_calls / self.calls_per_minute
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "api_calls": self.api_calls,
             "calls_per_minute": self.calls_per_minute,
             "minutes": round(self.minutes, 1),
         }
+        if self.assumes:
+            data["assumes"] = self.assumes
+        return data
 
     def describe(self) -> str:
         pace = f"{self.calls_per_minute:g} calls/minute"
         took = _duration(self.minutes)
-        return f"Apply will make about {self.api_calls} API calls (~{took} at {pace})."
+        said = f"Apply will make about {self.api_calls} API calls (~{took} at {pace})."
+        return f"{said} Assumes {self.assumes}" if self.assumes else said
 
 
 def _duration(minutes: float) -> str:
@@ -340,6 +345,11 @@ class EstimateFile(BaseModel):
     calls_per_minute: int | float = Field(  # as written, so that the file reads back the same
         description="The pace the client keeps (the provider's rate limit)."
     )
+    assumes: str = Field(
+        default="",
+        description="What the count takes for granted that only apply can find out (how "
+        "the API behaves), and what apply costs otherwise. Written only when there is one.",
+    )
 
 
 class PlanFile(BaseModel):
@@ -394,7 +404,7 @@ def _file_fingerprint(data: Mapping[str, Any]) -> str:
 
 
 def _estimate(raw: EstimateFile | None) -> Estimate | None:
-    return None if raw is None else Estimate(raw.api_calls, raw.calls_per_minute)
+    return None if raw is None else Estimate(raw.api_calls, raw.calls_per_minute, raw.assumes)
 
 
 class _RepeatedKeyError(ValueError):

@@ -89,12 +89,15 @@ async def plan_apply_plan(emulator: MailJawnEmulator, manifest: Manifest) -> tup
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(project=live_projects(), generated=desired_states())
+@given(project=live_projects(), generated=desired_states(), upserts=st.booleans())
 def test_mailjawn_apply_then_plan_is_empty_and_nothing_unmanaged_changes(
-    tmp_path: Path, project: dict[str, dict[str, Any]], generated: State
+    tmp_path: Path, project: dict[str, dict[str, Any]], generated: State, upserts: bool
 ) -> None:
+    """`upserts`: whether the emulator's bulk import updates existing subscribers (the
+    document does not say; apply finds out)."""
     desired = additive_and_subscribed(generated)
     emulator = seed(project)
+    emulator.set_upsert(import_updates_existing=upserts)
     before = {email: copy.deepcopy(emulator.subscriber(email)) for email in EMAILS}
     manifest = Manifest(MailJawnOptions(type="mailjawn"), desired, [tmp_path / "m.yaml"])
 

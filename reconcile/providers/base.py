@@ -51,6 +51,10 @@ class Outcome:
 @dataclass
 class ApplyReport:
     outcomes: list[Outcome] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what apply found out about the API
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
 
     def done(self, change: Change, message: str = "") -> None:
         self.outcomes.append(Outcome(change.address, OutcomeStatus.DONE, message))
@@ -248,6 +252,11 @@ class Provider(ABC):
     def estimate_calls(self, changes: Sequence[Change], live: State) -> int:
         """API calls apply will make for `changes` (writes and job polls)."""
         return len(changes)
+
+    def estimate_assumes(self, changes: Sequence[Change], live: State) -> str:
+        """What `estimate_calls` takes for granted that only apply can find out ("" when
+        nothing): shown with the estimate."""
+        return ""
 
     @abstractmethod
     async def aclose(self) -> None:

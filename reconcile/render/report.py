@@ -34,6 +34,7 @@ class Applied:
     interrupted: bool
     api_calls: int
     seconds: float
+    notes: tuple[str, ...] = ()  # what apply found out about the API on the way
 
     def count(self, status: str) -> int:
         return sum(1 for outcome in self.outcomes if outcome.status == status)
@@ -104,7 +105,7 @@ def summary(applied: Applied) -> list[str]:
     if effects:
         done = ", ".join(f"{count:,} {effect}" for effect, count in sorted(effects.items()))
         lines.append(f"Consent: {done}.")
-    return lines
+    return lines + [f"Note: {note}" for note in applied.notes]
 
 
 def render_report_json(applied: Applied, shown: Callable[[str], str]) -> str:
@@ -128,4 +129,6 @@ def render_report_json(applied: Applied, shown: Callable[[str], str]) -> str:
     }
     if applied.plan.target:
         data["target"] = applied.plan.target
+    if applied.notes:
+        data["notes"] = [shown(note) for note in applied.notes]
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

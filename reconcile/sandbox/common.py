@@ -251,8 +251,11 @@ def control_routes(
     control: EmulatorControl,
     dump_state: Callable[[], dict[str, Any]],
     load_state: Callable[[dict[str, Any]], None],
+    own_settings: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> list[Route]:
-    """HTTP routes under /_emulator for tests that run the emulator in another process."""
+    """HTTP routes under /_emulator for tests that run the emulator in another process;
+    `own_settings` takes the settings payload too, for an emulator's own switches, and
+    answers their values."""
 
     async def faults(request: Request) -> Response:
         payload = await request.json()
@@ -267,10 +270,12 @@ def control_routes(
         control.latency_includes_processing = bool(
             payload.get("latency_includes_processing", control.latency_includes_processing)
         )
+        own = own_settings(payload) if own_settings is not None else {}
         return JSONResponse(
             {
                 "latency_seconds": control.latency_seconds,
                 "latency_includes_processing": control.latency_includes_processing,
+                **own,
             }
         )
 

@@ -283,8 +283,15 @@ def test_an_email_skipped_by_import_is_found_and_updated() -> None:
     searches = [r.url.params.get("search") for r in recorder.requests if r.method == "GET"]
     assert "Late@Example.com" in searches
     assert recorder.bodies("PATCH", "/") == [{"name": "Wanted", "custom_fields": {"plan": "pro"}}]
+    # The tags' identify sends back the name just written (whether an upsert keeps what it
+    # leaves out is not documented), never the one found before.
     assert recorder.bodies("POST", IDENTIFY) == [
-        {"email": "late@example.com", "tags": ["newsletter"], "trigger_automations": False}
+        {
+            "email": "late@example.com",
+            "name": "Wanted",
+            "tags": ["newsletter"],
+            "trigger_automations": False,
+        }
     ]
     found = emulator.subscriber("late@example.com") or {}
     assert found["custom_fields"] == {"plan": "pro", "crm": "x"}
@@ -332,7 +339,7 @@ def test_an_import_whose_answer_was_lost_imports_only_the_missing() -> None:
 # ---- updates --------------------------------------------------------------------------------
 
 
-def test_update_patches_only_changed_fields_and_leaves_unmentioned_custom_fields() -> None:
+def test_an_update_and_new_tags_of_an_active_subscriber_are_one_identify() -> None:
     emulator = make_emulator()
     emulator.seed_subscriber(
         "a@example.com",
@@ -350,9 +357,15 @@ def test_update_patches_only_changed_fields_and_leaves_unmentioned_custom_fields
     _, report, second = run_with(provider, plan_and_apply(provider, desired))
 
     assert report.ok, report.outcomes
-    assert recorder.bodies("PATCH", "/") == [{"name": "New", "custom_fields": {"plan": "pro"}}]
+    assert recorder.bodies("PATCH", "/") == []
     assert recorder.bodies("POST", IDENTIFY) == [
-        {"email": "a@example.com", "tags": ["newsletter"], "trigger_automations": False}
+        {
+            "email": "a@example.com",
+            "name": "New",
+            "custom_fields": {"plan": "pro"},
+            "tags": ["newsletter", "vip"],
+            "trigger_automations": False,
+        }
     ]
     assert recorder.bodies("POST", SUBSCRIBERS) == []
     found = emulator.subscriber("a@example.com") or {}

@@ -1,10 +1,19 @@
 """MailJawn provider: subscribers are contacts, tags are lists, custom_fields are properties.
 
 Order: nothing to write for property definitions or lists (tags exist by name); new
-contacts by bulk import with their tags and custom fields; updates by PATCH with only
-what changed; tags for existing subscribers by identify; deletions last. MailJawn can't
-remove a tag, so membership removals and unsubscribes are refused (the engine refuses
-them earlier through `capabilities`). A bounced or complained status is never changed.
+contacts by bulk import with their tags and custom fields; then existing subscribers;
+deletions last. MailJawn can't remove a tag, so membership removals and unsubscribes are
+refused (the engine refuses them earlier through `capabilities`). A bounced or
+complained status is never changed.
+
+Existing subscribers: the document does not say whether a bulk import updates an
+existing subscriber or skips it, so apply finds out. When enough active subscribers
+change (no status change, no custom field removed) for imports to be cheaper, the first
+few go in one import, read before and after: if every value landed and nothing else
+moved, the rest follow in imports of up to 1,000; otherwise they are written one by one
+and the report says why. One by one: a PATCH with what changed, or, for an active
+subscriber that also gains tags, one identify with both. Every upsert sends the live
+value of each field no manifest manages (custom fields excepted: they are merged).
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from reconcile.diff import (
     Action,
@@ -47,9 +57,10 @@ from reconcile.providers.base import (
 from reconcile.providers.mailjawn import records
 from reconcile.providers.mailjawn.client import PAGE_SIZE, MailJawnClient
 from reconcile.providers.mailjawn.records import SUBSCRIBERS, Subscriber
-from reconcile.providers.runner import ChangeRunner, GuardedWrites, all_or_none
+from reconcile.providers.runner import ChangeRunner, GroupStep, GuardedWrites, all_or_none
 
 MAX_IMPORT = 1000
+PROBE_SIZE = 3  # subscribers of the first update import, read before and after it
 IDENTIFY = "/subscribers/identify/"
 NO_TAG_REMOVAL = "MailJawn has no way to remove a tag from a subscriber"
 
@@ -81,6 +92,64 @@ class _NewContact:
     @property
     def needs_status(self) -> bool:
         return bool(self.after.fields.get(EXCLUDED))  # import can't set status; a PATCH follows
+
+
+@dataclass
+class _Existing:
+    """An existing subscriber's changes: its contact update, and the tags it gains."""
+
+    key: str
+    current: Subscriber | None  # as read; None: not read, looked up when written
+    update: Change | None = None
+    tags: list[Change] = dataclasses.field(default_factory=list)
+
+    @property
+    def after(self) -> ContactValues | None:
+        return self.update.contact_after if self.update is not None else None
+
+    @property
+    def changes(self) -> list[Change]:
+        return ([self.update] if self.update is not None else []) + self.tags
+
+    @property
+    def upsertable(self) -> bool:
+        return self.current is not None and records.upsertable(self.after, self.current)
+
+    @property
+    def folds(self) -> bool:
+        """Its update and its new tags go in one identify instead of a PATCH and another."""
+        return self.update is not None and bool(self.tags) and self.upsertable
+
+    def item(self, current: Subscriber) -> dict[str, Any]:
+        return records.upsert_item(current, self.after, [tag.list_name for tag in self.tags])
+
+    @property
+    def revealing(self) -> int:
+        """How much an upsert leaving things out could damage (the probe picks the most)."""
+        current = self.current
+        if current is None:
+            return 0
+        sent = set(self.after.properties or {}) if self.after is not None else set()
+        unsent = set(current.custom_fields) - sent
+        return len(unsent) + len(current.tags) + len(current.kept) + bool(current.name)
+
+    def single_calls(self) -> int:
+        """Requests to write it alone: a fold; else a PATCH (after a fresh read when it
+        re-activates someone) and an identify for the tags."""
+        if self.folds:
+            return 1
+        after = self.after
+        patch = 0 if after is None else 1 + (after.fields.get(EXCLUDED) is False)
+        return patch + bool(self.tags)
+
+
+@dataclass
+class _Probe:
+    """What the first update import showed."""
+
+    upserts: bool
+    settled: set[str]  # keys whose outcomes are recorded
+    note: str = ""
 
 
 @dataclass
@@ -139,35 +208,63 @@ class MailJawnProvider(Provider):
         return {"url": self.client.base_url, "project_id": self.client.project_id}
 
     def estimate_calls(self, changes: Sequence[Change], live: State) -> int:
-        """Every request apply sends when nothing fails and nobody else writes meanwhile:
-        imports per chunk of new subscribers; for each created excluded one (an import can't
-        set a status) the look-up of its id and a PATCH; a PATCH per update (after a
-        fresh read when it re-activates someone), one identify per existing subscriber
-        gaining tags, deletes. Look-ups that only follow a fault or an import that skipped
-        someone are not counted."""
+        """Every request apply sends when nothing fails and nobody else writes meanwhile,
+        taking bulk imports to update existing subscribers (`estimate_assumes`): imports
+        per chunk of new subscribers; for each created excluded one (an import can't set
+        a status) the look-up of its id and a PATCH; the existing subscribers' writes
+        (`_existing_calls`); deletes. Look-ups that only follow a fault or an import that
+        skipped someone are not counted."""
+        return self._calls(changes, live, upserts=True)
+
+    def estimate_assumes(self, changes: Sequence[Change], live: State) -> str:
+        bulk, _ = self._split(_existing_of(changes, _subscribers(live)))
+        if not bulk:
+            return ""
+        probe = min(PROBE_SIZE, len(bulk))
+        otherwise = self._calls(changes, live, upserts=False)
+        return (
+            "MailJawn's bulk import updates existing subscribers (its document does not "
+            f"say; apply checks it on the first {probe}): if it skips them instead, apply "
+            f"makes {otherwise:,} calls, updating the other {len(bulk) - probe:,} one by one."
+        )
+
+    def _calls(self, changes: Sequence[Change], live: State, *, upserts: bool) -> int:
         creates = [
             c for c in changes if c.type is ResourceType.CONTACT and c.action is Action.CREATE
         ]
-        created = {c.email for c in creates}
         excluded = sum(1 for c in creates if c.contact_after.fields.get(EXCLUDED) is True)
-        others = sum(
-            1 for c in changes if c.type is ResourceType.CONTACT and c.action is not Action.CREATE
+        deletes = sum(
+            1 for c in changes if c.type is ResourceType.CONTACT and c.action is Action.DELETE
         )
-        tagged = {
-            c.email
-            for c in changes
-            if c.type is ResourceType.MEMBERSHIP and c.action is Action.CREATE
-        } - created
         imports = -(-len(creates) // self.import_chunk_size)
-        reactivations = sum(
-            1
-            for c in changes
-            if c.type is ResourceType.CONTACT
-            and c.action is Action.UPDATE
-            and c.contact_after.fields.get(EXCLUDED) is False
-        )  # each reads the subscriber again first: one search
-        lookups = lookup_calls(excluded, len(live.contacts) + len(creates)) + reactivations
-        return imports + lookups + excluded + others + len(tagged)
+        lookups = lookup_calls(excluded, len(live.contacts) + len(creates))
+        existing = _existing_of(changes, _subscribers(live))
+        return imports + lookups + excluded + deletes + self._existing_calls(existing, upserts)
+
+    def _existing_calls(self, existing: list[_Existing], upserts: bool) -> int:
+        """The probe and the imports (or, when imports skip, single writes) for the bulk
+        part; single writes for the others."""
+        bulk, singles = self._split(existing)
+        if bulk:
+            probe = min(PROBE_SIZE, len(bulk))
+            rest = bulk[probe:]
+            bulk_calls = 1 + 2 * probe
+            bulk_calls += self._imports_for(len(rest)) if upserts else len(bulk)
+        else:
+            bulk_calls = 0
+        return bulk_calls + sum(item.single_calls() for item in singles)
+
+    def _imports_for(self, count: int) -> int:
+        return -(-count // self.import_chunk_size)
+
+    def _split(self, existing: list[_Existing]) -> tuple[list[_Existing], list[_Existing]]:
+        """(updated by bulk import, written one by one): imports when they cost fewer calls,
+        probe included, than one write each."""
+        bulk = [item for item in existing if item.upsertable]
+        probe = min(PROBE_SIZE, len(bulk))
+        if not bulk or 1 + 2 * probe + self._imports_for(len(bulk) - probe) >= len(bulk):
+            return [], existing
+        return bulk, [item for item in existing if not item.upsertable]
 
     def stats(self) -> ProviderStats:
         return self.client.snapshot()
@@ -271,8 +368,10 @@ class MailJawnProvider(Provider):
         creates = groups[(ResourceType.CONTACT, Action.CREATE)]
         await self._create_contacts(creates, imported_tags, run, known)
         updates = groups[(ResourceType.CONTACT, Action.UPDATE)]
-        await run.run_each(updates, lambda change: self._update_contact(change, known))
-        await run.run_per_contact(tag_adds, lambda key, group: self._add_tags(key, group, known))
+        existing = _runnable(_existing_of([*updates, *tag_adds], known), run)
+        bulk, singles = self._split(existing)
+        singles += await self._update_in_bulk(bulk, run, report)
+        await self._write_one_by_one(singles, run, known)
         deletions = groups[(ResourceType.CONTACT, Action.DELETE)]
         await run.run_each(deletions, lambda change: self._delete_contact(change, known))
         return report
@@ -369,10 +468,8 @@ class MailJawnProvider(Provider):
             run.mark_carried(item.memberships)
             return
         known[current.key] = current
-        body = records.patch_body(records.differing(item.after, current), current.status)
         try:
-            if body:
-                await self.client.patch(f"{SUBSCRIBERS}{current.id}/", body)
+            current = await self._patch(current, records.differing(item.after, current), known)
         except ApiError as error:
             run.fail(item.change, str(error))
             run.mark_carried(item.memberships)
@@ -383,10 +480,169 @@ class MailJawnProvider(Provider):
             for membership in item.memberships
             if membership.list_name not in current.tags
         ]
-        await run.run_as_one(current.email, missing, self._identify)
+        await run.run_as_one(
+            current.key, missing, lambda key, changes: self._identify(current, key, changes)
+        )
         run.mark_carried(
             [membership for membership in item.memberships if membership not in missing]
         )
+
+    # -- existing subscribers by bulk import, once a probe shows that it updates them
+
+    async def _update_in_bulk(
+        self, items: list[_Existing], run: ChangeRunner, report: ApplyReport
+    ) -> list[_Existing]:
+        """Returns those left to write one by one."""
+        if not items:
+            return []
+        order = sorted(range(len(items)), key=lambda n: -items[n].revealing)
+        probe = [items[n] for n in order[:PROBE_SIZE]]
+        rest = [items[n] for n in sorted(order[PROBE_SIZE:])]
+        found = await self._probe(probe, run)
+        if found.note:
+            report.note(found.note)
+        if not found.upserts:
+            return [item for item in items if item.key not in found.settled]
+        size = self.import_chunk_size
+        chunks = [rest[i : i + size] for i in range(0, len(rest), size)]
+        left = await asyncio.gather(*(self._import_updates(chunk, run) for chunk in chunks))
+        return [item for chunk in left for item in chunk]
+
+    async def _probe(self, items: list[_Existing], run: ChangeRunner) -> _Probe:
+        """Import `items`, read before and after: did every value land, nothing else move?
+        Anyone no longer active when read again is left out (written one by one)."""
+        one_by_one = "their updates go by PATCH and identify, one request each"
+        try:
+            before = await self._get_each(items)
+            fresh = [records.subscriber(raw) for raw in before]
+        except ApiError as error:
+            return _Probe(False, set(), f"could not check bulk import ({error}): {one_by_one}")
+        active = [n for n, found in enumerate(fresh) if found.status == records.ACTIVE]
+        items, before = [items[n] for n in active], [before[n] for n in active]
+        sent = [items[n].item(fresh[m]) for n, m in enumerate(active)]
+        if not sent:
+            return _Probe(False, set(), "")
+        failed: dict[str, str] = {}
+        try:
+            answer = await self.client.post(SUBSCRIBERS, {"subscribers": sent}, idempotent=True)
+            emails = [body["email"] for body in sent]
+            failed = dict(records.import_answer(answer, emails).failed)
+        except ApiError as error:
+            if not _may_have_landed(error):
+                note = f"a bulk import of existing subscribers was refused ({error}): {one_by_one}"
+                return _Probe(False, set(), note)
+        request = f"POST {self.client.prefix}{SUBSCRIBERS}"
+        for item in items:
+            if item.key in failed:
+                _fail_all(run, item.changes, f"{request} (bulk import): {failed[item.key]}")
+        checked = [n for n, item in enumerate(items) if item.key not in failed]
+        try:
+            after = await self._get_each([items[n] for n in checked])
+        except ApiError as error:
+            note = f"could not read back a bulk import of existing subscribers ({error})"
+            return _Probe(False, set(failed), f"{note}: {one_by_one}")
+        checks = {
+            items[n].key: records.check_upsert(before[n], now, sent[n])
+            for n, now in zip(checked, after, strict=True)
+        }
+        return self._judge(items, checks, run, set(failed))
+
+    def _judge(
+        self,
+        items: list[_Existing],
+        checks: dict[str, records.UpsertCheck],
+        run: ChangeRunner,
+        settled: set[str],
+    ) -> _Probe:
+        one_by_one = "the other updates go by PATCH and identify, one request each"
+        damaged = {key: check.unasked for key, check in checks.items() if check.unasked}
+        by_key = {item.key: item for item in items}
+        if damaged:
+            for key, unasked in damaged.items():
+                message = (
+                    "MailJawn's bulk import changed what it was not asked to: "
+                    f"{'; '.join(unasked)}. reconcile sent the live value of every field it "
+                    "does not manage; check this subscriber and restore what it lost"
+                )
+                _fail_all(run, by_key[key].changes, message)
+            names = ", ".join(sorted(damaged))
+            note = (
+                f"MailJawn's bulk import changed fields it was not asked to change ({names}); "
+                f"imports are not used for updates: {one_by_one}"
+            )
+            return _Probe(False, settled | set(damaged), note)
+        if checks and all(check.applied for check in checks.values()):
+            for key in checks:
+                _done_all(run, by_key[key])
+            note = (
+                f"MailJawn's bulk import updates existing subscribers (checked on {len(checks)}, "
+                "read before and after): the other updates go in imports of up to "
+                f"{self.import_chunk_size:,}"
+            )
+            return _Probe(True, settled | set(checks), note)
+        note = (
+            "MailJawn's bulk import did not update existing subscribers (checked on "
+            f"{len(checks)}: it skipped them): {one_by_one}"
+        )
+        return _Probe(False, settled, note)
+
+    async def _import_updates(self, items: list[_Existing], run: ChangeRunner) -> list[_Existing]:
+        """One import of existing subscribers; returns those it may not have updated (an
+        upsert again is harmless: they are written one by one)."""
+        currents = [item.current for item in items if item.current is not None]
+        sent = [item.item(current) for item, current in zip(items, currents, strict=True)]
+        try:
+            answer = await self.client.post(SUBSCRIBERS, {"subscribers": sent}, idempotent=True)
+            mapped = records.import_answer(answer, [body["email"] for body in sent])
+        except ApiError as error:
+            if _may_have_landed(error):
+                return items
+            for item in items:
+                _fail_all(run, item.changes, str(error))
+            return []
+        request = f"POST {self.client.prefix}{SUBSCRIBERS}"
+        for item in items:
+            if item.key in mapped.failed:
+                _fail_all(run, item.changes, f"{request} (bulk import): {mapped.failed[item.key]}")
+        rest = [item for item in items if item.key not in mapped.failed]
+        if mapped.skipped or not mapped.accounted:
+            return rest  # which ones it skipped is not said
+        for item in rest:
+            _done_all(run, item)
+        return []
+
+    async def _get_each(self, items: list[_Existing]) -> list[Any]:
+        async with all_or_none() as group:
+            reads = [
+                group.create_task(self.client.get(f"{SUBSCRIBERS}{item.current.id}/"))
+                for item in items
+                if item.current is not None
+            ]
+        return [read.result() for read in reads]
+
+    # -- existing subscribers one by one
+
+    async def _write_one_by_one(
+        self, items: list[_Existing], run: ChangeRunner, known: Subscribers
+    ) -> None:
+        folds = [item for item in items if item.folds]
+        others = [item for item in items if not item.folds]
+        updates = [item.update for item in others if item.update is not None]
+        await asyncio.gather(
+            *(run.run_as_one(item.key, item.changes, self._fold(item)) for item in folds),
+            run.run_each(updates, lambda change: self._update_contact(change, known)),
+        )
+        tags = [tag for item in others for tag in item.tags]
+        await run.run_per_contact(tags, lambda key, group: self._add_tags(key, group, known))
+
+    def _fold(self, item: _Existing) -> GroupStep:
+        async def identify(_: str, changes: list[Change]) -> None:
+            assert item.current is not None  # folds only when read
+            tags = [c.list_name for c in changes if c.type is ResourceType.MEMBERSHIP]
+            body = records.upsert_item(item.current, item.after, tags)
+            await self.client.post(IDENTIFY, body, idempotent=True)
+
+        return identify
 
     # -- updates, tags, deletions
 
@@ -396,17 +652,24 @@ class MailJawnProvider(Provider):
         if after.fields.get(EXCLUDED) is False:
             async with self.guarded.pair():
                 current = await self._unchanged_since_planning(current, len(known))
-                await self._patch(current, after)
+                await self._patch(current, after, known)
         else:
-            await self._patch(current, after)
+            await self._patch(current, after, known)
         if current.protected and EXCLUDED in after.fields:
             return f"status left {current.status}: it is never changed"
         return ""
 
-    async def _patch(self, current: Subscriber, after: ContactValues) -> None:
+    async def _patch(
+        self, current: Subscriber, after: ContactValues, known: Subscribers
+    ) -> Subscriber:
+        """PATCH what `after` changes; `known` then holds the subscriber as written, so a
+        later identify sends back the new values, not the old ones."""
         body = records.patch_body(after, current.status)
-        if body:
-            await self.client.patch(f"{SUBSCRIBERS}{current.id}/", body)
+        if not body:
+            return current
+        await self.client.patch(f"{SUBSCRIBERS}{current.id}/", body)
+        known[current.key] = written = records.patched(current, body)
+        return written
 
     async def _unchanged_since_planning(self, planned: Subscriber, project_size: int) -> Subscriber:
         """Before re-activating someone (an opt-in), read them again: if their record moved
@@ -421,12 +684,17 @@ class MailJawnProvider(Provider):
         return found
 
     async def _add_tags(self, key: str, changes: list[Change], known: Subscribers) -> None:
-        current = known.get(key)
-        await self._identify(current.email if current else key, changes)
+        await self._identify(known.get(key), key, changes)
 
-    async def _identify(self, email: str, changes: list[Change]) -> None:
+    async def _identify(self, current: Subscriber | None, key: str, changes: list[Change]) -> None:
+        """Adds the tags of `changes`; a subscriber read gets its live values sent back."""
         tags = sorted({change.list_name for change in changes})
-        await self.client.post(IDENTIFY, records.identify_body(email, tags), idempotent=True)
+        body = (
+            records.identify_body(key, tags)
+            if current is None
+            else records.upsert_item(current, None, tags)
+        )
+        await self.client.post(IDENTIFY, body, idempotent=True)
 
     async def _delete_contact(self, change: Change, known: Subscribers) -> str:
         try:
@@ -482,6 +750,56 @@ def lookup_calls(wanted: int, subscribers: int) -> int:
 
 class _NotFound(ApiError):
     """The subscriber a change concerns is not in the project any more."""
+
+
+def _existing_of(changes: Iterable[Change], subscribers: Subscribers) -> list[_Existing]:
+    """Contact updates and tag additions of existing subscribers, by subscriber (the tags
+    of a contact created by this apply ride in its import; refused ones are left out)."""
+    changes = list(changes)
+    new_keys = {
+        c.email for c in changes if c.type is ResourceType.CONTACT and c.action is Action.CREATE
+    }
+    found: dict[str, _Existing] = {}
+
+    def of(key: str) -> _Existing:
+        if key not in found:
+            found[key] = _Existing(key, subscribers.get(key))
+        return found[key]
+
+    for change in changes:
+        if change.type is ResourceType.CONTACT and change.action is Action.UPDATE:
+            of(change.email).update = change
+        elif (
+            change.type is ResourceType.MEMBERSHIP
+            and change.action is not Action.DELETE
+            and change.membership_after.status is SubscriptionStatus.SUBSCRIBED
+            and change.email not in new_keys
+        ):
+            of(change.email).tags.append(change)
+    return list(found.values())
+
+
+def _runnable(items: list[_Existing], run: ChangeRunner) -> list[_Existing]:
+    """Without what can't start (Ctrl-C, a failed dependency: reported so by the runner)."""
+    kept = []
+    for item in items:
+        if item.update is not None and not run.runnable(item.update):
+            item.update = None
+        item.tags = [tag for tag in item.tags if run.runnable(tag)]
+        if item.changes:
+            kept.append(item)
+    return kept
+
+
+def _done_all(run: ChangeRunner, item: _Existing) -> None:
+    if item.update is not None:
+        run.done(item.update)
+    run.mark_carried(item.tags)
+
+
+def _fail_all(run: ChangeRunner, changes: Iterable[Change], message: str) -> None:
+    for change in changes:
+        run.fail(change, message)
 
 
 def _may_have_landed(error: ApiError) -> bool:

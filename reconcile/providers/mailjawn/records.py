@@ -3,9 +3,10 @@ answer raises instead of becoming a write."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,9 @@ PROTECTED_STATUSES = frozenset({"bounced", "complained"})  # set by delivery; ne
 # A live-only contact field: MailJawn's own status, for review() and plan freshness.
 # The diff never compares it (no manifest has it) and export does not write it.
 STATUS = "status"
+# Strings identify and import take besides name: no manifest manages them, and the document
+# does not say whether an upsert that leaves one out keeps it, so their live values are sent.
+KEPT_STRINGS = ("timezone", "locale", "device_type", "os_version", "app_version", "sdk_version")
 
 _SLUG = re.compile(r"[a-z0-9]+(?:[-_][a-z0-9]+)*")
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
@@ -42,6 +46,7 @@ class Subscriber:
     custom_fields: Mapping[str, PropertyValue]
     tags: frozenset[str]
     modified: str | None = None  # UTC; MailJawn keeps no unsubscribe time, only this
+    kept: tuple[tuple[str, str], ...] = ()  # KEPT_STRINGS that are not empty, as read
 
     @property
     def key(self) -> str:
@@ -80,6 +85,7 @@ def subscriber(record: Any) -> Subscriber:
         custom_fields={str(k): _scalar(v) for k, v in custom.items()},
         tags=_tag_slugs(record.get("tags") or [], email),
         modified=utc_moment(record.get("modified")),
+        kept=tuple((name, value) for name in KEPT_STRINGS if (value := record.get(name))),
     )
 
 
@@ -142,8 +148,43 @@ def import_item(email: str, after: ContactValues, tags: Sequence[str]) -> dict[s
 
 
 def identify_body(email: str, tags: Sequence[str]) -> dict[str, Any]:
-    """Adds tags and nothing else (identify merges; absent fields are left alone)."""
+    """Adds tags to a subscriber not read (nothing known to send back)."""
     return {"email": email, "tags": sorted(tags), "trigger_automations": False}
+
+
+def upsertable(after: ContactValues | None, current: Subscriber) -> bool:
+    """Whether an identify (or an import item) can write `after` to `current`: it has no
+    status field, so never for a status change or for anyone not active (whether an upsert
+    re-activates an unsubscribed subscriber is not documented); a null custom field (a
+    removal) stays with PATCH too."""
+    if current.status != ACTIVE:
+        return False
+    if after is None:
+        return True
+    return EXCLUDED not in after.fields and None not in (after.properties or {}).values()
+
+
+def upsert_item(
+    current: Subscriber, after: ContactValues | None, tags: Iterable[str]
+) -> dict[str, Any]:
+    """An identify body (or import item) for an existing subscriber: the managed values
+    of `after`, and for everything else the live value, so that it is right whether an
+    upsert keeps what it leaves out or clears it. Tags: the live ones and the new ones
+    (whether tags are added or replace the set is not documented). custom_fields: only
+    the changed ones (the document says they are merged)."""
+    fields = after.fields if after is not None else {}
+    item: dict[str, Any] = {"email": current.email, "trigger_automations": False}
+    name = fields.get(NAME, current.name)
+    if name:
+        item["name"] = name
+    item.update(current.kept)
+    values = (after.properties or {}) if after is not None else {}
+    if values:
+        item["custom_fields"] = dict(values)
+    every_tag = current.tags | set(tags)
+    if every_tag:
+        item["tags"] = sorted(every_tag)
+    return item
 
 
 def patch_body(after: ContactValues, current_status: str) -> dict[str, Any]:
@@ -160,6 +201,22 @@ def patch_body(after: ContactValues, current_status: str) -> dict[str, Any]:
     if values:
         body["custom_fields"] = dict(values)
     return body
+
+
+def patched(current: Subscriber, body: Mapping[str, Any]) -> Subscriber:
+    """`current` as a PATCH of `body` leaves it (custom_fields merged, null removes)."""
+    custom = dict(current.custom_fields)
+    for name, value in (body.get("custom_fields") or {}).items():
+        if value is None:
+            custom.pop(name, None)
+        else:
+            custom[name] = value
+    return dataclasses.replace(
+        current,
+        name=body.get("name", current.name),
+        status=body.get("status", current.status),
+        custom_fields=custom,
+    )
 
 
 def differing(after: ContactValues, current: Subscriber) -> ContactValues:
@@ -226,3 +283,65 @@ def _error_text(entry: Any) -> str:
         message = entry.get("error") or entry.get("message") or entry.get("detail")
         return str(message) if message else json.dumps(entry, default=str)
     return str(entry)
+
+
+# ---- checking an upsert (the probe) -----------------------------------------------------
+
+# Fields an upsert may move on its own: the write's time, and what follows the timezone.
+_MOVES_BY_ITSELF = frozenset({"modified", "last_seen", "effective_timezone"})
+# Item keys compared otherwise (merged, added) or not stored at all.
+_NOT_STORED_AS_SENT = frozenset({"email", "custom_fields", "tags", "trigger_automations"})
+
+
+@dataclass(frozen=True)
+class UpsertCheck:
+    applied: bool  # every value asked for is there
+    unasked: tuple[str, ...]  # what changed that was not asked for: "field: before -> after"
+
+
+def check_upsert(
+    before: Mapping[str, Any], after: Mapping[str, Any], item: Mapping[str, Any]
+) -> UpsertCheck:
+    """Compare a subscriber read before and after an upsert of `item`, field by field (each
+    custom field on its own): every value asked for applied? anything else changed?"""
+    was = _units(before)
+    want = dict(was)
+    want.update({k: v for k, v in item.items() if k not in _NOT_STORED_AS_SENT})
+    custom = item.get("custom_fields") or {}
+    want.update({f"custom_fields.{k}": v for k, v in custom.items()})
+    want["tags"] = tuple(sorted(set(was["tags"]) | set(item.get("tags") or ())))
+    now = _units(after)
+    applied, unasked = True, []
+    for unit in sorted(set(was) | set(want) | set(now)):
+        old, wanted, new = (units.get(unit, _ABSENT) for units in (was, want, now))
+        if new == wanted:
+            continue
+        if wanted != old and new == old:
+            applied = False  # asked for, not there
+        else:
+            unasked.append(f"{unit}: {old!r} -> {new!r}")
+    return UpsertCheck(applied, tuple(unasked))
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "absent"
+
+
+_ABSENT = _Absent()
+
+
+def _units(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The record's comparable values: each field, each custom field, the tag slugs."""
+    units = {k: v for k, v in record.items() if k not in _MOVES_BY_ITSELF | _NOT_STORED_AS_SENT}
+    units["email"] = record.get("email")
+    custom = record.get("custom_fields") or {}
+    if isinstance(custom, Mapping):
+        units.update({f"custom_fields.{k}": v for k, v in custom.items()})
+    units["tags"] = tuple(sorted(_slugs(record)))
+    return units
+
+
+def _slugs(record: Mapping[str, Any]) -> list[str]:
+    tags = record.get("tags") or []
+    return [t["slug"] if isinstance(t, Mapping) else str(t) for t in tags]

@@ -21,7 +21,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from starlette.datastructures import QueryParams
@@ -35,6 +35,7 @@ from reconcile.providers.mailjawn.emulator.store import (
     ListQuery,
     SubscriberNotFound,
     SubscriberStore,
+    UpsertBehaviour,
 )
 from reconcile.providers.mailjawn.emulator.validation import (
     SUBSCRIBER_STATUSES,
@@ -92,6 +93,9 @@ class MailJawnEmulatorSettings:
     time_scale: float = 1.0  # effective window = window_seconds / time_scale
     max_import: int = 1000
     subscribe_limit: int = 10  # public subscribe/ requests per client IP per window
+    # How identify and import treat an existing subscriber, where the document is silent;
+    # also settable at run time: POST /_emulator/settings {"upsert": {...}}.
+    upsert: UpsertBehaviour = field(default_factory=UpsertBehaviour)
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
@@ -164,7 +168,7 @@ class MailJawnEmulator:
     ) -> None:
         self.settings = settings or MailJawnEmulatorSettings()
         self.control = EmulatorControl()
-        self.store = SubscriberStore(self.settings.clock)
+        self.store = SubscriberStore(self.settings.clock, self.settings.upsert)
         self.import_faults = ImportFaults()
         self._limits = RateLimits(
             {
@@ -177,7 +181,11 @@ class MailJawnEmulator:
             self.settings.clock,
         )
         self._endpoints = self._build_endpoints()
-        control_app = Router(routes=control_routes(self.control, self.dump_state, self.load_state))
+        control_app = Router(
+            routes=control_routes(
+                self.control, self.dump_state, self.load_state, self._change_settings
+            )
+        )
         self.app: ASGIApp = ControlMiddleware(ApiApp(self.serve, control_app), self.control)
         if state is not None:
             self.load_state(state)
@@ -215,11 +223,22 @@ class MailJawnEmulator:
     def subscriber(self, email: str) -> dict[str, Any] | None:
         return self.store.find_by_email(email)
 
+    def set_upsert(self, **switches: bool) -> None:
+        """Switch how identify and import treat existing subscribers (UpsertBehaviour)."""
+        for name, value in switches.items():
+            if not hasattr(self.settings.upsert, name) or not isinstance(value, bool):
+                raise ValueError(f"unknown upsert switch or not a boolean: {name}={value!r}")
+            setattr(self.settings.upsert, name, value)
+
+    def _change_settings(self, payload: dict[str, Any]) -> dict[str, Any]:
+        self.set_upsert(**payload.get("upsert", {}))
+        return {"upsert": asdict(self.settings.upsert)}
+
     def fail_in_imports(
         self, emails: list[str], times: int = 1, message: str | None = None
     ) -> None:
         """Each of `emails` is counted failed (with an error naming it) in the next `times`
-        bulk imports that would create it."""
+        bulk imports that would create or update it."""
         with self.import_faults.lock:
             for email in emails:
                 self.import_faults.failing_emails[email.lower()] = times

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from reconcile.providers.mailjawn.emulator.validation import (
+    IDENTIFY_STRING_FIELDS,
     IdentifyInput,
     InvalidRequest,
     PatchInput,
@@ -91,6 +92,24 @@ class ImportResult:
         }
 
 
+@dataclass
+class UpsertBehaviour:
+    """What the document leaves open about writing an existing subscriber by email; each
+    reading is a switch, so the client is tested against all of them.
+
+    `import_updates_existing`: a bulk import updates an existing subscriber as identify
+    does (counted imported), instead of counting it skipped.
+    `clears_omitted`: an identify or import that updates a subscriber resets the string
+    fields it leaves out (name, timezone, locale, device fields) to "".
+    `import_replaces_custom_fields`: an import that updates a subscriber replaces its
+    custom_fields instead of merging them (a harmful reading, for the client's probe).
+    """
+
+    import_updates_existing: bool = False
+    clears_omitted: bool = False
+    import_replaces_custom_fields: bool = False
+
+
 @dataclass(frozen=True)
 class ListQuery:
     status: str | None = None
@@ -112,8 +131,11 @@ def merge_custom_fields(current: dict[str, Any], changes: dict[str, Any]) -> dic
 
 
 class SubscriberStore:
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, clock: Callable[[], float], behaviour: UpsertBehaviour | None = None
+    ) -> None:
         self._clock = clock
+        self.behaviour = behaviour or UpsertBehaviour()
         self._lock = threading.RLock()
         self._subscribers: dict[str, Subscriber] = {}  # by id, in creation order
         self._ids_by_email: dict[str, str] = {}
@@ -185,11 +207,14 @@ class SubscriberStore:
     def bulk_import(
         self, items: list[Any], refuse: Callable[[str], str | None] | None = None
     ) -> ImportResult:
-        """Existing emails (and repeats within the request) are skipped, never updated.
+        """Repeats within the request are skipped; existing emails are skipped too, or
+        updated as identify does when `behaviour.import_updates_existing` (and counted
+        imported: the answer has no other count for them).
 
         `refuse` (tests) names the error of an item that would otherwise be imported.
         """
         result = ImportResult()
+        seen: set[str] = set()
         with self._lock:
             for index, item in enumerate(items):
                 try:
@@ -198,19 +223,30 @@ class SubscriberStore:
                     result.failed += 1
                     result.errors.append(ImportFailure(index, _email_of(item), problem.message))
                     continue
-                refused = None
-                if refuse is not None and email_key(data.email) not in self._ids_by_email:
-                    refused = refuse(data.email)
+                key = email_key(data.email)
+                existing = self._ids_by_email.get(key)
+                repeated = key in seen
+                seen.add(key)
+                updates = self.behaviour.import_updates_existing
+                if repeated or (existing is not None and not updates):
+                    result.skipped += 1
+                    continue
+                refused = refuse(data.email) if refuse is not None else None
                 if refused is not None:
                     result.failed += 1
                     result.errors.append(ImportFailure(index, data.email, refused))
-                    continue
-                if email_key(data.email) in self._ids_by_email:
-                    result.skipped += 1
-                    continue
-                self._create(data, "import")
-                result.imported += 1
+                elif existing is None:
+                    self._create(data, "import")
+                    result.imported += 1
+                else:
+                    self._update_by_import(self._subscribers[existing], data)
+                    result.imported += 1
         return result
+
+    def _update_by_import(self, subscriber: Subscriber, data: IdentifyInput) -> None:
+        if self.behaviour.import_replaces_custom_fields and data.custom_fields is not None:
+            subscriber.custom_fields = {}
+        self._update_from_identify(subscriber, data)
 
     def patch(self, subscriber_id: str, changes: PatchInput) -> dict[str, Any]:
         with self._lock:
@@ -301,9 +337,13 @@ class SubscriberStore:
     def _update_from_identify(self, subscriber: Subscriber, data: IdentifyInput) -> None:
         # The email keeps its stored spelling; source records how the subscriber was
         # first added, so a later identify does not change it.
-        for name, value in data.strings.items():
-            if name != "source":
-                setattr(subscriber, name, value)
+        for name in IDENTIFY_STRING_FIELDS:
+            if name == "source":
+                continue
+            if name in data.strings:
+                setattr(subscriber, name, data.strings[name])
+            elif self.behaviour.clears_omitted:
+                setattr(subscriber, name, "")
         if data.custom_fields is not None:
             subscriber.custom_fields = merge_custom_fields(
                 subscriber.custom_fields, data.custom_fields

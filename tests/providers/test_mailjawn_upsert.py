@@ -1,0 +1,345 @@
+"""MailJawn updates of existing subscribers (issue #15 item 4) against the emulator over
+real HTTP: the probe import, updating imports, skipping imports, an import that harms
+unmanaged fields, live values sent back, consent untouched, estimate == calls."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reconcile import engine
+from reconcile.manifest.loader import Manifest
+from reconcile.model import Contact, State
+from reconcile.plan import Plan
+from reconcile.providers.base import ApplyReport, OutcomeStatus
+from reconcile.providers.mailjawn.client import MailJawnClient
+from reconcile.providers.mailjawn.emulator.app import MailJawnEmulator
+from reconcile.providers.mailjawn.plugin import MailJawnOptions
+from reconcile.providers.mailjawn.provider import PROBE_SIZE, MailJawnProvider
+from reconcile.sandbox.common import RequestRecord
+from tests.providers.test_mailjawn_client import FAST_RETRY, KEY, make_emulator
+from tests.providers.test_mailjawn_provider import contact, desired_state
+from tests.support import run, served
+
+EXTRA = {"timezone": "Europe/Paris", "locale": "fr_FR", "device_type": "iPhone"}
+
+
+@pytest.fixture
+def emulator() -> MailJawnEmulator:
+    return make_emulator()
+
+
+@pytest.fixture
+def url(emulator: MailJawnEmulator) -> Iterator[str]:
+    with served(emulator.app) as address:
+        yield address
+
+
+def provider_at(url: str, emulator: MailJawnEmulator, chunk: int = 1000) -> MailJawnProvider:
+    client = MailJawnClient(
+        api_key=KEY,
+        project_id=emulator.settings.project_id,
+        base_url=url,
+        reads_per_minute=60_000,
+        writes_per_minute=60_000,
+        retry=FAST_RETRY,
+    )
+    return MailJawnProvider(client, import_chunk_size=chunk)
+
+
+def seed_members(emulator: MailJawnEmulator, count: int, status: str = "active") -> list[str]:
+    """Subscribers with what no manifest here manages: a custom field, a tag, device data."""
+    emails = [f"{status}{n:02d}@example.com" for n in range(count)]
+    for n, email in enumerate(emails):
+        emulator.seed_subscriber(
+            email,
+            name=f"Old {n}",
+            status=status,
+            custom_fields={"plan": "free", "crm_id": f"c{n}"},
+            tags=["signup-form"],
+            **EXTRA,
+        )
+    return emails
+
+
+def renamed(emails: list[str], tag: str | None = "newsletter") -> State:
+    """Each gets a new name and plan (and `tag`)."""
+    contacts = [contact(email, f"New {n}", plan="pro") for n, email in enumerate(emails)]
+    return desired_state(contacts, {tag: emails} if tag else None)
+
+
+def manifest_of(desired: State, tmp_path: Path) -> Manifest:
+    return Manifest(MailJawnOptions(type="mailjawn"), desired, [tmp_path / "m.yaml"])
+
+
+async def plan_apply_plan(
+    provider: MailJawnProvider, manifest: Manifest, emulator: MailJawnEmulator
+) -> tuple[Plan, ApplyReport, list[str], Plan]:
+    """The plan, the report, the requests apply sent (each as the emulator logged it), and
+    the plan after it."""
+    try:
+        made, live = await engine.make_plan(manifest, provider)
+        before = len(await settled_log(emulator))
+        count = provider.stats().requests
+        report = await engine.apply_plan(made, provider, live, force=True)
+        count = provider.stats().requests - count
+        sent = [f"{c.method} {c.path}" for c in (await settled_log(emulator))[before:]]
+        assert len(sent) == count  # what the client sent is what the emulator saw
+        again, _ = await engine.make_plan(manifest, provider)
+        return made, report, sent, again
+    finally:
+        await provider.aclose()
+
+
+async def settled_log(emulator: MailJawnEmulator) -> list[RequestRecord]:
+    """The emulator's log once its last entry is in: over real HTTP it logs a request just
+    after the answer went out."""
+    await asyncio.sleep(0.05)
+    return emulator.control.calls()
+
+
+def unmanaged(record: dict[str, Any] | None) -> dict[str, Any]:
+    assert record is not None
+    kept = {k: record[k] for k in ("status", "source", "first_seen", "subscribed_at", *EXTRA)}
+    return kept | {"crm_id": record["custom_fields"].get("crm_id")}
+
+
+def snapshot(emulator: MailJawnEmulator, emails: list[str]) -> dict[str, dict[str, Any]]:
+    return {email: unmanaged(emulator.subscriber(email)) for email in emails}
+
+
+def imports(sent: list[str]) -> int:
+    return sum(1 for call in sent if call.startswith("POST") and call.endswith("/subscribers/"))
+
+
+# ---- the three things an import may turn out to do ------------------------------------------
+
+
+def test_an_updating_import_carries_every_update_after_the_probe(
+    emulator: MailJawnEmulator, url: str, tmp_path: Path
+) -> None:
+    emulator.set_upsert(import_updates_existing=True)
+    emails = seed_members(emulator, 25)
+    before = snapshot(emulator, emails)
+    provider = provider_at(url, emulator, chunk=10)
+
+    made, report, sent, again = run(
+        plan_apply_plan(provider, manifest_of(renamed(emails), tmp_path), emulator)
+    )
+
+    assert report.ok, report.outcomes
+    assert again.is_empty, again.changes
+    assert made.estimate is not None
+    assert len(sent) == made.estimate.api_calls == 1 + 2 * PROBE_SIZE + 3  # 22 left, by 10
+    assert imports(sent) == 4
+    assert not any(call.startswith("PATCH") or call.endswith("/identify/") for call in sent)
+    assert "updates existing subscribers" in made.estimate.assumes
+    assert "skips them instead, apply makes 32 calls" in made.estimate.assumes
+    assert any("bulk import updates existing subscribers (checked on 3" in n for n in report.notes)
+    assert snapshot(emulator, emails) == before  # status, device data, crm_id: all kept
+    found = emulator.subscriber(emails[7]) or {}
+    assert (found["name"], found["custom_fields"]["plan"]) == ("New 7", "pro")
+    assert {t["slug"] for t in found["tags"]} == {"signup-form", "newsletter"}
+
+
+def test_a_skipping_import_leaves_the_updates_to_single_writes_and_says_so(
+    emulator: MailJawnEmulator, url: str, tmp_path: Path
+) -> None:
+    emails = seed_members(emulator, 12)  # the emulator's default: an import skips them
+    before = snapshot(emulator, emails)
+    provider = provider_at(url, emulator)
+
+    made, report, sent, again = run(
+        plan_apply_plan(provider, manifest_of(renamed(emails), tmp_path), emulator)
+    )
+
+    assert report.ok, report.outcomes
+    assert again.is_empty, again.changes
+    assert any("did not update existing subscribers" in note for note in report.notes)
+    assert made.estimate is not None
+    assert f"apply makes {len(sent)} calls" in made.estimate.assumes
+    assert imports(sent) == 1  # the probe, then one identify each (update and tag folded)
+    assert sum(1 for call in sent if call.endswith("/identify/")) == 12
+    assert snapshot(emulator, emails) == before
+
+
+def test_an_import_that_drops_unmanaged_custom_fields_stops_imports_and_names_the_damage(
+    emulator: MailJawnEmulator, url: str, tmp_path: Path
+) -> None:
+    emulator.set_upsert(import_updates_existing=True, import_replaces_custom_fields=True)
+    emails = seed_members(emulator, 12)
+    provider = provider_at(url, emulator)
+
+    _, report, sent, _ = run(
+        plan_apply_plan(provider, manifest_of(renamed(emails), tmp_path), emulator)
+    )
+
+    failed = {o.address: o.message for o in report.outcomes if o.status is OutcomeStatus.FAILED}
+    hurt = {address.split(":")[1] for address in failed if address.startswith("contact:")}
+    assert len(hurt) == PROBE_SIZE
+    message = failed[f"contact:{sorted(hurt)[0]}"]
+    assert "changed what it was not asked to: custom_fields.crm_id: 'c" in message
+    assert "-> absent" in message
+    assert any("changed fields it was not asked to change" in note for note in report.notes)
+    assert imports(sent) == 1  # no import after the probe
+    for email in set(emails) - hurt:  # the others by identify: nothing lost
+        found = emulator.subscriber(email) or {}
+        assert found["custom_fields"]["crm_id"].startswith("c")
+        assert found["name"].startswith("New")
+
+
+# ---- what is sent back, and consent ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("updates", [True, False])
+def test_an_upsert_that_clears_what_it_omits_loses_nothing(
+    emulator: MailJawnEmulator, url: str, tmp_path: Path, updates: bool
+) -> None:
+    """Name unmanaged, device data never managed: both go back with their live values."""
+    emulator.set_upsert(import_updates_existing=updates, clears_omitted=True)
+    emails = seed_members(emulator, 12)
+    before = {email: copy.deepcopy(emulator.subscriber(email)) for email in emails}
+    desired = desired_state(
+        [Contact(email, {}, {"plan": "pro"}) for email in emails], {"newsletter": emails}
+    )
+    provider = provider_at(url, emulator)
+
+    _, report, _, again = run(plan_apply_plan(provider, manifest_of(desired, tmp_path), emulator))
+
+    assert report.ok, report.outcomes
+    assert again.is_empty, again.changes
+    for email in emails:
+        now, was = emulator.subscriber(email) or {}, before[email] or {}
+        assert {k: now[k] for k in ("name", *EXTRA)} == {k: was[k] for k in ("name", *EXTRA)}
+
+
+def test_unsubscribed_and_bounced_subscribers_never_ride_in_an_import(
+    emulator: MailJawnEmulator, url: str, tmp_path: Path
+) -> None:
+    emulator.set_upsert(import_updates_existing=True)
+    active = seed_members(emulator, 12)
+    gone = seed_members(emulator, 3, "unsubscribed") + seed_members(emulator, 3, "bounced")
+    before = snapshot(emulator, gone)
+    provider = provider_at(url, emulator)
+    recorded: list[dict[str, Any]] = []
+    original = provider.client.post
+
+    async def post(path: str, body: Any, *, idempotent: bool) -> Any:
+        recorded.append(body)
+        return await original(path, body, idempotent=idempotent)
+
+    provider.client.post = post  # type: ignore[method-assign]
+
+    _, report, _, again = run(
+        plan_apply_plan(provider, manifest_of(renamed(active + gone), tmp_path), emulator)
+    )
+
+    assert report.ok, report.outcomes
+    assert again.is_empty, again.changes
+    in_imports = {i["email"] for body in recorded for i in body.get("subscribers", [])}
+    assert in_imports == set(active)
+    assert snapshot(emulator, gone) == before  # still unsubscribed / bounced
+    assert all((emulator.subscriber(e) or {})["name"].startswith("New") for e in gone)
+
+
+def test_a_failed_item_of_an_update_import_fails_its_contact_and_tags(
+    emulator: MailJawnEmulator, url: str, tmp_path: Path
+) -> None:
+    emulator.set_upsert(import_updates_existing=True)
+    emails = seed_members(emulator, 12)
+    provider = provider_at(url, emulator)
+    manifest = manifest_of(renamed(emails), tmp_path)
+
+    async def scenario() -> ApplyReport:
+        try:
+            made, live = await engine.make_plan(manifest, provider)
+            # Every email fails in one import: the probe's are checked the same way.
+            emulator.fail_in_imports([emails[-1]], message="refused by the test")
+            return await engine.apply_plan(made, provider, live, force=True)
+        finally:
+            await provider.aclose()
+
+    report = run(scenario())
+
+    bad = {o.address: o for o in report.outcomes if o.status is not OutcomeStatus.DONE}
+    assert set(bad) == {f"contact:{emails[-1]}", f"membership:newsletter/{emails[-1]}"}
+    assert all("refused by the test" in o.message for o in bad.values())
+    assert (emulator.subscriber(emails[-1]) or {})["name"] == "Old 11"
+
+
+def test_the_upsert_switches_are_settable_over_http(emulator: MailJawnEmulator, url: str) -> None:
+    async def switch() -> Any:
+        async with httpx.AsyncClient(base_url=url) as http:
+            answer = await http.post(
+                "/_emulator/settings", json={"upsert": {"import_updates_existing": True}}
+            )
+            return answer.json()
+
+    answer = asyncio.run(switch())
+
+    assert answer["upsert"]["import_updates_existing"] is True
+    assert emulator.settings.upsert.import_updates_existing is True
+
+
+# ---- the property: both behaviours, enough subscribers for the bulk path --------------------
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    updates=st.booleans(),
+    clears=st.booleans(),
+    statuses=st.lists(
+        st.sampled_from(["active"] * 4 + ["unsubscribed", "bounced"]), min_size=20, max_size=20
+    ),
+    renames=st.lists(st.booleans(), min_size=20, max_size=20),
+    chunk=st.sampled_from([3, 1000]),
+)
+def test_estimate_is_exact_when_imports_update_and_nothing_unmanaged_moves_either_way(
+    tmp_path: Path,
+    updates: bool,
+    clears: bool,
+    statuses: list[str],
+    renames: list[bool],
+    chunk: int,
+) -> None:
+    emulator = make_emulator()
+    emulator.set_upsert(import_updates_existing=updates, clears_omitted=clears)
+    emails = []
+    for n, status in enumerate(statuses):
+        emails += [email := f"p{n:02d}@example.com"]
+        emulator.seed_subscriber(
+            email, f"Old {n}", status, custom_fields={"crm_id": f"c{n}"}, tags=["x"], **EXTRA
+        )
+    before = snapshot(emulator, emails)
+    contacts = [
+        contact(e, f"New {n}", plan="pro") if renames[n] else Contact(e, {}, {"plan": "pro"})
+        for n, e in enumerate(emails)
+    ]
+    desired = desired_state(contacts, {"newsletter": emails[::2]})
+    with served(emulator.app) as url:
+        made, report, sent, again = run(
+            plan_apply_plan(
+                provider_at(url, emulator, chunk), manifest_of(desired, tmp_path), emulator
+            )
+        )
+
+    assert report.ok, report.outcomes
+    assert again.is_empty, again.changes
+    assert snapshot(emulator, emails) == before
+    assert made.estimate is not None
+    if updates or not made.estimate.assumes:
+        assert len(sent) == made.estimate.api_calls, sent
+    else:
+        assert f"apply makes {len(sent)} calls" in made.estimate.assumes
