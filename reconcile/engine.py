@@ -97,7 +97,11 @@ async def make_plan(
         for pattern in unmatched(reviewed, targeting)
     ]
     pace = registry.plugin(manifest.provider.type).write_pace(manifest.provider)
-    estimate = Estimate(provider.estimate_calls(changes, live), pace)
+    estimate = Estimate(
+        provider.estimate_calls(changes, live),
+        pace,
+        provider.estimate_assumptions(changes, live),
+    )
     made = Plan.build(
         provider.name,
         changes,

@@ -64,6 +64,7 @@ class Estimate:
 
     api_calls: int
     calls_per_minute: float
+    assumptions: tuple[str, ...] = ()  # what the count takes for granted, when anything
 
     @property
     def minutes(self) -> float:
@@ -74,12 +75,13 @@ class Estimate:
             "api_calls": self.api_calls,
             "calls_per_minute": self.calls_per_minute,
             "minutes": round(self.minutes, 1),
-        }
+        } | ({"assumptions": list(self.assumptions)} if self.assumptions else {})
 
     def describe(self) -> str:
         pace = f"{self.calls_per_minute:g} calls/minute"
         took = _duration(self.minutes)
-        return f"Apply will make about {self.api_calls} API calls (~{took} at {pace})."
+        said = f"Apply will make about {self.api_calls} API calls (~{took} at {pace})."
+        return " ".join([said, *(f"Assumes {text}." for text in self.assumptions)])
 
 
 def _duration(minutes: float) -> str:
@@ -340,6 +342,11 @@ class EstimateFile(BaseModel):
     calls_per_minute: int | float = Field(  # as written, so that the file reads back the same
         description="The pace the client keeps (the provider's rate limit)."
     )
+    assumptions: list[str] = Field(
+        default=[],
+        description="What the count takes for granted about the service (one sentence each, "
+        "with what it costs otherwise); written only when there is something.",
+    )
 
 
 class PlanFile(BaseModel):
@@ -394,7 +401,9 @@ def _file_fingerprint(data: Mapping[str, Any]) -> str:
 
 
 def _estimate(raw: EstimateFile | None) -> Estimate | None:
-    return None if raw is None else Estimate(raw.api_calls, raw.calls_per_minute)
+    if raw is None:
+        return None
+    return Estimate(raw.api_calls, raw.calls_per_minute, tuple(raw.assumptions))
 
 
 class _RepeatedKeyError(ValueError):

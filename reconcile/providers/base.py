@@ -249,6 +249,11 @@ class Provider(ABC):
         """API calls apply will make for `changes` (writes and job polls)."""
         return len(changes)
 
+    def estimate_assumptions(self, changes: Sequence[Change], live: State) -> tuple[str, ...]:
+        """What `estimate_calls` takes for granted about the service where the provider
+        finds out only while applying (one sentence each, with what it costs otherwise)."""
+        return ()
+
     @abstractmethod
     async def aclose(self) -> None:
         """Release connections."""
