@@ -419,7 +419,7 @@ class MailjetProvider(Provider):
         any reads back as it was before, True when one reads back as sent and none as
         before, None when none could tell (deleted meanwhile, or written over by others)."""
         applied: bool | None = None
-        for item in items:
+        for item in items:  # each of them (as estimated), even once one tells
             assert item.checked is not None
             path = f"/contact/{_contact_id(live, item.checked.email)}"
             found = await self.cancel.unless_requested(self._find(path), "GET", API_PREFIX + path)
@@ -428,8 +428,8 @@ class MailjetProvider(Provider):
             now = records.editable_fields(records.contact(found).fields, {})
             for name, before in item.before.items():
                 if now[name] == before:
-                    return False
-                if now[name] == item.body[name]:
+                    applied = False
+                elif now[name] == item.body[name] and applied is None:
                     applied = True
         return applied
 
