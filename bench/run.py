@@ -36,6 +36,7 @@ from bench.synthetic import (
     LISTS,
     PROPERTIES,
     live_contacts,
+    renamed,
     write_csv_manifest,
     write_yaml_manifest,
 )
@@ -45,6 +46,7 @@ from reconcile.providers.mailjet.bulk import JobPolling
 from reconcile.providers.mailjet.client import MailjetClient
 from reconcile.providers.mailjet.plugin import MailjetOptions
 from reconcile.providers.mailjet.provider import MailjetProvider
+from reconcile.providers.mailjet.routing import READ_BACK, listing_calls
 from reconcile.providers.pacing import Pacer
 
 KEY, SECRET = "sandbox-key", "sandbox-secret"
@@ -91,12 +93,23 @@ def minimum_apply(size: int) -> int:
     for n in range(size):
         if n % 5 == 4:
             key = str(n % 3)
-        elif n % 4 == 0:
+        elif n % 4 == 0 or renamed(n):
             key = "changed"
         else:
             continue
         groups[key] = groups.get(key, 0) + 1
-    return sum((1 + POLLS) * -(-count // PAGE) for count in groups.values())
+    return sum((1 + POLLS) * -(-count // PAGE) for count in groups.values()) + rename_checks(size)
+
+
+def live_renames(size: int) -> int:
+    return sum(1 for n in range(size) if n % 5 != 4 and renamed(n))
+
+
+def rename_checks(size: int) -> int:
+    """Renames ride in the jobs: the contacts are read again just before (the field the
+    manifest leaves alone is sent as it is then), and a few read back after the first."""
+    renames = live_renames(size)
+    return listing_calls(len(live_contacts(size))) + min(READ_BACK, renames) if renames else 0
 
 
 def plan_bound(size: int, per_minute: float, latency: float, reads: int) -> Bound:
@@ -200,7 +213,11 @@ async def run_naive(url: str, manifest: Manifest, scale: float) -> int:
                 contact_id = created.json()["Data"][0]["ID"]
                 calls += 1
             else:
-                contact_id = found.json()["Data"][0]["ID"]
+                record = found.json()["Data"][0]
+                contact_id = record["ID"]
+                if record["Name"] != contact.fields.get("name", record["Name"]):
+                    await http.put(f"/contact/{contact_id}", json={"Name": contact.fields["name"]})
+                    calls += 1
             for name, value in contact.properties.items():
                 await http.put(
                     f"/contactdata/{contact_id}", json={"Data": [{"Name": name, "Value": value}]}
@@ -216,9 +233,10 @@ async def run_naive(url: str, manifest: Manifest, scale: float) -> int:
 
 
 def naive_calls(size: int) -> int:
-    """lookup + create-if-missing per contact, a write per property, a call per membership."""
+    """lookup + create-if-missing (or rename) per contact, a write per property, a call per
+    membership."""
     new = size - len(live_contacts(size))
-    return 1 + size + new + size * len(PROPERTIES) + size * 2
+    return 1 + size + new + live_renames(size) + size * len(PROPERTIES) + size * 2
 
 
 @contextmanager

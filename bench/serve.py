@@ -7,7 +7,7 @@ from typing import Any
 
 import uvicorn
 
-from bench.synthetic import LISTS, PROPERTIES, live_contacts
+from bench.synthetic import LISTS, PROPERTIES, live_contacts, renames_case
 from reconcile.providers.mailjet.emulator.app import (
     MailjetEmulatorSettings,
     create_mailjet_emulator,
@@ -25,6 +25,14 @@ def seeded_state(size: int) -> dict[str, Any]:
     return emulator.dump_state()
 
 
+def renames_state(size: int, renames: int) -> dict[str, Any]:
+    """`size` contacts, the first `renames` under another name than the manifest's."""
+    emulator = create_mailjet_emulator()
+    for address, name in renames_case(size, renames)[1]:
+        emulator.seed_contact(address, name)
+    return emulator.dump_state()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", type=int, required=True)
@@ -32,11 +40,19 @@ def main() -> None:
     parser.add_argument("--rpm", type=int, default=200)
     parser.add_argument("--time-scale", type=float, default=1.0)
     parser.add_argument("--latency", type=float, default=0.3)
+    parser.add_argument("--renames", type=int, help="seed bench.run_renames' case instead")
+    parser.add_argument("--jobs-ignore-fields", action="store_true")
     args = parser.parse_args()
     settings = MailjetEmulatorSettings(
-        requests_per_minute=args.rpm, time_scale=args.time_scale, job_polls_to_complete=2
+        requests_per_minute=args.rpm,
+        time_scale=args.time_scale,
+        job_polls_to_complete=2,
+        bulk_updates_name_and_exclusion=not args.jobs_ignore_fields,
     )
-    emulator = create_mailjet_emulator(settings, seeded_state(args.size))
+    state = (
+        seeded_state(args.size) if args.renames is None else renames_state(args.size, args.renames)
+    )
+    emulator = create_mailjet_emulator(settings, state)
     emulator.control.latency_seconds = args.latency / args.time_scale
     uvicorn.run(emulator.app, host="127.0.0.1", port=args.port, log_level="warning")
 

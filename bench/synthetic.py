@@ -1,7 +1,8 @@
 """Synthetic accounts and manifests for benchmarks: N contacts, 5 properties, 3 lists.
 
 The live account holds 80% of the manifest's contacts (so 20% are new); of those,
-a quarter differ in one managed property; every contact is on 2 lists.
+a quarter differ in one managed property and one in eleven has another name (the
+manifest renames them); every contact is on 2 lists.
 """
 
 from __future__ import annotations
@@ -35,6 +36,15 @@ def desired_values(n: int) -> dict[str, Any]:
     }
 
 
+def renamed(n: int) -> bool:
+    """Whether the live account has contact `n` under another name than the manifest."""
+    return n % 11 == 3
+
+
+def live_name(n: int) -> str:
+    return f"Person {n} (old)" if renamed(n) else f"Person {n}"
+
+
 def lists_of(n: int) -> list[str]:
     return [LISTS[n % 3], LISTS[(n + 1) % 3]]
 
@@ -66,7 +76,7 @@ def live_contacts(count: int) -> list[tuple[str, str, dict[str, Any], list[str]]
         values = desired_values(n)
         if n % 4 == 0:
             values["seats"] = values["seats"] + 1
-        result.append((email(n), f"Person {n}", values, lists_of(n)))
+        result.append((email(n), live_name(n), values, lists_of(n)))
     return result
 
 
@@ -91,3 +101,14 @@ def write_csv_manifest(directory: Path, count: int) -> Path:
     path = directory / f"audience-{count}-csv.yaml"
     path.write_text(head.replace("contacts:\n", f"contacts_from: {csv_path.name}\n"), "utf-8")
     return path
+
+
+def renames_case(count: int, renames: int) -> tuple[str, list[tuple[str, str]]]:
+    """A manifest of `count` contacts (name and email only) and the live account it meets:
+    every contact present, the first `renames` of them under another name."""
+    lines = ["provider: {type: mailjet, requests_per_minute: 200}", "contacts:"]
+    live = []
+    for n in range(count):
+        lines.append(f"  - {{email: {email(n)}, name: Person {n}}}")
+        live.append((email(n), f"Person {n} (old)" if n < renames else f"Person {n}"))
+    return "\n".join(lines) + "\n", live

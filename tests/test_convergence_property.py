@@ -136,13 +136,16 @@ def unmanaged_view(record: dict[str, Any] | None, desired: State, email: str) ->
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(live=live_accounts(), desired=desired_states())
+@given(live=live_accounts(), desired=desired_states(), jobs_apply_fields=st.booleans())
 def test_apply_then_plan_is_empty_and_nothing_unmanaged_changes(
     tmp_path: Path,
     live: tuple[list[str], list[str], dict[str, LiveContact]],
     desired: State,
+    jobs_apply_fields: bool,
 ) -> None:
     emulator = seed(live)
+    # Whether bulk jobs upsert Name/exclusion of existing contacts (else: the PUT fallback).
+    emulator.settings.bulk_updates_name_and_exclusion = jobs_apply_fields
     manifest = Manifest(MailjetOptions(type="mailjet"), desired, [tmp_path / "m.yaml"])
     before = {email: emulator.contact(email) for email in EMAILS}
 

@@ -92,10 +92,12 @@ def renaming_account(
     tmp_path: Path, requests_per_minute: int = 120
 ) -> tuple[MailjetEmulator, dict[str, str]]:
     """An account of RENAMES contacts and a manifest renaming each: a read and a PUT per
-    contact, paced (by default at 120 requests a minute, so most writes wait their turn)."""
+    contact, paced (by default at 120 requests a minute, so most writes wait their turn).
+    Jobs of one contact each keep the renames on that path (else they ride in a job)."""
     emulator = create_mailjet_emulator()
     lines = [
-        f"provider: {{type: mailjet, requests_per_minute: {requests_per_minute}}}",
+        f"provider: {{type: mailjet, requests_per_minute: {requests_per_minute}, "
+        "bulk_chunk_size: 1}",
         "safety: {max_update_share: 1.0}",
     ]
     lines.append("contacts:")

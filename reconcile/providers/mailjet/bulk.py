@@ -34,10 +34,15 @@ class JobPolling:
 
 @dataclass
 class BulkItem:
-    """One contact in a job: its upsert body and the changes the job carries out for it."""
+    """One contact in a job: its upsert body and the changes the job carries out for it.
+    `checked`: the contact change whose Name/IsExcludedFromCampaigns the body carries for
+    an existing contact, with `before`, those fields' values when the body was made (by
+    body key), for the read-back that tells whether the job applied them."""
 
     body: dict[str, Any]
     changes: list[Change] = field(default_factory=list)
+    checked: Change | None = None
+    before: dict[str, Any] = field(default_factory=dict)
 
     @property
     def email(self) -> str:

@@ -45,11 +45,27 @@ from reconcile.providers.base import (
 from reconcile.providers.mailjet import records
 from reconcile.providers.mailjet.bulk import BulkItem, BulkWriter, JobPolling
 from reconcile.providers.mailjet.client import API_PREFIX, MailjetClient
-from reconcile.providers.mailjet.routing import ContactWork, NamedAction, list_action, route
-from reconcile.providers.runner import ChangeRunner, GuardedWrites, all_or_none
+from reconcile.providers.mailjet.routing import (
+    ContactWork,
+    NamedAction,
+    Route,
+    list_action,
+    read_back_sample,
+    route,
+)
+from reconcile.providers.runner import ChangeRunner, GuardedWrites, all_or_none, contact_of
 
 # One kind of change, carried out against the live state (and the IDs in it).
 LiveStep = Callable[[Change, State], Awaitable[None]]
+FALLBACK = (
+    "Name/IsExcludedFromCampaigns written by PUT /contact: the bulk job did not apply them "
+    "(read back after the first job that carried them)"
+)
+JOBS_APPLY_FIELDS = (
+    "bulk jobs apply the Name and IsExcludedFromCampaigns they carry (checked by reading "
+    "back {sample} contact(s) of the first job); if they don't, each of the {count} "
+    "contact(s) whose fields ride in jobs costs 2 more requests (a read and a PUT)."
+)
 
 
 @dataclass
@@ -192,24 +208,36 @@ class MailjetProvider(Provider):
 
         await each(ResourceType.PROPERTY, False, self._write_property)
         await each(ResourceType.LIST, False, self._create_list)
-        routed = route(changes, _definitions(changes, live), self.bulk.chunk_size)
+        routed = self._route(changes, live)
         single = [change for work in routed.single for change in work.changes]
         await self._apply_single(single, live, run)
-        await asyncio.gather(
-            *(self._apply_bulk(actions, works, live, run) for actions, works in routed.bulk.items())
-        )
+        if routed.fields_in_jobs:
+            await self._apply_bulk_with_fields(routed, live, run)
+        else:
+            await asyncio.gather(
+                *(
+                    self._apply_bulk(actions, works, live, run)
+                    for actions, works in routed.bulk.items()
+                )
+            )
         await each(ResourceType.CONTACT, True, self._delete_contact)
         await each(ResourceType.LIST, True, self._delete_list)
         await each(ResourceType.PROPERTY, True, self._delete_property)
         return report
 
+    def _route(self, changes: Sequence[Change], live: State) -> Route:
+        return route(changes, _definitions(changes, live), self.bulk.chunk_size, len(live.contacts))
+
     def estimate_calls(self, changes: Sequence[Change], live: State) -> int:
         """Every request apply sends when nothing fails and nobody else writes meanwhile,
         from the same routing apply uses: definitions (two for a replace), contact records
-        (a POST; a read then a PUT for a Name/exclusion change), contact data, list
-        changes, bulk jobs with their expected polls, erasures. Look-ups that only follow
-        a duplicate (MJ18) or a write whose answer was lost are not counted."""
-        routed = route(changes, _definitions(changes, live), self.bulk.chunk_size)
+        (a POST; a read then a PUT for a Name/exclusion change on single calls), contact
+        data, list changes, bulk jobs with their expected polls, erasures; when Name/
+        exclusion changes ride in jobs, the fresh read of the contacts before the jobs and
+        the read-back after the first (assuming the jobs apply them: see
+        `estimate_assumes`). Look-ups that only follow a duplicate (MJ18) or a write
+        whose answer was lost are not counted."""
+        routed = self._route(changes, live)
         other = sum(
             2 if Flag.REPLACE in change.flags else 1
             for change in changes
@@ -217,6 +245,13 @@ class MailjetProvider(Provider):
             or (change.type is ResourceType.CONTACT and change.action is Action.DELETE)
         )
         return other + routed.calls(self.bulk.chunk_size)
+
+    def estimate_assumes(self, changes: Sequence[Change], live: State) -> str:
+        routed = self._route(changes, live)
+        if not routed.fields_in_jobs:
+            return ""
+        sample = read_back_sample(routed.first_field_chunk(self.bulk.chunk_size))
+        return JOBS_APPLY_FIELDS.format(sample=len(sample), count=len(routed.field_works))
 
     async def _apply_single(self, changes: list[Change], live: State, run: ChangeRunner) -> None:
         """Contact records, then their data, then their lists: one call each per contact."""
@@ -239,47 +274,212 @@ class MailjetProvider(Provider):
         works: list[ContactWork],
         live: State,
         run: ChangeRunner,
+        note: str = "",
     ) -> None:
-        """One group of contacts sharing list actions: PUTs first where needed, then jobs."""
-        puts = [work.contact for work in works if work.contact is not None and work.needs_put]
+        """One group of contacts sharing list actions: PUTs first where needed, then jobs
+        (`note`: the message of each change whose fields were PUT)."""
+        puts = [work.contact for work in works if work.contact and work.changes_fields]
+        put = {change.ref for change in puts if change}
         await run.start_each(puts, lambda c: self._write_contact(c, live))
         items = [item for work in works if (item := self._bulk_item(work, live, run))]
+        await self._run_items(actions, items, live, run, lambda c: note if c.ref in put else "")
+
+    async def _run_items(
+        self,
+        actions: tuple[NamedAction, ...],
+        items: list[BulkItem],
+        live: State,
+        run: ChangeRunner,
+        message: Callable[[Change], str] = lambda _: "",
+        *,
+        hold: bool = False,
+    ) -> list[BulkItem]:
+        """The jobs for `items`; each change is then done or failed, except (`hold`) a
+        checked one, left started until its read-back. The items the jobs did not fail."""
         if not items:
-            return
+            return []
         try:
             list_actions = [(_list_id(live, name), action) for name, action in actions]
         except ApiError as error:
             for item in items:
                 for change in item.changes:
                     run.fail(change, str(error))
-            return
+            return []
         result = await self.bulk.run(list_actions, items)
+        landed = []
         for item in items:
             failure = result.failed.get(item.email.lower())
             for change in item.changes:
                 if failure:
                     run.fail(change, failure)
+                elif hold and change is item.checked:
+                    run.pending.add(change.ref)
                 else:
-                    run.done(change)
+                    run.done(change, message(change))
+            if not failure:
+                landed.append(item)
+        return landed
 
-    def _bulk_item(self, work: ContactWork, live: State, run: ChangeRunner) -> BulkItem | None:
+    async def _apply_bulk_with_fields(self, routed: Route, live: State, run: ChangeRunner) -> None:
+        """Jobs that carry Name/exclusion changes too. The contacts are read again first
+        (both fields are sent: the unmanaged one at its value now; an opt-out made since
+        planning is kept). The first job carrying them is run alone and a few of its
+        contacts read back: if it applied them, the other jobs carry them too; if not,
+        its contacts and every later one get a read and a PUT (FALLBACK says so)."""
+        fresh: dict[str, Contact] = {}
+        if not self.cancel.requested:
+            try:
+                read = await self.client.list_all("/contact", keep=records.identified_contact)
+            except ApiError:
+                read = []  # then each is read and PUT on its own (missing from `fresh`)
+            fresh = {contact.key: contact for _, contact in read}
+        size = self.bulk.chunk_size
+        plain: list[tuple[tuple[NamedAction, ...], list[ContactWork]]] = []
+        carrying: list[tuple[tuple[NamedAction, ...], list[ContactWork]]] = []
+        for actions, works in routed.bulk.items():
+            for start in range(0, len(works), size):
+                chunk = works[start : start + size]
+                (carrying if any(w.changes_fields for w in chunk) else plain).append(
+                    (actions, chunk)
+                )
+        sample = {work.key for work in read_back_sample(routed.first_field_chunk(size))}
+
+        async def probe() -> bool | None:
+            """Jobs one at a time until a read-back decides: did they apply the fields?"""
+            while carrying:
+                actions, works = carrying.pop(0)
+                items = await self._carrying_items(works, live, run, fresh)
+                landed = await self._run_items(actions, items, live, run, hold=True)
+                checked = [item for item in landed if item.checked is not None]
+                reading = [i for i in checked if i.checked and contact_of(i.checked) in sample]
+                try:
+                    applied = await self._read_back(reading if sample else checked[:1], live)
+                except ApiError:
+                    applied = False  # could not tell: the PUT path checks for itself
+                sample.clear()
+                if applied is False:
+                    await run.finish_each(
+                        [item.checked for item in checked if item.checked],
+                        lambda c: self._put_fallback(c, live),
+                    )
+                else:
+                    for item in checked:
+                        if item.checked is not None:
+                            run.done(item.checked)
+                if applied is not None:
+                    return applied
+            return None
+
+        async def plain_jobs() -> None:
+            await asyncio.gather(
+                *(
+                    self._run_items(actions, self._plain_items(works, live, run), live, run)
+                    for actions, works in plain
+                )
+            )
+
+        applied, _ = await asyncio.gather(probe(), plain_jobs())
+        if applied is False:
+            run.report.note(
+                "Mailjet's bulk jobs did not apply Name/IsExcludedFromCampaigns to existing "
+                "contacts (read back after the first job): those were written by PUT instead, "
+                "2 more requests each"
+            )
+            await asyncio.gather(
+                *(self._apply_bulk(a, works, live, run, FALLBACK) for a, works in carrying)
+            )
+            return
+
+        async def carry(actions: tuple[NamedAction, ...], works: list[ContactWork]) -> None:
+            items = await self._carrying_items(works, live, run, fresh)
+            await self._run_items(actions, items, live, run)
+
+        await asyncio.gather(*(carry(actions, works) for actions, works in carrying))
+
+    def _plain_items(
+        self, works: list[ContactWork], live: State, run: ChangeRunner
+    ) -> list[BulkItem]:
+        return [item for work in works if (item := self._bulk_item(work, live, run))]
+
+    async def _carrying_items(
+        self, works: list[ContactWork], live: State, run: ChangeRunner, fresh: dict[str, Contact]
+    ) -> list[BulkItem]:
+        """Items of one job with their Name/exclusion changes; a contact missing from the
+        fresh read (deleted since planning, or not listed yet) gets a read and a PUT."""
+        missing = [
+            work.contact
+            for work in works
+            if work.contact and work.changes_fields and work.key not in fresh
+        ]
+        await run.start_each(missing, lambda c: self._write_contact(c, live))
+        return [item for work in works if (item := self._bulk_item(work, live, run, fresh))]
+
+    async def _put_fallback(self, change: Change, live: State) -> str:
+        await self._write_contact(change, live)
+        return FALLBACK
+
+    async def _read_back(self, items: list[BulkItem], live: State) -> bool | None:
+        """Whether the job applied the Name/exclusion values `items` carried: False when
+        any reads back as it was before, True when one reads back as sent and none as
+        before, None when none could tell (deleted meanwhile, or written over by others)."""
+        applied: bool | None = None
+        for item in items:  # each of them (as estimated), even once one tells
+            assert item.checked is not None
+            path = f"/contact/{_contact_id(live, item.checked.email)}"
+            found = await self.cancel.unless_requested(self._find(path), "GET", API_PREFIX + path)
+            if found is None:
+                continue
+            now = records.editable_fields(records.contact(found).fields, {})
+            for name, before in item.before.items():
+                if now[name] == before:
+                    applied = False
+                elif now[name] == item.body[name] and applied is None:
+                    applied = True
+        return applied
+
+    def _bulk_item(
+        self,
+        work: ContactWork,
+        live: State,
+        run: ChangeRunner,
+        fresh: dict[str, Contact] | None = None,
+    ) -> BulkItem | None:
+        """`fresh` (the contacts read again just before): an existing contact's Name/
+        exclusion change rides in the item, both fields sent."""
         carried = [
             change
             for change in work.changes
             if change.ref in run.pending or (change.ref not in run.failed and run.runnable(change))
         ]
+        contact = work.contact
+        checked: Change | None = None
+        before: dict[str, Any] = {}
+        fields: dict[str, Any] = {}
+        if (
+            fresh is not None
+            and contact is not None
+            and work.changes_fields
+            and contact in carried
+            and contact.ref not in run.pending
+            and work.key in fresh
+        ):
+            try:
+                fields, before = _riding_fields(contact, live, fresh[work.key])
+                checked = contact
+            except ApiError as error:
+                run.fail(contact, str(error))
+                carried = [c for c in carried if c is not contact and run.runnable(c)]
         if not carried:
             return None
-        contact = work.contact
         if contact is not None and contact.action is Action.CREATE:
             after = contact.contact_after
             body = records.creation_body(after.email or contact.email, after.fields)
         else:
             current = live.contacts.get(work.key)
-            body = {"Email": current.email if current else work.key}
-        if work.properties:
+            body = {"Email": current.email if current else work.key, **fields}
+        if work.properties and contact in carried:
             body["Properties"] = dict(work.properties)
-        return BulkItem(body, carried)
+        return BulkItem(body, carried, checked, before)
 
     async def _write_property(self, change: Change, live: State) -> None:
         after = change.property_after
@@ -488,6 +688,29 @@ class MailjetProvider(Provider):
                 return None
             raise
         return found[0] if found else None
+
+
+def _riding_fields(
+    change: Change, live: State, current: Contact
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Name and IsExcludedFromCampaigns for a job item: the managed ones as planned, the
+    other at its value now; and the values now of those that change. An exclusion is
+    lifted only as the plan's consented change planned it: not for someone who opted out
+    again since planning."""
+    managed = dict(change.contact_after.fields)
+    planned = live.contacts.get(change.email)
+    if (
+        managed.get(EXCLUDED) is False
+        and current.fields.get(EXCLUDED)
+        and (planned is None or current.opted_out_at != planned.opted_out_at)
+    ):
+        raise ApiError(
+            f"contact {change.email} opted out again since planning, after the opt-in; "
+            "left excluded (run plan again)"
+        )
+    sent = records.editable_fields(current.fields, managed)
+    now = records.editable_fields(current.fields, {})
+    return sent, {name: value for name, value in now.items() if sent[name] != value}
 
 
 def _contact_id(live: State, key: str) -> int:

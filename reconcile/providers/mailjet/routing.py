@@ -1,10 +1,18 @@
 """Which contact writes go through bulk jobs and which through single calls.
 
-Pure: from the planned changes alone, so the same routing gives both the plan's
-estimate and apply's requests. A contact's work goes into a job when the jobs for its
-group cost fewer requests than single calls would. What a job can't carry stays on
-single calls: Name/IsExcludedFromCampaigns of an existing contact (PUT, with the
-full-replacement rule) and historic-namespace properties (only /contactdata).
+Pure: from the planned changes and the number of live contacts alone, so the same
+routing gives both the plan's estimate and apply's requests. A contact's work goes into
+a job when the jobs for its group cost fewer requests than single calls would. What a
+job can't carry stays on single calls: historic-namespace properties (only
+/contactdata) and opt-ins that re-subscribe (each checked just before).
+
+Name/IsExcludedFromCampaigns of an existing contact: a job item upserts both
+(mailjet-facts.md), so they ride in the jobs when that costs fewer requests than a read
+and a PUT per contact. Riding costs a fresh read of the contact collection just before
+the jobs (both fields are sent, the one the manifest does not manage at its value of
+that moment, and an opt-out made since planning is never undone) and the read-back of a
+few contacts of the first job that carries them (did the job apply them?). Otherwise,
+or when that read-back finds the job ignored them, each goes through a read and a PUT.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from reconcile.model import Namespace, PropertyDef, PropertyValue, SubscriptionS
 from reconcile.providers.runner import contact_of
 
 EXPECTED_POLLS = 3  # a job reports running a few times before it ends
+READ_BACK = 3  # contacts of the first job carrying Name/exclusion changes read back
+PAGE_SIZE = 1000  # the contact collection is read in pages of this many
 NamedAction = tuple[str, str]  # (list name, managecontactslists action)
 
 
@@ -36,19 +46,30 @@ class ContactWork:
         return (self.contact.contact_after.properties if self.contact else None) or {}
 
     @property
-    def needs_put(self) -> bool:
-        """An existing contact's Name/IsExcludedFromCampaigns change: PUT, never a job."""
+    def changes_fields(self) -> bool:
+        """An existing contact's Name/IsExcludedFromCampaigns change."""
         if self.contact is None or self.contact.action is not Action.UPDATE:
             return False
         return bool(self.contact.contact_after.fields)
 
     @property
+    def field_names(self) -> frozenset[str]:
+        if self.contact is None or not self.changes_fields:
+            return frozenset()
+        return frozenset(self.contact.contact_after.fields)
+
+    @property
     def record_calls(self) -> int:
-        """Requests for the contact record: a POST for a new one; for a Name/exclusion
-        change, the read of the record as it is now (PUT replaces every field) and the PUT."""
+        """Requests for the contact record on single calls: a POST for a new one; for a
+        Name/exclusion change, the read of the record as it is now (PUT replaces every
+        field) and the PUT."""
         if self.contact is not None and self.contact.action is Action.CREATE:
             return 1
-        return 2 if self.needs_put else 0
+        return 2 if self.changes_fields else 0
+
+    @property
+    def creates(self) -> bool:
+        return self.contact is not None and self.contact.action is Action.CREATE
 
     @property
     def resubscribes(self) -> list[Change]:
@@ -66,19 +87,67 @@ class ContactWork:
 
 @dataclass
 class Route:
+    """Groups of contacts for jobs (by their list actions; in each, those with Name/
+    exclusion changes first, so the fewest jobs carry them) and contacts on single calls.
+    `fields_in_jobs`: Name/exclusion changes of bulk contacts ride in the jobs, after a
+    fresh read of `contacts_then` contacts; else they are PUT before their job."""
+
     bulk: dict[tuple[NamedAction, ...], list[ContactWork]] = field(default_factory=dict)
     single: list[ContactWork] = field(default_factory=list)
+    fields_in_jobs: bool = False
+    contacts_then: int = 0
 
     def calls(self, chunk_size: int) -> int:
         calls = sum(work.single_cost() for work in self.single)
         for works in self.bulk.values():
             calls += jobs(len(works), chunk_size) * (1 + EXPECTED_POLLS)
-            calls += sum(work.record_calls for work in works if work.needs_put)
+            if not self.fields_in_jobs:
+                calls += sum(work.record_calls for work in works if work.changes_fields)
+        if self.fields_in_jobs:
+            calls += listing_calls(self.contacts_then)
+            calls += len(read_back_sample(self.first_field_chunk(chunk_size)))
         return calls
+
+    @property
+    def field_works(self) -> list[ContactWork]:
+        return [work for works in self.bulk.values() for work in works if work.changes_fields]
+
+    def first_field_chunk(self, chunk_size: int) -> list[ContactWork]:
+        """The contacts of the first job that carries Name/exclusion changes."""
+        for works in self.bulk.values():
+            if works and works[0].changes_fields:
+                return works[:chunk_size]
+        return []
 
 
 def jobs(contacts: int, chunk_size: int) -> int:
     return -(-contacts // chunk_size)
+
+
+def listing_calls(contacts: int) -> int:
+    """Requests of reading a collection of `contacts` records (the client's list_all):
+    the first page; past a full one, the count and the other pages; a full last page is
+    followed by one more."""
+    if contacts < PAGE_SIZE:
+        return 1
+    return 1 + jobs(contacts, PAGE_SIZE) + (1 if contacts % PAGE_SIZE == 0 else 0)
+
+
+def read_back_sample(chunk: Iterable[ContactWork]) -> list[ContactWork]:
+    """The contacts read back after the first job carrying Name/exclusion changes: up to
+    READ_BACK of those it changes, covering each of the two fields it changes if it can."""
+    changing = [work for work in chunk if work.changes_fields]
+    sample: list[ContactWork] = []
+    for wanted in sorted({name for work in changing for name in work.field_names}):
+        found = next((w for w in changing if wanted in w.field_names and w not in sample), None)
+        if found is not None and len(sample) < READ_BACK:
+            sample.append(found)
+    for work in changing:
+        if len(sample) >= READ_BACK:
+            break
+        if work not in sample:
+            sample.append(work)
+    return sample
 
 
 def list_action(change: Change) -> str:
@@ -108,9 +177,14 @@ def collect(changes: Iterable[Change]) -> list[ContactWork]:
 
 
 def route(
-    changes: Iterable[Change], definitions: Mapping[str, PropertyDef], chunk_size: int
+    changes: Iterable[Change],
+    definitions: Mapping[str, PropertyDef],
+    chunk_size: int,
+    live_contacts: int = 0,
 ) -> Route:
-    result = Route()
+    """The cheaper of two routings: Name/exclusion changes PUT (before their job, or on
+    single calls), or riding in the jobs; `live_contacts` as read (for the fresh read)."""
+    forced: list[ContactWork] = []
     groups: dict[tuple[NamedAction, ...], list[ContactWork]] = defaultdict(list)
     for work in collect(changes):
         historic = any(
@@ -118,14 +192,32 @@ def route(
             for name in work.properties
         )
         if historic or work.resubscribes:
-            result.single.append(work)
+            forced.append(work)
         else:
             groups[work.actions()].append(work)
+    for actions, works in groups.items():  # those changing fields first (stable)
+        groups[actions] = sorted(works, key=lambda work: not work.changes_fields)
+    putting = _grouped(forced, groups, chunk_size, fields_in_jobs=False)
+    riding = _grouped(forced, groups, chunk_size, fields_in_jobs=True)
+    if not riding.field_works:
+        return putting
+    riding.contacts_then = live_contacts + sum(1 for work in riding.single if work.creates)
+    return riding if riding.calls(chunk_size) < putting.calls(chunk_size) else putting
+
+
+def _grouped(
+    forced: list[ContactWork],
+    groups: Mapping[tuple[NamedAction, ...], list[ContactWork]],
+    chunk_size: int,
+    *,
+    fields_in_jobs: bool,
+) -> Route:
+    result = Route(single=list(forced), fields_in_jobs=fields_in_jobs)
     for actions, works in groups.items():
         single = sum(work.single_cost() for work in works)
-        bulk = jobs(len(works), chunk_size) * (1 + EXPECTED_POLLS) + sum(
-            work.record_calls for work in works if work.needs_put
-        )
+        bulk = jobs(len(works), chunk_size) * (1 + EXPECTED_POLLS)
+        if not fields_in_jobs:
+            bulk += sum(work.record_calls for work in works if work.changes_fields)
         if bulk < single:
             result.bulk[actions] = works
         else:

@@ -43,9 +43,18 @@ class MailjetEmulator:
         self.settings = settings
         self.control = EmulatorControl()
         self._api = MailjetApi(settings, state)
-        routes = self._api.routes() + control_routes(self.control, self.dump_state, self.load_state)
+        routes = self._api.routes() + control_routes(
+            self.control, self.dump_state, self.load_state, self._change_settings
+        )
         inner = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
         self.app: ASGIApp = ControlMiddleware(inner, self.control)
+
+    def _change_settings(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST /_emulator/settings {"bulk_updates_name_and_exclusion": bool}."""
+        switch = payload.get("bulk_updates_name_and_exclusion")
+        if isinstance(switch, bool):
+            self.settings.bulk_updates_name_and_exclusion = switch
+        return {"bulk_updates_name_and_exclusion": self.settings.bulk_updates_name_and_exclusion}
 
     @property
     def _state(self) -> MailjetState:

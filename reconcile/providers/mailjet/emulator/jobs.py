@@ -101,12 +101,22 @@ def new_job(
     return job
 
 
+@dataclass(frozen=True)
+class JobBehaviour:
+    """How jobs treat the fields of contacts that exist already (emulator settings)."""
+
+    updates_existing_fields: bool = True
+    stamp_exclusion: bool = True
+
+
 def advance_job(
     state: MailjetState,
     job: JobRecord,
     polls_to_complete: int,
     max_contacts: int,
     faults: JobFaults | None = None,
+    *,
+    behaviour: JobBehaviour | None = None,
 ) -> None:
     """Count one poll: running for `polls_to_complete` polls, then run and finish."""
     if job.status in FINAL_STATUSES:
@@ -115,11 +125,17 @@ def advance_job(
     if job.polls <= polls_to_complete:
         job.status = "Allocated" if job.polls == 1 else "In Progress"
         return
-    _run(state, job, max_contacts, faults or JobFaults())
+    _run(state, job, max_contacts, faults or JobFaults(), behaviour or JobBehaviour())
     job.job_end = now_iso()
 
 
-def _run(state: MailjetState, job: JobRecord, max_contacts: int, faults: JobFaults) -> None:
+def _run(
+    state: MailjetState,
+    job: JobRecord,
+    max_contacts: int,
+    faults: JobFaults,
+    behaviour: JobBehaviour,
+) -> None:
     if len(job.contacts) > max_contacts:
         job.status = "Error"
         job.error = f"Too many contacts in one job: {len(job.contacts)} (maximum {max_contacts})"
@@ -145,7 +161,7 @@ def _run(state: MailjetState, job: JobRecord, max_contacts: int, faults: JobFaul
         if failure is not None:
             job.failures.append([str(item["Email"]), failure])
             continue
-        done.append(update.apply(state))
+        done.append(update.apply(state, behaviour))
     for action in job.contacts_lists:
         for contact_id in done:
             state.apply_list_action(contact_id, action["ListID"], action["Action"])
@@ -178,12 +194,14 @@ class _ContactUpdate:
             fields["excluded"] = item["IsExcludedFromCampaigns"]
         return cls(email, fields, _typed_properties(state, item.get("Properties", {})))
 
-    def apply(self, state: MailjetState, stamp_exclusion: bool = True) -> int:
-        contact = state.contact_by_email(self.email) or state.add_contact(self.email)
-        if "name" in self.fields:
-            contact.name = self.fields["name"]
-        if "excluded" in self.fields:
-            contact.set_excluded(self.fields["excluded"], stamp_exclusion)
+    def apply(self, state: MailjetState, behaviour: JobBehaviour) -> int:
+        existing = state.contact_by_email(self.email)
+        contact = existing or state.add_contact(self.email)
+        fields = self.fields if existing is None or behaviour.updates_existing_fields else {}
+        if "name" in fields:
+            contact.name = fields["name"]
+        if "excluded" in fields:
+            contact.set_excluded(fields["excluded"], behaviour.stamp_exclusion)
         for name, value in self.properties.items():
             if value is None:
                 contact.properties.pop(name, None)

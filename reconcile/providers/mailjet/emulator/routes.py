@@ -23,6 +23,7 @@ from reconcile.providers.mailjet.emulator.http import (
     read_object,
 )
 from reconcile.providers.mailjet.emulator.jobs import (
+    JobBehaviour,
     JobFaults,
     advance_job,
     error_csv,
@@ -511,6 +512,9 @@ class MailjetApi:
                 self.settings.job_polls_to_complete,
                 self.settings.max_job_contacts,
                 self.job_faults,
+                behaviour=JobBehaviour(
+                    self.settings.bulk_updates_name_and_exclusion, self.settings.stamp_exclusion
+                ),
             )
             url = f"{request.base_url}files/mailjet/jobs/{job.id}/errors.csv"
             return one(job_api(job, url))

@@ -30,3 +30,7 @@ class MailjetEmulatorSettings:
     # (the seed documents the field, not when the real API fills it in).
     stamp_exclusion: bool = True
     max_job_contacts: int = 50000
+    # mailjet-facts.md: a job's contact items upsert Name and IsExcludedFromCampaigns by
+    # email. False: a job sets them only on the contacts it creates and leaves an existing
+    # contact's as they are (what a client must notice and work around).
+    bulk_updates_name_and_exclusion: bool = True
