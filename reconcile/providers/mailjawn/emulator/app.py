@@ -27,7 +27,7 @@ from typing import Any
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Router
+from starlette.routing import Route, Router
 from starlette.types import ASGIApp
 
 from reconcile.providers.mailjawn.emulator.ratelimit import RateLimits, bucket_for_method
@@ -50,6 +50,7 @@ from reconcile.providers.mailjawn.emulator.validation import (
     validate_track,
 )
 from reconcile.sandbox.common import (
+    CONTROL_PREFIX,
     ApiApp,
     ControlMiddleware,
     EmulatorControl,
@@ -177,7 +178,12 @@ class MailJawnEmulator:
             self.settings.clock,
         )
         self._endpoints = self._build_endpoints()
-        control_app = Router(routes=control_routes(self.control, self.dump_state, self.load_state))
+        control_app = Router(
+            routes=[
+                Route(f"{CONTROL_PREFIX}/settings", self._settings, methods=["POST"]),
+                *control_routes(self.control, self.dump_state, self.load_state),
+            ]
+        )
         self.app: ASGIApp = ControlMiddleware(ApiApp(self.serve, control_app), self.control)
         if state is not None:
             self.load_state(state)
@@ -214,6 +220,52 @@ class MailJawnEmulator:
 
     def subscriber(self, email: str) -> dict[str, Any] | None:
         return self.store.find_by_email(email)
+
+    def set_limits(
+        self,
+        *,
+        read_limit: int | None = None,
+        write_limit: int | None = None,
+        window_seconds: float | None = None,
+    ) -> None:
+        """Change the rate limits while serving; the window under way keeps what it counted."""
+        if window_seconds is not None and window_seconds <= 0:
+            raise ValueError("window_seconds must be positive")
+        if read_limit is not None:
+            self.settings.read_limit = read_limit
+            self._limits.set_limit("read", read_limit)
+        if write_limit is not None:
+            self.settings.write_limit = write_limit
+            self._limits.set_limit("write", write_limit)
+        if window_seconds is not None:
+            self.settings.window_seconds = window_seconds
+            self._limits.set_window(window_seconds)
+
+    async def _settings(self, request: Request) -> Response:
+        """POST /_emulator/settings: latency_seconds, read_limit, write_limit, window_seconds."""
+        payload = await request.json()
+        if not isinstance(payload, dict):
+            return error_response(400, "settings: expected a JSON object")
+        try:
+            self.set_limits(
+                read_limit=_count(payload, "read_limit"),
+                write_limit=_count(payload, "write_limit"),
+                window_seconds=_number(payload, "window_seconds"),
+            )
+            latency = _number(payload, "latency_seconds")
+        except ValueError as problem:
+            return error_response(400, f"settings: {problem}")
+        if latency is not None:
+            self.control.latency_seconds = latency
+        current = self.settings
+        return JSONResponse(
+            {
+                "latency_seconds": self.control.latency_seconds,
+                "read_limit": current.read_limit,
+                "write_limit": current.write_limit,
+                "window_seconds": current.window_seconds,
+            }
+        )
 
     def fail_in_imports(
         self, emails: list[str], times: int = 1, message: str | None = None
@@ -401,6 +453,22 @@ def _int_param(params: QueryParams, name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise InvalidRequest(f"{name}: {raw!r} is not an integer") from None
+
+
+def _number(payload: dict[str, Any], name: str) -> float | None:
+    value = payload.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"{name} must be a number, at least 0")
+    return float(value)
+
+
+def _count(payload: dict[str, Any], name: str) -> int | None:
+    value = _number(payload, name)
+    if value is not None and not value.is_integer():
+        raise ValueError(f"{name} must be a whole number")
+    return None if value is None else int(value)
 
 
 def _bearer_token(request: Request) -> str | None:
