@@ -103,6 +103,9 @@ class HoldingPacer(Pacer):
 
 
 SAME_WINDOW = 0.05  # seconds: Reset moments this close name the same window
+# A wait this short is over: float noise in a clock() of 1.8e9 (the fake clocks that
+# stand for the wall clock in tests) is larger than what is left after waiting it.
+_SOON = 1e-6
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,8 @@ class ServerPacer(Pacer):
         if quota.limit is not None and quota.limit >= 1:
             self.per_window = quota.limit
         if quota.remaining is None or quota.reset_at is None:
-            self._known, self._last = False, None  # back to the bucket, with its burst
+            if self._known:  # back to the bucket, from a full burst
+                self._known, self._last = False, None
         else:
             self._learn(max(quota.remaining, 0.0), quota.reset_at, quota.precision)
         self._notify()
@@ -207,7 +211,7 @@ class ServerPacer(Pacer):
         """None when a request may start now (counted as sent), else how long to wait
         before asking again (inf: until an answer comes)."""
         now = self.clock()
-        if now < self._held_until:
+        if self._held_until - now > _SOON:
             return self._held_until - now
         delay = self._window_delay(now) if self._known else self._bucket_delay()
         if delay is None:
@@ -216,13 +220,14 @@ class ServerPacer(Pacer):
 
     def _bucket_delay(self) -> float | None:
         self._refill()
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return None
-        return (1 - self._tokens) / self.rate
+        delay = (1 - self._tokens) / self.rate
+        if delay > _SOON:
+            return delay
+        self._tokens -= 1
+        return None
 
     def _window_delay(self, now: float) -> float | None:
-        if self._window_end is not None and now >= self._window_end:
+        if self._window_end is not None and self._window_end - now <= _SOON:
             self._remaining, self._window_end = self.per_window, None
         if self._remaining - self._unanswered >= 1:
             return None
