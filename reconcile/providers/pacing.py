@@ -5,6 +5,9 @@ the refill rate is set so that burst + refill never exceeds the budget in any
 window, fixed or sliding. A long plan then runs steadily at 95% of the limit
 instead of in bursts that end in 429s. Several requests may be in flight at
 once; only their starts are paced.
+
+ServerPacer is for an API that states its windows (RateLimit-* headers): the server's
+figures pace it, the configured budget is only the first guess.
 """
 
 from __future__ import annotations

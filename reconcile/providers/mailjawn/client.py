@@ -19,6 +19,7 @@ from urllib.parse import quote
 import httpx
 
 from reconcile.providers.http import (
+    RETRY_AFTER_MAX,
     BearerAuth,
     Connection,
     KeyedClient,
@@ -120,7 +121,7 @@ class MailJawnClient(KeyedClient):
         headers = response.headers
         limit = header_number(headers.get("RateLimit-Limit"))
         wait = retry_after(response) if response.status_code == 429 else None
-        if wait is not None:
+        if wait is not None and wait <= RETRY_AFTER_MAX:  # a longer one ends the run instead
             pacer.refused(pacer.clock() + wait, limit)
             return
         remaining = header_number(headers.get("RateLimit-Remaining"))
