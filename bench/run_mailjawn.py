@@ -15,17 +15,27 @@ rate limits" is the wall time during which at least one request sleeps in the
 client's pacer. The naive way (a request per contact, per property write and per
 tag) is counted by formula. `--imports` is how the emulator's bulk import treats an
 existing subscriber (update, the default, or skip): the provider finds out at apply.
+
+    python -m bench.run_mailjawn --paced-renames
+
+measures instead 40 subscriber renames (40 single PATCH writes through the client)
+against a server that allows 10 writes per 6-second window and says so in its
+RateLimit-* headers, in real time, against the 18 s its windows need; the result goes
+to bench/results/mailjawn_paced.json.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import resource
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from bench.bounds import Bound, Budget, collection_chain
 from bench.run import (
@@ -269,10 +279,85 @@ def one_size(size: int, scale: float, contacts_in: str, imports: str = "update")
     return result
 
 
+# ---- 40 renames paced by the server's headers (#15) -------------------------------------
+
+PACED_RESULTS = Path(__file__).parent / "results" / "mailjawn_paced.json"
+RENAMES, PACED_WRITES, PACED_WINDOW = 40, 10, 6.0
+
+
+def paced_bound(writes: int = RENAMES) -> float:
+    """What the windows need: the last write can't start before the last window opens."""
+    return (math.ceil(writes / PACED_WRITES) - 1) * PACED_WINDOW
+
+
+async def rename_all(url: str) -> dict[str, Any]:
+    """List the subscribers, then PATCH a new name onto RENAMES of them, one each, with the
+    documented budgets (30 writes a minute) as the client's only configuration."""
+    client = MailJawnClient(api_key=API_KEY, project_id=SANDBOX.project_id, base_url=url)
+    try:
+        subscribers = await client.list_all("/subscribers/", "subscribers")
+        targets = [s["id"] for s in subscribers[:RENAMES]]
+        assert len(targets) == RENAMES, len(targets)
+        started = time.monotonic()
+        await asyncio.gather(
+            *(client.patch(f"/subscribers/{id_}/", {"name": f"Renamed {id_}"}) for id_ in targets)
+        )
+        wall = time.monotonic() - started
+        return {
+            "wall": wall,
+            "client_429s": client.stats.rate_limited,
+            "writes": writes_made(client),
+        }
+    finally:
+        await client.aclose()
+
+
+def paced_renames(latency: float = 0.3) -> dict[str, Any]:
+    """One real-time run (bench.serve_mailjawn's account, its limits set to 10 writes per
+    6 s through the emulator's settings endpoint, `latency` per request)."""
+    size = math.ceil(RENAMES / 0.8)  # 80% of bench.synthetic's contacts are live
+    with served("bench.serve_mailjawn", size, 1.0, "--latency", str(latency)) as url:
+        limits = {"write_limit": PACED_WRITES, "window_seconds": PACED_WINDOW}
+        httpx.post(f"{url}/_emulator/settings", json=limits, timeout=5).raise_for_status()
+        result = asyncio.run(rename_all(url))
+        calls = httpx.get(f"{url}/_emulator/calls", timeout=5).json()
+    patches = [c for c in calls if c["method"] == "PATCH"]
+    return result | {
+        "renames": RENAMES,
+        "write_limit": PACED_WRITES,
+        "window_seconds": PACED_WINDOW,
+        "latency": latency,
+        "bound": paced_bound(),
+        "ratio": result["wall"] / paced_bound(),
+        "server_429s": sum(1 for c in patches if c["status"] == 429),
+        "patches_served": sum(1 for c in patches if c["status"] == 200),
+    }
+
+
+def report_paced(r: dict[str, Any]) -> None:
+    print(
+        f"{r['renames']} renames (single PATCHes) at {r['write_limit']} writes / "
+        f"{r['window_seconds']:g} s, {r['latency'] * 1000:g} ms per request: wall "
+        f"{r['wall']:.1f} s vs the windows' {r['bound']:g} s (x{r['ratio']:.2f}); "
+        f"429s {r['server_429s']}; {r['patches_served']} PATCHes served"
+    )
+
+
+def main_paced() -> None:
+    result = paced_renames()
+    report_paced(result)
+    PACED_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    PACED_RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     parser = size_arguments(__doc__.split("\n\n")[0])
     parser.add_argument("--imports", choices=["update", "skip"], default="update")
+    parser.add_argument("--paced-renames", action="store_true", help="see the module's doc")
     args = parser.parse_args()
+    if args.paced_renames:
+        main_paced()
+        return
     if args.one:
         print(json.dumps(one_size(args.one, args.time_scale, args.contacts_in, args.imports)))
         return

@@ -5,6 +5,9 @@ the refill rate is set so that burst + refill never exceeds the budget in any
 window, fixed or sliding. A long plan then runs steadily at 95% of the limit
 instead of in bursts that end in 429s. Several requests may be in flight at
 once; only their starts are paced.
+
+ServerPacer is for an API that states its windows (RateLimit-* headers): the server's
+figures pace it, the configured budget is only the first guess.
 """
 
 from __future__ import annotations
@@ -12,8 +15,11 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import stamina
@@ -73,30 +79,176 @@ class Pacer:
         self._tokens = min(self._tokens, 1 - (moment - now) * self.rate)
 
 
-@dataclass
-class HoldingPacer(Pacer):
-    """A Pacer whose holds also stop requests that were already given their turn.
+SAME_WINDOW = 0.05  # seconds: Reset moments this close name the same window
+# A wait this short is over: float noise in a clock() of 1.8e9 (the fake clocks that
+# stand for the wall clock in tests) is larger than what is left after waiting it.
+_SOON = 1e-6
 
-    Pacer.hold_until only affects turns taken after it; a request already asleep
-    until an earlier turn would still go out inside the hold. Here such a request
-    waits the hold out and takes its turn again, so requests stay paced after it.
+
+@dataclass(frozen=True)
+class Quota:
+    """What one answer said of the window it was counted in: its limit, what remains of
+    it, and when it ends (a clock() value, known to within `precision` seconds)."""
+
+    limit: float | None
+    remaining: float | None
+    reset_at: float | None
+    precision: float = SAME_WINDOW
+
+
+@dataclass
+class _Turn:
+    granted: bool = False
+    settled: bool = False
+
+
+_TURN: ContextVar[_Turn | None] = ContextVar("reconcile_pacer_turn", default=None)
+
+
+@dataclass
+class ServerPacer(Pacer):
+    """Paced by the server's own figures once an answer gives them; until then (and
+    whenever answers stop giving them) by a Pacer's bucket on the configured budget.
+
+    The server counts fixed windows. Within one, the lowest Remaining an answer gave is
+    the server's count after the last request it counted, whatever order the answers
+    arrive in; every request sent and not answered yet may have been counted since. So
+    `remaining - unanswered` requests may start at once, none when that is used up, and
+    at the window's end a new window holds the last Limit. An answer whose Reset is
+    earlier than the current window's grants nothing. `per_window` becomes the server's
+    Limit. Each request must be sent inside `sending()`, so that one never answered
+    (lost connection, cancelled) gives its place back.
     """
 
+    _known: bool = field(default=False, repr=False)
+    _remaining: float = field(default=0.0, repr=False)
+    _window_end: float | None = field(default=None, repr=False)
+    _unanswered: int = field(default=0, repr=False)
     _held_until: float = field(default=0.0, repr=False)
+    _news: asyncio.Event | None = field(default=None, repr=False)
+    _news_loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+
+    @property
+    def unanswered(self) -> int:
+        return self._unanswered
 
     async def wait_turn(self) -> None:
-        while True:
-            delay = self._held_until - self.clock()
-            if delay > 0:
-                self.waited_seconds += delay
-                await self.sleep(delay)
-            await super().wait_turn()
-            if self.clock() >= self._held_until:
-                return
+        while (delay := self._turn()) is not None:
+            before = self.clock()
+            await self._nap(delay)
+            self.waited_seconds += max(self.clock() - before, 0.0)
 
     def hold_until(self, moment: float) -> None:
-        super().hold_until(moment)
         self._held_until = max(self._held_until, moment)
+
+    @contextmanager
+    def sending(self) -> Iterator[None]:
+        """Around one request: a turn given inside and never answered is given back."""
+        turn = _Turn()
+        token = _TURN.set(turn)
+        try:
+            yield
+        finally:
+            _TURN.reset(token)
+            if turn.granted and not turn.settled:
+                turn.settled = True
+                self._give_back()
+
+    def observe(self, quota: Quota) -> None:
+        """An answer came (in the context of its `sending()`), with what it said."""
+        self._settle()
+        if quota.limit is not None and quota.limit >= 1:
+            self.per_window = quota.limit
+        if quota.remaining is None or quota.reset_at is None:
+            if self._known:  # back to the bucket, from a full burst
+                self._known, self._last = False, None
+        else:
+            self._learn(max(quota.remaining, 0.0), quota.reset_at, quota.precision)
+        self._notify()
+
+    def refused(self, until: float, limit: float | None) -> None:
+        """A 429 said when to come back: nothing starts before, and a new window then."""
+        self._settle()
+        if limit is not None and limit >= 1:
+            self.per_window = limit
+        self._known, self._remaining, self._window_end = True, 0.0, until
+        self.hold_until(until)
+        self._notify()
+
+    def _learn(self, remaining: float, reset_at: float, precision: float) -> None:
+        if reset_at <= self.clock():
+            return  # counted in a window that is over
+        end = self._window_end
+        if not self._known or end is None or reset_at > end + precision:
+            self._known, self._remaining, self._window_end = True, remaining, reset_at
+        elif reset_at >= end - precision:
+            self._remaining = min(self._remaining, remaining)
+
+    def _turn(self) -> float | None:
+        """None when a request may start now (counted as sent), else how long to wait
+        before asking again (inf: until an answer comes)."""
+        now = self.clock()
+        if self._held_until - now > _SOON:
+            return self._held_until - now
+        delay = self._window_delay(now) if self._known else self._bucket_delay()
+        if delay is None:
+            self._grant()
+        return delay
+
+    def _bucket_delay(self) -> float | None:
+        self._refill()
+        delay = (1 - self._tokens) / self.rate
+        if delay > _SOON:
+            return delay
+        self._tokens -= 1
+        return None
+
+    def _window_delay(self, now: float) -> float | None:
+        if self._window_end is not None and self._window_end - now <= _SOON:
+            self._remaining, self._window_end = self.per_window, None
+        if self._remaining - self._unanswered >= 1:
+            return None
+        return math.inf if self._window_end is None else self._window_end - now
+
+    def _grant(self) -> None:
+        self._unanswered += 1
+        turn = _TURN.get()
+        if turn is not None:
+            turn.granted = True
+
+    def _settle(self) -> None:
+        turn = _TURN.get()
+        if turn is not None:
+            if not turn.granted or turn.settled:
+                return
+            turn.settled = True
+        self._give_back()
+
+    def _give_back(self) -> None:
+        self._unanswered = max(self._unanswered - 1, 0)
+        self._notify()
+
+    async def _nap(self, delay: float) -> None:
+        """Sleep `delay`, or less if an answer brings news first."""
+        waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._news_event().wait())}
+        if math.isfinite(delay):
+            waits.add(asyncio.ensure_future(self.sleep(delay)))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+
+    def _news_event(self) -> asyncio.Event:
+        loop = asyncio.get_running_loop()
+        if self._news is None or self._news_loop is not loop:
+            self._news, self._news_loop = asyncio.Event(), loop
+        return self._news
+
+    def _notify(self) -> None:
+        if self._news is not None:
+            self._news.set()
+            self._news = None
 
 
 class RetryableStatus(Exception):

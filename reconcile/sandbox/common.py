@@ -270,7 +270,10 @@ def control_routes(
         control.latency_includes_processing = bool(
             payload.get("latency_includes_processing", control.latency_includes_processing)
         )
-        own = own_settings(payload) if own_settings is not None else {}
+        try:
+            own = own_settings(payload) if own_settings is not None else {}
+        except ValueError as problem:
+            return JSONResponse({"error": f"settings: {problem}"}, status_code=400)
         return JSONResponse(
             {
                 "latency_seconds": control.latency_seconds,

@@ -2,8 +2,9 @@
 by `total`, key redaction in messages, and two rate budgets. No mapping.
 
 The API counts reads (GET, HEAD, OPTIONS) and writes (POST, PATCH, DELETE) per key, so
-each has its own lane, tightened by the RateLimit-* headers of every answer; a 429 waits
-exactly its Retry-After before the same request goes again.
+each has its own lane, paced by the RateLimit-* headers of the answers counted in it
+(the configured budgets are only a first guess; see ServerPacer); a 429 waits exactly
+its Retry-After before the same request goes again.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping
+from math import isfinite
 from typing import Any, ClassVar, Unpack
 from urllib.parse import quote
 
 import httpx
 
 from reconcile.providers.http import (
+    RETRY_AFTER_MAX,
     BearerAuth,
     Connection,
     KeyedClient,
@@ -28,7 +31,7 @@ from reconcile.providers.http import (
     mask,
     retry_after,
 )
-from reconcile.providers.pacing import HoldingPacer
+from reconcile.providers.pacing import SAME_WINDOW, Quota, ServerPacer
 
 DEFAULT_URL = "https://api.mailjawn.com"
 PAGE_SIZE = 100
@@ -51,7 +54,8 @@ class MailJawnClient(KeyedClient):
     message_fields = ("error", "detail")  # the throttle says "detail"
     hints: ClassVar[Mapping[int, str]] = {
         401: "check MAILJAWN_API_KEY: the key is missing, mistyped or revoked",
-        429: "rate limit: lower reads_per_minute/writes_per_minute in the provider options",
+        429: "rate limit: the server kept refusing (is another client using this key?); "
+        "re-run later to continue",
     }
     exact_retry_after = True
 
@@ -67,10 +71,10 @@ class MailJawnClient(KeyedClient):
         window_seconds: float = WINDOW_SECONDS,
         **connection: Unpack[Connection],
     ) -> None:
-        """`window_seconds` is the server's window, used to read RateLimit-Limit."""
+        """The budgets (per `window_seconds`) pace until the server's headers say more."""
         minutes_per_window = window_seconds / 60.0
-        self.reads = HoldingPacer(reads_per_minute * minutes_per_window, window_seconds)
-        self.writes = HoldingPacer(writes_per_minute * minutes_per_window, window_seconds)
+        self.reads = ServerPacer(reads_per_minute * minutes_per_window, window_seconds)
+        self.writes = ServerPacer(writes_per_minute * minutes_per_window, window_seconds)
         super().__init__(
             base_url=base_url,
             prefix=f"/api/v1/projects/{quote(project_id, safe='')}",
@@ -98,23 +102,46 @@ class MailJawnClient(KeyedClient):
     async def delete(self, path: str) -> None:
         await self.request("DELETE", path)
 
-    def answered(self, lane: Lane, response: httpx.Response) -> None:
-        """Adopt a lower RateLimit-Limit; when Remaining is 0, hold the lane until Reset.
+    async def send_once(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        *,
+        credentials: bool = True,
+    ) -> httpx.Response:
+        with self._pacer(method).sending():
+            return await super().send_once(method, url, params, body, credentials=credentials)
 
-        A 429 carrying Retry-After is left to that header alone (waited exactly).
-        """
-        if response.status_code == 429 and retry_after(response) is not None:
-            return
-        pacer, headers = lane.pacer, response.headers
+    def answered(self, lane: Lane, response: httpx.Response) -> None:
+        """Tell the lane's pacer what the RateLimit-* headers say; a 429's Retry-After
+        alone says when to send again (waited exactly)."""
+        pacer = self.reads if lane is self.reading else self.writes
+        headers = response.headers
         limit = header_number(headers.get("RateLimit-Limit"))
-        if limit is not None and 0 < limit < pacer.per_window:
-            pacer.per_window = limit
+        wait = retry_after(response) if response.status_code == 429 else None
+        if wait is not None and wait <= RETRY_AFTER_MAX:  # a longer one ends the run instead
+            pacer.refused(pacer.clock() + wait, limit)
+            return
         remaining = header_number(headers.get("RateLimit-Remaining"))
         reset = header_number(headers.get("RateLimit-Reset"))
-        if remaining is not None and remaining <= 0 and reset is not None:
-            delay = reset if reset < _EPOCH_FLOOR else reset - self.wall_clock()
-            if delay > 0:
-                pacer.hold_until(pacer.clock() + delay)
+        pacer.observe(self._quota(pacer, limit, remaining, reset))
+
+    def _quota(
+        self, pacer: ServerPacer, limit: float | None, remaining: float | None, reset: float | None
+    ) -> Quota:
+        """The figures with Reset as a pacer clock() moment."""
+        if reset is None or not isfinite(reset):
+            return Quota(limit, remaining, None)
+        if reset >= _EPOCH_FLOOR:
+            return Quota(limit, remaining, pacer.clock() + reset - self.wall_clock())
+        # Whole seconds to go are rounded by up to a second: answers that far apart share it.
+        precision = 1.0 if reset.is_integer() else SAME_WINDOW
+        return Quota(limit, remaining, pacer.clock() + reset, precision)
+
+    def _pacer(self, method: str) -> ServerPacer:
+        return self.reads if is_read(method) else self.writes
 
     def hint(self, status: int, method: str, url: str, message: str) -> str:
         if status == 403:

@@ -230,9 +230,42 @@ class MailJawnEmulator:
                 raise ValueError(f"unknown upsert switch or not a boolean: {name}={value!r}")
             setattr(self.settings.upsert, name, value)
 
+    def set_limits(
+        self,
+        *,
+        read_limit: int | None = None,
+        write_limit: int | None = None,
+        window_seconds: float | None = None,
+    ) -> None:
+        """Change the rate limits while serving; the window under way keeps what it counted."""
+        if window_seconds is not None and window_seconds <= 0:
+            raise ValueError("window_seconds must be positive")
+        if read_limit is not None:
+            self.settings.read_limit = read_limit
+            self._limits.set_limit("read", read_limit)
+        if write_limit is not None:
+            self.settings.write_limit = write_limit
+            self._limits.set_limit("write", write_limit)
+        if window_seconds is not None:
+            self.settings.window_seconds = window_seconds
+            self._limits.set_window(window_seconds)
+
     def _change_settings(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST /_emulator/settings: {"upsert": {...}}, read_limit, write_limit,
+        window_seconds (latency_seconds is the common control's)."""
         self.set_upsert(**payload.get("upsert", {}))
-        return {"upsert": asdict(self.settings.upsert)}
+        self.set_limits(
+            read_limit=_count(payload, "read_limit"),
+            write_limit=_count(payload, "write_limit"),
+            window_seconds=_number(payload, "window_seconds"),
+        )
+        current = self.settings
+        return {
+            "upsert": asdict(current.upsert),
+            "read_limit": current.read_limit,
+            "write_limit": current.write_limit,
+            "window_seconds": current.window_seconds,
+        }
 
     def fail_in_imports(
         self, emails: list[str], times: int = 1, message: str | None = None
@@ -420,6 +453,22 @@ def _int_param(params: QueryParams, name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise InvalidRequest(f"{name}: {raw!r} is not an integer") from None
+
+
+def _number(payload: dict[str, Any], name: str) -> float | None:
+    value = payload.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"{name} must be a number, at least 0")
+    return float(value)
+
+
+def _count(payload: dict[str, Any], name: str) -> int | None:
+    value = _number(payload, name)
+    if value is not None and not value.is_integer():
+        raise ValueError(f"{name} must be a whole number")
+    return None if value is None else int(value)
 
 
 def _bearer_token(request: Request) -> str | None:

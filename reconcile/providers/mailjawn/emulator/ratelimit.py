@@ -7,7 +7,11 @@ Time scaling: the effective window is window_seconds / time_scale. With
 time_scale <= 1 Retry-After is a whole number of seconds (at least 1) and
 RateLimit-Reset a whole unix timestamp, as the real API sends them. With
 time_scale > 1 both are decimals with millisecond precision (e.g. "0.095"), so
-tests that shrink the window to a fraction of a second can honour them.
+tests that shrink the window to a fraction of a second can honour them. Both are
+rounded up: waiting what they say is never too early.
+
+Limits and the window may change while serving (`set_limit`, `set_window`); the
+window under way keeps its start and what it has counted.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class RateLimits:
         clock: Callable[[], float],
     ) -> None:
         window = window_seconds / time_scale
+        self._time_scale = time_scale
         self._whole_seconds = time_scale <= 1
         self._clock = clock
         self._limiters = {
@@ -55,6 +60,14 @@ class RateLimits:
             return None
         allowed, remaining, reset_epoch = limiter.hit(key)
         return Quota(limiter.limit, remaining, reset_epoch, allowed)
+
+    def set_limit(self, bucket: str, limit: int) -> None:
+        """From the next request on (0: unlimited, no headers)."""
+        self._limiters[bucket].limit = limit
+
+    def set_window(self, window_seconds: float) -> None:
+        for limiter in self._limiters.values():
+            limiter.window_seconds = window_seconds / self._time_scale
 
     def headers(self, quota: Quota | None) -> dict[str, str]:
         if quota is None:
@@ -76,10 +89,14 @@ class RateLimits:
     def _seconds_text(self, seconds: float) -> str:
         if self._whole_seconds:
             return str(max(1, math.ceil(seconds)))
-        return f"{max(seconds, 0.001):.3f}"
+        return f"{max(_ms_up(seconds), 0.001):.3f}"
 
     def _epoch_text(self, epoch: float) -> str:
-        return str(math.ceil(epoch)) if self._whole_seconds else f"{epoch:.3f}"
+        return str(math.ceil(epoch)) if self._whole_seconds else f"{_ms_up(epoch):.3f}"
+
+
+def _ms_up(seconds: float) -> float:
+    return math.ceil(seconds * 1000 - 1e-6) / 1000  # not up past float noise
 
 
 def bucket_for_method(method: str) -> str:
