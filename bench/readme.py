@@ -63,13 +63,10 @@ RUNS = (
             "yaml",
         ),
     ),
-    Run("mailjawn", "mailjawn", ("bench.run_mailjawn", "--sizes", "1000", "10000")),
-    Run(
-        "mailjawn",
-        "mailjawn-100k",
-        ("bench.run_mailjawn", "--sizes", "100000", "--time-scale", "10"),
-    ),
+    Run("mailjawn", "mailjawn", ("bench.run_mailjawn", "--sizes", "1000", "10000", "100000")),
     Run("mailchimp", "mailchimp", ("bench.run_mailchimp", "--sizes", "1000", "10000", "100000")),
+    Run("targets", "mailjet-renames", ("bench.run_renames",)),
+    Run("targets", "mailjawn_paced", ("bench.run_mailjawn", "--paced-renames")),
 )
 
 
@@ -79,17 +76,100 @@ def run(one: Run) -> None:
     subprocess.run(command, check=True)
 
 
+def saved(name: str) -> Any:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text("utf-8")) if path.exists() else None
+
+
+def target_rows() -> list[tuple[str, str, str]]:
+    """(target, measured, met) for each of issue #15's targets, from the saved results."""
+    rows: list[tuple[str, str, str]] = []
+    runs = {name: saved(name) for name in ("mailjet", "mailjawn")}
+    for name, limit in (("mailjet", "200, 300 and 1,200"), ("mailjawn", "100")):
+        plans = [
+            (r["size"], plan)
+            for r in (runs[name] or {}).get("results", [])
+            if r["scale"] == 1  # a scaled run's ratio is only an upper bound
+            for plan in r["plans"]
+        ]
+        if plans:
+            size, worst = max(plans, key=lambda item: item[1]["ratio"])
+            hits = sum(plan["rate_limited"] for _, plan in plans)
+            target = f"{name.capitalize()} plan wall <= 1.2x its bound at {limit} reads/min"
+            where = f"{size:,} contacts, {worst['per_minute']:,}/min"
+            measured = f"worst x{worst['ratio']:.2f} ({where}); {hits} 429s"
+            rows.append((target, measured, _met(worst["ratio"] <= 1.2 and hits == 0)))
+    paced = saved("mailjawn_paced")
+    if paced:
+        rows.append(
+            (
+                "MailJawn 40 renames at 10 writes / 6 s within 1.5x of 18 s, no 429",
+                f"{paced['wall']:.1f} s (x{paced['ratio']:.2f}); {paced['server_429s']} 429s",
+                _met(paced["ratio"] <= 1.5 and paced["server_429s"] == 0),
+            )
+        )
+    for r in (runs.get("mailjawn-100k") or {}).get("results", []):
+        rows.append(
+            (
+                f"MailJawn apply at {r['size']:,} contacts (updating imports) <= 100 calls",
+                f"{r['apply_calls']:,} calls (estimate {r['estimate']:,})",
+                _met(r["apply_calls"] <= 100),
+            )
+        )
+    renames = saved("mailjet-renames")
+    for r in (renames or {}).get("results", []):
+        rows.append(
+            (
+                f"Mailjet {r['size']:,} contacts, {r['renames']:,} renamed ({r['case']}) "
+                "<= 400 requests"
+                if r["case"] == "jobs apply Name"
+                else f"(the same, {r['case']}: falls back to a read and a PUT each)",
+                f"{r['apply_calls']:,} requests (estimate {r['estimate']:,})",
+                _met(r["apply_calls"] <= 400) if r["case"] == "jobs apply Name" else "-",
+            )
+        )
+    for name in ("mailjet", "mailjet-1m-csv", "mailjet-1m-yaml"):
+        for r in (saved(name) or {}).get("results", []):
+            if r["size"] not in (100_000, 1_000_000):
+                continue
+            cpu, peak = (5, 300) if r["size"] == 100_000 else (60, 2048)
+            used = r["load_cpu"] + r["plan_cpu"]
+            rows.append(
+                (
+                    f"Mailjet {r['size']:,} contacts ({r['contacts_in'].upper()}): load + plan CPU "
+                    f"<= {cpu} s, peak RSS <= {peak:,} MB",
+                    f"{used:.1f} s; {r['plan_peak_mb']:,.0f} MB after plan, {r['peak_mb']:,.0f} MB "
+                    "whole run",
+                    _met(used <= cpu and r["peak_mb"] <= peak),
+                )
+            )
+    return rows
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def targets_text() -> str:
+    lines = ["| target (issue #15) | measured | met |", "|---|---|---|"]
+    lines += [f"| {target} | {measured} | {met} |" for target, measured, met in target_rows()]
+    return "\n".join(lines)
+
+
 def section_text(section: str, runs: list[Run], commit: str) -> str:
     results: list[dict[str, Any]] = []
     for one in runs:
         path = RESULTS / f"{one.save}.json"
         if not path.exists():
             print(f"no results for `python -m {' '.join(one.command)}` ({path}): left out")
-            continue
-        results += json.loads(path.read_text("utf-8"))["results"]
-    tables = (
-        "\n".join(mailchimp_table(results)) if section == "mailchimp" else markdown_tables(results)
-    )
+        elif section != "targets":
+            results += json.loads(path.read_text("utf-8"))["results"]
+    if section == "targets":
+        tables = targets_text()
+    elif section == "mailchimp":
+        tables = "\n".join(mailchimp_table(results))
+    else:
+        tables = markdown_tables(results)
     commands = "; ".join(f"`python -m {' '.join(one.command)}`" for one in runs)
     today = datetime.datetime.now(datetime.UTC).date().isoformat()
     made = f"Measured {today} at commit {commit} by `python -m bench.readme`"
