@@ -209,7 +209,7 @@ def load_manifest(paths: Sequence[Path]) -> Manifest:
     model = document_model(tuple(registry.option_models()))
     builder = _Builder(files)
     for document in documents:
-        checked = _checked(document, model)
+        checked = _checked(document, model, builder.late_schema_issues)
         issues.extend(checked.issues)
         builder.add(document, checked)
     loaded = builder.finish(issues)
@@ -270,7 +270,7 @@ class Checked:
     """One file validated: what of it is valid, its schema issues, what they took out."""
 
     manifest: ManifestDocument
-    contacts: list[tuple[int, ContactSpec]]
+    contacts: Iterable[tuple[int, ContactSpec]]  # (index in contacts:, entry), maybe streamed
     issues: list[ManifestIssue] = field(default_factory=list)
     broken: Broken = field(default_factory=Broken)
 
@@ -279,12 +279,54 @@ SALVAGE_ROUNDS = 20
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
-def _checked(document: YamlDocument, model: type[ManifestDocument]) -> Checked:
+def _checked(
+    document: YamlDocument, model: type[ManifestDocument], late_issues: list[ManifestIssue]
+) -> Checked:
+    """A file validated. A big one (read by the fast path) has its contact entries validated
+    one at a time as they are added (`_streamed`), so its entries are never all held twice,
+    as YAML values and as specs; `late_issues` receives the schema issues found then."""
+    data = document.data
+    raw_contacts = data.get("contacts") if isinstance(data, dict) else None
+    if document.fast_lines is not None and isinstance(raw_contacts, list) and raw_contacts:
+        try:
+            manifest = model.model_validate({k: v for k, v in data.items() if k != "contacts"})
+        except ValidationError:
+            pass  # the whole file's issues, as below
+        else:
+            return Checked(manifest, _streamed(document, model, raw_contacts, late_issues))
     try:
-        manifest = model.model_validate(document.data)
+        manifest = model.model_validate(data)
     except ValidationError as error:
         return _salvaged(document, model, error)
     return Checked(manifest, list(enumerate(manifest.contacts)))
+
+
+def _streamed(
+    document: YamlDocument,
+    model: type[ManifestDocument],
+    raw_contacts: list[Any],
+    late_issues: list[ManifestIssue],
+) -> Iterator[tuple[int, ContactSpec]]:
+    """Each entry of `contacts:` validated, then let go of. An entry the schema refuses
+    gives what of it is valid, as `_salvaged` does; its issues are those of the whole file
+    validated at once (read again: the entries are gone by then), so they read exactly as
+    for a file validated in one piece."""
+    refused = False
+    for index, raw in enumerate(raw_contacts):
+        raw_contacts[index] = None
+        try:
+            spec: ContactSpec | None = ContactSpec.model_validate(raw)
+        except ValidationError:
+            refused = True
+            spec = _valid_part(ContactSpec, raw, _ignore)
+        if spec is not None:
+            yield index, spec
+    if refused:
+        again = read_yaml(document.path)
+        try:
+            model.model_validate(again.data)
+        except ValidationError as error:
+            late_issues.extend(_validation_issues(again, error, model))
 
 
 def _salvaged(
@@ -388,6 +430,7 @@ class _Builder:
         self.pending_contacts: list[Iterator[tuple[ContactSource, ContactSpec]]] = []
         self.broken = Broken()
         self.address_changes: list[str] = []
+        self.late_schema_issues: list[ManifestIssue] = []  # of entries validated as added
 
     def add(self, document: YamlDocument, checked: Checked) -> None:
         manifest = checked.manifest
@@ -484,6 +527,7 @@ class _Builder:
             )
         policy = self._policy()
         self._check_renames()
+        schema_issues = [*schema_issues, *self.late_schema_issues]
         if schema_issues or self.issues:
             raise ManifestError(self._in_order([*schema_issues, *self.issues]))
         assert self.provider is not None
@@ -709,13 +753,19 @@ def _csv_source(value: CsvSource) -> CsvSourceSpec:
     return CsvSourceSpec(path=value) if isinstance(value, str) else value
 
 
+# One spec per status, shared (a spec is frozen): building one per membership is a pydantic
+# validation each, a second per contact at a million contacts.
+_STATUS_SPECS = {status: MembershipSpec(status=status) for status in SubscriptionStatus}
+
+
 def _memberships(spec: ContactSpec) -> list[tuple[str, MembershipSpec]]:
     if isinstance(spec.lists, list):
-        return [(name, MembershipSpec()) for name in spec.lists]
+        subscribed = _STATUS_SPECS[SubscriptionStatus.SUBSCRIBED]
+        return [(name, subscribed) for name in spec.lists]
     result = []
     for name, value in spec.lists.items():
         if isinstance(value, SubscriptionStatus):
-            result.append((name, MembershipSpec(status=value)))
+            result.append((name, _STATUS_SPECS[value]))
         else:
             result.append((name, value))
     return result
