@@ -293,8 +293,9 @@ class Membership:
         return MembershipValues(self.status, self.opted_out_at)
 
     def wanted(self) -> MembershipValues:
-        """What a plan asks of this membership (a desired one)."""
-        return MembershipValues(self.status)
+        """What a plan asks of this membership (a desired one): one value per status,
+        shared by every change that asks it."""
+        return _WANTED[self.status]
 
     def record(self) -> dict[str, Any]:
         """`values().to_json()`, built directly: every membership update fingerprints one."""
@@ -302,6 +303,9 @@ class Membership:
         if self.opted_out_at is not None:
             record["opted_out_at"] = self.opted_out_at
         return record
+
+
+_WANTED = {status: MembershipValues(status) for status in SubscriptionStatus}
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
+import functools
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,7 +62,8 @@ class Manifest:
     desired: State
     files: list[Path]
     sources: dict[str, SourceLocation] = field(default_factory=dict)
-    contact_sources: dict[str, ContactSource] = field(default_factory=dict)
+    # (a lambda: ContactSources is defined below)
+    contact_sources: Mapping[str, ContactSource] = field(default_factory=lambda: ContactSources())  # noqa: PLW0108
     policy: Policy = field(default_factory=Policy)
     # the file that declared each top-level key (prune, ...), to locate the fields under it
     declared_in: dict[str, YamlDocument] = field(default_factory=dict)
@@ -425,7 +429,7 @@ class _Builder:
         self.safety: SafetySpec | None = None
         self.issues: list[ManifestIssue] = []
         self.documents: list[YamlDocument] = []
-        self.contact_sources: dict[str, ContactSource] = {}
+        self.contact_sources = ContactSources()
         self.declared_in: dict[str, YamlDocument] = {}
         self.pending_contacts: list[Iterator[tuple[ContactSource, ContactSpec]]] = []
         self.broken = Broken()
@@ -610,12 +614,12 @@ class _Builder:
             self._error(source, ("email",), f"{shown!r} {problem}")
             return
         key = email_key(spec.email)
-        earlier = self.contact_sources.get(key)
-        if earlier is not None:
+        if key in self.state.contacts:  # every contact of contact_sources, and only those
+            earlier = self.contact_sources[key]
             message = f"already defined at {earlier.location(())}"
             self._error(source, (), message, "email")
             return
-        self.contact_sources[key] = source
+        self.contact_sources.add(key, source)
         if spec.renamed_from is not None:
             self.address_changes.append(key)  # refused, naming what the provider offers
         properties = self._contact_properties(source, spec)
@@ -706,6 +710,69 @@ class _Builder:
     ) -> None:
         named = field_name if field_name is not None else ".".join(str(p) for p in loc)
         self.issues.append(ManifestIssue(source.location(loc), _field(source, named), message))
+
+
+class ContactSources(Mapping[str, "ContactSource"]):
+    """Where each contact entry is, by email key, kept compactly: per contact its key and one
+    int (its line in a CSV file, its index in a YAML file's contacts:), and per run of
+    contacts from one file what that int is in. A source object is made when asked for
+    (errors only): at a million contacts, one object per contact would cost 130 MB."""
+
+    def __init__(self) -> None:
+        self._keys: list[str] = []
+        self._where = array("q")
+        self._starts: list[int] = []  # the first position of each run
+        self._runs: list[Callable[[int], ContactSource]] = []
+        self._run_of: Any = None  # what the last run is of: (kind, file, ...)
+        self._positions: dict[str, int] | None = None  # made on the first lookup
+
+    def add(self, key: str, source: ContactSource) -> None:
+        run_of: Any
+        make: Callable[[int], ContactSource]
+        if isinstance(source, CsvRow):
+            path, zone = source.path, source.zone
+            run_of, where = ("csv", path, zone), source.line
+            make = functools.partial(CsvRow, path, zone=zone)
+        elif isinstance(source, YamlContact):
+            document = source.document
+            run_of, where = ("yaml", id(document)), source.index
+            make = functools.partial(YamlContact, document)
+        else:  # any other kind: one run of its own
+            run_of, where = ("object", id(source)), 0
+            make = functools.partial(_same, source)
+        if run_of != self._run_of or not self._runs:
+            self._run_of = run_of
+            self._starts.append(len(self._keys))
+            self._runs.append(make)
+        if self._positions is not None:
+            self._positions[key] = len(self._keys)
+        self._keys.append(key)
+        self._where.append(where)
+
+    def _position(self, key: str) -> int | None:
+        if self._positions is None:
+            self._positions = {k: position for position, k in enumerate(self._keys)}
+        return self._positions.get(key)
+
+    def __getitem__(self, key: str) -> ContactSource:
+        position = self._position(key)
+        if position is None:
+            raise KeyError(key)
+        run = bisect.bisect_right(self._starts, position) - 1
+        return self._runs[run](self._where[position])
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._position(key) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def _same(source: ContactSource, _where: int) -> ContactSource:
+    return source
 
 
 class ContactSource(Protocol):
