@@ -83,12 +83,15 @@ def main() -> None:
     parser.add_argument("--profile", choices=["load", "plan"])
     parser.add_argument("--memory", action="store_true", help="tracemalloc top lines")
     parser.add_argument("--no-plan", action="store_true", help="load only")
+    parser.add_argument("--no-gc", action="store_true", help="without the cyclic collector")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix=f"profile-{args.size}-"))
     write = write_yaml_manifest if args.contacts_in == "yaml" else write_csv_manifest
     path = write(work, args.size)
     gc.collect()
+    if args.no_gc:
+        gc.disable()
     base = current_mb()
     if args.memory:
         tracemalloc.start()

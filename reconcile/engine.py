@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconcile import collector
 from reconcile.capabilities import raise_if_unsupported
 from reconcile.diff import diff_states
 from reconcile.errors import ManifestError, PlanError
@@ -81,6 +82,14 @@ async def make_plan(
     targeting = targeting or Targeting()
     scope = manifest.read_scope()
     live = await provider.read_against(manifest.desired, scope)
+    collector.settled(len(live.contacts) + len(live.memberships))
+    with collector.paused():  # pure from here on: no cycle is made
+        return _plan_of(manifest, provider, targeting, scope, live)
+
+
+def _plan_of(
+    manifest: Manifest, provider: Provider, targeting: Targeting, scope: ReadScope, live: State
+) -> tuple[Plan, State]:
     compared = diff_states(manifest.desired, live)
     result = apply_policy(manifest.desired, live, manifest.policy, compared)
     result.errors.extend(provider.check_against(manifest.desired, live))

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ValidationError
 
+from reconcile import collector
 from reconcile.diff import Ref, ResourceType, list_ref, property_ref
 from reconcile.errors import ConfigError, ManifestError, ManifestIssue, SourceLocation
 from reconcile.manifest.csv_source import CsvRow, read_contacts_csv
@@ -197,6 +198,13 @@ def load_manifest(paths: Sequence[Path]) -> Manifest:
     valid rest of every file declares and references (undeclared lists and properties,
     duplicates, CSV rows), without the errors that only follow from an earlier one (a list
     whose definition is invalid is not also reported as undeclared where it is used)."""
+    with collector.paused():
+        loaded = _load(paths)
+    collector.settled(len(loaded.desired.contacts) + len(loaded.desired.memberships))
+    return loaded
+
+
+def _load(paths: Sequence[Path]) -> Manifest:
     found = manifest_files(paths)
     files = found.files
     documents: list[YamlDocument] = []
