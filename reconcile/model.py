@@ -490,6 +490,10 @@ def strict_value(kind: PropertyType, value: object) -> PropertyValue:
         return value
     if type(value) is bool and kind is PropertyType.BOOL:
         return value
+    if type(value) is str and kind is PropertyType.DATETIME and value.isprintable():
+        known = _MOMENTS.get(value)  # read and checked before (printable: no control)
+        if known is not None:
+            return known
     if not isinstance(value, str | int | float | date):  # a list, a mapping, a tag, ...
         raise ValueTypeError(f"expected {kind.value}, got {describe(value)}")
     if isinstance(value, str):

@@ -55,7 +55,7 @@ class CsvRow:
         written without one is in the source's zone, or an error when it names none (a
         spreadsheet's local time is never taken for UTC). A bare date is a date (midnight
         UTC, as in YAML)."""
-        if not isinstance(value, str):
+        if not isinstance(value, str) or value in _AS_WRITTEN:
             return value
         text = value.strip()
         try:
@@ -69,6 +69,7 @@ class CsvRow:
         except ValueError:
             return value  # not a datetime: the type check says so
         if moment.tzinfo is not None:
+            _written_as_is(value)
             return value
         if self.zone is None:
             raise ValueTypeError(
@@ -77,6 +78,18 @@ class CsvRow:
                 f"its zone: contacts_from: {{path: {self.path.name}, timezone: Europe/Paris}}"
             )
         return _local(moment, self.zone)
+
+
+# Datetimes that carry their offset, as written: the same few values repeat over a big file,
+# and telling each again (a failed date parse first) is most of its rows' time.
+_AS_WRITTEN: set[str] = set()
+_AS_WRITTEN_KEPT = 10_000
+
+
+def _written_as_is(value: str) -> None:
+    if len(_AS_WRITTEN) >= _AS_WRITTEN_KEPT:
+        _AS_WRITTEN.clear()
+    _AS_WRITTEN.add(value)
 
 
 def _local(moment: datetime, zone: ZoneInfo) -> str:
