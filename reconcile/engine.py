@@ -81,7 +81,8 @@ async def make_plan(
     changes it picks and what they need (a partial plan, which says so)."""
     targeting = targeting or Targeting()
     scope = manifest.read_scope()
-    live = await provider.read_against(manifest.desired, scope)
+    with collector.young_only():
+        live = await provider.read_against(manifest.desired, scope)
     collector.settled(len(live.contacts) + len(live.memberships))
     with collector.paused():  # pure from here on: no cycle is made
         return _plan_of(manifest, provider, targeting, scope, live)
