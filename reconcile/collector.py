@@ -48,3 +48,9 @@ def settled(records: int) -> None:
     `records` many, keep the collector from walking it again."""
     if records >= BIG:
         gc.freeze()
+
+
+def released() -> None:
+    """What `settled` kept out of the collector's reach is in it again (a plan is made:
+    what it read may now be dropped, cycles and all)."""
+    gc.unfreeze()

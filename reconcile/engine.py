@@ -84,8 +84,11 @@ async def make_plan(
     with collector.young_only():
         live = await provider.read_against(manifest.desired, scope)
     collector.settled(len(live.contacts) + len(live.memberships))
-    with collector.paused():  # pure from here on: no cycle is made
-        return _plan_of(manifest, provider, targeting, scope, live)
+    try:
+        with collector.paused():  # pure from here on: no cycle is made
+            return _plan_of(manifest, provider, targeting, scope, live)
+    finally:
+        collector.released()
 
 
 def _plan_of(
