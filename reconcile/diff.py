@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import NamedTuple, TypeAlias, TypeVar
+from typing import NamedTuple, TypeAlias, TypeVar, cast
 
 from reconcile.model import (
     CONTACT_FIELDS,
@@ -610,8 +610,16 @@ def _kept_out(ref: Ref, why: str, *, undecided: bool = False) -> Finding:
 
 
 def _creation(want: Contact) -> ContactValues:
-    fields = {CONTACT_FIELDS[name]: value for name, value in want.fields.items()}
-    properties = {k: v for k, v in want.properties.items() if v is not None}
+    """The desired contact's own mappings when they already say it (a loaded manifest's
+    do): a fifth of a million contacts new is otherwise 80 MB of copies."""
+    fields: Mapping[ContactField, FieldValue]
+    if all(type(name) is ContactField for name in want.fields):
+        fields = cast(Mapping[ContactField, FieldValue], want.fields)
+    else:
+        fields = {CONTACT_FIELDS[name]: value for name, value in want.fields.items()}
+    properties: Mapping[str, PropertyValue] = want.properties
+    if None in properties.values():
+        properties = {k: v for k, v in properties.items() if v is not None}
     return ContactValues(fields, properties or None, want.email)
 
 

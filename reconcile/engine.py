@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconcile import collector
 from reconcile.capabilities import raise_if_unsupported
 from reconcile.diff import diff_states
 from reconcile.errors import ManifestError, PlanError
@@ -80,7 +81,19 @@ async def make_plan(
     changes it picks and what they need (a partial plan, which says so)."""
     targeting = targeting or Targeting()
     scope = manifest.read_scope()
-    live = await provider.read_against(manifest.desired, scope)
+    with collector.young_only():
+        live = await provider.read_against(manifest.desired, scope)
+    collector.settled(len(live.contacts) + len(live.memberships))
+    try:
+        with collector.paused():  # pure from here on: no cycle is made
+            return _plan_of(manifest, provider, targeting, scope, live)
+    finally:
+        collector.released()
+
+
+def _plan_of(
+    manifest: Manifest, provider: Provider, targeting: Targeting, scope: ReadScope, live: State
+) -> tuple[Plan, State]:
     compared = diff_states(manifest.desired, live)
     result = apply_policy(manifest.desired, live, manifest.policy, compared)
     result.errors.extend(provider.check_against(manifest.desired, live))

@@ -98,7 +98,9 @@ def _duration(minutes: float) -> str:
 @dataclass(frozen=True)
 class Plan:
     provider: str
-    changes: tuple[Change, ...]
+    # Not in the repr: asyncio.run reprs the main task's result (Python 3.11, on leaving),
+    # and a plan of a million changes would take seconds and hundreds of MB to show.
+    changes: tuple[Change, ...] = field(repr=False)
     scope: ReadScope = field(default_factory=ReadScope)
     warnings: tuple[str, ...] = ()
     provider_options: Mapping[str, Any] = field(default_factory=dict)  # pacing etc.; no secrets

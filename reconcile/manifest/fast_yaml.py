@@ -172,13 +172,14 @@ def parse_fast(raw: bytes, text: str) -> tuple[Any, FastLines] | None:
     if Reader.NON_PRINTABLE.search(text):
         return None  # ruamel refuses these characters with their line
     try:
-        data, offsets = _read(raw)
+        found = _read_in_pieces(raw) if len(raw) > _PIECE else None
+        data, offsets, parsed_bytes = found or (*_read(raw), raw)
     except (_Fallback, ryml.ExceptionBasic, UnicodeDecodeError):
         return None
     if not isinstance(data, dict):
         return None  # empty, or not a manifest: ruamel's reading decides
     lines = FastLines(raw)
-    lines.shallow = {path: raw.count(b"\n", 0, offset) for path, offset in offsets.items()}
+    lines.shallow = {path: parsed_bytes.count(b"\n", 0, at) for path, at in offsets.items()}
     return data, lines
 
 
@@ -189,6 +190,67 @@ def _read(raw: bytes) -> tuple[Any, dict[tuple[str | int, ...], int]]:
     walk = _Walk(parsed)
     root = _root(parsed.tree)
     return walk.value(root, _type(parsed.tree, root), 0, ()), walk.offsets
+
+
+# A big manifest is mostly its `contacts:` list. Its tree (~140 bytes a node, a dozen nodes
+# a contact) would take 1.7 GB at a million contacts on top of the values built from it, so
+# the list is parsed in pieces of whole items, each tree freed before the next.
+_CONTACTS_LINE = re.compile(rb"^contacts:[ ]*(?:#[^\n]*)?\n", re.MULTILINE)
+_FIRST_ITEM = re.compile(rb"(?:[ ]*(?:#[^\n]*)?\n)*( *)-[ \n]")
+_BLOCK_END = {
+    True: re.compile(rb"\n(?=[^ \n#-]|-[^ \n])"),  # items at column 0: a line that is no item
+    False: re.compile(rb"\n(?=[^ \n#])"),  # indented items: any line at column 0
+}
+
+
+def _read_in_pieces(raw: bytes) -> tuple[Any, dict[tuple[str | int, ...], int], bytes] | None:
+    """(values, offsets of shallow keys, the bytes the offsets are in) of a document whose
+    top-level `contacts:` is a block sequence: the rest of the document parsed with the
+    list's lines left blank (so lines stay where they are), the list in pieces cut before
+    its items. None when the document is not written so (the whole is parsed at once)."""
+    found = list(_CONTACTS_LINE.finditer(raw))
+    if len(found) != 1:
+        return None
+    start = found[0].end()
+    first = _FIRST_ITEM.match(raw, start)
+    if first is None:
+        return None
+    indent = first.group(1)
+    end_found = _BLOCK_END[not indent].search(raw, first.end())
+    end = end_found.start() + 1 if end_found else len(raw)
+    try:
+        items = _items_in_pieces(raw, start, end, re.compile(b"\n" + indent + b"-[ \n]"))
+        if items is None:
+            return None
+        rest = raw[:start] + b"\n" * raw.count(b"\n", start, end) + raw[end:]
+        data, offsets = _read(rest)
+    except (_Fallback, ryml.ExceptionBasic):
+        return None  # parsed whole: that reading decides
+    if not isinstance(data, dict) or data.get("contacts", ...) is not None:
+        return None
+    data["contacts"] = items
+    return data, offsets, rest
+
+
+def _items_in_pieces(
+    raw: bytes, start: int, end: int, item_line: re.Pattern[bytes]
+) -> list[Any] | None:
+    items: list[Any] = []
+    keys: dict[str, Any] = {}
+    while start < end:
+        cut = item_line.search(raw, start + _PIECE // 2, end)
+        stop = cut.start() + 1 if cut else end
+        parsed = _parse(raw[start:stop])
+        walk = _Walk(parsed)
+        walk.keys = keys
+        root = _root(parsed.tree)
+        kind = _type(parsed.tree, root)
+        if not kind & _SEQ:
+            return None
+        items.extend(walk.value(root, kind, 1, None))  # depth 1: the list's, in the document
+        del parsed, walk
+        start = stop
+    return items
 
 
 class _Walk:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
+import functools
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ValidationError
 
+from reconcile import collector
 from reconcile.diff import Ref, ResourceType, list_ref, property_ref
 from reconcile.errors import (
     WHOLE_FILE,
@@ -65,7 +69,8 @@ class Manifest:
     desired: State
     files: list[Path]
     sources: dict[str, SourceLocation] = field(default_factory=dict)
-    contact_sources: dict[str, ContactSource] = field(default_factory=dict)
+    # (a lambda: ContactSources is defined below)
+    contact_sources: Mapping[str, ContactSource] = field(default_factory=lambda: ContactSources())  # noqa: PLW0108
     policy: Policy = field(default_factory=Policy)
     # the file that declared each top-level key (prune, ...), to locate the fields under it
     declared_in: dict[str, YamlDocument] = field(default_factory=dict)
@@ -200,6 +205,13 @@ def load_manifest(paths: Sequence[Path]) -> Manifest:
     valid rest of every file declares and references (undeclared lists and properties,
     duplicates, CSV rows), without the errors that only follow from an earlier one (a list
     whose definition is invalid is not also reported as undeclared where it is used)."""
+    with collector.paused():
+        loaded = _load(paths)
+    collector.settled(len(loaded.desired.contacts) + len(loaded.desired.memberships))
+    return loaded
+
+
+def _load(paths: Sequence[Path]) -> Manifest:
     found = manifest_files(paths)
     files = found.files
     documents: list[YamlDocument] = []
@@ -216,7 +228,7 @@ def load_manifest(paths: Sequence[Path]) -> Manifest:
     model = document_model(tuple(registry.option_models()))
     builder = _Builder(files)
     for document in documents:
-        checked = _checked(document, model)
+        checked = _checked(document, model, builder.late_schema_issues)
         issues.extend(checked.issues)
         builder.add(document, checked)
     loaded = builder.finish(issues)
@@ -277,7 +289,7 @@ class Checked:
     """One file validated: what of it is valid, its schema issues, what they took out."""
 
     manifest: ManifestDocument
-    contacts: list[tuple[int, ContactSpec]]
+    contacts: Iterable[tuple[int, ContactSpec]]  # (index in contacts:, entry), maybe streamed
     issues: list[ManifestIssue] = field(default_factory=list)
     broken: Broken = field(default_factory=Broken)
 
@@ -286,12 +298,54 @@ SALVAGE_ROUNDS = 20
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
-def _checked(document: YamlDocument, model: type[ManifestDocument]) -> Checked:
+def _checked(
+    document: YamlDocument, model: type[ManifestDocument], late_issues: list[ManifestIssue]
+) -> Checked:
+    """A file validated. A big one (read by the fast path) has its contact entries validated
+    one at a time as they are added (`_streamed`), so its entries are never all held twice,
+    as YAML values and as specs; `late_issues` receives the schema issues found then."""
+    data = document.data
+    raw_contacts = data.get("contacts") if isinstance(data, dict) else None
+    if document.fast_lines is not None and isinstance(raw_contacts, list) and raw_contacts:
+        try:
+            manifest = model.model_validate({k: v for k, v in data.items() if k != "contacts"})
+        except ValidationError:
+            pass  # the whole file's issues, as below
+        else:
+            return Checked(manifest, _streamed(document, model, raw_contacts, late_issues))
     try:
-        manifest = model.model_validate(document.data)
+        manifest = model.model_validate(data)
     except ValidationError as error:
         return _salvaged(document, model, error)
     return Checked(manifest, list(enumerate(manifest.contacts)))
+
+
+def _streamed(
+    document: YamlDocument,
+    model: type[ManifestDocument],
+    raw_contacts: list[Any],
+    late_issues: list[ManifestIssue],
+) -> Iterator[tuple[int, ContactSpec]]:
+    """Each entry of `contacts:` validated, then let go of. An entry the schema refuses
+    gives what of it is valid, as `_salvaged` does; its issues are those of the whole file
+    validated at once (read again: the entries are gone by then), so they read exactly as
+    for a file validated in one piece."""
+    refused = False
+    for index, raw in enumerate(raw_contacts):
+        raw_contacts[index] = None
+        try:
+            spec: ContactSpec | None = ContactSpec.model_validate(raw)
+        except ValidationError:
+            refused = True
+            spec = _valid_part(ContactSpec, raw, _ignore)
+        if spec is not None:
+            yield index, spec
+    if refused:
+        again = read_yaml(document.path)
+        try:
+            model.model_validate(again.data)
+        except ValidationError as error:
+            late_issues.extend(_validation_issues(again, error, model))
 
 
 def _salvaged(
@@ -390,11 +444,12 @@ class _Builder:
         self.safety: SafetySpec | None = None
         self.issues: list[ManifestIssue] = []
         self.documents: list[YamlDocument] = []
-        self.contact_sources: dict[str, ContactSource] = {}
+        self.contact_sources = ContactSources()
         self.declared_in: dict[str, YamlDocument] = {}
         self.pending_contacts: list[Iterator[tuple[ContactSource, ContactSpec]]] = []
         self.broken = Broken()
         self.address_changes: list[str] = []
+        self.late_schema_issues: list[ManifestIssue] = []  # of entries validated as added
 
     def add(self, document: YamlDocument, checked: Checked) -> None:
         manifest = checked.manifest
@@ -491,6 +546,7 @@ class _Builder:
             )
         policy = self._policy()
         self._check_renames()
+        schema_issues = [*schema_issues, *self.late_schema_issues]
         if schema_issues or self.issues:
             raise ManifestError(self._in_order([*schema_issues, *self.issues]))
         assert self.provider is not None
@@ -573,12 +629,12 @@ class _Builder:
             self._error(source, ("email",), f"{shown!r} {problem}")
             return
         key = email_key(spec.email)
-        earlier = self.contact_sources.get(key)
-        if earlier is not None:
+        if key in self.state.contacts:  # every contact of contact_sources, and only those
+            earlier = self.contact_sources[key]
             message = f"already defined at {earlier.location(())}"
             self._error(source, (), message, "email")
             return
-        self.contact_sources[key] = source
+        self.contact_sources.add(key, source)
         if spec.renamed_from is not None:
             self.address_changes.append(key)  # refused, naming what the provider offers
         properties = self._contact_properties(source, spec)
@@ -671,6 +727,69 @@ class _Builder:
         self.issues.append(ManifestIssue(source.location(loc), _field(source, named), message))
 
 
+class ContactSources(Mapping[str, "ContactSource"]):
+    """Where each contact entry is, by email key, kept compactly: per contact its key and one
+    int (its line in a CSV file, its index in a YAML file's contacts:), and per run of
+    contacts from one file what that int is in. A source object is made when asked for
+    (errors only): at a million contacts, one object per contact would cost 130 MB."""
+
+    def __init__(self) -> None:
+        self._keys: list[str] = []
+        self._where = array("q")
+        self._starts: list[int] = []  # the first position of each run
+        self._runs: list[Callable[[int], ContactSource]] = []
+        self._run_of: Any = None  # what the last run is of: (kind, file, ...)
+        self._positions: dict[str, int] | None = None  # made on the first lookup
+
+    def add(self, key: str, source: ContactSource) -> None:
+        run_of: Any
+        make: Callable[[int], ContactSource]
+        if isinstance(source, CsvRow):
+            path, zone = source.path, source.zone
+            run_of, where = ("csv", path, zone), source.line
+            make = functools.partial(CsvRow, path, zone=zone)
+        elif isinstance(source, YamlContact):
+            document = source.document
+            run_of, where = ("yaml", id(document)), source.index
+            make = functools.partial(YamlContact, document)
+        else:  # any other kind: one run of its own
+            run_of, where = ("object", id(source)), 0
+            make = functools.partial(_same, source)
+        if run_of != self._run_of or not self._runs:
+            self._run_of = run_of
+            self._starts.append(len(self._keys))
+            self._runs.append(make)
+        if self._positions is not None:
+            self._positions[key] = len(self._keys)
+        self._keys.append(key)
+        self._where.append(where)
+
+    def _position(self, key: str) -> int | None:
+        if self._positions is None:
+            self._positions = {k: position for position, k in enumerate(self._keys)}
+        return self._positions.get(key)
+
+    def __getitem__(self, key: str) -> ContactSource:
+        position = self._position(key)
+        if position is None:
+            raise KeyError(key)
+        run = bisect.bisect_right(self._starts, position) - 1
+        return self._runs[run](self._where[position])
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._position(key) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def _same(source: ContactSource, _where: int) -> ContactSource:
+    return source
+
+
 class ContactSource(Protocol):
     @property
     def label(self) -> str: ...
@@ -716,13 +835,19 @@ def _csv_source(value: CsvSource) -> CsvSourceSpec:
     return CsvSourceSpec(path=value) if isinstance(value, str) else value
 
 
+# One spec per status, shared (a spec is frozen): building one per membership is a pydantic
+# validation each, a second per contact at a million contacts.
+_STATUS_SPECS = {status: MembershipSpec(status=status) for status in SubscriptionStatus}
+
+
 def _memberships(spec: ContactSpec) -> list[tuple[str, MembershipSpec]]:
     if isinstance(spec.lists, list):
-        return [(name, MembershipSpec()) for name in spec.lists]
+        subscribed = _STATUS_SPECS[SubscriptionStatus.SUBSCRIBED]
+        return [(name, subscribed) for name in spec.lists]
     result = []
     for name, value in spec.lists.items():
         if isinstance(value, SubscriptionStatus):
-            result.append((name, MembershipSpec(status=value)))
+            result.append((name, _STATUS_SPECS[value]))
         else:
             result.append((name, value))
     return result
