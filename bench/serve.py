@@ -54,6 +54,7 @@ def main() -> None:
     )
     emulator = create_mailjet_emulator(settings, state)
     emulator.control.latency_seconds = args.latency / args.time_scale
+    emulator.cache_listings()  # later pages from the first page's scan, until a write
     uvicorn.run(emulator.app, host="127.0.0.1", port=args.port, log_level="warning")
 
 

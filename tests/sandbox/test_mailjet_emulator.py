@@ -993,3 +993,24 @@ def test_latency_can_include_the_emulators_own_processing_and_counts_it() -> Non
         (f"{REST}/contact/nobody@example.com", 404),
         (f"{REST}/contactslist", 200),
     ]
+
+
+def test_cached_listings_serve_what_a_scan_would_and_never_from_before_a_write() -> None:
+    """bench.serve's cache (cache_listings): the same pages as without it, and a write
+    (a POST, or a job's status poll, which runs the job) empties it."""
+    emu = make()
+    for n in range(5):
+        emu.seed_contact(f"p{n}@example.com", f"P{n}", False, {}, {})
+    emu.cache_listings()
+
+    async def scenario(client: httpx.AsyncClient) -> tuple[list[str], list[str], int]:
+        first = (await client.get(f"{REST}/contact", params={"Limit": 3})).json()["Data"]
+        created = await client.post(f"{REST}/contact", json={"Email": "new@example.com"})
+        rest = (await client.get(f"{REST}/contact", params={"Limit": 3, "Offset": 3})).json()
+        return [c["Email"] for c in first], [c["Email"] for c in rest["Data"]], created.status_code
+
+    first, rest, created = drive(emu, scenario)
+
+    assert created == 201
+    assert first == ["p0@example.com", "p1@example.com", "p2@example.com"]
+    assert rest == ["p3@example.com", "p4@example.com", "new@example.com"]

@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reconcile.providers.mailjet.emulator.http import error_response
 from reconcile.providers.mailjet.emulator.jobs import JobFaults
@@ -48,6 +48,30 @@ class MailjetEmulator:
         )
         inner = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
         self.app: ASGIApp = ControlMiddleware(inner, self.control)
+
+    def cache_listings(self) -> None:
+        """Benchmarks: serve each listing query's later pages from the records its first
+        page matched, until a request that may write arrives (anything but a GET, and a
+        job's status, whose polls run the job); emptied again when it is answered. A
+        real service reads an index; this emulator would scan every record per page.
+        Only for a served emulator: seeding it from Python does not empty the cache."""
+        self._api.listings = {}
+        inner = self.app
+
+        async def emptied_around_writes(scope: Scope, receive: Receive, send: Send) -> None:
+            listings = self._api.listings
+            writes = scope["type"] == "http" and (
+                scope["method"] != "GET" or "managemanycontacts" in scope["path"]
+            )
+            if writes and listings is not None:
+                listings.clear()
+            try:
+                await inner(scope, receive, send)
+            finally:
+                if writes and listings is not None:
+                    listings.clear()
+
+        self.app = emptied_around_writes
 
     def _change_settings(self, payload: dict[str, Any]) -> dict[str, Any]:
         """POST /_emulator/settings {"bulk_updates_name_and_exclusion": bool}."""

@@ -11,6 +11,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from reconcile.providers.mailjet.emulator.http import (
+    Query,
     check_basic_auth,
     check_types,
     check_writable,
@@ -79,6 +80,17 @@ class MailjetApi:
         self.job_faults = JobFaults()
         window = 60.0 / settings.time_scale
         self.limiter = FixedWindowLimiter(settings.requests_per_minute, window)
+        # Benchmarks only (MailjetEmulator.cache_listings): the records each listing query
+        # matched, kept until anything may write. None: every page scans every record.
+        self.listings: dict[tuple[str, tuple[tuple[str, str], ...]], list[Any]] | None = None
+
+    def _listed(self, request: Request, query: Query, build: Callable[[], list[Any]]) -> list[Any]:
+        if self.listings is None:
+            return build()
+        key = (request.url.path, tuple(sorted(query.filters.items())))
+        if key not in self.listings:
+            self.listings[key] = build()
+        return self.listings[key]
 
     def routes(self) -> list[Route]:
         api = self._endpoint
@@ -149,11 +161,15 @@ class MailjetApi:
         query = parse_query(request, frozenset({"Email"}))
         wanted = query.filters.get("Email", "").lower()
         with self.lock:
-            records = [
-                c
-                for c in self.state.contacts.values()
-                if not c.hidden_from_listing and (not wanted or c.email.lower() == wanted)
-            ]
+            records = self._listed(
+                request,
+                query,
+                lambda: [
+                    c
+                    for c in self.state.contacts.values()
+                    if not c.hidden_from_listing and (not wanted or c.email.lower() == wanted)
+                ],
+            )
             return page_response(query, records, ContactRecord.to_api, self.settings.total_mode)
 
     async def get_contact(self, request: Request) -> Response:
@@ -351,7 +367,7 @@ class MailjetApi:
     async def list_contact_data(self, request: Request) -> Response:
         query = parse_query(request)
         with self.lock:
-            records = list(self.state.contacts.values())
+            records = self._listed(request, query, lambda: list(self.state.contacts.values()))
             return page_response(
                 query, records, self.state.contact_data_api, self.settings.total_mode
             )
@@ -412,14 +428,18 @@ class MailjetApi:
         email = query.filters.get("ContactEmail")
         with self.lock:
             by_email = None if email is None else self.state.contact_by_email(email)
-            records = [
-                m
-                for m in self.state.memberships.values()
-                if (list_id is None or m.list_id == list_id)
-                and (contact_id is None or m.contact_id == contact_id)
-                and (email is None or (by_email is not None and m.contact_id == by_email.id))
-                and (unsub is None or m.is_unsubscribed == unsub)
-            ]
+            records = self._listed(
+                request,
+                query,
+                lambda: [
+                    m
+                    for m in self.state.memberships.values()
+                    if (list_id is None or m.list_id == list_id)
+                    and (contact_id is None or m.contact_id == contact_id)
+                    and (email is None or (by_email is not None and m.contact_id == by_email.id))
+                    and (unsub is None or m.is_unsubscribed == unsub)
+                ],
+            )
             return page_response(
                 query, records, self.state.membership_api, self.settings.total_mode
             )
