@@ -342,7 +342,10 @@ def size_arguments(description: str) -> argparse.ArgumentParser:
         help="where the manifest lists its contacts: a contacts_from CSV file or the YAML",
     )
     parser.add_argument(
-        "--save", metavar="NAME", help="results file: bench/results/NAME.json (default: provider)"
+        "--save",
+        metavar="NAME",
+        help="results file bench/results/NAME.json (default last-PROVIDER, not kept in git: "
+        "the committed results are python -m bench.readme's)",
     )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     return parser
@@ -463,7 +466,7 @@ def save_results(
     command that made them."""
     made_by = " ".join(["python -m", module, *sys.argv[1:]])
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{args.save or name}.json"
+    path = RESULTS / f"{args.save or 'last-' + name}.json"
     payload = {"command": made_by, "time_scale": args.time_scale, "results": results}
     path.write_text(json.dumps(payload, indent=1) + "\n", "utf-8")
     print(f"\n{tables}\n\n(made by `{made_by}`; results in {path})")

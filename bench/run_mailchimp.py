@@ -76,7 +76,7 @@ from reconcile.providers.mailchimp.plugin import MailchimpOptions, provider_with
 from reconcile.providers.mailchimp.provider import BATCH
 
 DONE = OutcomeStatus.DONE
-RESULTS = Path(__file__).parent / "results" / "mailchimp.json"
+RESULTS = Path(__file__).parent / "results" / "last-mailchimp.json"  # bench.readme's: mailchimp
 PLAN_LISTINGS = 4  # merge fields, tags, members, archived members: read at once
 FRESHNESS_READS = 2  # before batched updates: members changed since the read, and archived
 PLAN_PHASES = ("audience", "first pages", "more member pages")

@@ -21,7 +21,7 @@ existing subscriber (update, the default, or skip): the provider finds out at ap
 measures instead 40 subscriber renames (40 single PATCH writes through the client)
 against a server that allows 10 writes per 6-second window and says so in its
 RateLimit-* headers, in real time, against the 18 s its windows need; the result goes
-to bench/results/mailjawn_paced.json.
+to bench/results/last-mailjawn_paced.json (bench.readme: mailjawn_paced.json).
 """
 
 from __future__ import annotations
@@ -281,7 +281,7 @@ def one_size(size: int, scale: float, contacts_in: str, imports: str = "update")
 
 # ---- 40 renames paced by the server's headers (#15) -------------------------------------
 
-PACED_RESULTS = Path(__file__).parent / "results" / "mailjawn_paced.json"
+PACED_RESULTS = Path(__file__).parent / "results"
 RENAMES, PACED_WRITES, PACED_WINDOW = 40, 10, 6.0
 
 
@@ -343,11 +343,12 @@ def report_paced(r: dict[str, Any]) -> None:
     )
 
 
-def main_paced() -> None:
+def main_paced(save: str | None) -> None:
     result = paced_renames()
     report_paced(result)
-    PACED_RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    PACED_RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    PACED_RESULTS.mkdir(parents=True, exist_ok=True)
+    path = PACED_RESULTS / f"{save or 'last-mailjawn_paced'}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
 
 def main() -> None:
@@ -356,7 +357,7 @@ def main() -> None:
     parser.add_argument("--paced-renames", action="store_true", help="see the module's doc")
     args = parser.parse_args()
     if args.paced_renames:
-        main_paced()
+        main_paced(args.save)
         return
     if args.one:
         print(json.dumps(one_size(args.one, args.time_scale, args.contacts_in, args.imports)))

@@ -8,7 +8,7 @@ latency and rate limit (`--time-scale` shrinks both; times are scaled back). Pri
 requests apply made against its estimate, for both behaviours of the emulator's jobs
 (`--jobs-ignore-fields yes`: they leave an existing contact's Name alone, so apply reads
 the first job back and falls back to a read and a PUT per renamed contact). Results:
-bench/results/mailjet-renames.json.
+bench/results/last-mailjet-renames.json (bench.readme: mailjet-renames.json).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def main() -> None:
         default="both",
         help="whether the emulator's jobs leave existing contacts' Name alone",
     )
-    parser.add_argument("--save", default="mailjet-renames", metavar="NAME")
+    parser.add_argument("--save", default="last-mailjet-renames", metavar="NAME")
     args = parser.parse_args()
     ignore = {"no": [False], "yes": [True], "both": [False, True]}[args.jobs_ignore_fields]
     results = [
