@@ -512,14 +512,20 @@ def _saved_plan(plan_file: Path) -> Plan:
 async def _applied(
     plan: Plan, provider: Provider, live: State | None, force: bool, cancel: Cancellation
 ) -> Applied:
-    """Apply `plan`, timed and counted, as the report shows it."""
-    before, started = provider.stats().requests, time.monotonic()
+    """Apply `plan`, timed and counted, as the report shows it. A saved plan's account is
+    read again first (to refuse a moved one); those reads are counted apart, since the
+    plan's estimate is for the apply alone."""
+    started, checked = time.monotonic(), provider.stats().requests
+    if live is None:
+        live = await engine.checked_live(plan, provider, force=force)
+    before = provider.stats().requests
     report = await engine.apply_plan(plan, provider, live, force=force)
     outcomes = [Outcome(o.address, o.status.value, o.message) for o in report.outcomes]
     calls = provider.stats().requests - before
     interrupted = report.interrupted or cancel.requested
     took = time.monotonic() - started
-    return Applied(plan, outcomes, interrupted, calls, took, tuple(report.notes))
+    notes = tuple(report.notes)
+    return Applied(plan, outcomes, interrupted, calls, took, notes, before - checked)
 
 
 async def _apply_saved(

@@ -134,19 +134,30 @@ async def apply_plan(
 ) -> ApplyReport:
     """Apply exactly `plan`. Without `live` (a saved plan), re-read and refuse if it moved.
     A plan over its safety thresholds is refused unless `force`."""
+    refuse_unfit(plan, provider, force=force)
+    if live is None:
+        live = await checked_live(plan, provider, force=force)
+    return await provider.apply(plan.changes, live)
+
+
+def refuse_unfit(plan: Plan, provider: Provider, *, force: bool) -> None:
     plan.raise_if_unsafe(force)
     if plan.provider != provider.name:
         raise PlanError(
             f"the plan is for {plan.provider}, the manifest's provider is {provider.name}"
         )
-    if live is None:
-        # What names the account is checked before reading it; what only a read finds (the
-        # id of an audience the manifest names by name), once read.
-        plan.raise_if_other_account(provider.account(None), partial=True)
-        live = await provider.read(plan.scope)
-        plan.raise_if_other_account(provider.account(live))
-        raise_if_stale(plan, live)
-    return await provider.apply(plan.changes, live)
+
+
+async def checked_live(plan: Plan, provider: Provider, *, force: bool) -> State:
+    """The account a saved plan is for, read again; refused if it is another account or
+    moved since planning. What names the account is checked before reading it; what only
+    a read finds (the id of an audience the manifest names by name), once read."""
+    refuse_unfit(plan, provider, force=force)
+    plan.raise_if_other_account(provider.account(None), partial=True)
+    live = await provider.read(plan.scope)
+    plan.raise_if_other_account(provider.account(live))
+    raise_if_stale(plan, live)
+    return live
 
 
 async def read_everything(provider: Provider, lists: frozenset[str] = frozenset()) -> State:

@@ -210,3 +210,19 @@ def test_a_manifest_that_names_a_missing_file_is_not_a_debug_flag(workdir: Path)
     write_manifest(workdir, "provider: mailjet\ncontacts: []\n", "--debug.yaml")
     code, out, _ = reconcile("validate", "--", "--debug.yaml")
     assert code == 0, out
+
+
+def test_a_saved_plans_check_reads_are_counted_apart_from_the_estimate(workdir: Path) -> None:
+    """The estimate is for the apply; re-reading the account a saved plan is for comes on
+    top, and the report says so instead of seeming to miss the estimate."""
+    code, out, _ = reconcile("plan", "--sandbox", "quickstart", "--out", "plan.json")
+    assert code == 0, out
+    estimate = json.loads((workdir / "plan.json").read_text("utf-8"))["estimate"]["api_calls"]
+    code, out, err = reconcile("apply", "--sandbox", "--plan", "plan.json", "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["api_calls"] == estimate
+    assert report["check_calls"] > 0
+    code, out, _ = reconcile("apply", "--sandbox", "quickstart", "--auto-approve")
+    assert code == 0, out
+    assert "reads checking the account" not in out  # planned and applied at once: none

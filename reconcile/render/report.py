@@ -35,6 +35,7 @@ class Applied:
     api_calls: int
     seconds: float
     notes: tuple[str, ...] = ()  # what apply found out about the API on the way
+    check_calls: int = 0  # reads of a saved plan's account before it (not in the estimate)
 
     def count(self, status: str) -> int:
         return sum(1 for outcome in self.outcomes if outcome.status == status)
@@ -99,7 +100,12 @@ def summary(applied: Applied) -> list[str]:
     counts = totals(applied)
     lines = [
         f"{title}: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped.",
-        f"{applied.api_calls:,} API calls in {applied.seconds:.1f} s.",
+        f"{applied.api_calls:,} API calls in {applied.seconds:.1f} s"
+        + (
+            f", after {applied.check_calls:,} reads checking the account had not moved."
+            if applied.check_calls
+            else "."
+        ),
     ]
     effects = effect_totals(report_lines(applied))
     if effects:
@@ -125,6 +131,7 @@ def render_report_json(applied: Applied, shown: Callable[[str], str]) -> str:
         "totals": totals(applied),
         "interrupted": applied.interrupted,
         "api_calls": applied.api_calls,
+        "check_calls": applied.check_calls,
         "seconds": round(applied.seconds, 3),
     }
     if applied.plan.target:
