@@ -250,6 +250,69 @@ def test_unsubscribed_and_bounced_subscribers_never_ride_in_an_import(
     assert all((emulator.subscriber(e) or {})["name"].startswith("New") for e in gone)
 
 
+@pytest.mark.parametrize("updates", [True, False])
+def test_no_upsert_ever_goes_to_a_subscriber_who_is_not_active_and_the_plan_says_so(
+    emulator: MailJawnEmulator, url: str, tmp_path: Path, updates: bool
+) -> None:
+    """A tag is only added by an upsert: for an unsubscribed, bounced or complained
+    subscriber the plan leaves it out with a warning naming them, apply sends them no
+    identify and no import item, and the next plan shows no change for them either."""
+    emulator.set_upsert(import_updates_existing=updates)
+    active = seed_members(emulator, 12)
+    gone = [
+        *seed_members(emulator, 2, "unsubscribed"),
+        *seed_members(emulator, 2, "bounced"),
+        *seed_members(emulator, 2, "complained"),
+    ]
+    before = {email: copy.deepcopy(emulator.subscriber(email)) for email in gone}
+    provider = provider_at(url, emulator)
+    upserted: list[str] = []
+    original = provider.client.post
+
+    async def post(path: str, body: Any, *, idempotent: bool) -> Any:
+        upserted.extend(i["email"] for i in body.get("subscribers", [body]))
+        return await original(path, body, idempotent=idempotent)
+
+    provider.client.post = post  # type: ignore[method-assign]
+    tags_only = desired_state(
+        [Contact(email, {}, {}) for email in active + gone], {"newsletter": active + gone}
+    )
+
+    made, report, _, again = run(
+        plan_apply_plan(provider, manifest_of(tags_only, tmp_path), emulator)
+    )
+
+    assert report.ok, report.outcomes
+    planned = {change.email for change in made.changes}
+    assert planned == set(active)
+    for email in gone:
+        warned = [w for w in made.warnings if email in w and "the tag is not added" in w]
+        assert len(warned) == 1, made.warnings
+    assert not set(upserted) & set(gone)
+    assert {email: emulator.subscriber(email) for email in gone} == before
+    assert again.is_empty, again.changes
+    assert len(again.warnings) == len(made.warnings)
+
+
+def test_a_tag_for_someone_this_apply_unsubscribes_goes_while_they_are_still_active(
+    emulator: MailJawnEmulator, url: str, tmp_path: Path
+) -> None:
+    email = seed_members(emulator, 1)[0]
+    leaving = desired_state([contact(email, "Old 0", excluded=True)], {"newsletter": [email]})
+    provider = provider_at(url, emulator)
+
+    _, report, sent, again = run(
+        plan_apply_plan(provider, manifest_of(leaving, tmp_path), emulator)
+    )
+
+    assert report.ok, report.outcomes
+    assert again.is_empty, again.changes
+    assert [call.split()[0] for call in sent] == ["POST", "PATCH"]  # identify, then status
+    found = emulator.subscriber(email) or {}
+    assert found["status"] == "unsubscribed"
+    assert {t["slug"] for t in found["tags"]} == {"signup-form", "newsletter"}
+
+
 def test_a_failed_item_of_an_update_import_fails_its_contact_and_tags(
     emulator: MailJawnEmulator, url: str, tmp_path: Path
 ) -> None:

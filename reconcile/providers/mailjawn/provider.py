@@ -305,10 +305,24 @@ class MailJawnProvider(Provider):
         return findings
 
     def review(self, changes: Sequence[Change], live: State) -> tuple[list[Change], list[Finding]]:
-        """Drop excluded_from_campaigns from updates of bounced or complained subscribers."""
+        """Drop excluded_from_campaigns from updates of bounced or complained subscribers,
+        and tags for anyone not active whom this plan does not re-activate: a tag is only
+        added by an upsert, and whether one re-activates a subscriber is not documented."""
         kept: list[Change] = []
         warnings: list[Finding] = []
+        reactivated = {
+            c.email
+            for c in changes
+            if c.type is ResourceType.CONTACT
+            and c.action is Action.UPDATE
+            and c.contact_after.fields.get(EXCLUDED) is False
+            and _protected_status(c, live) is None
+        }
         for change in changes:
+            inactive = _inactive_status(change, live)
+            if inactive is not None and change.email not in reactivated:
+                warnings.append(Finding(change.ref, _tag_not_added(change.email, inactive)))
+                continue
             status = _protected_status(change, live)
             if status is None:
                 kept.append(change)
@@ -628,11 +642,16 @@ class MailJawnProvider(Provider):
         folds = [item for item in items if item.folds]
         others = [item for item in items if not item.folds]
         updates = [item.update for item in others if item.update is not None]
+        # Tags of someone this apply unsubscribes go first, while they are still active:
+        # no upsert is ever sent to a subscriber who is not.
+        leaving = {item.key for item in others if item.after and item.after.fields.get(EXCLUDED)}
+        first = [tag for item in others if item.key in leaving for tag in item.tags]
+        await run.run_per_contact(first, lambda key, group: self._add_tags(key, group, known))
         await asyncio.gather(
             *(run.run_as_one(item.key, item.changes, self._fold(item)) for item in folds),
             run.run_each(updates, lambda change: self._update_contact(change, known)),
         )
-        tags = [tag for item in others for tag in item.tags]
+        tags = [tag for item in others if item.key not in leaving for tag in item.tags]
         await run.run_per_contact(tags, lambda key, group: self._add_tags(key, group, known))
 
     def _fold(self, item: _Existing) -> GroupStep:
@@ -687,7 +706,10 @@ class MailJawnProvider(Provider):
         await self._identify(known.get(key), key, changes)
 
     async def _identify(self, current: Subscriber | None, key: str, changes: list[Change]) -> None:
-        """Adds the tags of `changes`; a subscriber read gets its live values sent back."""
+        """Adds the tags of `changes`; a subscriber read gets its live values sent back.
+        Nothing is sent to a subscriber known not to be active (see `review`)."""
+        if current is not None and current.status != records.ACTIVE:
+            raise ApiError(_tag_not_added(current.email, current.status))
         tags = sorted({change.list_name for change in changes})
         body = (
             records.identify_body(key, tags)
@@ -844,6 +866,26 @@ def _protected_status(change: Change, live: State) -> str | None:
     contact = live.contacts.get(change.email)
     status = contact.fields.get(records.STATUS) if contact else None
     return status if status in records.PROTECTED_STATUSES else None
+
+
+def _inactive_status(change: Change, live: State) -> str | None:
+    """The status of an existing subscriber who is not active that a tag addition concerns."""
+    if change.type is not ResourceType.MEMBERSHIP or change.action is Action.DELETE:
+        return None
+    if change.membership_after.status is not SubscriptionStatus.SUBSCRIBED:
+        return None  # refused anyway (no tag removal)
+    contact = live.contacts.get(change.email)
+    status = contact.fields.get(records.STATUS) if contact else None
+    return status if isinstance(status, str) and status != records.ACTIVE else None
+
+
+def _tag_not_added(email: str, status: str) -> str:
+    return (
+        f"{email} is {status} on MailJawn: the tag is not added. MailJawn adds a tag only by "
+        "an upsert (identify or import), and whether one re-activates a subscriber is not "
+        "documented, so reconcile sends none to anyone not active; to add it, re-activate "
+        "them with consent (excluded_from_campaigns: false with opted_in_at)"
+    )
 
 
 def _without_excluded(change: Change) -> Change | None:
