@@ -22,6 +22,7 @@ from reconcile.plan import Plan
 from reconcile.providers.base import ApplyReport, OutcomeStatus
 from reconcile.providers.mailjawn.client import MailJawnClient
 from reconcile.providers.mailjawn.emulator.app import MailJawnEmulator
+from reconcile.providers.mailjawn.emulator.validation import validate_identify
 from reconcile.providers.mailjawn.plugin import MailJawnOptions
 from reconcile.providers.mailjawn.provider import PROBE_SIZE, MailJawnProvider
 from reconcile.sandbox.common import RequestRecord
@@ -142,8 +143,8 @@ def test_an_updating_import_carries_every_update_after_the_probe(
     assert imports(sent) == 4
     assert not any(call.startswith("PATCH") or call.endswith("/identify/") for call in sent)
     assert "updates existing subscribers" in made.estimate.assumes
-    assert "skips them instead, apply makes 32 calls" in made.estimate.assumes
-    assert any("bulk import updates existing subscribers (checked on 3" in n for n in report.notes)
+    assert "or clears what it leaves out, apply makes 32 calls" in made.estimate.assumes
+    assert any("updates existing subscribers and keeps" in n for n in report.notes)
     assert snapshot(emulator, emails) == before  # status, device data, crm_id: all kept
     found = emulator.subscriber(emails[7]) or {}
     assert (found["name"], found["custom_fields"]["plan"]) == ("New 7", "pro")
@@ -194,6 +195,66 @@ def test_an_import_that_drops_unmanaged_custom_fields_stops_imports_and_names_th
         found = emulator.subscriber(email) or {}
         assert found["custom_fields"]["crm_id"].startswith("c")
         assert found["name"].startswith("New")
+
+
+def test_later_import_items_never_send_back_a_value_read_at_plan_time(
+    emulator: MailJawnEmulator, url: str, tmp_path: Path
+) -> None:
+    """Someone edits unmanaged fields between plan and apply: the probe shows that an
+    import keeps what it leaves out, so the later items leave those fields out and the
+    edits stay."""
+    emulator.set_upsert(import_updates_existing=True)
+    emails = seed_members(emulator, 25)
+    plan_only = desired_state([Contact(e, {}, {"plan": "pro"}) for e in emails], None)
+    provider = provider_at(url, emulator, chunk=10)
+    manifest = manifest_of(plan_only, tmp_path)
+    edited = {"name": "Edited", "timezone": "Asia/Tokyo", "locale": "ja_JP"}
+
+    async def scenario() -> tuple[Plan, ApplyReport, Plan]:
+        try:
+            made, live = await engine.make_plan(manifest, provider)
+            for email in emails:  # the probe reads its three fresh; the others it can't
+                emulator.store.identify(validate_identify({"email": email, **edited}, "test"))
+            report = await engine.apply_plan(made, provider, live, force=True)
+            again, _ = await engine.make_plan(manifest, provider)
+            return made, report, again
+        finally:
+            await provider.aclose()
+
+    _, report, again = run(scenario())
+
+    assert report.ok, report.outcomes
+    assert again.is_empty, again.changes
+    for email in emails:
+        found = emulator.subscriber(email) or {}
+        assert {k: found[k] for k in edited} == edited, email
+        assert found["custom_fields"]["plan"] == "pro"
+        assert found["device_type"] == "iPhone"
+
+
+@pytest.mark.parametrize("chunk", [10, 1000])
+def test_an_import_that_clears_what_it_omits_restores_the_probe_and_stops_imports(
+    emulator: MailJawnEmulator, url: str, tmp_path: Path, chunk: int
+) -> None:
+    emulator.set_upsert(import_updates_existing=True, clears_omitted=True)
+    emails = seed_members(emulator, 25)
+    before = {email: copy.deepcopy(emulator.subscriber(email)) for email in emails}
+    plan_only = desired_state([Contact(e, {}, {"plan": "pro"}) for e in emails], None)
+    provider = provider_at(url, emulator, chunk)
+
+    made, report, sent, again = run(
+        plan_apply_plan(provider, manifest_of(plan_only, tmp_path), emulator)
+    )
+
+    assert report.ok, report.outcomes
+    assert again.is_empty, again.changes
+    assert imports(sent) == 1  # the probe only
+    assert any("clears the fields an item leaves out" in n for n in report.notes), report.notes
+    for email in emails:
+        now, was = emulator.subscriber(email) or {}, before[email] or {}
+        assert {k: now[k] for k in ("name", *EXTRA)} == {k: was[k] for k in ("name", *EXTRA)}
+    assert made.estimate is not None
+    assert f"apply makes {len(sent)} calls" in made.estimate.assumes
 
 
 # ---- what is sent back, and consent ---------------------------------------------------------
@@ -402,7 +463,7 @@ def test_estimate_is_exact_when_imports_update_and_nothing_unmanaged_moves_eithe
     assert again.is_empty, again.changes
     assert snapshot(emulator, emails) == before
     assert made.estimate is not None
-    if updates or not made.estimate.assumes:
+    if (updates and not clears) or not made.estimate.assumes:
         assert len(sent) == made.estimate.api_calls, sent
     else:
         assert f"apply makes {len(sent)} calls" in made.estimate.assumes

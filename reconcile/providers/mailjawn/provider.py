@@ -120,8 +120,9 @@ class _Existing:
         """Its update and its new tags go in one identify instead of a PATCH and another."""
         return self.update is not None and bool(self.tags) and self.upsertable
 
-    def item(self, current: Subscriber) -> dict[str, Any]:
-        return records.upsert_item(current, self.after, [tag.list_name for tag in self.tags])
+    def item(self, current: Subscriber, *, unmanaged: bool = True) -> dict[str, Any]:
+        tags = [tag.list_name for tag in self.tags]
+        return records.upsert_item(current, self.after, tags, unmanaged=unmanaged)
 
     @property
     def revealing(self) -> int:
@@ -223,9 +224,10 @@ class MailJawnProvider(Provider):
         probe = min(PROBE_SIZE, len(bulk))
         otherwise = self._calls(changes, live, upserts=False)
         return (
-            "MailJawn's bulk import updates existing subscribers (its document does not "
-            f"say; apply checks it on the first {probe}): if it skips them instead, apply "
-            f"makes {otherwise:,} calls, updating the other {len(bulk) - probe:,} one by one."
+            "MailJawn's bulk import updates existing subscribers and keeps the fields an "
+            f"item leaves out (its document says neither; apply checks both on the first "
+            f"{probe}): if it skips them, or clears what it leaves out, apply makes "
+            f"{otherwise:,} calls, writing the other {len(bulk) - probe:,} one by one."
         )
 
     def _calls(self, changes: Sequence[Change], live: State, *, upserts: bool) -> int:
@@ -533,7 +535,10 @@ class MailJawnProvider(Provider):
             return _Probe(False, set(), f"could not check bulk import ({error}): {one_by_one}")
         active = [n for n, found in enumerate(fresh) if found.status == records.ACTIVE]
         items, before = [items[n] for n in active], [before[n] for n in active]
-        sent = [items[n].item(fresh[m]) for n, m in enumerate(active)]
+        fresh = [fresh[n] for n in active]
+        # Left out: what no manifest manages, so the later items can leave it out too (no
+        # value read at plan time is ever sent back over a newer one) if this keeps it.
+        sent = [item.item(found, unmanaged=False) for item, found in zip(items, fresh, strict=True)]
         if not sent:
             return _Probe(False, set(), "")
         failed: dict[str, str] = {}
@@ -559,7 +564,51 @@ class MailJawnProvider(Provider):
             items[n].key: records.check_upsert(before[n], now, sent[n])
             for n, now in zip(checked, after, strict=True)
         }
-        return self._judge(items, checks, run, set(failed))
+        found = self._judge(items, checks, run, set(failed))
+        cleared = [items[n] for n in checked if checks[items[n].key].cleared]
+        if found.note or not cleared:
+            return found
+        fresh_by_key = {item.key: now for item, now in zip(items, fresh, strict=True)}
+        return await self._restore(cleared, fresh_by_key, checks, run, found)
+
+    async def _restore(
+        self,
+        cleared: list[_Existing],
+        fresh: Subscribers,
+        checks: dict[str, records.UpsertCheck],
+        run: ChangeRunner,
+        found: _Probe,
+    ) -> _Probe:
+        """The probe emptied what it left out: send it back to those subscribers, as read
+        just before, with their changes (one identify each); the rest go one by one."""
+        lost = "; ".join(sorted({u.split(":")[0] for i in cleared for u in checks[i.key].cleared}))
+        restored = await asyncio.gather(
+            *(self._send_back(item, fresh[item.key], run) for item in cleared)
+        )
+        names = ", ".join(item.key for item, ok in zip(cleared, restored, strict=True) if ok)
+        note = (
+            f"MailJawn's bulk import clears the fields an item leaves out ({lost}, checked on "
+            f"{len(cleared)}); restored at once by identify, with the values read just before "
+            f"the import ({names or 'none could be'}); imports are not used for the other "
+            "updates: they go by PATCH and identify, one request each"
+        )
+        return _Probe(False, found.settled | {item.key for item in cleared}, note)
+
+    async def _send_back(self, item: _Existing, fresh: Subscriber, run: ChangeRunner) -> bool:
+        body = item.item(fresh)  # every unmanaged value, as read just before the probe
+        try:
+            await self.client.post(IDENTIFY, body, idempotent=True)
+        except ApiError as error:
+            lost = ", ".join(f"{k}={v!r}" for k, v in body.items() if k in records.omitted({}))
+            _fail_all(
+                run,
+                item.changes,
+                f"MailJawn's bulk import cleared fields it was not sent ({lost}) and "
+                f"restoring them failed: {error}; restore them by hand",
+            )
+            return False
+        _done_all(run, item)
+        return True
 
     def _judge(
         self,
@@ -585,13 +634,16 @@ class MailJawnProvider(Provider):
                 f"imports are not used for updates: {one_by_one}"
             )
             return _Probe(False, settled | set(damaged), note)
+        if any(check.cleared for check in checks.values()):
+            return _Probe(False, settled, "")  # applied, but what it left out was lost
         if checks and all(check.applied for check in checks.values()):
             for key in checks:
                 _done_all(run, by_key[key])
             note = (
-                f"MailJawn's bulk import updates existing subscribers (checked on {len(checks)}, "
-                "read before and after): the other updates go in imports of up to "
-                f"{self.import_chunk_size:,}"
+                f"MailJawn's bulk import updates existing subscribers and keeps the fields an "
+                f"item leaves out (checked on {len(checks)}, read before and after): the other "
+                f"updates go in imports of up to {self.import_chunk_size:,}, leaving out "
+                "every field no manifest manages"
             )
             return _Probe(True, settled | set(checks), note)
         note = (
@@ -604,7 +656,12 @@ class MailJawnProvider(Provider):
         """One import of existing subscribers; returns those it may not have updated (an
         upsert again is harmless: they are written one by one)."""
         currents = [item.current for item in items if item.current is not None]
-        sent = [item.item(current) for item, current in zip(items, currents, strict=True)]
+        # The probe showed that an import keeps what it leaves out: nothing read at plan
+        # time but the tags goes back (an edit made since then stays).
+        sent = [
+            item.item(current, unmanaged=False)
+            for item, current in zip(items, currents, strict=True)
+        ]
         try:
             answer = await self.client.post(SUBSCRIBERS, {"subscribers": sent}, idempotent=True)
             mapped = records.import_answer(answer, [body["email"] for body in sent])
