@@ -22,7 +22,7 @@ from reconcile.plan import Plan
 from reconcile.providers.base import ApplyReport, OutcomeStatus
 from reconcile.providers.mailjawn.client import MailJawnClient
 from reconcile.providers.mailjawn.emulator.app import MailJawnEmulator
-from reconcile.providers.mailjawn.emulator.validation import validate_identify
+from reconcile.providers.mailjawn.emulator.validation import PatchInput, validate_identify
 from reconcile.providers.mailjawn.plugin import MailJawnOptions
 from reconcile.providers.mailjawn.provider import PROBE_SIZE, MailJawnProvider
 from reconcile.sandbox.common import RequestRecord
@@ -255,6 +255,51 @@ def test_an_import_that_clears_what_it_omits_restores_the_probe_and_stops_import
         assert {k: now[k] for k in ("name", *EXTRA)} == {k: was[k] for k in ("name", *EXTRA)}
     assert made.estimate is not None
     assert f"apply makes {len(sent)} calls" in made.estimate.assumes
+
+
+@pytest.mark.parametrize("updates", [True, False])
+def test_a_probe_subscriber_who_unsubscribed_meanwhile_gets_an_outcome_and_no_upsert(
+    emulator: MailJawnEmulator, url: str, tmp_path: Path, updates: bool
+) -> None:
+    emulator.set_upsert(import_updates_existing=updates)
+    emails = seed_members(emulator, 12)
+    leaver = emails[0]  # every one is as revealing: the probe takes the first three
+    provider = provider_at(url, emulator)
+    manifest = manifest_of(renamed(emails), tmp_path)
+    upserted: list[str] = []
+    original = provider.client.post
+
+    async def post(path: str, body: Any, *, idempotent: bool) -> Any:
+        upserted.extend(i["email"] for i in body.get("subscribers", [body]))
+        return await original(path, body, idempotent=idempotent)
+
+    provider.client.post = post  # type: ignore[method-assign]
+
+    async def scenario() -> tuple[Plan, ApplyReport, Plan]:
+        try:
+            made, live = await engine.make_plan(manifest, provider)
+            found = emulator.subscriber(leaver) or {}
+            emulator.store.patch(found["id"], PatchInput(status="unsubscribed"))
+            report = await engine.apply_plan(made, provider, live, force=True)
+            again, _ = await engine.make_plan(manifest, provider)
+            return made, report, again
+        finally:
+            await provider.aclose()
+
+    made, report, again = run(scenario())
+
+    assert sorted(o.address for o in report.outcomes) == sorted(c.address for c in made.changes)
+    outcomes = {o.address: o for o in report.outcomes}
+    assert outcomes[f"contact:{leaver}"].status is OutcomeStatus.DONE  # by PATCH
+    tag = outcomes[f"membership:newsletter/{leaver}"]
+    assert tag.status is OutcomeStatus.FAILED
+    assert "is unsubscribed" in tag.message
+    assert all(o.status is OutcomeStatus.DONE for o in report.outcomes if o is not tag)
+    assert leaver not in upserted
+    found = emulator.subscriber(leaver) or {}
+    assert (found["status"], found["name"]) == ("unsubscribed", "New 0")
+    assert again.is_empty, again.changes  # the tag is now left out, with a warning
+    assert any(leaver in warning for warning in again.warnings)
 
 
 # ---- what is sent back, and consent ---------------------------------------------------------

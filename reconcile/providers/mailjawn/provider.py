@@ -151,6 +151,8 @@ class _Probe:
     upserts: bool
     settled: set[str]  # keys whose outcomes are recorded
     note: str = ""
+    # Probe subscribers no longer active when read again: written one by one, as read.
+    inactive: list[_Existing] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -386,7 +388,7 @@ class MailJawnProvider(Provider):
         updates = groups[(ResourceType.CONTACT, Action.UPDATE)]
         existing = _runnable(_existing_of([*updates, *tag_adds], known), run)
         bulk, singles = self._split(existing)
-        singles += await self._update_in_bulk(bulk, run, report)
+        singles += await self._update_in_bulk(bulk, run, report, known)
         await self._write_one_by_one(singles, run, known)
         deletions = groups[(ResourceType.CONTACT, Action.DELETE)]
         await run.run_each(deletions, lambda change: self._delete_contact(change, known))
@@ -506,7 +508,7 @@ class MailJawnProvider(Provider):
     # -- existing subscribers by bulk import, once a probe shows that it updates them
 
     async def _update_in_bulk(
-        self, items: list[_Existing], run: ChangeRunner, report: ApplyReport
+        self, items: list[_Existing], run: ChangeRunner, report: ApplyReport, known: Subscribers
     ) -> list[_Existing]:
         """Returns those left to write one by one."""
         if not items:
@@ -517,16 +519,29 @@ class MailJawnProvider(Provider):
         found = await self._probe(probe, run)
         if found.note:
             report.note(found.note)
+        for item in found.inactive:  # as read just now: no upsert goes to them
+            assert item.current is not None
+            known[item.key] = item.current
         if not found.upserts:
-            return [item for item in items if item.key not in found.settled]
+            gone = {item.key for item in found.inactive}
+            unsettled = [i for i in items if i.key not in found.settled and i.key not in gone]
+            return found.inactive + unsettled
         size = self.import_chunk_size
         chunks = [rest[i : i + size] for i in range(0, len(rest), size)]
         left = await asyncio.gather(*(self._import_updates(chunk, run) for chunk in chunks))
-        return [item for chunk in left for item in chunk]
+        return found.inactive + [item for chunk in left for item in chunk]
 
     async def _probe(self, items: list[_Existing], run: ChangeRunner) -> _Probe:
         """Import `items`, read before and after: did every value land, nothing else move?
         Anyone no longer active when read again is left out (written one by one)."""
+        inactive: list[_Existing] = []
+        found = await self._probe_active(items, run, inactive)
+        found.inactive = inactive
+        return found
+
+    async def _probe_active(
+        self, items: list[_Existing], run: ChangeRunner, inactive: list[_Existing]
+    ) -> _Probe:
         one_by_one = "their updates go by PATCH and identify, one request each"
         try:
             before = await self._get_each(items)
@@ -534,6 +549,11 @@ class MailJawnProvider(Provider):
         except ApiError as error:
             return _Probe(False, set(), f"could not check bulk import ({error}): {one_by_one}")
         active = [n for n, found in enumerate(fresh) if found.status == records.ACTIVE]
+        inactive += [
+            dataclasses.replace(items[n], current=now)
+            for n, now in enumerate(fresh)
+            if n not in active
+        ]
         items, before = [items[n] for n in active], [before[n] for n in active]
         fresh = [fresh[n] for n in active]
         # Left out: what no manifest manages, so the later items can leave it out too (no
