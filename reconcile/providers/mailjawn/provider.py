@@ -584,7 +584,11 @@ class MailJawnProvider(Provider):
             items[n].key: records.check_upsert(before[n], now, sent[n])
             for n, now in zip(checked, after, strict=True)
         }
-        found = self._judge(items, checks, run, set(failed))
+        raw_before = {items[n].key: before[n] for n in checked}
+        raw_after = {items[n].key: now for n, now in zip(checked, after, strict=True)}
+        raw_sent = {items[n].key: sent[n] for n in checked}
+        reads = (raw_before, raw_after, raw_sent)
+        found = await self._judge(items, checks, run, set(failed), reads)
         cleared = [items[n] for n in checked if checks[items[n].key].cleared]
         if found.note or not cleared:
             return found
@@ -630,30 +634,49 @@ class MailJawnProvider(Provider):
         _done_all(run, item)
         return True
 
-    def _judge(
+    async def _judge(
         self,
         items: list[_Existing],
         checks: dict[str, records.UpsertCheck],
         run: ChangeRunner,
         settled: set[str],
+        reads: tuple[dict[str, Any], dict[str, Any], dict[str, Any]],
     ) -> _Probe:
         one_by_one = "the other updates go by PATCH and identify, one request each"
         damaged = {key: check.unasked for key, check in checks.items() if check.unasked}
         by_key = {item.key: item for item in items}
         if damaged:
             for key, unasked in damaged.items():
-                message = (
-                    "MailJawn's bulk import changed what it was not asked to: "
-                    f"{'; '.join(unasked)}. reconcile sent the live value of every field it "
-                    "does not manage; check this subscriber and restore what it lost"
+                changed = (
+                    f"MailJawn's bulk import changed what it was not asked to: {'; '.join(unasked)}"
                 )
-                _fail_all(run, by_key[key].changes, message)
+                body = records.restore_body(reads[0][key], reads[1][key], reads[2][key])
+                try:
+                    if body:
+                        await self.client.patch(f"{SUBSCRIBERS}{reads[0][key]['id']}/", body)
+                except ApiError as error:
+                    message = (
+                        f"{changed}. Restoring it by PATCH failed ({error}); restore it by "
+                        f"hand: {body}"
+                    )
+                    _fail_all(run, by_key[key].changes, message)
+                    continue
+                if checks[key].applied and body is not None:
+                    for change in by_key[key].changes:
+                        run.done(change, f"{changed}; restored by PATCH, as read before the import")
+                else:
+                    message = f"{changed}. Check this subscriber: not every value could be restored"
+                    _fail_all(run, by_key[key].changes, message)
             names = ", ".join(sorted(damaged))
             note = (
                 f"MailJawn's bulk import changed fields it was not asked to change ({names}); "
                 f"imports are not used for updates: {one_by_one}"
             )
-            return _Probe(False, settled | set(damaged), note)
+            return _Probe(
+                False,
+                settled | set(damaged),
+                note + "; the values it changed were restored by PATCH where it could",
+            )
         if any(check.cleared for check in checks.values()):
             return _Probe(False, settled, "")  # applied, but what it left out was lost
         if checks and all(check.applied for check in checks.values()):

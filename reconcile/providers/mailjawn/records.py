@@ -340,6 +340,28 @@ def check_upsert(
     return UpsertCheck(applied, tuple(unasked), tuple(cleared))
 
 
+def restore_body(
+    before: Mapping[str, Any], after: Mapping[str, Any], item: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """A PATCH that puts back what an upsert changed unasked (custom fields it dropped or
+    changed, name, timezone), or None when something moved that PATCH can't set."""
+    body: dict[str, Any] = {}
+    was, now = before.get("custom_fields") or {}, after.get("custom_fields") or {}
+    asked = item.get("custom_fields") or {}
+    custom = {k: v for k, v in was.items() if now.get(k, _ABSENT) != v and k not in asked}
+    custom.update({k: None for k in now if k not in was and k not in asked})
+    if custom:
+        body["custom_fields"] = custom
+    for name in ("name", "timezone"):
+        if name not in item and before.get(name) != after.get(name):
+            body[name] = before.get(name) or ""
+    others = set(_units(before)) | set(_units(after))
+    patchable = {"name", "timezone", "tags"} | {u for u in others if u.startswith("custom_fields.")}
+    if any(_units(before).get(u) != _units(after).get(u) for u in others - patchable):
+        return None
+    return body
+
+
 class _Absent:
     def __repr__(self) -> str:
         return "absent"
