@@ -22,6 +22,7 @@ from reconcile.plan import Plan
 from reconcile.providers.base import ApplyReport, OutcomeStatus
 from reconcile.providers.mailjawn.client import MailJawnClient
 from reconcile.providers.mailjawn.emulator.app import MailJawnEmulator
+from reconcile.providers.mailjawn.emulator.validation import PatchInput, validate_identify
 from reconcile.providers.mailjawn.plugin import MailJawnOptions
 from reconcile.providers.mailjawn.provider import PROBE_SIZE, MailJawnProvider
 from reconcile.sandbox.common import RequestRecord
@@ -142,8 +143,8 @@ def test_an_updating_import_carries_every_update_after_the_probe(
     assert imports(sent) == 4
     assert not any(call.startswith("PATCH") or call.endswith("/identify/") for call in sent)
     assert "updates existing subscribers" in made.estimate.assumes
-    assert "skips them instead, apply makes 32 calls" in made.estimate.assumes
-    assert any("bulk import updates existing subscribers (checked on 3" in n for n in report.notes)
+    assert "or clears what it leaves out, apply makes 32 calls" in made.estimate.assumes
+    assert any("updates existing subscribers and keeps" in n for n in report.notes)
     assert snapshot(emulator, emails) == before  # status, device data, crm_id: all kept
     found = emulator.subscriber(emails[7]) or {}
     assert (found["name"], found["custom_fields"]["plan"]) == ("New 7", "pro")
@@ -178,22 +179,134 @@ def test_an_import_that_drops_unmanaged_custom_fields_stops_imports_and_names_th
     emails = seed_members(emulator, 12)
     provider = provider_at(url, emulator)
 
-    _, report, sent, _ = run(
+    _, report, sent, again = run(
         plan_apply_plan(provider, manifest_of(renamed(emails), tmp_path), emulator)
     )
 
-    failed = {o.address: o.message for o in report.outcomes if o.status is OutcomeStatus.FAILED}
-    hurt = {address.split(":")[1] for address in failed if address.startswith("contact:")}
+    hurt = {
+        o.address.split(":")[1]
+        for o in report.outcomes
+        if o.address.startswith("contact:") and "changed what it was not asked to" in o.message
+    }
+    assert report.ok, report.outcomes  # the damage was undone, the values landed
     assert len(hurt) == PROBE_SIZE
-    message = failed[f"contact:{sorted(hurt)[0]}"]
-    assert "changed what it was not asked to: custom_fields.crm_id: 'c" in message
+    message = next(o.message for o in report.outcomes if o.address == f"contact:{min(hurt)}")
+    assert "custom_fields.crm_id: 'c" in message
     assert "-> absent" in message
+    assert "restored by PATCH" in message
     assert any("changed fields it was not asked to change" in note for note in report.notes)
     assert imports(sent) == 1  # no import after the probe
-    for email in set(emails) - hurt:  # the others by identify: nothing lost
+    assert again.is_empty, again.changes
+    for email in emails:  # the probe's restored, the others by identify: nothing lost
         found = emulator.subscriber(email) or {}
         assert found["custom_fields"]["crm_id"].startswith("c")
+        assert found["custom_fields"]["plan"] == "pro"
         assert found["name"].startswith("New")
+
+
+def test_later_import_items_never_send_back_a_value_read_at_plan_time(
+    emulator: MailJawnEmulator, url: str, tmp_path: Path
+) -> None:
+    """Someone edits unmanaged fields between plan and apply: the probe shows that an
+    import keeps what it leaves out, so the later items leave those fields out and the
+    edits stay."""
+    emulator.set_upsert(import_updates_existing=True)
+    emails = seed_members(emulator, 25)
+    plan_only = desired_state([Contact(e, {}, {"plan": "pro"}) for e in emails], None)
+    provider = provider_at(url, emulator, chunk=10)
+    manifest = manifest_of(plan_only, tmp_path)
+    edited = {"name": "Edited", "timezone": "Asia/Tokyo", "locale": "ja_JP"}
+
+    async def scenario() -> tuple[Plan, ApplyReport, Plan]:
+        try:
+            made, live = await engine.make_plan(manifest, provider)
+            for email in emails:  # the probe reads its three fresh; the others it can't
+                emulator.store.identify(validate_identify({"email": email, **edited}, "test"))
+            report = await engine.apply_plan(made, provider, live, force=True)
+            again, _ = await engine.make_plan(manifest, provider)
+            return made, report, again
+        finally:
+            await provider.aclose()
+
+    _, report, again = run(scenario())
+
+    assert report.ok, report.outcomes
+    assert again.is_empty, again.changes
+    for email in emails:
+        found = emulator.subscriber(email) or {}
+        assert {k: found[k] for k in edited} == edited, email
+        assert found["custom_fields"]["plan"] == "pro"
+        assert found["device_type"] == "iPhone"
+
+
+@pytest.mark.parametrize("chunk", [10, 1000])
+def test_an_import_that_clears_what_it_omits_restores_the_probe_and_stops_imports(
+    emulator: MailJawnEmulator, url: str, tmp_path: Path, chunk: int
+) -> None:
+    emulator.set_upsert(import_updates_existing=True, clears_omitted=True)
+    emails = seed_members(emulator, 25)
+    before = {email: copy.deepcopy(emulator.subscriber(email)) for email in emails}
+    plan_only = desired_state([Contact(e, {}, {"plan": "pro"}) for e in emails], None)
+    provider = provider_at(url, emulator, chunk)
+
+    made, report, sent, again = run(
+        plan_apply_plan(provider, manifest_of(plan_only, tmp_path), emulator)
+    )
+
+    assert report.ok, report.outcomes
+    assert again.is_empty, again.changes
+    assert imports(sent) == 1  # the probe only
+    assert any("clears the fields an item leaves out" in n for n in report.notes), report.notes
+    for email in emails:
+        now, was = emulator.subscriber(email) or {}, before[email] or {}
+        assert {k: now[k] for k in ("name", *EXTRA)} == {k: was[k] for k in ("name", *EXTRA)}
+    assert made.estimate is not None
+    assert f"apply makes {len(sent)} calls" in made.estimate.assumes
+
+
+@pytest.mark.parametrize("updates", [True, False])
+def test_a_probe_subscriber_who_unsubscribed_meanwhile_gets_an_outcome_and_no_upsert(
+    emulator: MailJawnEmulator, url: str, tmp_path: Path, updates: bool
+) -> None:
+    emulator.set_upsert(import_updates_existing=updates)
+    emails = seed_members(emulator, 12)
+    leaver = emails[0]  # every one is as revealing: the probe takes the first three
+    provider = provider_at(url, emulator)
+    manifest = manifest_of(renamed(emails), tmp_path)
+    upserted: list[str] = []
+    original = provider.client.post
+
+    async def post(path: str, body: Any, *, idempotent: bool) -> Any:
+        upserted.extend(i["email"] for i in body.get("subscribers", [body]))
+        return await original(path, body, idempotent=idempotent)
+
+    provider.client.post = post  # type: ignore[method-assign]
+
+    async def scenario() -> tuple[Plan, ApplyReport, Plan]:
+        try:
+            made, live = await engine.make_plan(manifest, provider)
+            found = emulator.subscriber(leaver) or {}
+            emulator.store.patch(found["id"], PatchInput(status="unsubscribed"))
+            report = await engine.apply_plan(made, provider, live, force=True)
+            again, _ = await engine.make_plan(manifest, provider)
+            return made, report, again
+        finally:
+            await provider.aclose()
+
+    made, report, again = run(scenario())
+
+    assert sorted(o.address for o in report.outcomes) == sorted(c.address for c in made.changes)
+    outcomes = {o.address: o for o in report.outcomes}
+    assert outcomes[f"contact:{leaver}"].status is OutcomeStatus.DONE  # by PATCH
+    tag = outcomes[f"membership:newsletter/{leaver}"]
+    assert tag.status is OutcomeStatus.FAILED
+    assert "is unsubscribed" in tag.message
+    assert all(o.status is OutcomeStatus.DONE for o in report.outcomes if o is not tag)
+    assert leaver not in upserted
+    found = emulator.subscriber(leaver) or {}
+    assert (found["status"], found["name"]) == ("unsubscribed", "New 0")
+    assert again.is_empty, again.changes  # the tag is now left out, with a warning
+    assert any(leaver in warning for warning in again.warnings)
 
 
 # ---- what is sent back, and consent ---------------------------------------------------------
@@ -248,6 +361,69 @@ def test_unsubscribed_and_bounced_subscribers_never_ride_in_an_import(
     assert in_imports == set(active)
     assert snapshot(emulator, gone) == before  # still unsubscribed / bounced
     assert all((emulator.subscriber(e) or {})["name"].startswith("New") for e in gone)
+
+
+@pytest.mark.parametrize("updates", [True, False])
+def test_no_upsert_ever_goes_to_a_subscriber_who_is_not_active_and_the_plan_says_so(
+    emulator: MailJawnEmulator, url: str, tmp_path: Path, updates: bool
+) -> None:
+    """A tag is only added by an upsert: for an unsubscribed, bounced or complained
+    subscriber the plan leaves it out with a warning naming them, apply sends them no
+    identify and no import item, and the next plan shows no change for them either."""
+    emulator.set_upsert(import_updates_existing=updates)
+    active = seed_members(emulator, 12)
+    gone = [
+        *seed_members(emulator, 2, "unsubscribed"),
+        *seed_members(emulator, 2, "bounced"),
+        *seed_members(emulator, 2, "complained"),
+    ]
+    before = {email: copy.deepcopy(emulator.subscriber(email)) for email in gone}
+    provider = provider_at(url, emulator)
+    upserted: list[str] = []
+    original = provider.client.post
+
+    async def post(path: str, body: Any, *, idempotent: bool) -> Any:
+        upserted.extend(i["email"] for i in body.get("subscribers", [body]))
+        return await original(path, body, idempotent=idempotent)
+
+    provider.client.post = post  # type: ignore[method-assign]
+    tags_only = desired_state(
+        [Contact(email, {}, {}) for email in active + gone], {"newsletter": active + gone}
+    )
+
+    made, report, _, again = run(
+        plan_apply_plan(provider, manifest_of(tags_only, tmp_path), emulator)
+    )
+
+    assert report.ok, report.outcomes
+    planned = {change.email for change in made.changes}
+    assert planned == set(active)
+    for email in gone:
+        warned = [w for w in made.warnings if email in w and "the tag is not added" in w]
+        assert len(warned) == 1, made.warnings
+    assert not set(upserted) & set(gone)
+    assert {email: emulator.subscriber(email) for email in gone} == before
+    assert again.is_empty, again.changes
+    assert len(again.warnings) == len(made.warnings)
+
+
+def test_a_tag_for_someone_this_apply_unsubscribes_goes_while_they_are_still_active(
+    emulator: MailJawnEmulator, url: str, tmp_path: Path
+) -> None:
+    email = seed_members(emulator, 1)[0]
+    leaving = desired_state([contact(email, "Old 0", excluded=True)], {"newsletter": [email]})
+    provider = provider_at(url, emulator)
+
+    _, report, sent, again = run(
+        plan_apply_plan(provider, manifest_of(leaving, tmp_path), emulator)
+    )
+
+    assert report.ok, report.outcomes
+    assert again.is_empty, again.changes
+    assert [call.split()[0] for call in sent] == ["POST", "PATCH"]  # identify, then status
+    found = emulator.subscriber(email) or {}
+    assert found["status"] == "unsubscribed"
+    assert {t["slug"] for t in found["tags"]} == {"signup-form", "newsletter"}
 
 
 def test_a_failed_item_of_an_update_import_fails_its_contact_and_tags(
@@ -339,7 +515,7 @@ def test_estimate_is_exact_when_imports_update_and_nothing_unmanaged_moves_eithe
     assert again.is_empty, again.changes
     assert snapshot(emulator, emails) == before
     assert made.estimate is not None
-    if updates or not made.estimate.assumes:
+    if (updates and not clears) or not made.estimate.assumes:
         assert len(sent) == made.estimate.api_calls, sent
     else:
         assert f"apply makes {len(sent)} calls" in made.estimate.assumes

@@ -120,8 +120,9 @@ class _Existing:
         """Its update and its new tags go in one identify instead of a PATCH and another."""
         return self.update is not None and bool(self.tags) and self.upsertable
 
-    def item(self, current: Subscriber) -> dict[str, Any]:
-        return records.upsert_item(current, self.after, [tag.list_name for tag in self.tags])
+    def item(self, current: Subscriber, *, unmanaged: bool = True) -> dict[str, Any]:
+        tags = [tag.list_name for tag in self.tags]
+        return records.upsert_item(current, self.after, tags, unmanaged=unmanaged)
 
     @property
     def revealing(self) -> int:
@@ -150,6 +151,8 @@ class _Probe:
     upserts: bool
     settled: set[str]  # keys whose outcomes are recorded
     note: str = ""
+    # Probe subscribers no longer active when read again: written one by one, as read.
+    inactive: list[_Existing] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -223,9 +226,10 @@ class MailJawnProvider(Provider):
         probe = min(PROBE_SIZE, len(bulk))
         otherwise = self._calls(changes, live, upserts=False)
         return (
-            "MailJawn's bulk import updates existing subscribers (its document does not "
-            f"say; apply checks it on the first {probe}): if it skips them instead, apply "
-            f"makes {otherwise:,} calls, updating the other {len(bulk) - probe:,} one by one."
+            "MailJawn's bulk import updates existing subscribers and keeps the fields an "
+            f"item leaves out (its document says neither; apply checks both on the first "
+            f"{probe}): if it skips them, or clears what it leaves out, apply makes "
+            f"{otherwise:,} calls, writing the other {len(bulk) - probe:,} one by one."
         )
 
     def _calls(self, changes: Sequence[Change], live: State, *, upserts: bool) -> int:
@@ -305,10 +309,24 @@ class MailJawnProvider(Provider):
         return findings
 
     def review(self, changes: Sequence[Change], live: State) -> tuple[list[Change], list[Finding]]:
-        """Drop excluded_from_campaigns from updates of bounced or complained subscribers."""
+        """Drop excluded_from_campaigns from updates of bounced or complained subscribers,
+        and tags for anyone not active whom this plan does not re-activate: a tag is only
+        added by an upsert, and whether one re-activates a subscriber is not documented."""
         kept: list[Change] = []
         warnings: list[Finding] = []
+        reactivated = {
+            c.email
+            for c in changes
+            if c.type is ResourceType.CONTACT
+            and c.action is Action.UPDATE
+            and c.contact_after.fields.get(EXCLUDED) is False
+            and _protected_status(c, live) is None
+        }
         for change in changes:
+            inactive = _inactive_status(change, live)
+            if inactive is not None and change.email not in reactivated:
+                warnings.append(Finding(change.ref, _tag_not_added(change.email, inactive)))
+                continue
             status = _protected_status(change, live)
             if status is None:
                 kept.append(change)
@@ -370,7 +388,7 @@ class MailJawnProvider(Provider):
         updates = groups[(ResourceType.CONTACT, Action.UPDATE)]
         existing = _runnable(_existing_of([*updates, *tag_adds], known), run)
         bulk, singles = self._split(existing)
-        singles += await self._update_in_bulk(bulk, run, report)
+        singles += await self._update_in_bulk(bulk, run, report, known)
         await self._write_one_by_one(singles, run, known)
         deletions = groups[(ResourceType.CONTACT, Action.DELETE)]
         await run.run_each(deletions, lambda change: self._delete_contact(change, known))
@@ -490,7 +508,7 @@ class MailJawnProvider(Provider):
     # -- existing subscribers by bulk import, once a probe shows that it updates them
 
     async def _update_in_bulk(
-        self, items: list[_Existing], run: ChangeRunner, report: ApplyReport
+        self, items: list[_Existing], run: ChangeRunner, report: ApplyReport, known: Subscribers
     ) -> list[_Existing]:
         """Returns those left to write one by one."""
         if not items:
@@ -501,16 +519,29 @@ class MailJawnProvider(Provider):
         found = await self._probe(probe, run)
         if found.note:
             report.note(found.note)
+        for item in found.inactive:  # as read just now: no upsert goes to them
+            assert item.current is not None
+            known[item.key] = item.current
         if not found.upserts:
-            return [item for item in items if item.key not in found.settled]
+            gone = {item.key for item in found.inactive}
+            unsettled = [i for i in items if i.key not in found.settled and i.key not in gone]
+            return found.inactive + unsettled
         size = self.import_chunk_size
         chunks = [rest[i : i + size] for i in range(0, len(rest), size)]
         left = await asyncio.gather(*(self._import_updates(chunk, run) for chunk in chunks))
-        return [item for chunk in left for item in chunk]
+        return found.inactive + [item for chunk in left for item in chunk]
 
     async def _probe(self, items: list[_Existing], run: ChangeRunner) -> _Probe:
         """Import `items`, read before and after: did every value land, nothing else move?
         Anyone no longer active when read again is left out (written one by one)."""
+        inactive: list[_Existing] = []
+        found = await self._probe_active(items, run, inactive)
+        found.inactive = inactive
+        return found
+
+    async def _probe_active(
+        self, items: list[_Existing], run: ChangeRunner, inactive: list[_Existing]
+    ) -> _Probe:
         one_by_one = "their updates go by PATCH and identify, one request each"
         try:
             before = await self._get_each(items)
@@ -518,8 +549,16 @@ class MailJawnProvider(Provider):
         except ApiError as error:
             return _Probe(False, set(), f"could not check bulk import ({error}): {one_by_one}")
         active = [n for n, found in enumerate(fresh) if found.status == records.ACTIVE]
+        inactive += [
+            dataclasses.replace(items[n], current=now)
+            for n, now in enumerate(fresh)
+            if n not in active
+        ]
         items, before = [items[n] for n in active], [before[n] for n in active]
-        sent = [items[n].item(fresh[m]) for n, m in enumerate(active)]
+        fresh = [fresh[n] for n in active]
+        # Left out: what no manifest manages, so the later items can leave it out too (no
+        # value read at plan time is ever sent back over a newer one) if this keeps it.
+        sent = [item.item(found, unmanaged=False) for item, found in zip(items, fresh, strict=True)]
         if not sent:
             return _Probe(False, set(), "")
         failed: dict[str, str] = {}
@@ -545,39 +584,109 @@ class MailJawnProvider(Provider):
             items[n].key: records.check_upsert(before[n], now, sent[n])
             for n, now in zip(checked, after, strict=True)
         }
-        return self._judge(items, checks, run, set(failed))
+        raw_before = {items[n].key: before[n] for n in checked}
+        raw_after = {items[n].key: now for n, now in zip(checked, after, strict=True)}
+        raw_sent = {items[n].key: sent[n] for n in checked}
+        reads = (raw_before, raw_after, raw_sent)
+        found = await self._judge(items, checks, run, set(failed), reads)
+        cleared = [items[n] for n in checked if checks[items[n].key].cleared]
+        if found.note or not cleared:
+            return found
+        fresh_by_key = {item.key: now for item, now in zip(items, fresh, strict=True)}
+        return await self._restore(cleared, fresh_by_key, checks, run, found)
 
-    def _judge(
+    async def _restore(
+        self,
+        cleared: list[_Existing],
+        fresh: Subscribers,
+        checks: dict[str, records.UpsertCheck],
+        run: ChangeRunner,
+        found: _Probe,
+    ) -> _Probe:
+        """The probe emptied what it left out: send it back to those subscribers, as read
+        just before, with their changes (one identify each); the rest go one by one."""
+        lost = "; ".join(sorted({u.split(":")[0] for i in cleared for u in checks[i.key].cleared}))
+        restored = await asyncio.gather(
+            *(self._send_back(item, fresh[item.key], run) for item in cleared)
+        )
+        names = ", ".join(item.key for item, ok in zip(cleared, restored, strict=True) if ok)
+        note = (
+            f"MailJawn's bulk import clears the fields an item leaves out ({lost}, checked on "
+            f"{len(cleared)}); restored at once by identify, with the values read just before "
+            f"the import ({names or 'none could be'}); imports are not used for the other "
+            "updates: they go by PATCH and identify, one request each"
+        )
+        return _Probe(False, found.settled | {item.key for item in cleared}, note)
+
+    async def _send_back(self, item: _Existing, fresh: Subscriber, run: ChangeRunner) -> bool:
+        body = item.item(fresh)  # every unmanaged value, as read just before the probe
+        try:
+            await self.client.post(IDENTIFY, body, idempotent=True)
+        except ApiError as error:
+            lost = ", ".join(f"{k}={v!r}" for k, v in body.items() if k in records.omitted({}))
+            _fail_all(
+                run,
+                item.changes,
+                f"MailJawn's bulk import cleared fields it was not sent ({lost}) and "
+                f"restoring them failed: {error}; restore them by hand",
+            )
+            return False
+        _done_all(run, item)
+        return True
+
+    async def _judge(
         self,
         items: list[_Existing],
         checks: dict[str, records.UpsertCheck],
         run: ChangeRunner,
         settled: set[str],
+        reads: tuple[dict[str, Any], dict[str, Any], dict[str, Any]],
     ) -> _Probe:
         one_by_one = "the other updates go by PATCH and identify, one request each"
         damaged = {key: check.unasked for key, check in checks.items() if check.unasked}
         by_key = {item.key: item for item in items}
         if damaged:
             for key, unasked in damaged.items():
-                message = (
-                    "MailJawn's bulk import changed what it was not asked to: "
-                    f"{'; '.join(unasked)}. reconcile sent the live value of every field it "
-                    "does not manage; check this subscriber and restore what it lost"
+                changed = (
+                    f"MailJawn's bulk import changed what it was not asked to: {'; '.join(unasked)}"
                 )
-                _fail_all(run, by_key[key].changes, message)
+                body = records.restore_body(reads[0][key], reads[1][key], reads[2][key])
+                try:
+                    if body:
+                        await self.client.patch(f"{SUBSCRIBERS}{reads[0][key]['id']}/", body)
+                except ApiError as error:
+                    message = (
+                        f"{changed}. Restoring it by PATCH failed ({error}); restore it by "
+                        f"hand: {body}"
+                    )
+                    _fail_all(run, by_key[key].changes, message)
+                    continue
+                if checks[key].applied and body is not None:
+                    for change in by_key[key].changes:
+                        run.done(change, f"{changed}; restored by PATCH, as read before the import")
+                else:
+                    message = f"{changed}. Check this subscriber: not every value could be restored"
+                    _fail_all(run, by_key[key].changes, message)
             names = ", ".join(sorted(damaged))
             note = (
                 f"MailJawn's bulk import changed fields it was not asked to change ({names}); "
                 f"imports are not used for updates: {one_by_one}"
             )
-            return _Probe(False, settled | set(damaged), note)
+            return _Probe(
+                False,
+                settled | set(damaged),
+                note + "; the values it changed were restored by PATCH where it could",
+            )
+        if any(check.cleared for check in checks.values()):
+            return _Probe(False, settled, "")  # applied, but what it left out was lost
         if checks and all(check.applied for check in checks.values()):
             for key in checks:
                 _done_all(run, by_key[key])
             note = (
-                f"MailJawn's bulk import updates existing subscribers (checked on {len(checks)}, "
-                "read before and after): the other updates go in imports of up to "
-                f"{self.import_chunk_size:,}"
+                f"MailJawn's bulk import updates existing subscribers and keeps the fields an "
+                f"item leaves out (checked on {len(checks)}, read before and after): the other "
+                f"updates go in imports of up to {self.import_chunk_size:,}, leaving out "
+                "every field no manifest manages"
             )
             return _Probe(True, settled | set(checks), note)
         note = (
@@ -590,7 +699,12 @@ class MailJawnProvider(Provider):
         """One import of existing subscribers; returns those it may not have updated (an
         upsert again is harmless: they are written one by one)."""
         currents = [item.current for item in items if item.current is not None]
-        sent = [item.item(current) for item, current in zip(items, currents, strict=True)]
+        # The probe showed that an import keeps what it leaves out: nothing read at plan
+        # time but the tags goes back (an edit made since then stays).
+        sent = [
+            item.item(current, unmanaged=False)
+            for item, current in zip(items, currents, strict=True)
+        ]
         try:
             answer = await self.client.post(SUBSCRIBERS, {"subscribers": sent}, idempotent=True)
             mapped = records.import_answer(answer, [body["email"] for body in sent])
@@ -628,11 +742,16 @@ class MailJawnProvider(Provider):
         folds = [item for item in items if item.folds]
         others = [item for item in items if not item.folds]
         updates = [item.update for item in others if item.update is not None]
+        # Tags of someone this apply unsubscribes go first, while they are still active:
+        # no upsert is ever sent to a subscriber who is not.
+        leaving = {item.key for item in others if item.after and item.after.fields.get(EXCLUDED)}
+        first = [tag for item in others if item.key in leaving for tag in item.tags]
+        await run.run_per_contact(first, lambda key, group: self._add_tags(key, group, known))
         await asyncio.gather(
             *(run.run_as_one(item.key, item.changes, self._fold(item)) for item in folds),
             run.run_each(updates, lambda change: self._update_contact(change, known)),
         )
-        tags = [tag for item in others for tag in item.tags]
+        tags = [tag for item in others if item.key not in leaving for tag in item.tags]
         await run.run_per_contact(tags, lambda key, group: self._add_tags(key, group, known))
 
     def _fold(self, item: _Existing) -> GroupStep:
@@ -687,7 +806,10 @@ class MailJawnProvider(Provider):
         await self._identify(known.get(key), key, changes)
 
     async def _identify(self, current: Subscriber | None, key: str, changes: list[Change]) -> None:
-        """Adds the tags of `changes`; a subscriber read gets its live values sent back."""
+        """Adds the tags of `changes`; a subscriber read gets its live values sent back.
+        Nothing is sent to a subscriber known not to be active (see `review`)."""
+        if current is not None and current.status != records.ACTIVE:
+            raise ApiError(_tag_not_added(current.email, current.status))
         tags = sorted({change.list_name for change in changes})
         body = (
             records.identify_body(key, tags)
@@ -844,6 +966,26 @@ def _protected_status(change: Change, live: State) -> str | None:
     contact = live.contacts.get(change.email)
     status = contact.fields.get(records.STATUS) if contact else None
     return status if status in records.PROTECTED_STATUSES else None
+
+
+def _inactive_status(change: Change, live: State) -> str | None:
+    """The status of an existing subscriber who is not active that a tag addition concerns."""
+    if change.type is not ResourceType.MEMBERSHIP or change.action is Action.DELETE:
+        return None
+    if change.membership_after.status is not SubscriptionStatus.SUBSCRIBED:
+        return None  # refused anyway (no tag removal)
+    contact = live.contacts.get(change.email)
+    status = contact.fields.get(records.STATUS) if contact else None
+    return status if isinstance(status, str) and status != records.ACTIVE else None
+
+
+def _tag_not_added(email: str, status: str) -> str:
+    return (
+        f"{email} is {status} on MailJawn: the tag is not added. MailJawn adds a tag only by "
+        "an upsert (identify or import), and whether one re-activates a subscriber is not "
+        "documented, so reconcile sends none to anyone not active; to add it, re-activate "
+        "them with consent (excluded_from_campaigns: false with opted_in_at)"
+    )
 
 
 def _without_excluded(change: Change) -> Change | None:

@@ -165,19 +165,26 @@ def upsertable(after: ContactValues | None, current: Subscriber) -> bool:
 
 
 def upsert_item(
-    current: Subscriber, after: ContactValues | None, tags: Iterable[str]
+    current: Subscriber,
+    after: ContactValues | None,
+    tags: Iterable[str],
+    *,
+    unmanaged: bool = True,
 ) -> dict[str, Any]:
     """An identify body (or import item) for an existing subscriber: the managed values
     of `after`, and for everything else the live value, so that it is right whether an
-    upsert keeps what it leaves out or clears it. Tags: the live ones and the new ones
-    (whether tags are added or replace the set is not documented). custom_fields: only
-    the changed ones (the document says they are merged)."""
+    upsert keeps what it leaves out or clears it (`unmanaged=False`: left out, for an
+    upsert known to keep what it omits, or the probe finding out). Tags: the live ones
+    and the new ones (whether tags are added or replace the set is not documented).
+    custom_fields: only the changed ones (the document says they are merged)."""
     fields = after.fields if after is not None else {}
     item: dict[str, Any] = {"email": current.email, "trigger_automations": False}
-    name = fields.get(NAME, current.name)
-    if name:
-        item["name"] = name
-    item.update(current.kept)
+    if NAME in fields:
+        item["name"] = fields[NAME]
+    elif unmanaged and current.name:
+        item["name"] = current.name
+    if unmanaged:
+        item.update(current.kept)
     values = (after.properties or {}) if after is not None else {}
     if values:
         item["custom_fields"] = dict(values)
@@ -297,13 +304,21 @@ _NOT_STORED_AS_SENT = frozenset({"email", "custom_fields", "tags", "trigger_auto
 class UpsertCheck:
     applied: bool  # every value asked for is there
     unasked: tuple[str, ...]  # what changed that was not asked for: "field: before -> after"
+    cleared: tuple[str, ...] = ()  # string fields the item left out that were emptied
+
+
+def omitted(item: Mapping[str, Any]) -> frozenset[str]:
+    """The strings an upsert may keep or clear that `item` leaves out."""
+    return frozenset(name for name in ("name", *KEPT_STRINGS) if name not in item)
 
 
 def check_upsert(
     before: Mapping[str, Any], after: Mapping[str, Any], item: Mapping[str, Any]
 ) -> UpsertCheck:
     """Compare a subscriber read before and after an upsert of `item`, field by field (each
-    custom field on its own): every value asked for applied? anything else changed?"""
+    custom field on its own): every value asked for applied? anything else changed? A
+    string the item left out that was emptied is `cleared`, not `unasked`."""
+    left_out = omitted(item)
     was = _units(before)
     want = dict(was)
     want.update({k: v for k, v in item.items() if k not in _NOT_STORED_AS_SENT})
@@ -311,16 +326,40 @@ def check_upsert(
     want.update({f"custom_fields.{k}": v for k, v in custom.items()})
     want["tags"] = tuple(sorted(set(was["tags"]) | set(item.get("tags") or ())))
     now = _units(after)
-    applied, unasked = True, []
+    applied, unasked, cleared = True, [], []
     for unit in sorted(set(was) | set(want) | set(now)):
         old, wanted, new = (units.get(unit, _ABSENT) for units in (was, want, now))
         if new == wanted:
             continue
         if wanted != old and new == old:
             applied = False  # asked for, not there
+        elif unit in left_out and new in ("", None, _ABSENT):
+            cleared.append(f"{unit}: {old!r} -> {new!r}")
         else:
             unasked.append(f"{unit}: {old!r} -> {new!r}")
-    return UpsertCheck(applied, tuple(unasked))
+    return UpsertCheck(applied, tuple(unasked), tuple(cleared))
+
+
+def restore_body(
+    before: Mapping[str, Any], after: Mapping[str, Any], item: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """A PATCH that puts back what an upsert changed unasked (custom fields it dropped or
+    changed, name, timezone), or None when something moved that PATCH can't set."""
+    body: dict[str, Any] = {}
+    was, now = before.get("custom_fields") or {}, after.get("custom_fields") or {}
+    asked = item.get("custom_fields") or {}
+    custom = {k: v for k, v in was.items() if now.get(k, _ABSENT) != v and k not in asked}
+    custom.update({k: None for k in now if k not in was and k not in asked})
+    if custom:
+        body["custom_fields"] = custom
+    for name in ("name", "timezone"):
+        if name not in item and before.get(name) != after.get(name):
+            body[name] = before.get(name) or ""
+    others = set(_units(before)) | set(_units(after))
+    patchable = {"name", "timezone", "tags"} | {u for u in others if u.startswith("custom_fields.")}
+    if any(_units(before).get(u) != _units(after).get(u) for u in others - patchable):
+        return None
+    return body
 
 
 class _Absent:
