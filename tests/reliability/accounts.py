@@ -428,18 +428,21 @@ class MailJawnAccount(Account):
 
     def expected(self) -> dict[str, Record]:
         want = {email: dict(record) for email, record in self.seeded.items()}
+        # A tag reaches an unsubscribed subscriber only through an upsert, which might
+        # re-activate them: never sent (a warning), so old0 and gone do not get beta.
         for n in OLD:
+            tags = {"news": False, "signup-form": False} | ({} if n == 0 else {"beta": False})
             want[f"old{n}@example.com"] = {
                 "name": _old_name(n),
                 "excluded": "unsubscribed" if n == 0 else "active",
                 "properties": {"tier": "gold", "seats": n + 10, "crm_id": f"o{n}"},
-                "lists": {"news": False, "signup-form": False, "beta": False},
+                "lists": tags,
             }
         want["gone@example.com"] = {
             "name": "Gone",
             "excluded": "unsubscribed",
             "properties": {"tier": "bronze", "seats": 99, "crm_id": "g"},
-            "lists": {"news": False, "beta": False},
+            "lists": {"news": False},
         }
         want["mover@example.com"] = {**want["mover@example.com"], "excluded": "unsubscribed"}
         for n in NEW:
