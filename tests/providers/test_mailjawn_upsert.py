@@ -25,7 +25,7 @@ from reconcile.providers.mailjawn.emulator.app import MailJawnEmulator
 from reconcile.providers.mailjawn.emulator.validation import PatchInput, validate_identify
 from reconcile.providers.mailjawn.plugin import MailJawnOptions
 from reconcile.providers.mailjawn.provider import PROBE_SIZE, MailJawnProvider
-from reconcile.sandbox.common import RequestRecord
+from reconcile.sandbox.common import Fault, RequestRecord
 from tests.providers.test_mailjawn_client import FAST_RETRY, KEY, make_emulator
 from tests.providers.test_mailjawn_provider import contact, desired_state
 from tests.support import run, served
@@ -519,3 +519,58 @@ def test_estimate_is_exact_when_imports_update_and_nothing_unmanaged_moves_eithe
         assert len(sent) == made.estimate.api_calls, sent
     else:
         assert f"apply makes {len(sent)} calls" in made.estimate.assumes
+
+
+def test_a_stop_during_the_probe_judges_nothing_and_sends_nothing_more(
+    emulator: MailJawnEmulator, url: str, tmp_path: Path
+) -> None:
+    """Ctrl-C while the probe import is on its way: no verdict on how imports behave (the
+    read-back that would judge it is not sent), no request after it."""
+    emulator.set_upsert(import_updates_existing=True)
+    emails = seed_members(emulator, 12)
+    provider = provider_at(url, emulator)
+    manifest = manifest_of(renamed(emails), tmp_path)
+
+    async def stopped_during_probe() -> tuple[ApplyReport, list[str]]:
+        try:
+            made, live = await engine.make_plan(manifest, provider)
+            before = len(await settled_log(emulator))
+            emulator.control.inject(Fault(kind="latency", seconds=1.0, method="POST"))
+            applying = asyncio.create_task(engine.apply_plan(made, provider, live, force=True))
+            reads = [c for c in emulator.control.calls()[before:] if c.method == "GET"]
+            while len(reads) < PROBE_SIZE:  # the reads before the probe import, then it
+                await asyncio.sleep(0.01)
+                reads = [c for c in emulator.control.calls()[before:] if c.method == "GET"]
+            await asyncio.sleep(0.3)  # the import is on its way (answered after 1 s)
+            provider.cancel.request()
+            report = await applying
+            sent = [f"{c.method} {c.path}" for c in (await settled_log(emulator))[before:]]
+            return report, sent
+        finally:
+            await provider.aclose()
+
+    report, sent = run(stopped_during_probe())
+
+    assert not report.ok
+    assert not any("did not update" in note or "skipped" in note for note in report.notes)
+    probe = next(n for n, call in enumerate(sent) if call.startswith("POST"))
+    assert sent[probe + 1 :] == [], sent  # nothing after the interrupted probe import
+
+
+@pytest.mark.parametrize("updates", [True, False])
+def test_a_name_emptied_by_the_manifest_is_written_whichever_way_updates_go(
+    emulator: MailJawnEmulator, url: str, tmp_path: Path, updates: bool
+) -> None:
+    """`name: ""` through an import or an identify: written, not reported done and lost."""
+    emulator.set_upsert(import_updates_existing=updates)
+    emails = seed_members(emulator, 12)
+    contacts = [contact(email, "", plan="pro") for email in emails]
+    provider = provider_at(url, emulator)
+
+    _, report, _, again = run(
+        plan_apply_plan(provider, manifest_of(desired_state(contacts, None), tmp_path), emulator)
+    )
+
+    assert report.ok, report.outcomes
+    assert again.is_empty, again.changes
+    assert {(emulator.subscriber(email) or {}).get("name") for email in emails} == {""}

@@ -54,8 +54,9 @@ class MailJawnClient(KeyedClient):
     message_fields = ("error", "detail")  # the throttle says "detail"
     hints: ClassVar[Mapping[int, str]] = {
         401: "check MAILJAWN_API_KEY: the key is missing, mistyped or revoked",
-        429: "rate limit: the server kept refusing (is another client using this key?); "
-        "re-run later to continue",
+        429: "rate limit: the server refused for now (retried as long as it allowed, or it "
+        "asked for a wait too long to hold; is another client using this key?); re-run later "
+        "to continue",
     }
     exact_retry_after = True
 

@@ -570,6 +570,8 @@ class MailJawnProvider(Provider):
             if not _may_have_landed(error):
                 note = f"a bulk import of existing subscribers was refused ({error}): {one_by_one}"
                 return _Probe(False, set(), note)
+        if self.cancel.requested:
+            return _Probe(False, set(), "")  # stopped: nothing judged, nothing more sent
         request = f"POST {self.client.prefix}{SUBSCRIBERS}"
         for item in items:
             if item.key in failed:
