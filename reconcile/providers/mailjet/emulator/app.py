@@ -111,6 +111,8 @@ class MailjetEmulator:
                     raise KeyError(f"list {list_name!r} does not exist")
                 list_ids[found.id] = unsubscribed
             contact = state.add_contact(email, name, excluded)
+            if not self.settings.stamp_exclusion:
+                contact.unsubscribed_at = ""  # an account that never stamps opt-outs
             contact.properties = typed
             for list_id, unsubscribed in list_ids.items():
                 state.add_membership(contact.id, list_id, unsubscribed)
