@@ -237,9 +237,10 @@ class MailjetProvider(Provider):
         (a POST; a read then a PUT for a Name/exclusion change on single calls), contact
         data, list changes, bulk jobs with their expected polls, erasures; when Name/
         exclusion changes ride in jobs, the fresh read of the contacts before the jobs,
-        the read-back after the first and the read of the contacts after them (assuming the jobs apply them: see
-        `estimate_assumes`). Look-ups that only follow a duplicate (MJ18) or a write
-        whose answer was lost are not counted."""
+        the read-back after the first and the read of the contacts after them (assuming
+        the jobs apply them: see `estimate_assumes`). Look-ups that only follow a
+        duplicate (MJ18) or a write whose answer was lost are not counted, nor the
+        re-exclusion of someone who opted out while a job waited."""
         routed = self._route(changes, live)
         other = sum(
             2 if Flag.REPLACE in change.flags else 1
@@ -367,13 +368,14 @@ class MailjetProvider(Provider):
                 landed = await self._run_items(actions, items, live, run, hold=True)
                 checked = [item for item in landed if item.checked is not None]
                 reading = [i for i in checked if i.checked and contact_of(i.checked) in sample]
+                told = True
                 try:
                     applied = await self._read_back(reading if sample else checked[:1], live)
                 except ApiError:
-                    applied = False  # could not tell: the PUT path checks for itself
+                    applied, told = False, False  # could not tell: the PUT path checks itself
                 sample.clear()
                 if applied is False:
-                    held.extend(await self._fall_back(checked, live, run))
+                    held.extend(await self._fall_back(checked, live, run, told=told))
                 else:
                     held.extend((item, "") for item in checked)
                 if applied is not None:
@@ -502,10 +504,16 @@ class MailjetProvider(Provider):
         return [item for work in works if (item := self._bulk_item(work, live, run, fresh))]
 
     async def _fall_back(
-        self, checked: list[BulkItem], live: State, run: ChangeRunner
+        self, checked: list[BulkItem], live: State, run: ChangeRunner, *, told: bool
     ) -> list[tuple[BulkItem, str]]:
-        """A read and a PUT for each contact whose job landed without applying its fields;
-        those written stay held (checked after the jobs, then done with FALLBACK)."""
+        """A read and a PUT for each contact whose job landed without applying its fields
+        (`told`: the read-back said so; else it could not be read back); those written stay
+        held (checked after the jobs, then done with FALLBACK)."""
+        landed = (
+            "landed but did not apply them"
+            if told
+            else "landed, but whether it applied them could not be read back"
+        )
 
         async def one(item: BulkItem) -> tuple[BulkItem, str] | None:
             change = item.checked
@@ -519,7 +527,7 @@ class MailjetProvider(Provider):
                 run.report.failed(
                     change,
                     "not done: the bulk job that carried its Name/IsExcludedFromCampaigns "
-                    f"landed but did not apply them, and the PUT that would have: {text}{again}",
+                    f"{landed}, and the PUT that would have: {text}{again}",
                 )
                 run.failed.add(change.ref)
                 return None
