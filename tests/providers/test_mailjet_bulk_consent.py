@@ -251,3 +251,17 @@ def test_ctrl_c_on_the_fallback_says_not_done_once(tmp_path: Path) -> None:
         assert told.message.count("run plan again") == 1, told.message
         assert INTERRUPTED in told.message
         assert FALLBACK not in told.message
+
+
+def test_the_stamp_switch_can_be_flipped_on_a_running_emulator() -> None:
+    emulator = account()
+
+    async def switch(payload: dict[str, Any]) -> httpx.Response:
+        transport = httpx.ASGITransport(app=emulator.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://mj.test") as http:
+            return await http.post("/_emulator/settings", json=payload)
+
+    answer = run(switch({"stamp_exclusion": False}))
+    assert answer.json()["stamp_exclusion"] is False
+    assert emulator.settings.stamp_exclusion is False
+    assert run(switch({"stamp_exclusion": "no"})).status_code == 400
