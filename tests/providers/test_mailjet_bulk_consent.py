@@ -11,6 +11,7 @@ after the job is posted (the emulator runs a job on a later poll).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -265,3 +266,50 @@ def test_the_stamp_switch_can_be_flipped_on_a_running_emulator() -> None:
     assert answer.json()["stamp_exclusion"] is False
     assert emulator.settings.stamp_exclusion is False
     assert run(switch({"stamp_exclusion": "no"})).status_code == 400
+
+
+def test_ctrl_c_while_the_job_waits_still_re_excludes_who_opted_out(tmp_path: Path) -> None:
+    """Ctrl-C once the job is posted, and p1 opts out meanwhile: the job is followed to
+    its end and re-includes p1; the read-back is not sent (a stop), so no change is
+    claimed done, but the read after the jobs runs and p1 is excluded again, even after
+    the stop (a repair of what the job did)."""
+    emulator = account()
+    manifest = renamed_all(tmp_path)
+    stop: list[Callable[[], None]] = []
+
+    async def opts_out_and_ctrl_c() -> None:
+        await put_contact(emulator, "p1@example.com", IsExcludedFromCampaigns=True)
+        stop[0]()
+
+    async def plan_apply(url: str) -> ApplyReport:
+        provider = provider_at(url, emulator)
+        loop = asyncio.get_running_loop()
+
+        def ctrl_c() -> None:  # from the server's thread, as a signal would
+            loop.call_soon_threadsafe(provider.cancel.request)
+
+        stop.append(ctrl_c)
+        try:
+            made, live = await engine.make_plan(manifest, provider)
+            return await engine.apply_plan(made, provider, live, force=True)
+        finally:
+            await provider.aclose()
+
+    with served(after_first_job_post(emulator.app, opts_out_and_ctrl_c)) as url:
+        report = run(plan_apply(url))
+
+    assert report.interrupted
+    p1 = emulator.contact("p1@example.com")
+    assert p1 is not None
+    assert p1["IsExcludedFromCampaigns"] is True
+    told = outcome(report, "p1@example.com")
+    assert told.status is OutcomeStatus.FAILED
+    assert "excluded again" in told.message
+    for n in range(PEOPLE):
+        if n == 1:
+            continue
+        other = outcome(report, f"p{n}@example.com")
+        assert other.status is OutcomeStatus.FAILED
+        assert other.message.startswith("maybe not done: the bulk job"), other.message
+        assert "partly done" not in other.message
+        assert other.message.count("run plan again") == 1

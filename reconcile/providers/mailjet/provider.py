@@ -358,7 +358,7 @@ class MailjetProvider(Provider):
                     (actions, chunk)
                 )
         sample = {work.key for work in read_back_sample(routed.first_field_chunk(size))}
-        held: list[tuple[BulkItem, str]] = []  # fields carried, checked after the jobs
+        held: list[Held] = []  # fields carried: checked after the jobs
 
         async def probe() -> bool | None:
             """Jobs one at a time until a read-back decides: did they apply the fields?"""
@@ -377,7 +377,7 @@ class MailjetProvider(Provider):
                 if applied is False:
                     held.extend(await self._fall_back(checked, live, run, told=told))
                 else:
-                    held.extend((item, "") for item in checked)
+                    held.extend(Held(item) for item in checked)
                 if applied is not None:
                     return applied
             return None
@@ -405,14 +405,14 @@ class MailjetProvider(Provider):
             async def carry(actions: tuple[NamedAction, ...], works: list[ContactWork]) -> None:
                 items = await self._carrying_items(works, live, run, fresh, stamping)
                 landed = await self._run_items(actions, items, live, run, hold=True)
-                held.extend((item, "") for item in landed if item.checked is not None)
+                held.extend(Held(item) for item in landed if item.checked is not None)
 
             await asyncio.gather(*(carry(actions, works) for actions, works in carrying))
         await self._after_jobs(held, stamps, live, run)
 
     async def _after_jobs(
         self,
-        held: list[tuple[BulkItem, str]],
+        held: list[Held],
         stamps: dict[str, str | None],
         live: State,
         run: ChangeRunner,
@@ -420,16 +420,15 @@ class MailjetProvider(Provider):
         """Read the contacts once more after the jobs that carried Name/exclusion values:
         whoever now reads included with an UnsubscribedAt other than before the jobs opted
         out while a job waited, and the job (its item sent false) brought them back: they
-        are excluded again at once and their change fails, saying so. The others are done
-        (with `message`)."""
+        are excluded again at once and their change fails, saying so. The others end as
+        held (done with its message, or failed with its failure)."""
         if not held:
             return
         try:
             read = await self.client.list_all("/contact", keep=records.stamped_contact)
         except ApiError as error:
-            for item, message in held:
-                if item.checked is not None:
-                    run.done(item.checked, message)
+            for entry in held:
+                entry.finish(run)
             run.report.note(
                 f"could not read the contacts again after the bulk jobs ({error}): "
                 f"{len(held)} contact(s) whose Name/IsExcludedFromCampaigns rode in jobs were "
@@ -439,8 +438,8 @@ class MailjetProvider(Provider):
             return
         now = {contact.key: (contact, stamp) for _, contact, stamp in read}
 
-        async def check(item: BulkItem, message: str) -> None:
-            change = item.checked
+        async def check(entry: Held) -> None:
+            change = entry.item.checked
             assert change is not None
             key = contact_of(change)
             contact, stamp = now.get(key, (None, None))
@@ -450,7 +449,7 @@ class MailjetProvider(Provider):
                 or stamp is None
                 or stamp == stamps.get(key)
             ):
-                run.done(change, message)
+                entry.finish(run)
                 return
             run.pending.discard(change.ref)  # its outcome is told in full below
             body = records.editable_fields(contact.fields, {EXCLUDED: True})
@@ -471,7 +470,10 @@ class MailjetProvider(Provider):
                 "at once (run plan again)",
             )
 
-        await asyncio.gather(*(check(item, message) for item, message in held))
+        # The jobs are over and nothing else writes now: a re-exclusion goes out even
+        # after Ctrl-C (it repairs what a job did; left undone, nothing would show it).
+        with self.client.despite_stop():
+            await asyncio.gather(*(check(entry) for entry in held))
 
     def _plain_items(
         self, works: list[ContactWork], live: State, run: ChangeRunner
@@ -505,36 +507,31 @@ class MailjetProvider(Provider):
 
     async def _fall_back(
         self, checked: list[BulkItem], live: State, run: ChangeRunner, *, told: bool
-    ) -> list[tuple[BulkItem, str]]:
+    ) -> list[Held]:
         """A read and a PUT for each contact whose job landed without applying its fields
-        (`told`: the read-back said so; else it could not be read back); those written stay
-        held (checked after the jobs, then done with FALLBACK)."""
-        landed = (
-            "landed but did not apply them"
-            if told
-            else "landed, but whether it applied them could not be read back"
-        )
+        (`told`: the read-back said so; else it could not be read back). All stay held, to
+        be checked after the jobs: done with FALLBACK, or failed when the PUT failed (the
+        job may have sent someone's exclusion as false all the same)."""
+        if told:
+            outcome = "not done: the bulk job that carried its Name/IsExcludedFromCampaigns "
+            outcome += "landed but did not apply them, and the PUT that would have"
+        else:
+            outcome = "maybe not done: the bulk job that carried its Name/"
+            outcome += "IsExcludedFromCampaigns landed, but whether it applied them could not "
+            outcome += "be read back, and the PUT that would make sure"
 
-        async def one(item: BulkItem) -> tuple[BulkItem, str] | None:
+        async def one(item: BulkItem) -> Held:
             change = item.checked
             assert change is not None
             try:
                 await self._write_contact(change, live)
             except ApiError as error:
-                run.pending.discard(change.ref)  # the job landed, but wrote none of it
                 text = str(error)
                 again = "" if "run plan again" in text else " (run plan again)"
-                run.report.failed(
-                    change,
-                    "not done: the bulk job that carried its Name/IsExcludedFromCampaigns "
-                    f"{landed}, and the PUT that would have: {text}{again}",
-                )
-                run.failed.add(change.ref)
-                return None
-            return item, FALLBACK
+                return Held(item, failure=f"{outcome}: {text}{again}")
+            return Held(item, FALLBACK)
 
-        written = await asyncio.gather(*(one(item) for item in checked))
-        return [entry for entry in written if entry is not None]
+        return list(await asyncio.gather(*(one(item) for item in checked)))
 
     async def _read_back(self, items: list[BulkItem], live: State) -> bool | None:
         """Whether the job applied the Name/exclusion values `items` carried: False when
@@ -806,6 +803,26 @@ class MailjetProvider(Provider):
                 return None
             raise
         return found[0] if found else None
+
+
+@dataclass
+class Held:
+    """A contact change whose Name/exclusion a job carried, its outcome waiting for the
+    read after the jobs: done with `message`, or failed with `failure`."""
+
+    item: BulkItem
+    message: str = ""
+    failure: str | None = None
+
+    def finish(self, run: ChangeRunner) -> None:
+        change = self.item.checked
+        assert change is not None
+        if self.failure is None:
+            run.done(change, self.message)
+            return
+        run.pending.discard(change.ref)  # the job landed: told in full, not "partly done"
+        run.report.failed(change, self.failure)
+        run.failed.add(change.ref)
 
 
 def _riding_fields(
