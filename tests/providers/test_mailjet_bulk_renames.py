@@ -89,7 +89,8 @@ def test_renames_ride_in_one_job_with_the_live_exclusion(tmp_path: Path) -> None
     assert len([c for c in emulator.control.calls("POST") if c.path == JOB]) == 1
     assert made.estimate is not None
     assert sent == made.estimate.api_calls
-    assert sent == 1 + 1 + EXPECTED_POLLS + READ_BACK  # fresh read, job, polls, read-back
+    # fresh read, job, polls, read-back, read after the jobs
+    assert sent == 1 + 1 + EXPECTED_POLLS + READ_BACK + 1
     assert "reading back 3 contact(s)" in made.estimate.assumes
     assert "Assumes bulk jobs apply the Name" in made.estimate.describe()
     for n in range(PEOPLE):

@@ -3,12 +3,14 @@ pages read until a short one, 304 on PUT, and job error files. No mapping."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar, Unpack
 
 import httpx
 
 from reconcile.errors import ApiError
+from reconcile.providers.base import Cancellation
 from reconcile.providers.http import ApiClient, Connection, Kept, Lane, Page, Paging, as_is
 from reconcile.providers.pacing import Pacer
 
@@ -109,6 +111,21 @@ class MailjetClient(ApiClient):
         """PUT; a 304 Not Modified (nothing changed) is success with no records."""
         payload = await self.request("PUT", path, body=body)
         return [] if payload is None else _data(payload, "PUT", API_PREFIX + path)
+
+    @contextlib.contextmanager
+    def despite_stop(self) -> Iterator[None]:
+        """Writes that repair one already landed (re-excluding someone a bulk job brought
+        back) go out even after Ctrl-C, which otherwise starts no new write. Only around
+        requests nothing else is sending alongside: every request of this client sees it."""
+        real = self.cancel
+        stand_in = Cancellation()
+        stand_in.applying = real.applying
+        self.cancel = stand_in
+        try:
+            yield
+        finally:
+            self.cancel = real
+            real.wrote = real.wrote or stand_in.wrote
 
     async def delete(self, path: str, *, prefix: str = API_PREFIX) -> None:
         await self.request("DELETE", path, prefix=prefix)

@@ -63,8 +63,11 @@ FALLBACK = (
 )
 JOBS_APPLY_FIELDS = (
     "bulk jobs apply the Name and IsExcludedFromCampaigns they carry (checked by reading "
-    "back {sample} contact(s) of the first job); if they don't, each of the {count} "
-    "contact(s) whose fields ride in jobs costs 2 more requests (a read and a PUT)."
+    "back {sample} contact(s) of the first job; the contacts are read once more after the "
+    "jobs, for opt-outs made while a job waited); if they don't, each of the {count} "
+    "contact(s) whose fields ride in jobs costs 2 more requests (a read and a PUT), as does "
+    "each whose item would send IsExcludedFromCampaigns false on an account that does not "
+    "stamp UnsubscribedAt."
 )
 
 
@@ -233,10 +236,11 @@ class MailjetProvider(Provider):
         from the same routing apply uses: definitions (two for a replace), contact records
         (a POST; a read then a PUT for a Name/exclusion change on single calls), contact
         data, list changes, bulk jobs with their expected polls, erasures; when Name/
-        exclusion changes ride in jobs, the fresh read of the contacts before the jobs and
-        the read-back after the first (assuming the jobs apply them: see
-        `estimate_assumes`). Look-ups that only follow a duplicate (MJ18) or a write
-        whose answer was lost are not counted."""
+        exclusion changes ride in jobs, the fresh read of the contacts before the jobs,
+        the read-back after the first and the read of the contacts after them (assuming
+        the jobs apply them: see `estimate_assumes`). Look-ups that only follow a
+        duplicate (MJ18) or a write whose answer was lost are not counted, nor the
+        re-exclusion of someone who opted out while a job waited."""
         routed = self._route(changes, live)
         other = sum(
             2 if Flag.REPLACE in change.flags else 1
@@ -325,14 +329,25 @@ class MailjetProvider(Provider):
         (both fields are sent: the unmanaged one at its value now; an opt-out made since
         planning is kept). The first job carrying them is run alone and a few of its
         contacts read back: if it applied them, the other jobs carry them too; if not,
-        its contacts and every later one get a read and a PUT (FALLBACK says so)."""
+        its contacts and every later one get a read and a PUT (FALLBACK says so). After
+        the jobs the contacts are read once more: someone whose UnsubscribedAt moved while
+        a job waited (an opt-out the job then undid) is excluded again at once."""
         fresh: dict[str, Contact] = {}
+        stamps: dict[str, str | None] = {}
         if not self.cancel.requested:
             try:
-                read = await self.client.list_all("/contact", keep=records.identified_contact)
+                read = await self.client.list_all("/contact", keep=records.stamped_contact)
             except ApiError:
                 read = []  # then each is read and PUT on its own (missing from `fresh`)
-            fresh = {contact.key: contact for _, contact in read}
+            fresh = {contact.key: contact for _, contact, _ in read}
+            stamps = {contact.key: stamp for _, contact, stamp in read}
+        # An excluded contact with no UnsubscribedAt proves the account does not stamp
+        # opt-outs: one made while a job waits could not be told afterwards, so no job
+        # item sends IsExcludedFromCampaigns false (those contacts get a read and a PUT).
+        stamping = not any(
+            contact.fields.get(EXCLUDED) and stamps.get(key) is None
+            for key, contact in fresh.items()
+        )
         size = self.bulk.chunk_size
         plain: list[tuple[tuple[NamedAction, ...], list[ContactWork]]] = []
         carrying: list[tuple[tuple[NamedAction, ...], list[ContactWork]]] = []
@@ -343,29 +358,26 @@ class MailjetProvider(Provider):
                     (actions, chunk)
                 )
         sample = {work.key for work in read_back_sample(routed.first_field_chunk(size))}
+        held: list[Held] = []  # fields carried: checked after the jobs
 
         async def probe() -> bool | None:
             """Jobs one at a time until a read-back decides: did they apply the fields?"""
             while carrying:
                 actions, works = carrying.pop(0)
-                items = await self._carrying_items(works, live, run, fresh)
+                items = await self._carrying_items(works, live, run, fresh, stamping)
                 landed = await self._run_items(actions, items, live, run, hold=True)
                 checked = [item for item in landed if item.checked is not None]
                 reading = [i for i in checked if i.checked and contact_of(i.checked) in sample]
+                told = True
                 try:
                     applied = await self._read_back(reading if sample else checked[:1], live)
                 except ApiError:
-                    applied = False  # could not tell: the PUT path checks for itself
+                    applied, told = False, False  # could not tell: the PUT path checks itself
                 sample.clear()
                 if applied is False:
-                    await run.finish_each(
-                        [item.checked for item in checked if item.checked],
-                        lambda c: self._put_fallback(c, live),
-                    )
+                    held.extend(await self._fall_back(checked, live, run, told=told))
                 else:
-                    for item in checked:
-                        if item.checked is not None:
-                            run.done(item.checked)
+                    held.extend(Held(item) for item in checked)
                 if applied is not None:
                     return applied
             return None
@@ -388,13 +400,80 @@ class MailjetProvider(Provider):
             await asyncio.gather(
                 *(self._apply_bulk(a, works, live, run, FALLBACK) for a, works in carrying)
             )
+        else:
+
+            async def carry(actions: tuple[NamedAction, ...], works: list[ContactWork]) -> None:
+                items = await self._carrying_items(works, live, run, fresh, stamping)
+                landed = await self._run_items(actions, items, live, run, hold=True)
+                held.extend(Held(item) for item in landed if item.checked is not None)
+
+            await asyncio.gather(*(carry(actions, works) for actions, works in carrying))
+        await self._after_jobs(held, stamps, live, run)
+
+    async def _after_jobs(
+        self,
+        held: list[Held],
+        stamps: dict[str, str | None],
+        live: State,
+        run: ChangeRunner,
+    ) -> None:
+        """Read the contacts once more after the jobs that carried Name/exclusion values:
+        whoever now reads included with an UnsubscribedAt other than before the jobs opted
+        out while a job waited, and the job (its item sent false) brought them back: they
+        are excluded again at once and their change fails, saying so. The others end as
+        held (done with its message, or failed with its failure)."""
+        if not held:
             return
+        try:
+            read = await self.client.list_all("/contact", keep=records.stamped_contact)
+        except ApiError as error:
+            for entry in held:
+                entry.finish(run)
+            run.report.note(
+                f"could not read the contacts again after the bulk jobs ({error}): "
+                f"{len(held)} contact(s) whose Name/IsExcludedFromCampaigns rode in jobs were "
+                "not checked for an opt-out made while a job waited; check that nobody who "
+                "opted out meanwhile was re-included"
+            )
+            return
+        now = {contact.key: (contact, stamp) for _, contact, stamp in read}
 
-        async def carry(actions: tuple[NamedAction, ...], works: list[ContactWork]) -> None:
-            items = await self._carrying_items(works, live, run, fresh)
-            await self._run_items(actions, items, live, run)
+        async def check(entry: Held) -> None:
+            change = entry.item.checked
+            assert change is not None
+            key = contact_of(change)
+            contact, stamp = now.get(key, (None, None))
+            if (
+                contact is None
+                or contact.fields.get(EXCLUDED)
+                or stamp is None
+                or stamp == stamps.get(key)
+            ):
+                entry.finish(run)
+                return
+            run.pending.discard(change.ref)  # its outcome is told in full below
+            body = records.editable_fields(contact.fields, {EXCLUDED: True})
+            try:
+                await self.client.put(f"/contact/{_contact_id(live, change.email)}", body)
+            except ApiError as error:
+                run.fail(
+                    change,
+                    f"{change.email} opted out (UnsubscribedAt {stamp}) while the bulk job "
+                    "carrying this change waited, and the job re-included them; excluding "
+                    f"them again failed ({error}): exclude them by hand now",
+                )
+                return
+            run.fail(
+                change,
+                f"{change.email} opted out (UnsubscribedAt {stamp}) while the bulk job "
+                "carrying this change waited, and the job re-included them: excluded again "
+                "at once (run plan again)",
+            )
 
-        await asyncio.gather(*(carry(actions, works) for actions, works in carrying))
+        # The jobs are over and nothing else writes now: a re-exclusion goes out even
+        # after Ctrl-C (it repairs what a job did; left undone, nothing would show it).
+        with self.client.despite_stop():
+            await asyncio.gather(*(check(entry) for entry in held))
 
     def _plain_items(
         self, works: list[ContactWork], live: State, run: ChangeRunner
@@ -402,21 +481,57 @@ class MailjetProvider(Provider):
         return [item for work in works if (item := self._bulk_item(work, live, run))]
 
     async def _carrying_items(
-        self, works: list[ContactWork], live: State, run: ChangeRunner, fresh: dict[str, Contact]
+        self,
+        works: list[ContactWork],
+        live: State,
+        run: ChangeRunner,
+        fresh: dict[str, Contact],
+        stamping: bool,
     ) -> list[BulkItem]:
         """Items of one job with their Name/exclusion changes; a contact missing from the
-        fresh read (deleted since planning, or not listed yet) gets a read and a PUT."""
-        missing = [
-            work.contact
-            for work in works
-            if work.contact and work.changes_fields and work.key not in fresh
-        ]
-        await run.start_each(missing, lambda c: self._write_contact(c, live))
+        fresh read (deleted since planning, or not listed yet), or (`stamping` False) one
+        whose item would send IsExcludedFromCampaigns false, gets a read and a PUT."""
+
+        def by_put(work: ContactWork) -> bool:
+            if work.key not in fresh:
+                return True
+            if stamping or work.contact is None:
+                return False
+            managed = dict(work.contact.contact_after.fields)
+            sent = records.editable_fields(fresh[work.key].fields, managed)
+            return sent["IsExcludedFromCampaigns"] is False
+
+        putting = [w.contact for w in works if w.contact and w.changes_fields and by_put(w)]
+        await run.start_each(putting, lambda c: self._write_contact(c, live))
         return [item for work in works if (item := self._bulk_item(work, live, run, fresh))]
 
-    async def _put_fallback(self, change: Change, live: State) -> str:
-        await self._write_contact(change, live)
-        return FALLBACK
+    async def _fall_back(
+        self, checked: list[BulkItem], live: State, run: ChangeRunner, *, told: bool
+    ) -> list[Held]:
+        """A read and a PUT for each contact whose job landed without applying its fields
+        (`told`: the read-back said so; else it could not be read back). All stay held, to
+        be checked after the jobs: done with FALLBACK, or failed when the PUT failed (the
+        job may have sent someone's exclusion as false all the same)."""
+        if told:
+            outcome = "not done: the bulk job that carried its Name/IsExcludedFromCampaigns "
+            outcome += "landed but did not apply them, and the PUT that would have"
+        else:
+            outcome = "maybe not done: the bulk job that carried its Name/"
+            outcome += "IsExcludedFromCampaigns landed, but whether it applied them could not "
+            outcome += "be read back, and the PUT that would make sure"
+
+        async def one(item: BulkItem) -> Held:
+            change = item.checked
+            assert change is not None
+            try:
+                await self._write_contact(change, live)
+            except ApiError as error:
+                text = str(error)
+                again = "" if "run plan again" in text else " (run plan again)"
+                return Held(item, failure=f"{outcome}: {text}{again}")
+            return Held(item, FALLBACK)
+
+        return list(await asyncio.gather(*(one(item) for item in checked)))
 
     async def _read_back(self, items: list[BulkItem], live: State) -> bool | None:
         """Whether the job applied the Name/exclusion values `items` carried: False when
@@ -688,6 +803,26 @@ class MailjetProvider(Provider):
                 return None
             raise
         return found[0] if found else None
+
+
+@dataclass
+class Held:
+    """A contact change whose Name/exclusion a job carried, its outcome waiting for the
+    read after the jobs: done with `message`, or failed with `failure`."""
+
+    item: BulkItem
+    message: str = ""
+    failure: str | None = None
+
+    def finish(self, run: ChangeRunner) -> None:
+        change = self.item.checked
+        assert change is not None
+        if self.failure is None:
+            run.done(change, self.message)
+            return
+        run.pending.discard(change.ref)  # the job landed: told in full, not "partly done"
+        run.report.failed(change, self.failure)
+        run.failed.add(change.ref)
 
 
 def _riding_fields(

@@ -109,6 +109,13 @@ def identified_contact(record: Any) -> tuple[int, Contact]:
     return field(record, "ID", int, "/contact"), contact(record)
 
 
+def stamped_contact(record: Any) -> tuple[int, Contact, str | None]:
+    """A /contact record with its UnsubscribedAt whether or not it is excluded now: a
+    stamp that changes between two reads means an opt-out happened in between."""
+    contact_id, found = identified_contact(record)
+    return contact_id, found, utc_moment(record.get("UnsubscribedAt"))
+
+
 def recipient(record: Any) -> tuple[int, bool, str | None]:
     """A /listrecipient record -> (ContactID, IsUnsubscribed, UnsubscribedAt when
     unsubscribed). A misread IsUnsubscribed would take someone who left for a member

@@ -10,8 +10,10 @@ Name/IsExcludedFromCampaigns of an existing contact: a job item upserts both
 (mailjet-facts.md), so they ride in the jobs when that costs fewer requests than a read
 and a PUT per contact. Riding costs a fresh read of the contact collection just before
 the jobs (both fields are sent, the one the manifest does not manage at its value of
-that moment, and an opt-out made since planning is never undone) and the read-back of a
-few contacts of the first job that carries them (did the job apply them?). Otherwise,
+that moment, and an opt-out made since planning is never undone), the read-back of a
+few contacts of the first job that carries them (did the job apply them?), and one more
+read of the collection after the jobs (someone who opted out while a job waited, and
+whom the job re-included, is excluded again at once). Otherwise,
 or when that read-back finds the job ignored them, each goes through a read and a PUT.
 """
 
@@ -90,12 +92,15 @@ class Route:
     """Groups of contacts for jobs (by their list actions; in each, those with Name/
     exclusion changes first, so the fewest jobs carry them) and contacts on single calls.
     `fields_in_jobs`: Name/exclusion changes of bulk contacts ride in the jobs, after a
-    fresh read of `contacts_then` contacts; else they are PUT before their job."""
+    fresh read of `contacts_then` contacts, and the contacts (`contacts_after`, with those
+    the jobs create) are read once more after the jobs (an opt-out made while a job
+    waited is found and undone at once); else they are PUT before their job."""
 
     bulk: dict[tuple[NamedAction, ...], list[ContactWork]] = field(default_factory=dict)
     single: list[ContactWork] = field(default_factory=list)
     fields_in_jobs: bool = False
     contacts_then: int = 0
+    contacts_after: int = 0
 
     def calls(self, chunk_size: int) -> int:
         calls = sum(work.single_cost() for work in self.single)
@@ -104,7 +109,7 @@ class Route:
             if not self.fields_in_jobs:
                 calls += sum(work.record_calls for work in works if work.changes_fields)
         if self.fields_in_jobs:
-            calls += listing_calls(self.contacts_then)
+            calls += listing_calls(self.contacts_then) + listing_calls(self.contacts_after)
             calls += len(read_back_sample(self.first_field_chunk(chunk_size)))
         return calls
 
@@ -202,6 +207,8 @@ def route(
     if not riding.field_works:
         return putting
     riding.contacts_then = live_contacts + sum(1 for work in riding.single if work.creates)
+    created = sum(1 for works in riding.bulk.values() for work in works if work.creates)
+    riding.contacts_after = riding.contacts_then + created
     return riding if riding.calls(chunk_size) < putting.calls(chunk_size) else putting
 
 

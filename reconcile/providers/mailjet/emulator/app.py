@@ -74,11 +74,19 @@ class MailjetEmulator:
         self.app = emptied_around_writes
 
     def _change_settings(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """POST /_emulator/settings {"bulk_updates_name_and_exclusion": bool}."""
-        switch = payload.get("bulk_updates_name_and_exclusion")
-        if isinstance(switch, bool):
-            self.settings.bulk_updates_name_and_exclusion = switch
-        return {"bulk_updates_name_and_exclusion": self.settings.bulk_updates_name_and_exclusion}
+        """POST /_emulator/settings {"bulk_updates_name_and_exclusion": bool,
+        "stamp_exclusion": bool}; either may be left out."""
+        for name in ("bulk_updates_name_and_exclusion", "stamp_exclusion"):
+            if name not in payload:
+                continue
+            switch = payload[name]
+            if not isinstance(switch, bool):
+                raise ValueError(f"{name} must be true or false, got {switch!r}")
+            setattr(self.settings, name, switch)
+        return {
+            "bulk_updates_name_and_exclusion": self.settings.bulk_updates_name_and_exclusion,
+            "stamp_exclusion": self.settings.stamp_exclusion,
+        }
 
     @property
     def _state(self) -> MailjetState:
@@ -135,6 +143,8 @@ class MailjetEmulator:
                     raise KeyError(f"list {list_name!r} does not exist")
                 list_ids[found.id] = unsubscribed
             contact = state.add_contact(email, name, excluded)
+            if not self.settings.stamp_exclusion:
+                contact.unsubscribed_at = ""  # an account that never stamps opt-outs
             contact.properties = typed
             for list_id, unsubscribed in list_ids.items():
                 state.add_membership(contact.id, list_id, unsubscribed)
