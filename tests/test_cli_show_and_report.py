@@ -225,4 +225,4 @@ def test_a_saved_plans_check_reads_are_counted_apart_from_the_estimate(workdir: 
     assert report["check_calls"] > 0
     code, out, _ = reconcile("apply", "--sandbox", "quickstart", "--auto-approve")
     assert code == 0, out
-    assert "reads checking the account" not in out  # planned and applied at once: none
+    assert "checking the account" not in out  # planned and applied at once: none

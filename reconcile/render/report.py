@@ -102,7 +102,8 @@ def summary(applied: Applied) -> list[str]:
         f"{title}: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped.",
         f"{applied.api_calls:,} API calls in {applied.seconds:.1f} s"
         + (
-            f", after {applied.check_calls:,} reads checking the account had not moved."
+            f", after {applied.check_calls:,} {'read' if applied.check_calls == 1 else 'reads'} "
+            "checking the account had not moved."
             if applied.check_calls
             else "."
         ),
