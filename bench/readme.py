@@ -36,8 +36,6 @@ class Run:
 
     @property
     def argv(self) -> list[str]:
-        if self.command[0] == "bench.run_mailchimp":
-            return [*self.command, "--output", str(RESULTS / f"{self.save}.json")]
         return [*self.command, "--save", self.save]
 
 

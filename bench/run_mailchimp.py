@@ -445,7 +445,8 @@ def main() -> None:
     for result in results:
         lines += list(notes(result))
     print("\n".join(lines))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
+    output = args.output.parent / f"{args.save}.json" if args.save else args.output
+    output.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "latency_ms": args.latency_ms,
         "time_scale": args.time_scale,
@@ -453,7 +454,7 @@ def main() -> None:
         "seed_spread": args.seed_spread,
         "results": results,
     }
-    args.output.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    output.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
