@@ -118,7 +118,7 @@ class MailJawnClient(KeyedClient):
     def answered(self, lane: Lane, response: httpx.Response) -> None:
         """Tell the lane's pacer what the RateLimit-* headers say; a 429's Retry-After
         alone says when to send again (waited exactly)."""
-        pacer = self.reads if lane is self.reading else self.writes
+        pacer = self._pacer(response.request.method)
         headers = response.headers
         limit = header_number(headers.get("RateLimit-Limit"))
         wait = retry_after(response) if response.status_code == 429 else None
