@@ -216,3 +216,22 @@ def test_mailchimp_refuses_an_address_at_an_ip_before_any_request(
     assert f"chimp.yaml:3: contacts[0].email: '{address}': Mailchimp takes addresses at a " in (
         output
     )
+
+
+@pytest.mark.parametrize(
+    ("address", "advice"),
+    [
+        ("zoë@example.com", "the part before the @ has no ASCII form"),
+        ("a@bücher.example", "xn-- (punycode) form (xn--bcher-kva.example)"),
+    ],
+)
+def test_mailjawn_says_which_part_of_a_non_ascii_address_is_the_problem(
+    workdir: Path, address: str, advice: str
+) -> None:
+    write_manifest(
+        workdir, f'provider: mailjawn\ncontacts:\n  - email: "{address}"\n', "jawn.yaml"
+    )
+    code, output = reconcile("validate", "jawn.yaml")
+    assert code == 1
+    assert f"jawn.yaml:3: contacts[0].email: '{address}': MailJawn's API document" in output
+    assert advice in output

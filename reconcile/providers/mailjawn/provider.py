@@ -301,7 +301,7 @@ class MailJawnProvider(Provider):
             Finding(
                 contact_ref(key),
                 f"{contact.email!r}: MailJawn's API document defines no addresses beyond "
-                "ASCII, so reconcile sends none; write the domain in its xn-- (punycode) form",
+                f"ASCII, so reconcile sends none; {_ascii_advice(contact.email)}",
             )
             for key, contact in desired.contacts.items()
             if not contact.email.isascii()
@@ -996,3 +996,15 @@ def _without_excluded(change: Change) -> Change | None:
         return None
     before = change.contact_before.without(EXCLUDED)
     return dataclasses.replace(change, before=before, after=after)
+
+
+def _ascii_advice(email: str) -> str:
+    """What to do about letters beyond ASCII, where they are: a domain has an ASCII form."""
+    local, _, domain = email.rpartition("@")
+    if not local.isascii():
+        return "the part before the @ has no ASCII form, so this address can't be used here"
+    try:
+        ascii_form = f" ({domain.encode('idna').decode()})"
+    except UnicodeError:
+        ascii_form = ""
+    return f"write the domain in its xn-- (punycode) form{ascii_form}"
