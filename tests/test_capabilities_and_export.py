@@ -228,9 +228,7 @@ def test_mailchimp_refuses_an_address_at_an_ip_before_any_request(
 def test_mailjawn_says_which_part_of_a_non_ascii_address_is_the_problem(
     workdir: Path, address: str, advice: str
 ) -> None:
-    write_manifest(
-        workdir, f'provider: mailjawn\ncontacts:\n  - email: "{address}"\n', "jawn.yaml"
-    )
+    write_manifest(workdir, f'provider: mailjawn\ncontacts:\n  - email: "{address}"\n', "jawn.yaml")
     code, output = reconcile("validate", "jawn.yaml")
     assert code == 1
     assert f"jawn.yaml:3: contacts[0].email: '{address}': MailJawn's API document" in output
