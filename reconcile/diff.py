@@ -25,6 +25,7 @@ from reconcile.model import (
     Key,
     ListValues,
     Membership,
+    Memberships,
     MembershipValues,
     PropertyDef,
     PropertyValue,
@@ -440,13 +441,10 @@ def as_renamed(live: State, renames: Renames) -> State:
         }
     memberships = live.memberships
     if lists:
-        memberships = {}
-        for key, membership in live.memberships.items():
-            new = lists.get(key[0])
-            if new is None:
-                memberships[key] = membership
-            else:
-                memberships[(new, key[1])] = replace(membership, list_name=new)
+        memberships = Memberships()
+        for membership in live.memberships.values():
+            new = lists.get(membership.list_name)
+            memberships.add(membership if new is None else replace(membership, list_name=new))
     return State(
         {props.get(k, k): replace(d, name=props.get(k, k)) for k, d in live.properties.items()},
         {lists.get(k, k): replace(d, name=lists.get(k, k)) for k, d in live.lists.items()},
@@ -625,11 +623,11 @@ def _creation(want: Contact) -> ContactValues:
 
 def _membership_changes(desired: State, live: State, warnings: list[Finding]) -> Iterator[Change]:
     for key, want in desired.memberships.items():
-        have = live.memberships.get(key)
-        if have is None:
+        status = live.memberships.status(*key)
+        if status is None:
             yield Change(ResourceType.MEMBERSHIP, Action.CREATE, key, None, want.wanted())
-        elif have.status != want.status:
-            change = _status_change(want, have, warnings)
+        elif status != want.status:
+            change = _status_change(want, live.memberships[key], warnings)
             if change is not None:
                 yield change
 

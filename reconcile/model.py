@@ -12,7 +12,15 @@ import json
 import math
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import (
+    ItemsView,
+    Iterable,
+    Iterator,
+    KeysView,
+    Mapping,
+    MutableMapping,
+    ValuesView,
+)
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -274,9 +282,13 @@ class Contact:
         return record
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Membership:
-    """`opted_in_at` and `opted_out_at` as on Contact, for this one list."""
+    """`opted_in_at` and `opted_out_at` as on Contact, for this one list.
+
+    Treat as immutable. Not a frozen dataclass only because a state of a million contacts
+    makes millions of them on the fly (`Memberships`), and a frozen one takes six times as
+    long to make."""
 
     list_name: str
     email: str  # identity key (lower case)
@@ -303,6 +315,152 @@ class Membership:
         if self.opted_out_at is not None:
             record["opted_out_at"] = self.opted_out_at
         return record
+
+
+MembershipKey: TypeAlias = tuple[str, str]
+_Entry: TypeAlias = "SubscriptionStatus | tuple[SubscriptionStatus, str | None, str | None]"
+
+
+class Memberships(MutableMapping[MembershipKey, Membership]):
+    """A state's memberships by (list name, email key), kept compactly: per list, per
+    email key, the status alone, or (status, opted_in_at, opted_out_at) when a time is
+    known. A Membership is made when one is asked for. A million contacts on two lists
+    each would otherwise keep two million key tuples and Membership objects per state
+    (some 400 bytes a contact).
+
+    Iteration goes list by list, each in the order its members were added."""
+
+    __slots__ = ("_lists", "_size")
+
+    def __init__(
+        self, items: Mapping[MembershipKey, Membership] | Iterable[Membership] = ()
+    ) -> None:
+        self._lists: dict[str, dict[str, _Entry]] = {}
+        self._size = 0
+        for membership in items.values() if isinstance(items, Mapping) else items:
+            self.add(membership)
+
+    def add(self, membership: Membership) -> None:
+        self.put(
+            membership.list_name,
+            membership.email,
+            membership.status,
+            membership.opted_in_at,
+            membership.opted_out_at,
+        )
+
+    def put(
+        self,
+        list_name: str,
+        email: str,
+        status: SubscriptionStatus = SubscriptionStatus.SUBSCRIBED,
+        opted_in_at: str | None = None,
+        opted_out_at: str | None = None,
+    ) -> None:
+        """Add or replace one membership, without making a Membership for it."""
+        members = self._lists.get(list_name)
+        if members is None:
+            members = self._lists[list_name] = {}
+        size = len(members)
+        if opted_in_at is None and opted_out_at is None:
+            members[email] = status
+        else:
+            members[email] = (status, opted_in_at, opted_out_at)
+        self._size += len(members) - size
+
+    @staticmethod
+    def _made(list_name: str, email: str, entry: _Entry) -> Membership:
+        if type(entry) is tuple:
+            return Membership(list_name, email, *entry)
+        return Membership(list_name, email, entry)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: MembershipKey) -> Membership:
+        list_name, email = key
+        return self._made(list_name, email, self._lists[list_name][email])
+
+    def get(self, key: MembershipKey, default: Any = None) -> Any:
+        members = self._lists.get(key[0])
+        if members is None:
+            return default
+        entry = members.get(key[1])
+        return default if entry is None else self._made(key[0], key[1], entry)
+
+    def status(self, list_name: str, email: str) -> SubscriptionStatus | None:
+        """The status of a membership, or None when there is none (no object made)."""
+        members = self._lists.get(list_name)
+        entry = None if members is None else members.get(email)
+        if entry is None or isinstance(entry, SubscriptionStatus):
+            return entry
+        return entry[0]
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, tuple) or len(key) != 2:
+            return False
+        members = self._lists.get(key[0])
+        return members is not None and key[1] in members
+
+    def __setitem__(self, key: MembershipKey, membership: Membership) -> None:
+        if key != membership.key:
+            raise ValueError(f"membership {membership.key} stored under {key}")
+        self.add(membership)
+
+    def __delitem__(self, key: MembershipKey) -> None:
+        members = self._lists[key[0]]
+        del members[key[1]]
+        self._size -= 1
+        if not members:
+            del self._lists[key[0]]
+
+    def __iter__(self) -> Iterator[MembershipKey]:
+        for list_name, members in self._lists.items():
+            for email in members:
+                yield (list_name, email)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def items(self) -> ItemsView[MembershipKey, Membership]:
+        return _MembershipItems(self)
+
+    def values(self) -> ValuesView[Membership]:
+        return _MembershipValues(self)
+
+    def emails(self, list_name: str) -> KeysView[str]:
+        """The email keys of one list's members (empty when the list has none)."""
+        return self._lists.get(list_name, {}).keys()
+
+    def list_names(self) -> KeysView[str]:
+        """The lists that have members here."""
+        return self._lists.keys()
+
+    def copy(self) -> Memberships:
+        copied = Memberships()
+        copied._lists = {name: dict(members) for name, members in self._lists.items()}
+        copied._size = self._size
+        return copied
+
+    def _pairs(self) -> Iterator[tuple[MembershipKey, Membership]]:
+        made = self._made
+        for list_name, members in self._lists.items():
+            for email, entry in members.items():
+                yield (list_name, email), made(list_name, email, entry)
+
+    def __repr__(self) -> str:
+        return f"Memberships({dict(self._pairs())!r})"
+
+
+class _MembershipItems(ItemsView[MembershipKey, Membership]):
+    _mapping: Memberships
+
+    def __iter__(self) -> Iterator[tuple[MembershipKey, Membership]]:
+        return self._mapping._pairs()
+
+
+class _MembershipValues(ValuesView[Membership]):
+    _mapping: Memberships
+
+    def __iter__(self) -> Iterator[Membership]:
+        return (membership for _, membership in self._mapping._pairs())
 
 
 _WANTED = {status: MembershipValues(status) for status in SubscriptionStatus}
@@ -341,13 +499,31 @@ class ProviderRecords:
     against, so it keeps nothing of its own between read and apply."""
 
 
-@dataclass
+@dataclass(init=False)
 class State:
     properties: dict[str, PropertyDef] = field(default_factory=dict)
     lists: dict[str, ContactList] = field(default_factory=dict)
     contacts: dict[str, Contact] = field(default_factory=dict)
-    memberships: dict[tuple[str, str], Membership] = field(default_factory=dict)
+    memberships: Memberships = field(default_factory=Memberships)
     provider_records: ProviderRecords | None = None  # live state only
+
+    def __init__(
+        self,
+        properties: dict[str, PropertyDef] | None = None,
+        lists: dict[str, ContactList] | None = None,
+        contacts: dict[str, Contact] | None = None,
+        memberships: Mapping[MembershipKey, Membership] | None = None,
+        provider_records: ProviderRecords | None = None,
+    ) -> None:
+        self.properties = {} if properties is None else properties
+        self.lists = {} if lists is None else lists
+        self.contacts = {} if contacts is None else contacts
+        if memberships is None:
+            memberships = Memberships()
+        elif not isinstance(memberships, Memberships):
+            memberships = Memberships(memberships)
+        self.memberships = memberships
+        self.provider_records = provider_records
 
     def __repr__(self) -> str:
         # Counts only: asyncio.run reprs the main task's result (Python 3.11, on leaving), and

@@ -8,6 +8,7 @@ lists and properties) and enforces `protect:`, which wins over everything. No I/
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from reconcile.diff import (
@@ -62,10 +63,10 @@ def apply_policy(desired: State, live: State, policy: Policy, compared: DiffResu
 def _undeclared_members(desired: State, live: State, policy: Policy) -> Iterator[Change]:
     """Members of a `members: exact` list that no manifest declares: removed or unsubscribed."""
     exact = {name for name, spec in desired.lists.items() if spec.members is MembersPolicy.EXACT}
-    for key, have in live.memberships.items():
-        list_name, email = key
-        if list_name not in exact or key in desired.memberships:
+    for list_name, email in _members_of(live, exact):
+        if (list_name, email) in desired.memberships:
             continue
+        have = live.memberships[(list_name, email)]
         if have.status is SubscriptionStatus.UNSUBSCRIBED:
             # Removing them would erase the record of their unsubscribe; keep it.
             continue
@@ -131,8 +132,8 @@ def _undeclared_in_scope(desired: State, live: State, policy: Policy) -> set[str
     # like an unsubscribed member of an exact list (the record of their choice is kept).
     on_lists = {
         email
-        for (list_name, email), membership in live.memberships.items()
-        if list_name in scope_lists and membership.status is SubscriptionStatus.SUBSCRIBED
+        for list_name, email in _members_of(live, scope_lists)
+        if live.memberships.status(list_name, email) is SubscriptionStatus.SUBSCRIBED
     }
     marker = policy.contact_scope.marker
     chosen: set[str] = set()
@@ -144,6 +145,13 @@ def _undeclared_in_scope(desired: State, live: State, policy: Policy) -> set[str
             continue
         chosen.add(key)
     return chosen
+
+
+def _members_of(state: State, lists: AbstractSet[str]) -> Iterator[tuple[str, str]]:
+    """(list name, email key) of the members of `lists`, without a look at any other list."""
+    for list_name in sorted(lists):
+        for email in state.memberships.emails(list_name):
+            yield list_name, email
 
 
 def memberships_by_email(state: State) -> dict[str, list[Membership]]:

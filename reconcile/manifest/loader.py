@@ -45,7 +45,6 @@ from reconcile.model import (
     NAME,
     Contact,
     ContactList,
-    Membership,
     PropertyDef,
     PropertyType,
     PropertyValue,
@@ -656,14 +655,8 @@ class _Builder:
                     self._error(source, ("lists", list_name), message, "lists")
                 continue
             loc = ("lists", list_name, "opted_in_at")
-            self.state.add_membership(
-                Membership(
-                    declared.name,
-                    key,
-                    membership.status,
-                    self._opt_in(source, loc, membership.opted_in_at),
-                )
-            )
+            opted_in = self._opt_in(source, loc, membership.opted_in_at)
+            self.state.memberships.put(declared.name, key, membership.status, opted_in)
 
     def _opt_in(self, source: ContactSource, loc: Sequence[str | int], raw: Any) -> str | None:
         """An opt-in time: a real moment, not in the future (that would be an opt-in used

@@ -41,7 +41,6 @@ from reconcile.model import (
     NAME,
     ContactList,
     ContactValues,
-    Membership,
     Namespace,
     PropertyDef,
     PropertyType,
@@ -1048,7 +1047,7 @@ def _state(found: MailchimpRecords, scope: ReadScope) -> State:
             name = names(tag)
             state.lists.setdefault(name, ContactList(name))
             if scope.wants_members(name):
-                state.add_membership(Membership(name, member.key))
+                state.memberships.put(name, member.key)
     return state
 
 

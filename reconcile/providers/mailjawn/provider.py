@@ -39,7 +39,6 @@ from reconcile.model import (
     EXCLUDED,
     ContactList,
     ContactValues,
-    Membership,
     ProviderRecords,
     ReadScope,
     State,
@@ -359,7 +358,7 @@ class MailJawnProvider(Provider):
             for tag in found.tags:
                 state.lists.setdefault(tag, ContactList(tag))
                 if scope.wants_members(tag):
-                    state.add_membership(Membership(tag, found.key))
+                    state.memberships.put(tag, found.key)
         for name in scope.lists:
             state.lists.setdefault(name, ContactList(name))
         return state

@@ -26,7 +26,6 @@ from reconcile.model import (
     ContactField,
     ContactList,
     FieldValue,
-    Membership,
     PropertyDef,
     PropertyValue,
     ProviderRecords,
@@ -887,7 +886,7 @@ def _add_members(
         if email is None:
             continue  # the contact listing lags behind; this plan does not manage them
         status = SubscriptionStatus.UNSUBSCRIBED if unsubscribed else SubscriptionStatus.SUBSCRIBED
-        state.add_membership(Membership(list_name, email, status, opted_out_at=unsubscribed_at))
+        state.memberships.put(list_name, email, status, opted_out_at=unsubscribed_at)
 
 
 def _definitions(changes: Sequence[Change], live: State) -> dict[str, PropertyDef]:
