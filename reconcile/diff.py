@@ -433,9 +433,8 @@ def as_renamed(live: State, renames: Renames) -> State:
         contacts = {
             key: contact
             if props.keys().isdisjoint(contact.properties)
-            else replace(
-                contact,
-                properties={props.get(k, k): v for k, v in contact.properties.items()},
+            else contact.replaced(
+                properties={props.get(k, k): v for k, v in contact.properties.items()}
             )
             for key, contact in live.contacts.items()
         }
@@ -555,7 +554,7 @@ def _contact_update(
     old_fields: dict[ContactField, FieldValue] = {}
     new_fields: dict[ContactField, FieldValue] = {}
     for name, wanted in want.fields.items():
-        current = have.fields.get(name)
+        current = have.get_field(name)
         if current != wanted:
             known = CONTACT_FIELDS[name]
             old_fields[known] = current
@@ -564,13 +563,13 @@ def _contact_update(
     new_values: dict[str, PropertyValue] = {}
     for name, value in want.properties.items():
         # A replaced property starts empty: its declared values are written again.
-        current = None if name in replaced else have.properties.get(name)
+        current = None if name in replaced else have.get_property(name)
         if current != value:
             old_values[name] = current
             new_values[name] = value
     flags: frozenset[Flag] = frozenset()
     if new_fields.get(EXCLUDED) is False:
-        undecided = have.fields.get(EXCLUDED) is None
+        undecided = have.get_field(EXCLUDED) is None
         event = "their status last changed" if undecided else "they opted out"
         blocked = consent_blocker(have.opted_out_at, want.opted_in_at, event=event)
         if blocked is None:

@@ -11,7 +11,7 @@ import io
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -92,8 +92,8 @@ def _without_refused(state: State, refused: Refusals) -> tuple[State, list[str]]
         n: v for n, v in state.properties.items() if (ResourceType.PROPERTY, (n,)) not in out
     }
     contacts = {
-        key: replace(
-            contact, properties={n: v for n, v in contact.properties.items() if n in properties}
+        key: contact.replaced(
+            properties={n: v for n, v in contact.properties.items() if n in properties}
         )
         for key, contact in state.contacts.items()
         if (ResourceType.CONTACT, (key,)) not in out

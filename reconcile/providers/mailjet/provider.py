@@ -872,7 +872,7 @@ def _add_contact_data(
         email = emails_by_id.get(contact_id)
         if email is not None:
             current = state.contacts[email]
-            state.add_contact(replace(current, properties=values))
+            state.add_contact(current.replaced(properties=values))
 
 
 def _add_members(
