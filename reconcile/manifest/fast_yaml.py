@@ -172,7 +172,7 @@ def parse_fast(raw: bytes, text: str) -> tuple[Any, FastLines] | None:
     if Reader.NON_PRINTABLE.search(text):
         return None  # ruamel refuses these characters with their line
     try:
-        found = _read_in_pieces(raw) if len(raw) > _PIECE else None
+        found = _read_in_pieces(raw)
         data, offsets, parsed_bytes = found or (*_read(raw), raw)
     except (_Fallback, ryml.ExceptionBasic, UnicodeDecodeError):
         return None
@@ -206,8 +206,10 @@ _BLOCK_END = {
 def _read_in_pieces(raw: bytes) -> tuple[Any, dict[tuple[str | int, ...], int], bytes] | None:
     """(values, offsets of shallow keys, the bytes the offsets are in) of a document whose
     top-level `contacts:` is a block sequence: the rest of the document parsed with the
-    list's lines left blank (so lines stay where they are), the list in pieces cut before
-    its items. None when the document is not written so (the whole is parsed at once)."""
+    list's lines left blank (so lines stay where they are), the list line by line when its
+    entries are written plainly (`_contacts_by_lines`), else (a big document) in pieces cut
+    before its items. None when the document is not written so (the whole is parsed at
+    once)."""
     found = list(_CONTACTS_LINE.finditer(raw))
     if len(found) != 1:
         return None
@@ -219,7 +221,9 @@ def _read_in_pieces(raw: bytes) -> tuple[Any, dict[tuple[str | int, ...], int], 
     end_found = _BLOCK_END[not indent].search(raw, first.end())
     end = end_found.start() + 1 if end_found else len(raw)
     try:
-        items = _items_in_pieces(raw, start, end, re.compile(b"\n" + indent + b"-[ \n]"))
+        items = _contacts_by_lines(raw, start, end, indent)
+        if items is None and len(raw) > _PIECE:
+            items = _items_in_pieces(raw, start, end, re.compile(b"\n" + indent + b"-[ \n]"))
         if items is None:
             return None
         rest = raw[:start] + b"\n" * raw.count(b"\n", start, end) + raw[end:]
@@ -230,6 +234,145 @@ def _read_in_pieces(raw: bytes) -> tuple[Any, dict[tuple[str | int, ...], int], 
         return None
     data["contacts"] = items
     return data, offsets, rest
+
+
+# The plain way contacts are written, one `key: value` a line, the value a plain scalar or a
+# flow map or list of them on that line: read line by line with regular expressions (a tree
+# node costs a few calls into the binding; a line, one regular expression's share). The
+# scalars are a strict subset of plain ones (no `#`, no flow indicators, single spaces, no
+# `: `, no leading indicator), so every parser cuts them the same; `_Walk`'s rules turn
+# them into values. Any other line (block scalars, quotes, nesting, trailing spaces,
+# anchors, ...) leaves the whole list to rapidyaml.
+_CHAR = r"[^\x00-\x20\x7f-\x9f\u2028\u2029\ufeff:#,\[\]{}]"  # a colon only before one
+_WORD = rf"{_CHAR}*+(?::{_CHAR}++)*+"
+_SCALAR = (
+    rf"(?:[^\x00-\x20\x7f-\x9f\u2028\u2029\ufeff:#,\[\]{{}}\-?&*!|>'\"%@`]|-{_CHAR})"
+    rf"{_WORD}(?: {_CHAR}{_WORD})*+"
+)
+_FLOW_VALUE = (
+    rf"\{{(?:{_SCALAR}: {_SCALAR}(?:, {_SCALAR}: {_SCALAR})*)?\}}"
+    rf"|\[(?:{_SCALAR}(?:, {_SCALAR})*)?\]"
+)
+_LINES_CHUNK = 2**19  # bytes of the list decoded and matched at a time
+
+
+@functools.cache
+def _line_pattern(indent: bytes) -> re.Pattern[str]:
+    """A line of the list: (`-` or ` `, key, value) of an entry's `key: value` line, or
+    a blank or comment line (the 4th group), or any other line (the 5th)."""
+    lead = re.escape(indent.decode("ascii"))
+    entry = rf"{lead}([- ]) ({_SCALAR}): ({_FLOW_VALUE}|{_SCALAR})\n"
+    return re.compile(rf"{entry}|([ ]*(?:#[^\n]*)?\n)|([^\n]*\n)")
+
+
+def _contacts_by_lines(raw: bytes, start: int, end: int, indent: bytes) -> list[Any] | None:
+    """The items of the block list raw[start:end] (its dashes at `indent`), when every line
+    is an entry's plain `key: value` line, blank or a comment; else None."""
+    reader = _LineReader(indent)
+    while start < end:
+        cut = raw.find(b"\n", start + _LINES_CHUNK, end)
+        stop = end if cut == -1 else cut + 1
+        chunk = raw[start:stop].decode("utf-8")
+        if not chunk.endswith("\n"):
+            chunk += "\n"  # the last line of a file that does not end with one
+        try:
+            if not reader.read(chunk):
+                return None
+        except _Fallback:
+            return None  # (rapidyaml's reading decides: ruamel's, or in pieces)
+        start = stop
+    return reader.items
+
+
+class _LineReader:
+    """Items of a block list of plain entries, from its text a chunk of whole lines at a
+    time. Hot loop: at a million contacts it sees four million lines."""
+
+    def __init__(self, indent: bytes) -> None:
+        self.pattern = _line_pattern(indent)
+        self.plain = _plain_scalars().plain
+        # first characters of the texts that `plain` may not return as they are
+        self.special = frozenset(_plain_scalars().resolvers) | _INDICATORS | {"-"}
+        # text -> value: every key, and the values that need resolving (bounded: numbers vary)
+        self.keys: dict[str, Any] = {}
+        self.values: dict[str, Any] = {}
+        self.lists: dict[str, tuple[Any, ...]] = {}  # `[a, b]` -> its values
+        self.items: list[Any] = []
+        self.item: dict[Any, Any] | None = None
+
+    def read(self, chunk: str) -> bool:
+        """False when a line is not an entry's plain `key: value` line (nor blank, nor a
+        comment), or an entry has a key twice."""
+        keys, special, items, item = self.keys, self.special, self.items, self.item
+        for dash, key_text, value_text, skipped, other in self.pattern.findall(chunk):
+            if other:
+                return False
+            if skipped:
+                continue
+            if dash == "-":
+                item = {}
+                items.append(item)
+            elif item is None:
+                return False
+            key = keys[key_text] if key_text in keys else self._key(key_text)
+            if key in item:
+                return False  # rapidyaml's reading gives it to ruamel, which reports it
+            opening = value_text[0]
+            if opening == "{":
+                mapping = self._mapping(value_text)
+                if mapping is None:
+                    return False
+                item[key] = mapping
+            elif opening == "[":
+                item[key] = self._list(value_text)
+            else:
+                item[key] = value_text if opening not in special else self._resolved(value_text)
+        self.item = item
+        return True
+
+    def _mapping(self, text: str) -> dict[Any, Any] | None:
+        keys, special = self.keys, self.special
+        mapping: dict[Any, Any] = {}
+        if len(text) > 2:
+            for pair in text[1:-1].split(", "):
+                key_text, _, value = pair.partition(": ")
+                key = keys[key_text] if key_text in keys else self._key(key_text)
+                if key in mapping:
+                    return None
+                mapping[key] = value if value[0] not in special else self._resolved(value)
+        return mapping
+
+    def _list(self, text: str) -> list[Any]:
+        found = self.lists.get(text)
+        if found is None:
+            texts = text[1:-1].split(", ") if len(text) > 2 else []
+            special = self.special
+            found = tuple(t if t[0] not in special else self._resolved(t) for t in texts)
+            if len(self.lists) < 4096:
+                self.lists[text] = found
+        return list(found)
+
+    def _resolved(self, text: str) -> Any:
+        value = self.values.get(text, self.values)
+        if value is self.values:
+            value = self.plain(text)
+            if len(self.values) < 4096:
+                self.values[text] = value
+        return value
+
+    def _key(self, text: str) -> Any:
+        self.keys[text] = key = _plain_key(text, self.plain)
+        return key
+
+
+def _plain_key(text: str, plain: Any) -> Any:
+    """A plain key's value, interned when text (one object for every entry's `email`)."""
+    if not text:
+        raise _Fallback("null key")  # `[:]` reads differently; no manifest has one
+    key = plain(text)
+    if isinstance(key, float):
+        raise _Fallback("float key")  # 1.0 and 1 are one key to Python
+    return sys.intern(key) if isinstance(key, str) else key
 
 
 def _items_in_pieces(
@@ -311,14 +454,9 @@ class _Walk:
     def _key(self, text: str, kind: int) -> Any:
         if not kind & _KEY_PLAIN:
             return text
-        if not text:
-            raise _Fallback("null key")  # `[:]` reads differently; no manifest has one
         key = self.keys.get(text)
         if key is None:
-            key = self.plain(text)
-            if isinstance(key, float):
-                raise _Fallback("float key")  # 1.0 and 1 are one key to Python
-            self.keys[text] = key = sys.intern(key) if isinstance(key, str) else key
+            self.keys[text] = key = _plain_key(text, self.plain)
         return key
 
 
