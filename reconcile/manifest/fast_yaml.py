@@ -59,13 +59,18 @@ _next_sibling = ryml._ryml.Tree_next_sibling
 # flow collection at the end of the line, not at the bracket; rapidyaml misreads explicit
 # `? key` entries and a colon next to a flow indicator (`{1:}`, `{:x}`). Manifests need
 # none of these; ruamel reads them.
+# (The colon's two patterns are apart: together, neither starts with a literal and the
+# search tries every position of the text.)
+_BREAKS = re.compile("[\t\x85\u2028\u2029]")
 _DISAGREEMENTS = [
-    ("", re.compile("[\t\x85\u2028\u2029]")),
     ("\r", re.compile(r"\r(?!\n)")),
     ("#", re.compile(r"(?:^|\s)#[^\n]*[\]}]", re.MULTILINE)),
     ("?", re.compile(r"(?:^|[\s\[{,])\?(?:\s|$)", re.MULTILINE)),
-    (":", re.compile(r":[\]}\[{,]|[\[{,] *:")),
+    (":", re.compile(r":[\]}\[{,]")),
+    (":", re.compile(r"[\[{,] *:")),
 ]
+# Printable ASCII and line breaks: a text of only these has no tab, NEL or control character
+_PRINTABLE_ASCII = bytes([ord("\n"), ord("\r"), *range(0x20, 0x7F)])
 _FLOW_OPEN = re.compile(rb"[\[{]")
 _FLOW_CLOSE = re.compile(rb"[\]}]")
 _DASH = re.compile(rb"-")
@@ -169,8 +174,11 @@ def parse_fast(raw: bytes, text: str) -> tuple[Any, FastLines] | None:
         return None  # empty, or directives, which change the scalar rules
     if any(needed in text and pattern.search(text) for needed, pattern in _DISAGREEMENTS):
         return None
-    if Reader.NON_PRINTABLE.search(text):
-        return None  # ruamel refuses these characters with their line
+    if not text.isascii() or raw.translate(None, _PRINTABLE_ASCII):
+        if _BREAKS.search(text):
+            return None
+        if Reader.NON_PRINTABLE.search(text):
+            return None  # ruamel refuses these characters with their line
     try:
         found = _read_in_pieces(raw)
         data, offsets, parsed_bytes = found or (*_read(raw), raw)
@@ -203,6 +211,17 @@ _BLOCK_END = {
 }
 
 
+def _contacts_lines(raw: bytes) -> list[re.Match[bytes]]:
+    """The `contacts:` lines that open a block (as `_CONTACTS_LINE.finditer`, without
+    trying the pattern at every line of a big file)."""
+    starts = [0] if raw.startswith(b"contacts:") else []
+    at = raw.find(b"\ncontacts:")
+    while at != -1:
+        starts.append(at + 1)
+        at = raw.find(b"\ncontacts:", at + 1)
+    return [found for start in starts if (found := _CONTACTS_LINE.match(raw, start))]
+
+
 def _read_in_pieces(raw: bytes) -> tuple[Any, dict[tuple[str | int, ...], int], bytes] | None:
     """(values, offsets of shallow keys, the bytes the offsets are in) of a document whose
     top-level `contacts:` is a block sequence: the rest of the document parsed with the
@@ -210,7 +229,7 @@ def _read_in_pieces(raw: bytes) -> tuple[Any, dict[tuple[str | int, ...], int], 
     entries are written plainly (`_contacts_by_lines`), else (a big document) in pieces cut
     before its items. None when the document is not written so (the whole is parsed at
     once)."""
-    found = list(_CONTACTS_LINE.finditer(raw))
+    found = _contacts_lines(raw)
     if len(found) != 1:
         return None
     start = found[0].end()
