@@ -333,7 +333,9 @@ class _LineReader:
                 items.append(item)
             elif item is None:
                 return False
-            key = keys[key_text] if key_text in keys else self._key(key_text)
+            key = keys.get(key_text)
+            if key is None:  # (a null key, `~:`, is resolved again each time: rare)
+                key = self._key(key_text)
             if key in item:
                 return False  # rapidyaml's reading gives it to ruamel, which reports it
             opening = value_text[0]
@@ -355,7 +357,9 @@ class _LineReader:
         if len(text) > 2:
             for pair in text[1:-1].split(", "):
                 key_text, _, value = pair.partition(": ")
-                key = keys[key_text] if key_text in keys else self._key(key_text)
+                key = keys.get(key_text)
+                if key is None:
+                    key = self._key(key_text)
                 if key in mapping:
                     return None
                 mapping[key] = value if value[0] not in special else self._resolved(value)
