@@ -194,10 +194,14 @@ def test_the_list_read_line_by_line_reads_as_rapidyaml_and_ruamel_read_it(text: 
     fast = parse_fast(raw, text)
     with mock.patch.object(fast_yaml, "_contacts_by_lines", return_value=None):
         tree = parse_fast(raw, text)
-    assert (fast is None) == (tree is None), text
-    if fast is not None and tree is not None:
-        assert typed(fast[0]) == typed(tree[0]), text
-        assert fast[1].shallow == tree[1].shallow, text
+    # chunks of a line or two: entries cut between chunks, and whole entries matched at once
+    # (the first entry's shape) from the second chunk on
+    with mock.patch.multiple(fast_yaml, _FIRST_CHUNK=1, _LINES_CHUNK=40):
+        small = parse_fast(raw, text)
+    assert (fast is None) == (tree is None) == (small is None), text
+    if fast is not None and tree is not None and small is not None:
+        assert typed(fast[0]) == typed(tree[0]) == typed(small[0]), text
+        assert fast[1].shallow == tree[1].shallow == small[1].shallow, text
 
 
 @SETTINGS
@@ -226,6 +230,8 @@ def test_plain_entries_take_both_fast_ways() -> None:
         indent = b"  " if body.startswith(" ") else b""
         items = fast_yaml._contacts_by_lines(raw, start, len(raw), indent)
         assert items is not None, body
+        with mock.patch.multiple(fast_yaml, _FIRST_CHUNK=1, _LINES_CHUNK=1):
+            assert fast_yaml._contacts_by_lines(raw, start, len(raw), indent) == items
         assert all(loader._plain_contact(item) is not None for item in items), body
         assert loaded(text) == loaded(text, general_path)
 

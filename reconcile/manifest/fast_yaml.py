@@ -273,23 +273,34 @@ _FLOW_VALUE = (
     rf"|\[(?:{_SCALAR}(?:, {_SCALAR})*)?\]"
 )
 _LINES_CHUNK = 2**19  # bytes of the list decoded and matched at a time
+_FIRST_CHUNK = 2**12  # the first chunk, whose entries give the shape of the others
 
 
 @functools.cache
-def _line_pattern(indent: bytes) -> re.Pattern[str]:
+def _line_pattern(indent: bytes, shape: tuple[str, ...] = ()) -> re.Pattern[str]:
     """A line of the list: (`-` or ` `, key, value) of an entry's `key: value` line, or
-    a blank or comment line (the 4th group), or any other line (the 5th)."""
+    a blank or comment line (the 4th group), or any other line (the 5th). With `shape`,
+    the keys of an entry in order, a whole entry of those lines comes first: its values
+    are the first len(shape) groups, empty when what matched is a line."""
     lead = re.escape(indent.decode("ascii"))
-    entry = rf"{lead}([- ]) ({_SCALAR}): ({_FLOW_VALUE}|{_SCALAR})\n"
-    return re.compile(rf"{entry}|([ ]*(?:#[^\n]*)?\n)|([^\n]*\n)")
+    value = rf"({_FLOW_VALUE}|{_SCALAR})\n"
+    whole = "".join(
+        rf"{lead}{'-' if at == 0 else ' '} {re.escape(key)}: {value}"
+        for at, key in enumerate(shape)
+    )
+    entry = rf"{lead}([- ]) ({_SCALAR}): {value}"
+    lines = rf"{entry}|([ ]*(?:#[^\n]*)?\n)|([^\n]*\n)"
+    return re.compile(rf"{whole}|{lines}" if shape else lines)
 
 
 def _contacts_by_lines(raw: bytes, start: int, end: int, indent: bytes) -> list[Any] | None:
     """The items of the block list raw[start:end] (its dashes at `indent`), when every line
     is an entry's plain `key: value` line, blank or a comment; else None."""
     reader = _LineReader(indent)
+    size = _FIRST_CHUNK
     while start < end:
-        cut = raw.find(b"\n", start + _LINES_CHUNK, end)
+        cut = raw.find(b"\n", start + size, end)
+        size = _LINES_CHUNK
         stop = end if cut == -1 else cut + 1
         chunk = raw[start:stop].decode("utf-8")
         if not chunk.endswith("\n"):
@@ -318,12 +329,32 @@ class _LineReader:
         self.lists: dict[str, tuple[Any, ...]] = {}  # `[a, b]` -> its values
         self.items: list[Any] = []
         self.item: dict[Any, Any] | None = None
+        self.indent = indent
+        self.shape: tuple[str, ...] = ()  # the keys of the first entry, once it is read
 
     def read(self, chunk: str) -> bool:
         """False when a line is not an entry's plain `key: value` line (nor blank, nor a
         comment), or an entry has a key twice."""
         keys, special, items, item = self.keys, self.special, self.items, self.item
-        for dash, key_text, value_text, skipped, other in self.pattern.findall(chunk):
+        shape = self.shape
+        width = len(shape)
+        for groups in self.pattern.findall(chunk):
+            if width and groups[0]:  # a whole entry of the usual shape
+                item = {}
+                items.append(item)
+                for name, text in zip(shape, groups, strict=False):
+                    opening = text[0]
+                    if opening == "{":
+                        mapping = self._mapping(text)
+                        if mapping is None:
+                            return False
+                        item[name] = mapping
+                    elif opening == "[":
+                        item[name] = self._list(text)
+                    else:
+                        item[name] = text if opening not in special else self._resolved(text)
+                continue
+            dash, key_text, value_text, skipped, other = groups[width:] if width else groups
             if other:
                 return False
             if skipped:
@@ -349,7 +380,16 @@ class _LineReader:
             else:
                 item[key] = value_text if opening not in special else self._resolved(value_text)
         self.item = item
+        if not width and len(items) > 1:
+            self._take_shape(items[0])
         return True
+
+    def _take_shape(self, first: dict[Any, Any]) -> None:
+        """Match whole entries keyed as `first` at once (one match, not one a line), when
+        its keys are text as written (the pattern holds them as written)."""
+        if all(type(key) is str and self.keys.get(key) is key for key in first):
+            self.shape = tuple(first)
+            self.pattern = _line_pattern(self.indent, self.shape)
 
     def _mapping(self, text: str) -> dict[Any, Any] | None:
         keys, special = self.keys, self.special
