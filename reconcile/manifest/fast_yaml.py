@@ -7,6 +7,12 @@ scalars. Anything else (anchors, aliases, tags, merge keys, directives, duplicat
 deep nesting, text ruamel's reader refuses, anything rapidyaml cannot parse) returns
 None, and the caller reads the file with ruamel, which reports errors with lines.
 
+A `contacts:` list written plainly (one `key: value` a line, each value a plain scalar or
+a flat flow map or list of them) is read line by line with regular expressions, without
+a tree (`_contacts_by_lines`): at a million contacts a tree node's few calls into the
+binding add up to more than the rest of the load. Any other line leaves the list to
+rapidyaml; test_fast_contacts compares the three readings on generated lists.
+
 Maintainer note — why the unusual parts, and what to check when rapidyaml changes
 (pyproject pins its minor version: the binding's API moves between minors):
 - `ryml._ryml.Tree_*` are the SWIG binding's raw functions. The public `Tree` methods
