@@ -7,6 +7,12 @@ scalars. Anything else (anchors, aliases, tags, merge keys, directives, duplicat
 deep nesting, text ruamel's reader refuses, anything rapidyaml cannot parse) returns
 None, and the caller reads the file with ruamel, which reports errors with lines.
 
+A `contacts:` list written plainly (one `key: value` a line, each value a plain scalar or
+a flat flow map or list of them) is read line by line with regular expressions, without
+a tree (`_contacts_by_lines`): at a million contacts a tree node's few calls into the
+binding add up to more than the rest of the load. Any other line leaves the list to
+rapidyaml; test_fast_contacts compares the three readings on generated lists.
+
 Maintainer note — why the unusual parts, and what to check when rapidyaml changes
 (pyproject pins its minor version: the binding's API moves between minors):
 - `ryml._ryml.Tree_*` are the SWIG binding's raw functions. The public `Tree` methods
@@ -59,13 +65,18 @@ _next_sibling = ryml._ryml.Tree_next_sibling
 # flow collection at the end of the line, not at the bracket; rapidyaml misreads explicit
 # `? key` entries and a colon next to a flow indicator (`{1:}`, `{:x}`). Manifests need
 # none of these; ruamel reads them.
+# (The colon's two patterns are apart: together, neither starts with a literal and the
+# search tries every position of the text.)
+_BREAKS = re.compile("[\t\x85\u2028\u2029]")
 _DISAGREEMENTS = [
-    ("", re.compile("[\t\x85\u2028\u2029]")),
     ("\r", re.compile(r"\r(?!\n)")),
     ("#", re.compile(r"(?:^|\s)#[^\n]*[\]}]", re.MULTILINE)),
     ("?", re.compile(r"(?:^|[\s\[{,])\?(?:\s|$)", re.MULTILINE)),
-    (":", re.compile(r":[\]}\[{,]|[\[{,] *:")),
+    (":", re.compile(r":[\]}\[{,]")),
+    (":", re.compile(r"[\[{,] *:")),
 ]
+# Printable ASCII and line breaks: a text of only these has no tab, NEL or control character
+_PRINTABLE_ASCII = bytes([ord("\n"), ord("\r"), *range(0x20, 0x7F)])
 _FLOW_OPEN = re.compile(rb"[\[{]")
 _FLOW_CLOSE = re.compile(rb"[\]}]")
 _DASH = re.compile(rb"-")
@@ -169,10 +180,13 @@ def parse_fast(raw: bytes, text: str) -> tuple[Any, FastLines] | None:
         return None  # empty, or directives, which change the scalar rules
     if any(needed in text and pattern.search(text) for needed, pattern in _DISAGREEMENTS):
         return None
-    if Reader.NON_PRINTABLE.search(text):
-        return None  # ruamel refuses these characters with their line
+    if not text.isascii() or raw.translate(None, _PRINTABLE_ASCII):
+        if _BREAKS.search(text):
+            return None
+        if Reader.NON_PRINTABLE.search(text):
+            return None  # ruamel refuses these characters with their line
     try:
-        found = _read_in_pieces(raw) if len(raw) > _PIECE else None
+        found = _read_in_pieces(raw)
         data, offsets, parsed_bytes = found or (*_read(raw), raw)
     except (_Fallback, ryml.ExceptionBasic, UnicodeDecodeError):
         return None
@@ -203,12 +217,25 @@ _BLOCK_END = {
 }
 
 
+def _contacts_lines(raw: bytes) -> list[re.Match[bytes]]:
+    """The `contacts:` lines that open a block (as `_CONTACTS_LINE.finditer`, without
+    trying the pattern at every line of a big file)."""
+    starts = [0] if raw.startswith(b"contacts:") else []
+    at = raw.find(b"\ncontacts:")
+    while at != -1:
+        starts.append(at + 1)
+        at = raw.find(b"\ncontacts:", at + 1)
+    return [found for start in starts if (found := _CONTACTS_LINE.match(raw, start))]
+
+
 def _read_in_pieces(raw: bytes) -> tuple[Any, dict[tuple[str | int, ...], int], bytes] | None:
     """(values, offsets of shallow keys, the bytes the offsets are in) of a document whose
     top-level `contacts:` is a block sequence: the rest of the document parsed with the
-    list's lines left blank (so lines stay where they are), the list in pieces cut before
-    its items. None when the document is not written so (the whole is parsed at once)."""
-    found = list(_CONTACTS_LINE.finditer(raw))
+    list's lines left blank (so lines stay where they are), the list line by line when its
+    entries are written plainly (`_contacts_by_lines`), else (a big document) in pieces cut
+    before its items. None when the document is not written so (the whole is parsed at
+    once)."""
+    found = _contacts_lines(raw)
     if len(found) != 1:
         return None
     start = found[0].end()
@@ -219,7 +246,9 @@ def _read_in_pieces(raw: bytes) -> tuple[Any, dict[tuple[str | int, ...], int], 
     end_found = _BLOCK_END[not indent].search(raw, first.end())
     end = end_found.start() + 1 if end_found else len(raw)
     try:
-        items = _items_in_pieces(raw, start, end, re.compile(b"\n" + indent + b"-[ \n]"))
+        items = _contacts_by_lines(raw, start, end, indent)
+        if items is None and len(raw) > _PIECE:
+            items = _items_in_pieces(raw, start, end, re.compile(b"\n" + indent + b"-[ \n]"))
         if items is None:
             return None
         rest = raw[:start] + b"\n" * raw.count(b"\n", start, end) + raw[end:]
@@ -230,6 +259,189 @@ def _read_in_pieces(raw: bytes) -> tuple[Any, dict[tuple[str | int, ...], int], 
         return None
     data["contacts"] = items
     return data, offsets, rest
+
+
+# The plain way contacts are written, one `key: value` a line, the value a plain scalar or a
+# flow map or list of them on that line: read line by line with regular expressions (a tree
+# node costs a few calls into the binding; a line, one regular expression's share). The
+# scalars are a strict subset of plain ones (no `#`, no flow indicators, single spaces, no
+# `: `, no leading indicator), so every parser cuts them the same; `_Walk`'s rules turn
+# them into values. Any other line (block scalars, quotes, nesting, trailing spaces,
+# anchors, ...) leaves the whole list to rapidyaml.
+_CHAR = r"[^\x00-\x20\x7f-\x9f\u2028\u2029\ufeff:#,\[\]{}]"  # a colon only before one
+_WORD = rf"{_CHAR}*+(?::{_CHAR}++)*+"
+_SCALAR = (
+    rf"(?:[^\x00-\x20\x7f-\x9f\u2028\u2029\ufeff:#,\[\]{{}}\-?&*!|>'\"%@`]|-{_CHAR})"
+    rf"{_WORD}(?: {_CHAR}{_WORD})*+"
+)
+_FLOW_VALUE = (
+    rf"\{{(?:{_SCALAR}: {_SCALAR}(?:, {_SCALAR}: {_SCALAR})*)?\}}"
+    rf"|\[(?:{_SCALAR}(?:, {_SCALAR})*)?\]"
+)
+_LINES_CHUNK = 2**19  # bytes of the list decoded and matched at a time
+_FIRST_CHUNK = 2**12  # the first chunk, whose entries give the shape of the others
+
+
+@functools.cache
+def _line_pattern(indent: bytes, shape: tuple[str, ...] = ()) -> re.Pattern[str]:
+    """A line of the list: (`-` or ` `, key, value) of an entry's `key: value` line, or
+    a blank or comment line (the 4th group), or any other line (the 5th). With `shape`,
+    the keys of an entry in order, a whole entry of those lines comes first: its values
+    are the first len(shape) groups, empty when what matched is a line."""
+    lead = re.escape(indent.decode("ascii"))
+    value = rf"({_FLOW_VALUE}|{_SCALAR})\n"
+    whole = "".join(
+        rf"{lead}{'-' if at == 0 else ' '} {re.escape(key)}: {value}"
+        for at, key in enumerate(shape)
+    )
+    entry = rf"{lead}([- ]) ({_SCALAR}): {value}"
+    lines = rf"{entry}|([ ]*(?:#[^\n]*)?\n)|([^\n]*\n)"
+    return re.compile(rf"{whole}|{lines}" if shape else lines)
+
+
+def _contacts_by_lines(raw: bytes, start: int, end: int, indent: bytes) -> list[Any] | None:
+    """The items of the block list raw[start:end] (its dashes at `indent`), when every line
+    is an entry's plain `key: value` line, blank or a comment; else None."""
+    reader = _LineReader(indent)
+    size = _FIRST_CHUNK
+    while start < end:
+        cut = raw.find(b"\n", start + size, end)
+        size = _LINES_CHUNK
+        stop = end if cut == -1 else cut + 1
+        chunk = raw[start:stop].decode("utf-8")
+        if not chunk.endswith("\n"):
+            chunk += "\n"  # the last line of a file that does not end with one
+        try:
+            if not reader.read(chunk):
+                return None
+        except _Fallback:
+            return None  # (rapidyaml's reading decides: ruamel's, or in pieces)
+        start = stop
+    return reader.items
+
+
+class _LineReader:
+    """Items of a block list of plain entries, from its text a chunk of whole lines at a
+    time. Hot loop: at a million contacts it sees four million lines."""
+
+    def __init__(self, indent: bytes) -> None:
+        self.pattern = _line_pattern(indent)
+        self.plain = _plain_scalars().plain
+        # first characters of the texts that `plain` may not return as they are
+        self.special = frozenset(_plain_scalars().resolvers) | _INDICATORS | {"-"}
+        # text -> value: every key, and the values that need resolving (bounded: numbers vary)
+        self.keys: dict[str, Any] = {}
+        self.values: dict[str, Any] = {}
+        self.lists: dict[str, tuple[Any, ...]] = {}  # `[a, b]` -> its values
+        self.items: list[Any] = []
+        self.item: dict[Any, Any] | None = None
+        self.indent = indent
+        self.shape: tuple[str, ...] = ()  # the keys of the first entry, once it is read
+
+    def read(self, chunk: str) -> bool:
+        """False when a line is not an entry's plain `key: value` line (nor blank, nor a
+        comment), or an entry has a key twice."""
+        keys, special, items, item = self.keys, self.special, self.items, self.item
+        shape = self.shape
+        width = len(shape)
+        for groups in self.pattern.findall(chunk):
+            if width and groups[0]:  # a whole entry of the usual shape
+                item = {}
+                items.append(item)
+                for name, text in zip(shape, groups, strict=False):
+                    opening = text[0]
+                    if opening == "{":
+                        mapping = self._mapping(text)
+                        if mapping is None:
+                            return False
+                        item[name] = mapping
+                    elif opening == "[":
+                        item[name] = self._list(text)
+                    else:
+                        item[name] = text if opening not in special else self._resolved(text)
+                continue
+            dash, key_text, value_text, skipped, other = groups[width:] if width else groups
+            if other:
+                return False
+            if skipped:
+                continue
+            if dash == "-":
+                item = {}
+                items.append(item)
+            elif item is None:
+                return False
+            key = keys.get(key_text)
+            if key is None:  # (a null key, `~:`, is resolved again each time: rare)
+                key = self._key(key_text)
+            if key in item:
+                return False  # rapidyaml's reading gives it to ruamel, which reports it
+            opening = value_text[0]
+            if opening == "{":
+                mapping = self._mapping(value_text)
+                if mapping is None:
+                    return False
+                item[key] = mapping
+            elif opening == "[":
+                item[key] = self._list(value_text)
+            else:
+                item[key] = value_text if opening not in special else self._resolved(value_text)
+        self.item = item
+        if not width and len(items) > 1:
+            self._take_shape(items[0])
+        return True
+
+    def _take_shape(self, first: dict[Any, Any]) -> None:
+        """Match whole entries keyed as `first` at once (one match, not one a line), when
+        its keys are text as written (the pattern holds them as written)."""
+        if all(type(key) is str and self.keys.get(key) is key for key in first):
+            self.shape = tuple(first)
+            self.pattern = _line_pattern(self.indent, self.shape)
+
+    def _mapping(self, text: str) -> dict[Any, Any] | None:
+        keys, special = self.keys, self.special
+        mapping: dict[Any, Any] = {}
+        if len(text) > 2:
+            for pair in text[1:-1].split(", "):
+                key_text, _, value = pair.partition(": ")
+                key = keys.get(key_text)
+                if key is None:
+                    key = self._key(key_text)
+                if key in mapping:
+                    return None
+                mapping[key] = value if value[0] not in special else self._resolved(value)
+        return mapping
+
+    def _list(self, text: str) -> list[Any]:
+        found = self.lists.get(text)
+        if found is None:
+            texts = text[1:-1].split(", ") if len(text) > 2 else []
+            special = self.special
+            found = tuple(t if t[0] not in special else self._resolved(t) for t in texts)
+            if len(self.lists) < 4096:
+                self.lists[text] = found
+        return list(found)
+
+    def _resolved(self, text: str) -> Any:
+        value = self.values.get(text, self.values)
+        if value is self.values:
+            value = self.plain(text)
+            if len(self.values) < 4096:
+                self.values[text] = value
+        return value
+
+    def _key(self, text: str) -> Any:
+        self.keys[text] = key = _plain_key(text, self.plain)
+        return key
+
+
+def _plain_key(text: str, plain: Any) -> Any:
+    """A plain key's value, interned when text (one object for every entry's `email`)."""
+    if not text:
+        raise _Fallback("null key")  # `[:]` reads differently; no manifest has one
+    key = plain(text)
+    if isinstance(key, float):
+        raise _Fallback("float key")  # 1.0 and 1 are one key to Python
+    return sys.intern(key) if isinstance(key, str) else key
 
 
 def _items_in_pieces(
@@ -311,14 +523,9 @@ class _Walk:
     def _key(self, text: str, kind: int) -> Any:
         if not kind & _KEY_PLAIN:
             return text
-        if not text:
-            raise _Fallback("null key")  # `[:]` reads differently; no manifest has one
         key = self.keys.get(text)
         if key is None:
-            key = self.plain(text)
-            if isinstance(key, float):
-                raise _Fallback("float key")  # 1.0 and 1 are one key to Python
-            self.keys[text] = key = sys.intern(key) if isinstance(key, str) else key
+            self.keys[text] = key = _plain_key(text, self.plain)
         return key
 
 

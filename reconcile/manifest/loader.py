@@ -54,6 +54,7 @@ from reconcile.model import (
     ValueTypeError,
     email_key,
     strict_value,
+    text_problem,
 )
 from reconcile.policy import ContactScope, Policy, Thresholds
 from reconcile.providers import registry
@@ -288,7 +289,7 @@ class Checked:
     """One file validated: what of it is valid, its schema issues, what they took out."""
 
     manifest: ManifestDocument
-    contacts: Iterable[tuple[int, ContactSpec]]  # (index in contacts:, entry), maybe streamed
+    contacts: Iterable[tuple[int, ContactEntry]]  # (index in contacts:, entry), maybe streamed
     issues: list[ManifestIssue] = field(default_factory=list)
     broken: Broken = field(default_factory=Broken)
 
@@ -324,19 +325,22 @@ def _streamed(
     model: type[ManifestDocument],
     raw_contacts: list[Any],
     late_issues: list[ManifestIssue],
-) -> Iterator[tuple[int, ContactSpec]]:
+) -> Iterator[tuple[int, ContactEntry]]:
     """Each entry of `contacts:` validated, then let go of. An entry the schema refuses
     gives what of it is valid, as `_salvaged` does; its issues are those of the whole file
     validated at once (read again: the entries are gone by then), so they read exactly as
-    for a file validated in one piece."""
+    for a file validated in one piece. An entry of the common plain shape is checked by
+    hand (`_plain_contact`), the rest by the schema."""
     refused = False
     for index, raw in enumerate(raw_contacts):
         raw_contacts[index] = None
-        try:
-            spec: ContactSpec | None = ContactSpec.model_validate(raw)
-        except ValidationError:
-            refused = True
-            spec = _valid_part(ContactSpec, raw, _ignore)
+        spec: ContactEntry | None = _plain_contact(raw)
+        if spec is None:
+            try:
+                spec = ContactSpec.model_validate(raw)
+            except ValidationError:
+                refused = True
+                spec = _valid_part(ContactSpec, raw, _ignore)
         if spec is not None:
             yield index, spec
     if refused:
@@ -345,6 +349,69 @@ def _streamed(
             model.model_validate(again.data)
         except ValidationError as error:
             late_issues.extend(_validation_issues(again, error, model))
+
+
+@dataclass(slots=True)
+class PlainContact:
+    """A contact entry of the common shape, checked by hand: what ContactSpec would hold
+    for it. A pydantic model per entry is most of a big file's validation. (Not frozen:
+    a frozen dataclass takes four times as long to make, a million times.)"""
+
+    email: str
+    name: str | None
+    excluded_from_campaigns: bool | None
+    properties: dict[str, Any]
+    lists: list[str]
+    opted_in_at: Any
+    renamed_from: None = None
+
+
+ContactEntry = ContactSpec | PlainContact
+_PLAIN_KEYS = frozenset(
+    {"email", "name", "excluded_from_campaigns", "properties", "lists", "opted_in_at"}
+)
+_ABSENT: Any = object()
+
+
+def _plain_contact(raw: Any) -> PlainContact | None:
+    """The entry, when ContactSpec would take it as it is and it has only plain fields: an
+    email, a printable name, excluded_from_campaigns, properties with text keys, lists as
+    a list of names, opted_in_at. None for anything else (the schema decides, and words
+    any error), so a fast path never changes what is accepted or reported."""
+    if type(raw) is not dict:
+        return None
+    email = raw.get("email")
+    if type(email) is not str:
+        return None
+    name = raw.get("name", _ABSENT)
+    excluded = raw.get("excluded_from_campaigns", _ABSENT)
+    properties = raw.get("properties", _ABSENT)
+    lists = raw.get("lists", _ABSENT)
+    opted_in_at = raw.get("opted_in_at")
+    if not (
+        _PLAIN_KEYS.issuperset(raw)
+        and (name is _ABSENT or (type(name) is str and text_problem(name) is None))
+        and (excluded is _ABSENT or type(excluded) is bool)
+        and (properties is _ABSENT or (type(properties) is dict and _texts(properties)))
+        and (lists is _ABSENT or (type(lists) is list and _texts(lists)))
+    ):
+        return None
+    return PlainContact(
+        email,
+        None if name is _ABSENT else name,
+        None if excluded is _ABSENT else excluded,
+        {} if properties is _ABSENT else properties,
+        [] if lists is _ABSENT else lists,
+        opted_in_at,
+    )
+
+
+def _texts(values: Iterable[Any]) -> bool:
+    # a loop, not all() over a generator, which takes twice as long
+    for value in values:  # noqa: SIM110
+        if type(value) is not str:
+            return False
+    return True
 
 
 def _salvaged(
@@ -445,7 +512,7 @@ class _Builder:
         self.documents: list[YamlDocument] = []
         self.contact_sources = ContactSources()
         self.declared_in: dict[str, YamlDocument] = {}
-        self.pending_contacts: list[Iterator[tuple[ContactSource, ContactSpec]]] = []
+        self.pending_contacts: list[Iterator[tuple[ContactSource, ContactEntry]]] = []
         self.broken = Broken()
         self.address_changes: list[str] = []
         self.late_schema_issues: list[ManifestIssue] = []  # of entries validated as added
@@ -621,7 +688,7 @@ class _Builder:
         self.sources[address] = where
         return True
 
-    def _add_contact(self, source: ContactSource, spec: ContactSpec) -> None:
+    def _add_contact(self, source: ContactSource, spec: ContactEntry) -> None:
         problem = email_problem(spec.email)
         if problem:
             shown = spec.email if len(spec.email) <= 80 else f"{spec.email[:60]}..."
@@ -642,21 +709,26 @@ class _Builder:
             fields[NAME] = spec.name
         if spec.excluded_from_campaigns is not None:
             fields[EXCLUDED] = spec.excluded_from_campaigns
-        opted_in = self._opt_in(source, ("opted_in_at",), spec.opted_in_at)
+        opted_in = spec.opted_in_at
+        if opted_in is not None:
+            opted_in = self._opt_in(source, ("opted_in_at",), opted_in)
         # Keys and names below reuse one string object each (the contact's key, the
         # declared list's name): at 100k contacts, per-row copies cost tens of MB.
         self.state.contacts[key] = Contact(spec.email, fields, properties, opted_in)
+        lists = self.state.lists
         for list_name, membership in _memberships(spec):
-            declared = self.state.lists.get(list_name)
+            declared = lists.get(list_name)
             if declared is None:
                 if not self.broken.has_list(list_name):
-                    hint = did_you_mean(list_name, self.state.lists)
+                    hint = did_you_mean(list_name, lists)
                     message = f"list {list_name!r} is not declared under lists:{hint}"
                     self._error(source, ("lists", list_name), message, "lists")
                 continue
-            loc = ("lists", list_name, "opted_in_at")
-            opted_in = self._opt_in(source, loc, membership.opted_in_at)
-            self.state.memberships.put(declared.name, key, membership.status, opted_in)
+            member_opted_in = membership.opted_in_at
+            if member_opted_in is not None:
+                loc = ("lists", list_name, "opted_in_at")
+                member_opted_in = self._opt_in(source, loc, member_opted_in)
+            self.state.memberships.put(declared.name, key, membership.status, member_opted_in)
 
     def _opt_in(self, source: ContactSource, loc: Sequence[str | int], raw: Any) -> str | None:
         """An opt-in time: a real moment, not in the future (that would be an opt-in used
@@ -680,33 +752,36 @@ class _Builder:
         return moment
 
     def _contact_properties(
-        self, source: ContactSource, spec: ContactSpec
+        self, source: ContactSource, spec: ContactEntry
     ) -> dict[str, PropertyValue]:
         values: dict[str, PropertyValue] = {}
+        declared = self.state.properties
+        zoned = source.zoned if isinstance(source, CsvRow) else None
         for name, raw in spec.properties.items():
-            loc = ("properties", name)
-            definition = self.state.properties.get(name)
+            definition = declared.get(name)
             if definition is None:
                 if not self.broken.has_property(name):
-                    hint = did_you_mean(name, self.state.properties)
+                    hint = did_you_mean(name, declared)
                     message = f"property {name!r} is not declared under properties:{hint}"
-                    self._error(source, loc, message)
+                    self._error(source, ("properties", name), message)
                 continue
+            kind = definition.type
             written = raw
-            if definition.type is PropertyType.DATETIME and isinstance(source, CsvRow):
+            if zoned is not None and kind is PropertyType.DATETIME:
                 try:
-                    written = source.zoned(raw)
+                    written = zoned(raw)
                 except ValueTypeError as error:
-                    self._error(source, loc, str(error))
+                    self._error(source, ("properties", name), str(error))
                     continue
             try:
-                value = strict_value(definition.type, written)
-                # Repeated short values (a department, a plan) share one string object.
-                if isinstance(value, str) and len(value) <= 64:
-                    value = sys.intern(value)
-                values[definition.name] = value
+                value = strict_value(kind, written)
             except ValueTypeError as error:
-                self._error(source, loc, f"{error} (declared {definition.type})")
+                self._error(source, ("properties", name), f"{error} (declared {kind})")
+                continue
+            # Repeated short values (a department, a plan) share one string object.
+            if isinstance(value, str) and len(value) <= 64:
+                value = sys.intern(value)
+            values[definition.name] = value
         return values
 
     def _error(
@@ -833,7 +908,7 @@ def _csv_source(value: CsvSource) -> CsvSourceSpec:
 _STATUS_SPECS = {status: MembershipSpec(status=status) for status in SubscriptionStatus}
 
 
-def _memberships(spec: ContactSpec) -> list[tuple[str, MembershipSpec]]:
+def _memberships(spec: ContactEntry) -> list[tuple[str, MembershipSpec]]:
     if isinstance(spec.lists, list):
         subscribed = _STATUS_SPECS[SubscriptionStatus.SUBSCRIBED]
         return [(name, subscribed) for name in spec.lists]
