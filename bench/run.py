@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import socket
 import subprocess
@@ -121,6 +122,19 @@ def plan_bound(size: int, per_minute: float, latency: float, reads: int) -> Boun
     return Bound((Budget(reads, per_minute),), 1 + second, latency)
 
 
+def rss_mb() -> float:
+    """Resident memory now (MB), from /proc/self/statm (Linux)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def trace(phase: str) -> None:
+    """With BENCH_TRACE_MEMORY=1: resident memory now and peak so far, on stderr."""
+    if os.environ.get("BENCH_TRACE_MEMORY"):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"[memory] {phase:<28} rss {rss_mb():7.0f} MB  peak {peak:7.0f} MB", file=sys.stderr)
+
+
 def client_for(url: str, per_minute: float, scale: float) -> MailjetClient:
     client = MailjetClient(api_key=KEY, secret_key=SECRET, base_url=url, max_in_flight=8)
     client.pacer = Pacer(per_minute, 60.0 / scale)
@@ -135,13 +149,16 @@ async def run_reconcile(url: str, manifest: Manifest, scale: float) -> dict[str,
     provider = MailjetProvider(client, polling=polling)
     try:
         started, cpu = time.monotonic(), time.process_time()
+        trace("before plan")
         plan, live = await engine.make_plan(manifest, provider)
+        trace("after plan")
         plan_stats = (client.stats.requests, time.monotonic() - started, time.process_time() - cpu)
         plan_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         plan_overruns = emulator_timing(url)["overruns"]
         waited = client.pacer.waited_seconds
         started, cpu, before = time.monotonic(), time.process_time(), client.stats.requests
         report = await engine.apply_plan(plan, provider, live, force=True)
+        trace("after apply")
         apply_stats = (client.stats.requests - before, time.monotonic() - started)
         result = {
             "changes": len(plan.changes),
@@ -159,7 +176,9 @@ async def run_reconcile(url: str, manifest: Manifest, scale: float) -> dict[str,
             "apply_ok": report.ok,
         }
         del plan, live, report  # the drift check after an apply is a new run, as in CI
+        trace("plan, live, report dropped")
         again, _ = await engine.make_plan(manifest, provider)
+        trace("after second plan")
         return result | {
             "second_plan_empty": again.is_empty,
             "rate_limited": client.stats.rate_limited,
@@ -278,6 +297,7 @@ def one_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=f"bench-{size}-"))
     write = write_yaml_manifest if args.contacts_in == "yaml" else write_csv_manifest
     manifest, load_cpu = load_timed(write(work, size))
+    trace("after load")
     with served("bench.serve", size, scale) as url:
         result = asyncio.run(run_reconcile(url, manifest, scale))
     options = manifest.provider

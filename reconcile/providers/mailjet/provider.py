@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Container, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
@@ -331,22 +331,7 @@ class MailjetProvider(Provider):
         its contacts and every later one get a read and a PUT (FALLBACK says so). After
         the jobs the contacts are read once more: someone whose UnsubscribedAt moved while
         a job waited (an opt-out the job then undid) is excluded again at once."""
-        fresh: dict[str, Contact] = {}
-        stamps: dict[str, str | None] = {}
-        if not self.cancel.requested:
-            try:
-                read = await self.client.list_all("/contact", keep=records.stamped_contact)
-            except ApiError:
-                read = []  # then each is read and PUT on its own (missing from `fresh`)
-            fresh = {contact.key: contact for _, contact, _ in read}
-            stamps = {contact.key: stamp for _, contact, stamp in read}
-        # An excluded contact with no UnsubscribedAt proves the account does not stamp
-        # opt-outs: one made while a job waits could not be told afterwards, so no job
-        # item sends IsExcludedFromCampaigns false (those contacts get a read and a PUT).
-        stamping = not any(
-            contact.fields.get(EXCLUDED) and stamps.get(key) is None
-            for key, contact in fresh.items()
-        )
+        fresh, stamps, stamping = await self._read_before_jobs(routed)
         size = self.bulk.chunk_size
         plain: list[tuple[tuple[NamedAction, ...], list[ContactWork]]] = []
         carrying: list[tuple[tuple[NamedAction, ...], list[ContactWork]]] = []
@@ -407,7 +392,26 @@ class MailjetProvider(Provider):
                 held.extend(Held(item) for item in landed if item.checked is not None)
 
             await asyncio.gather(*(carry(actions, works) for actions, works in carrying))
+        fresh.clear()  # the jobs are made: not held through the read after them
         await self._after_jobs(held, stamps, live, run)
+
+    async def _read_before_jobs(
+        self, routed: Route
+    ) -> tuple[dict[str, Contact], dict[str, str | None], bool]:
+        """The contacts whose fields ride in jobs as they are now, their UnsubscribedAt, and
+        whether the account stamps opt-outs. Every contact is read, only those kept."""
+        if self.cancel.requested:
+            return {}, {}, True
+        try:
+            read = await _read_stamped(self.client, {work.key for work in routed.field_works})
+        except ApiError:
+            return {}, {}, True  # then each is read and PUT on its own (missing from fresh)
+        fresh = {key: contact for key, (contact, _) in read.contacts.items()}
+        stamps = {key: stamp for key, (_, stamp) in read.contacts.items()}
+        # An excluded contact with no UnsubscribedAt proves the account does not stamp
+        # opt-outs: one made while a job waits could not be told afterwards, so no job
+        # item sends IsExcludedFromCampaigns false (those contacts get a read and a PUT).
+        return fresh, stamps, not read.unstamped_exclusion
 
     async def _after_jobs(
         self,
@@ -423,8 +427,9 @@ class MailjetProvider(Provider):
         held (done with its message, or failed with its failure)."""
         if not held:
             return
+        wanted = {contact_of(entry.item.checked) for entry in held if entry.item.checked}
         try:
-            read = await self.client.list_all("/contact", keep=records.stamped_contact)
+            now = (await _read_stamped(self.client, wanted)).contacts
         except ApiError as error:
             for entry in held:
                 entry.finish(run)
@@ -435,7 +440,6 @@ class MailjetProvider(Provider):
                 "opted out meanwhile was re-included"
             )
             return
-        now = {contact.key: (contact, stamp) for _, contact, stamp in read}
 
         async def check(entry: Held) -> None:
             change = entry.item.checked
@@ -845,6 +849,33 @@ def _riding_fields(
     sent = records.editable_fields(current.fields, managed)
     now = records.editable_fields(current.fields, {})
     return sent, {name: value for name, value in now.items() if sent[name] != value}
+
+
+@dataclass
+class Stamped:
+    """What an apply keeps of a read of every contact: the ones it asked for, each with
+    its UnsubscribedAt (by key; the last listed wins), and whether any contact read was
+    excluded with no UnsubscribedAt (an account that does not stamp opt-outs)."""
+
+    contacts: dict[str, tuple[Contact, str | None]]
+    unstamped_exclusion: bool
+
+
+async def _read_stamped(client: MailjetClient, wanted: Container[str]) -> Stamped:
+    """Every contact read (each record checked as it arrives), only the `wanted` ones
+    kept: a million contacts read again are never all held at once."""
+    unstamped = False
+
+    def keep(record: Any) -> tuple[Contact, str | None] | None:
+        nonlocal unstamped
+        _, contact, stamp = records.stamped_contact(record)
+        if contact.fields.get(EXCLUDED) and stamp is None:
+            unstamped = True
+        return (contact, stamp) if contact.key in wanted else None
+
+    read = await client.list_all("/contact", keep=keep)
+    kept = {found[0].key: found for found in read if found is not None}
+    return Stamped(kept, unstamped)
 
 
 def _contact_id(live: State, key: str) -> int:

@@ -1,0 +1,92 @@
+"""What a Mailjet apply holds of the contacts it reads again around bulk jobs (#15 item 6).
+
+When Name/exclusion changes ride in jobs, every contact is read just before the jobs and
+once more after them; on a million contacts, keeping each read whole held two more copies
+of the account at once (over a GB). Only the contacts whose fields ride in the jobs are
+kept; every record is still read and checked, and one excluded without UnsubscribedAt
+anywhere in the account still shows that it does not stamp opt-outs. Over real HTTP
+against the emulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconcile.providers.mailjet import provider as mailjet_provider
+from reconcile.providers.mailjet.emulator.app import (
+    MailjetEmulator,
+    MailjetEmulatorSettings,
+    create_mailjet_emulator,
+)
+from reconcile.providers.mailjet.provider import Stamped
+from tests.providers.test_mailjet_bulk_renames import JOB, PEOPLE, apply, puts, renamed_all
+
+OTHERS = 60  # contacts the manifest does not name: left alone
+
+
+def account(*, stamping: bool = True, excluded_other: bool = False) -> MailjetEmulator:
+    """PEOPLE contacts named "Old n", included; OTHERS more (the first one excluded with
+    `excluded_other`)."""
+    settings = MailjetEmulatorSettings(job_polls_to_complete=2, stamp_exclusion=stamping)
+    emulator = create_mailjet_emulator(settings)
+    for n in range(PEOPLE):
+        emulator.seed_contact(f"p{n}@example.com", name=f"Old {n}")
+    for n in range(OTHERS):
+        emulator.seed_contact(f"other{n}@example.com", excluded=excluded_other and n == 0)
+    return emulator
+
+
+def kept_reads(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
+    """The contacts each read around the jobs keeps, as apply runs."""
+    kept: list[set[str]] = []
+    original = mailjet_provider._read_stamped
+
+    async def recording(client: Any, wanted: Any) -> Stamped:
+        read = await original(client, wanted)
+        kept.append(set(read.contacts))
+        return read
+
+    monkeypatch.setattr(mailjet_provider, "_read_stamped", recording)
+    return kept
+
+
+def test_the_reads_around_the_jobs_keep_only_the_contacts_riding_in_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator = account()
+    kept = kept_reads(monkeypatch)
+
+    _, report, _ = apply(emulator, renamed_all(tmp_path))
+
+    assert report.ok, report.outcomes
+    assert puts(emulator) == []  # the renames rode in the job
+    renamed = {f"p{n}@example.com" for n in range(PEOPLE)}
+    assert kept == [renamed, renamed]  # before the jobs and after: not the OTHERS
+    listings = [c for c in emulator.control.calls("GET") if c.path == "/v3/REST/contact"]
+    assert len(listings) >= 3  # the plan's read, and the two around the jobs: of everyone
+    for n in range(PEOPLE):
+        contact = emulator.contact(f"p{n}@example.com")
+        assert contact is not None
+        assert contact["Name"] == f"New {n}"
+
+
+def test_an_unstamped_exclusion_outside_the_manifest_still_keeps_false_out_of_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one contact excluded without UnsubscribedAt is not among those kept: the read
+    still tells the account does not stamp opt-outs, so every renamed (included) contact
+    gets a read and a PUT instead of sending IsExcludedFromCampaigns false in a job."""
+    emulator = account(stamping=False, excluded_other=True)
+    kept = kept_reads(monkeypatch)
+
+    _, report, _ = apply(emulator, renamed_all(tmp_path))
+
+    assert report.ok, report.outcomes
+    assert "other0@example.com" not in kept[0]
+    assert len(puts(emulator)) == PEOPLE
+    assert len([c for c in emulator.control.calls("POST") if c.path == JOB]) <= 1
+    other = emulator.contact("other0@example.com")
+    assert other is not None
+    assert other["IsExcludedFromCampaigns"] is True
