@@ -118,10 +118,13 @@ class Route:
         return [work for works in self.bulk.values() for work in works if work.changes_fields]
 
     def first_field_chunk(self, chunk_size: int) -> list[ContactWork]:
-        """The contacts of the first job that carries Name/exclusion changes."""
+        """The contacts of the first job that carries Name/exclusion changes (the jobs are
+        each group's chunks, in order; a job carries them when any of its contacts does)."""
         for works in self.bulk.values():
-            if works and works[0].changes_fields:
-                return works[:chunk_size]
+            for start in range(0, len(works), chunk_size):
+                chunk = works[start : start + chunk_size]
+                if any(work.changes_fields for work in chunk):
+                    return chunk
         return []
 
 
