@@ -15,7 +15,7 @@ from reconcile.diff import diff_states
 from reconcile.errors import ManifestError, PlanError
 from reconcile.manifest.loader import Manifest, load_manifest
 from reconcile.model import ReadScope, State
-from reconcile.plan import Estimate, Plan, raise_if_stale
+from reconcile.plan import Estimate, Plan, ordered, raise_if_stale
 from reconcile.providers import registry
 from reconcile.providers.base import ApplyReport, Cancellation, Provider
 from reconcile.providers.registry import Connection, ProviderOptions
@@ -110,6 +110,8 @@ def _plan_of(
         for pattern in unmatched(reviewed, targeting)
     ]
     pace = registry.plugin(manifest.provider.type).write_pace(manifest.provider)
+    # In the plan's order, which is apply's: a provider's routing may follow the order.
+    changes = list(ordered(changes))
     estimate = Estimate(
         provider.estimate_calls(changes, live), pace, provider.estimate_assumes(changes, live)
     )

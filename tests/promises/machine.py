@@ -1090,6 +1090,9 @@ def make_machine(pools: Pools) -> type[PromiseMachine]:
                 email: (people[email].properties.get(prop), contact.properties[prop])
                 for email, contact in self.manifest.contacts.items()
                 if email in people
+                # An archived or cleaned member (Mailchimp) gets no write, values included:
+                # the plan warns instead (invariant 1), so nothing can converge for them.
+                and people[email].status not in ("archived", "cleaned")
                 and contact.properties.get(prop) is not None
                 and people[email].properties.get(prop) != contact.properties[prop]
             }
