@@ -185,18 +185,23 @@ def test_read_yaml_reports_what_it_hands_to_ruamel_and_rapidyaml_stays_quiet(
     assert capfd.readouterr().err == ""  # rapidyaml prints its parse errors to fd 2
 
 
-def test_deep_locations_of_a_big_document_parse_again_on_demand() -> None:
+# 30,000 contacts: over a MiB, so the file is kept compressed until an error needs it
+@pytest.mark.parametrize("count", [2000, 30_000])
+def test_deep_locations_of_a_big_document_parse_again_on_demand(count: int) -> None:
     contacts = "".join(
-        f"  - email: p{n}@example.com\n    properties: {{seats: {n}}}\n" for n in range(2000)
+        f"  - email: p{n}@example.com\n    properties: {{seats: {n}}}\n" for n in range(count)
     )
     text = f"provider: mailjet\ncontacts:\n{contacts}"
+    assert (len(text) > 2**20) == (count > 2000)
     fast = parse_fast(text.encode(), text)
     assert fast is not None
     _, lines = fast
+    last = count - 1
     assert lines.line(("provider",)) == 0
-    assert lines.line(("contacts", 1999, "properties", "seats")) == 2 + 2 * 1999 + 1
-    assert lines.line(("contacts", 1999, "no-such-key")) == 2 + 2 * 1999
-    assert lines.line(("contacts", 5000)) == 1  # the deepest node that exists: contacts
+    assert lines.line(("contacts", last, "properties", "seats")) == 2 + 2 * last + 1
+    assert lines.line(("contacts", last, "no-such-key")) == 2 + 2 * last
+    assert lines.line(("contacts", 7, "properties")) == 2 + 2 * 7 + 1
+    assert lines.line(("contacts", count + 5)) == 1  # the deepest node that exists: contacts
 
 
 TRICKY = [

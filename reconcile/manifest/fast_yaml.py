@@ -39,6 +39,7 @@ import functools
 import os
 import re
 import sys
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -139,16 +140,28 @@ def _plain_scalars() -> _Scalars:
     return _Scalars()  # once: building ruamel's tables takes a moment
 
 
+_PACK_FROM = 1 << 20  # bytes
+
+
 class FastLines:
     """Lines of a fast-parsed document. Top-level keys and their children (provider,
     properties.x, lists.y) are located during the walk; deeper paths, which only error
     messages ask for, parse the file again."""
 
     def __init__(self, raw: bytes) -> None:
-        self.raw = raw
+        # Kept for error messages only, which are rare: a big file compressed (a million
+        # contacts are 130 MB of text, some 15 MB compressed, and a second of CPU).
+        self._raw: bytes | None = raw if len(raw) < _PACK_FROM else None
+        self._packed = b"" if self._raw is not None else zlib.compress(raw, 1)
         self.shallow: dict[tuple[str | int, ...], int] = {}
         self._newlines: list[int] | None = None
         self._positions: _Positions | None = None
+
+    @property
+    def raw(self) -> bytes:
+        """The file as read (unpacked again each time: only to build `_positions` and
+        `_newlines`, which are kept)."""
+        return self._raw if self._raw is not None else zlib.decompress(self._packed)
 
     def line(self, loc: Sequence[str | int]) -> int:
         """0-based line of the deepest node of `loc` that exists in the file."""
