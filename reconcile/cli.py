@@ -28,7 +28,7 @@ from typer.exceptions import TyperException
 
 from reconcile import engine
 from reconcile.errors import ConfigError, ReconcileError
-from reconcile.manifest.export import declared_in, export_audience
+from reconcile.manifest.export import MAIN_FILE, declared_in, export_audience
 from reconcile.manifest.loader import Manifest
 from reconcile.model import State
 from reconcile.plan import Plan
@@ -670,8 +670,8 @@ def export(
     ctx: typer.Context,
     *,
     provider: ProviderOpt = None,
-    output: Annotated[
-        Path | None,
+    output_text: Annotated[
+        str | None,  # as typed: a Path would lose the trailing slash of `-o dir/`
         typer.Option(
             "-o",
             "--output",
@@ -694,8 +694,16 @@ def export(
     ] = None,
 ) -> None:
     """Write the live account as manifest YAML."""
-    if contacts_per_file is not None and output is None:
+    if contacts_per_file is not None and output_text is None:
         err.print("[bold red]Error:[/] --contacts-per-file needs -o DIRECTORY")
+        raise typer.Exit(EXIT_ERROR)
+    output = None if output_text is None else Path(output_text)
+    if output_text and contacts_per_file is None and output_text.endswith(("/", os.sep)):
+        err.print(
+            f"[bold red]Error:[/] {_escape(output_text)} names a directory: give a file "
+            f"(-o {_escape(str(Path(output_text) / MAIN_FILE))}), or --contacts-per-file N "
+            "to split the export into it"
+        )
         raise typer.Exit(EXIT_ERROR)
 
     name = registry.default_name() if provider is None else provider

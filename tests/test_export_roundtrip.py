@@ -369,6 +369,22 @@ def test_export_to_an_existing_directory_needs_a_file_name(workdir: Path) -> Non
     assert list((workdir / "out").iterdir()) == []
 
 
+@pytest.mark.parametrize("exists", [True, False])
+def test_an_output_ending_in_a_slash_names_a_directory(workdir: Path, exists: bool) -> None:
+    """`-o new/` without --contacts-per-file: refused like an existing directory, not
+    written as a file named `new`."""
+    if exists:
+        (workdir / "new").mkdir()
+    refused = reconcile("export", "--sandbox", "-o", "new/")
+    assert refused.exit_code == 1
+    assert refused.stderr.strip().splitlines() == [
+        f"Error: new/ names a directory: give a file (-o {Path('new/audience.yaml')}), or "
+        "--contacts-per-file N to split the export into it"
+    ]
+    assert (workdir / "new").is_dir() == exists
+    assert not (workdir / "new").is_file()
+
+
 def test_export_into_a_missing_directory_creates_it(workdir: Path) -> None:
     seed_people(1)
     made = reconcile("export", "--sandbox", "-o", "missing/deeper/a.yaml")
