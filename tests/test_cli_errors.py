@@ -113,7 +113,7 @@ def test_export_to_a_directory_without_contacts_per_file_is_one_line(workdir: Pa
     (workdir / "out").mkdir()
     result = reconcile("export", "--sandbox", "-o", "out/")
     line = assert_one_error_line(result, "out")
-    assert "is a directory" in line.lower()
+    assert "names a directory" in line.lower()
     assert list((workdir / "out").iterdir()) == []
 
 

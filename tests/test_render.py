@@ -15,12 +15,16 @@ from reconcile.model import (
     NAME,
     ContactValues,
     MembershipValues,
+    Namespace,
+    PropertyType,
+    PropertyValues,
     ReadScope,
     SubscriptionStatus,
 )
 from reconcile.plan import Estimate, Plan
 from reconcile.providers.base import ProviderStats
 from reconcile.render import progress
+from reconcile.render.fields import field_lines
 from reconcile.render.markdown import MAX_CHARS, render_markdown
 from reconcile.render.text import render_text
 
@@ -123,3 +127,17 @@ def test_markdown_shows_warnings_when_there_are_no_changes() -> None:
     assert "No changes: the account matches the manifest." in text
     assert "**Warnings**" in text
     assert "- list:newsleter: is under protect:lists" in text
+
+
+def test_an_update_shows_only_what_it_changes() -> None:
+    """A property rename restates the definition: only its name is shown changing."""
+    renamed = Change(
+        ResourceType.PROPERTY,
+        Action.UPDATE,
+        ("department",),
+        PropertyValues(PropertyType.STR, Namespace.STATIC, "dept"),
+        PropertyValues(PropertyType.STR, Namespace.STATIC, "department"),
+    )
+    assert list(field_lines(renamed)) == [("name", '"dept" -> "department"')]
+    retyped = replace(renamed, after=PropertyValues(PropertyType.INT, Namespace.STATIC, "dept"))
+    assert list(field_lines(retyped)) == [("type", '"str" -> "int"')]

@@ -25,7 +25,8 @@ def show(value: Any) -> str:
 
 
 def field_lines(change: Change) -> Iterator[tuple[str, str]]:
-    """(field, text) pairs: `value` for creates and deletes, `before -> after` for updates."""
+    """(field, text) pairs: `value` for creates and deletes, `before -> after` for what an
+    update changes."""
     before, after = _flat(change.before), _flat(change.after)
     if change.action is Action.CREATE:
         for name, value in after.items():
@@ -34,7 +35,10 @@ def field_lines(change: Change) -> Iterator[tuple[str, str]]:
         for name, value in before.items():
             yield name, show(value)
     else:
-        for name in after:
+        # What stays as it is is left out (a rename restates the definition's type), unless
+        # nothing differs, so that no update is shown without its values.
+        changed = [name for name in after if name not in before or before[name] != after[name]]
+        for name in changed or list(after):
             yield name, f"{show(before.get(name))} -> {show(after[name])}"
 
 
