@@ -333,14 +333,7 @@ class MailjetProvider(Provider):
         a job waited (an opt-out the job then undid) is excluded again at once."""
         fresh, stamps, stamping = await self._read_before_jobs(routed)
         size = self.bulk.chunk_size
-        plain: list[tuple[tuple[NamedAction, ...], list[ContactWork]]] = []
-        carrying: list[tuple[tuple[NamedAction, ...], list[ContactWork]]] = []
-        for actions, works in routed.bulk.items():
-            for start in range(0, len(works), size):
-                chunk = works[start : start + size]
-                (carrying if any(w.changes_fields for w in chunk) else plain).append(
-                    (actions, chunk)
-                )
+        plain, carrying = routed.jobs_by_fields(size)
         sample = {work.key for work in read_back_sample(routed.first_field_chunk(size))}
         held: list[Held] = []  # fields carried: checked after the jobs
 

@@ -31,6 +31,7 @@ EXPECTED_POLLS = 3  # a job reports running a few times before it ends
 READ_BACK = 3  # contacts of the first job carrying Name/exclusion changes read back
 PAGE_SIZE = 1000  # the contact collection is read in pages of this many
 NamedAction = tuple[str, str]  # (list name, managecontactslists action)
+Job = tuple[tuple[NamedAction, ...], list["ContactWork"]]  # one bulk job: its actions, contacts
 
 
 @dataclass
@@ -117,15 +118,23 @@ class Route:
     def field_works(self) -> list[ContactWork]:
         return [work for works in self.bulk.values() for work in works if work.changes_fields]
 
-    def first_field_chunk(self, chunk_size: int) -> list[ContactWork]:
-        """The contacts of the first job that carries Name/exclusion changes (the jobs are
-        each group's chunks, in order; a job carries them when any of its contacts does)."""
-        for works in self.bulk.values():
+    def jobs_by_fields(self, chunk_size: int) -> tuple[list[Job], list[Job]]:
+        """The jobs (each group's chunks, in order) that carry no Name/exclusion change,
+        and those that carry some (any of its contacts does)."""
+        plain: list[Job] = []
+        carrying: list[Job] = []
+        for actions, works in self.bulk.items():
             for start in range(0, len(works), chunk_size):
                 chunk = works[start : start + chunk_size]
-                if any(work.changes_fields for work in chunk):
-                    return chunk
-        return []
+                (carrying if any(w.changes_fields for w in chunk) else plain).append(
+                    (actions, chunk)
+                )
+        return plain, carrying
+
+    def first_field_chunk(self, chunk_size: int) -> list[ContactWork]:
+        """The contacts of the first job that carries Name/exclusion changes."""
+        carrying = self.jobs_by_fields(chunk_size)[1]
+        return carrying[0][1] if carrying else []
 
 
 def jobs(contacts: int, chunk_size: int) -> int:
