@@ -139,7 +139,10 @@ async def apply_plan(
     refuse_unfit(plan, provider, force=force)
     if live is None:
         live = await checked_live(plan, provider, force=force)
-    return await provider.apply(plan.changes, live)
+    report = await provider.apply(plan.changes, live)
+    if len(plan.changes) >= collector.BIG:
+        collector.give_back()  # what apply built to send is freed: the next phase starts low
+    return report
 
 
 def refuse_unfit(plan: Plan, provider: Provider, *, force: bool) -> None:

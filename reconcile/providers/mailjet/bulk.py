@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from reconcile.diff import Change
 from reconcile.errors import ApiError
@@ -23,6 +23,7 @@ from reconcile.providers.mailjet.client import API_PREFIX, MailjetClient
 JOBS = "/contact/managemanycontacts"
 FINISHED = {"completed": True, "error": False, "abort": False}  # status -> succeeded
 ListAction = tuple[int, str]  # (ListID, Action)
+W = TypeVar("W")
 
 
 @dataclass(frozen=True)
@@ -32,21 +33,26 @@ class JobPolling:
     timeout: float = 3600.0
 
 
-@dataclass
+@dataclass(slots=True)
 class BulkItem:
     """One contact in a job: its upsert body and the changes the job carries out for it.
     `checked`: the contact change whose Name/IsExcludedFromCampaigns the body carries for
     an existing contact, with `before`, those fields' values when the body was made (by
-    body key), for the read-back that tells whether the job applied them."""
+    body key), for the read-back that tells whether the job applied them. Once the job
+    is sent, the body keeps only those fields (`sent`)."""
 
     body: dict[str, Any]
-    changes: list[Change] = field(default_factory=list)
+    changes: list[Change]
     checked: Change | None = None
     before: dict[str, Any] = field(default_factory=dict)
+    email: str = field(init=False)
 
-    @property
-    def email(self) -> str:
-        return str(self.body["Email"])
+    def __post_init__(self) -> None:
+        self.email = str(self.body["Email"])
+
+    def sent(self) -> None:
+        """The job went out: drop what only its request needed."""
+        self.body = {name: self.body[name] for name in self.before}
 
 
 @dataclass
@@ -60,50 +66,78 @@ class JobResult:
         return self.job_error or self.failed.get(item.email.lower())
 
 
-def chunked(items: Sequence[BulkItem], size: int) -> list[Sequence[BulkItem]]:
+def chunked(items: Sequence[W], size: int) -> list[Sequence[W]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+Build = Callable[[Sequence[W]], list[BulkItem]]
+Settle = Callable[[list[BulkItem], JobResult], None]
 
 
 class BulkWriter:
     def __init__(
-        self, client: MailjetClient, polling: JobPolling, chunk_size: int, cancel: Cancellation
+        self,
+        client: MailjetClient,
+        polling: JobPolling,
+        chunk_size: int,
+        cancel: Cancellation,
+        sending: int = 8,
     ) -> None:
         self.client = client
         self.polling = polling
         self.chunk_size = chunk_size
         self.cancel = cancel
         self.jobs_pending = 0  # submitted and not finished yet (for progress)
+        # Jobs being built and sent at once: enough to keep the rate limit busy, while
+        # the bodies of a million contacts are never all held together.
+        self._sending = asyncio.Semaphore(sending)
 
-    async def run(self, actions: Sequence[ListAction], items: Sequence[BulkItem]) -> JobResult:
-        """Submit `items` in chunks with `actions`, wait for every job, merge the results."""
-        results = await asyncio.gather(
-            *(self._one_job(actions, chunk) for chunk in chunked(items, self.chunk_size))
+    async def run(
+        self,
+        actions: Sequence[ListAction],
+        works: Sequence[W],
+        build: Build[W],
+        settle: Settle,
+    ) -> None:
+        """A job per `chunk_size` of `works`, its items made (`build`) only when its turn
+        to be sent comes, and settled (`settle`) with its result once it ends."""
+        await asyncio.gather(
+            *(self._job(actions, chunk, build, settle) for chunk in chunked(works, self.chunk_size))
         )
-        merged = JobResult()
-        for chunk, result in zip(chunked(items, self.chunk_size), results, strict=True):
-            for item in chunk:
-                error = result.error_for(item)
-                if error:
-                    merged.failed[item.email.lower()] = error
-        return merged
 
-    async def _one_job(self, actions: Sequence[ListAction], chunk: Sequence[BulkItem]) -> JobResult:
+    async def _job(
+        self, actions: Sequence[ListAction], works: Sequence[W], build: Build[W], settle: Settle
+    ) -> None:
+        async with self._sending:
+            items = build(works)
+            if not items:
+                return
+            sent = await self._send(actions, items)
+        for item in items:
+            item.sent()
+        settle(items, sent if isinstance(sent, JobResult) else await self._finish(sent))
+
+    async def _send(self, actions: Sequence[ListAction], items: list[BulkItem]) -> int | JobResult:
+        """The job's id, or the result that ends it before it ran."""
         if self.cancel.requested:
             return JobResult(job_error=INTERRUPTED)
-        body: dict[str, Any] = {"Contacts": [item.body for item in chunk]}
+        body: dict[str, Any] = {"Contacts": [item.body for item in items]}
         if actions:
             body["ContactsLists"] = [{"ListID": lid, "Action": act} for lid, act in actions]
         try:
             # An upsert by email with idempotent list actions: safe to send again.
-            answer = await self.client.post(JOBS, body, idempotent=True)
-            job_id = _job_id(answer)
-            self.jobs_pending += 1
-            try:
-                status = await self._wait(job_id)
-            finally:
-                self.jobs_pending -= 1
+            return _job_id(await self.client.post(JOBS, body, idempotent=True))
         except ApiError as error:
             return JobResult(job_error=str(error))
+
+    async def _finish(self, job_id: int) -> JobResult:
+        self.jobs_pending += 1
+        try:
+            status = await self._wait(job_id)
+        except ApiError as error:
+            return JobResult(job_error=str(error))
+        finally:
+            self.jobs_pending -= 1
         return await self._result(job_id, status)
 
     async def _wait(self, job_id: int) -> dict[str, Any]:

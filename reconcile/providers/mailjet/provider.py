@@ -42,7 +42,7 @@ from reconcile.providers.base import (
     records_of,
 )
 from reconcile.providers.mailjet import records
-from reconcile.providers.mailjet.bulk import BulkItem, BulkWriter, JobPolling
+from reconcile.providers.mailjet.bulk import BulkItem, BulkWriter, JobPolling, JobResult
 from reconcile.providers.mailjet.client import API_PREFIX, MailjetClient
 from reconcile.providers.mailjet.routing import (
     ContactWork,
@@ -284,43 +284,54 @@ class MailjetProvider(Provider):
         puts = [work.contact for work in works if work.contact and work.changes_fields]
         put = {change.ref for change in puts if change}
         await run.start_each(puts, lambda c: self._write_contact(c, live))
-        items = [item for work in works if (item := self._bulk_item(work, live, run))]
-        await self._run_items(actions, items, live, run, lambda c: note if c.ref in put else "")
+        await self._run_items(
+            actions,
+            works,
+            lambda chunk: self._plain_items(chunk, live, run),
+            run,
+            live=live,
+            message=lambda c: note if c.ref in put else "",
+        )
 
     async def _run_items(
         self,
         actions: tuple[NamedAction, ...],
-        items: list[BulkItem],
-        live: State,
+        works: Sequence[ContactWork],
+        build: Callable[[Sequence[ContactWork]], list[BulkItem]],
         run: ChangeRunner,
-        message: Callable[[Change], str] = lambda _: "",
         *,
+        live: State,
+        message: Callable[[Change], str] = lambda _: "",
         hold: bool = False,
     ) -> list[BulkItem]:
-        """The jobs for `items`; each change is then done or failed, except (`hold`) a
-        checked one, left started until its read-back. The items the jobs did not fail."""
-        if not items:
+        """The jobs for `works` (their items made by `build` as each job is sent); each
+        change is then done or failed, except (`hold`) a checked one, left started until
+        its read-back. The items the jobs did not fail that carry a checked change."""
+        if not works:
             return []
         try:
             list_actions = [(_list_id(live, name), action) for name, action in actions]
         except ApiError as error:
-            for item in items:
+            for item in build(works):
                 for change in item.changes:
                     run.fail(change, str(error))
             return []
-        result = await self.bulk.run(list_actions, items)
-        landed = []
-        for item in items:
-            failure = result.failed.get(item.email.lower())
-            for change in item.changes:
-                if failure:
-                    run.fail(change, failure)
-                elif hold and change is item.checked:
-                    run.pending.add(change.ref)
-                else:
-                    run.done(change, message(change))
-            if not failure:
-                landed.append(item)
+        landed: list[BulkItem] = []
+
+        def settle(items: list[BulkItem], result: JobResult) -> None:
+            for item in items:
+                failure = result.error_for(item)
+                for change in item.changes:
+                    if failure:
+                        run.fail(change, failure)
+                    elif hold and change is item.checked:
+                        run.pending.add(change.ref)
+                    else:
+                        run.done(change, message(change))
+                if not failure and item.checked is not None:
+                    landed.append(item)
+
+        await self.bulk.run(list_actions, works, build, settle)
         return landed
 
     async def _apply_bulk_with_fields(self, routed: Route, live: State, run: ChangeRunner) -> None:
@@ -341,9 +352,9 @@ class MailjetProvider(Provider):
             """Jobs one at a time until a read-back decides: did they apply the fields?"""
             while carrying:
                 actions, works = carrying.pop(0)
-                items = await self._carrying_items(works, live, run, fresh, stamping)
-                landed = await self._run_items(actions, items, live, run, hold=True)
-                checked = [item for item in landed if item.checked is not None]
+                checked = await self._carry(
+                    actions, works, live, run, fresh=fresh, stamping=stamping
+                )
                 reading = [i for i in checked if i.checked and contact_of(i.checked) in sample]
                 told = True
                 try:
@@ -362,7 +373,13 @@ class MailjetProvider(Provider):
         async def plain_jobs() -> None:
             await asyncio.gather(
                 *(
-                    self._run_items(actions, self._plain_items(works, live, run), live, run)
+                    self._run_items(
+                        actions,
+                        works,
+                        lambda chunk: self._plain_items(chunk, live, run),
+                        run,
+                        live=live,
+                    )
                     for actions, works in plain
                 )
             )
@@ -380,9 +397,10 @@ class MailjetProvider(Provider):
         else:
 
             async def carry(actions: tuple[NamedAction, ...], works: list[ContactWork]) -> None:
-                items = await self._carrying_items(works, live, run, fresh, stamping)
-                landed = await self._run_items(actions, items, live, run, hold=True)
-                held.extend(Held(item) for item in landed if item.checked is not None)
+                landed = await self._carry(
+                    actions, works, live, run, fresh=fresh, stamping=stamping
+                )
+                held.extend(Held(item) for item in landed)
 
             await asyncio.gather(*(carry(actions, works) for actions, works in carrying))
         fresh.clear()  # the jobs are made: not held through the read after them
@@ -472,21 +490,24 @@ class MailjetProvider(Provider):
             await asyncio.gather(*(check(entry) for entry in held))
 
     def _plain_items(
-        self, works: list[ContactWork], live: State, run: ChangeRunner
+        self, works: Sequence[ContactWork], live: State, run: ChangeRunner
     ) -> list[BulkItem]:
         return [item for work in works if (item := self._bulk_item(work, live, run))]
 
-    async def _carrying_items(
+    async def _carry(
         self,
+        actions: tuple[NamedAction, ...],
         works: list[ContactWork],
         live: State,
         run: ChangeRunner,
+        *,
         fresh: dict[str, Contact],
         stamping: bool,
     ) -> list[BulkItem]:
-        """Items of one job with their Name/exclusion changes; a contact missing from the
-        fresh read (deleted since planning, or not listed yet), or (`stamping` False) one
-        whose item would send IsExcludedFromCampaigns false, gets a read and a PUT."""
+        """Jobs with Name/exclusion changes (held until checked); a contact missing from
+        the fresh read (deleted since planning, or not listed yet), or (`stamping` False)
+        one whose item would send IsExcludedFromCampaigns false, gets a read and a PUT
+        first. The landed items whose change is held."""
 
         def by_put(work: ContactWork) -> bool:
             if work.key not in fresh:
@@ -499,7 +520,11 @@ class MailjetProvider(Provider):
 
         putting = [w.contact for w in works if w.contact and w.changes_fields and by_put(w)]
         await run.start_each(putting, lambda c: self._write_contact(c, live))
-        return [item for work in works if (item := self._bulk_item(work, live, run, fresh))]
+
+        def build(chunk: Sequence[ContactWork]) -> list[BulkItem]:
+            return [item for work in chunk if (item := self._bulk_item(work, live, run, fresh))]
+
+        return await self._run_items(actions, works, build, run, live=live, hold=True)
 
     async def _fall_back(
         self, checked: list[BulkItem], live: State, run: ChangeRunner, *, told: bool
