@@ -14,14 +14,13 @@ bench/results/last-mailjet-renames.json (bench.readme: mailjet-renames.json).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.run import RESULTS, run_reconcile, served
+from bench.run import RESULTS, apply_then_drift, served
 from bench.synthetic import renames_case
 from reconcile.manifest.loader import load_manifest
 
@@ -37,7 +36,7 @@ def one_case(size: int, renames: int, scale: float, *, jobs_ignore_fields: bool)
     if jobs_ignore_fields:
         options.append("--jobs-ignore-fields")
     with served("bench.serve", size, scale, *options) as url:
-        result = asyncio.run(run_reconcile(url, manifest, scale))
+        result = apply_then_drift(url, manifest, path, scale)
     case = "jobs ignore Name" if jobs_ignore_fields else "jobs apply Name"
     print(f"== {size:,} contacts, {renames:,} renamed ({case}; time scale {scale:g}) ==")
     print(

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Container, Sequence
+from collections import ChainMap, defaultdict
+from collections.abc import Awaitable, Callable, Container, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
@@ -77,10 +77,12 @@ class MailjetIds(ProviderRecords):
 
     properties: dict[str, int] = field(default_factory=dict)
     lists: dict[str, int] = field(default_factory=dict)
-    contacts: dict[str, int] = field(default_factory=dict)
+    contacts: MutableMapping[str, int] = field(default_factory=dict)
 
     def copy(self) -> MailjetIds:
-        return MailjetIds(dict(self.properties), dict(self.lists), dict(self.contacts))
+        """Another set for an apply: what it adds is its own (contacts: an overlay, not a
+        copy of a million IDs)."""
+        return MailjetIds(dict(self.properties), dict(self.lists), ChainMap({}, self.contacts))
 
 
 def _ids(live: State) -> MailjetIds:

@@ -34,7 +34,7 @@ NamedAction = tuple[str, str]  # (list name, managecontactslists action)
 Job = tuple[tuple[NamedAction, ...], list["ContactWork"]]  # one bulk job: its actions, contacts
 
 
-@dataclass
+@dataclass(slots=True)
 class ContactWork:
     key: str
     contact: Change | None = None
