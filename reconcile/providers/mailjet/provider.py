@@ -27,7 +27,6 @@ from reconcile.model import (
     ContactList,
     FieldValue,
     PropertyDef,
-    PropertyValue,
     ProviderRecords,
     ReadScope,
     State,
@@ -178,7 +177,7 @@ class MailjetProvider(Provider):
                     self.client.list_all(
                         "/listrecipient",
                         {"ContactsList": ids.lists[name]},
-                        keep=records.recipient,
+                        keep=records.member,
                     )
                 )
                 for name in wanted
@@ -912,31 +911,33 @@ def _list_id(live: State, name: str) -> int:
         raise ApiError(f"list {name!r} is not in the account") from None
 
 
-async def _nothing() -> list[tuple[int, dict[str, PropertyValue]]]:
+async def _nothing() -> list[records.DataRow]:
     return []
 
 
 def _add_contact_data(
-    state: State, data: list[tuple[int, dict[str, PropertyValue]]], emails_by_id: dict[int, str]
+    state: State, data: list[records.DataRow], emails_by_id: dict[int, str]
 ) -> None:
-    for contact_id, values in data:
+    for contact_id, names, values in data:
         email = emails_by_id.get(contact_id)
         if email is not None:
             current = state.contacts[email]
-            state.add_contact(current.replaced(properties=values))
+            state.add_contact(current.replaced(properties=dict(zip(names, values, strict=True))))
 
 
 def _add_members(
     state: State,
     list_name: str,
-    recipients: list[tuple[int, bool, str | None]],
+    members: list[int | tuple[int, str | None]],
     emails_by_id: dict[int, str],
 ) -> None:
-    for contact_id, unsubscribed, unsubscribed_at in recipients:
+    for member in members:
+        contact_id, unsubscribed_at = (member, None) if isinstance(member, int) else member
         email = emails_by_id.get(contact_id)
         if email is None:
             continue  # the contact listing lags behind; this plan does not manage them
-        status = SubscriptionStatus.UNSUBSCRIBED if unsubscribed else SubscriptionStatus.SUBSCRIBED
+        subscribed = isinstance(member, int)
+        status = SubscriptionStatus.SUBSCRIBED if subscribed else SubscriptionStatus.UNSUBSCRIBED
         state.memberships.put(list_name, email, status, opted_out_at=unsubscribed_at)
 
 

@@ -126,13 +126,28 @@ def recipient(record: Any) -> tuple[int, bool, str | None]:
     return field(record, "ContactID", int, source), unsubscribed, when
 
 
-def contact_values(
-    record: Any, definitions: Mapping[str, PropertyDef]
-) -> tuple[int, dict[str, PropertyValue]]:
-    """A /contactdata record -> (ContactID, {name: canonical value})."""
+def member(record: Any) -> int | tuple[int, str | None]:
+    """`recipient` as a read of every member keeps it: the ContactID alone when subscribed
+    (a tuple each would cost a read of two million members some 130 MB), else with when
+    they unsubscribed."""
+    contact_id, unsubscribed, when = recipient(record)
+    return (contact_id, when) if unsubscribed else contact_id
+
+
+# A read's record of one contact's data: ContactID, then the property names (one tuple
+# shared by every record with the same ones) and their values. A dict per record held
+# until the contacts join (a read of a million) would cost some 150 bytes more each.
+DataRow = tuple[int, tuple[str, ...], tuple[PropertyValue, ...]]
+_NAME_SETS: dict[tuple[str, ...], tuple[str, ...]] = {}
+_MOST_NAME_SETS = 4096  # past this many kinds, a record keeps its own (memory stays bounded)
+
+
+def contact_values(record: Any, definitions: Mapping[str, PropertyDef]) -> DataRow:
+    """A /contactdata record -> (ContactID, names, canonical values)."""
     source = "/contactdata"
     contact_id = field(record, "ContactID", int, source)
-    values: dict[str, PropertyValue] = {}
+    names: list[str] = []
+    values: list[PropertyValue] = []
     for item in field(record, "Data", list, source):
         name = field(item, "Name", str, source)
         definition = definitions.get(name)
@@ -141,8 +156,13 @@ def contact_values(
         # value, not one per contact (tens of MB at 100k contacts).
         if isinstance(value, str) and len(value) <= 64:
             value = sys.intern(value)
-        values[definition.name if definition else name] = value
-    return contact_id, values
+        names.append(definition.name if definition else name)
+        values.append(value)
+    kind = tuple(names)
+    shared = _NAME_SETS.get(kind)
+    if shared is None and len(_NAME_SETS) < _MOST_NAME_SETS:
+        shared = _NAME_SETS[kind] = kind
+    return contact_id, shared or kind, tuple(values)
 
 
 def _canonical(raw: Any, definition: PropertyDef | None) -> PropertyValue:
