@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from reconcile.diff import diff_states
 from reconcile.errors import ManifestError, PlanError
 from reconcile.manifest.loader import Manifest, load_manifest
 from reconcile.model import ReadScope, State
-from reconcile.plan import Estimate, Plan, ordered, raise_if_stale
+from reconcile.plan import Estimate, Plan, raise_if_stale
 from reconcile.providers import registry
 from reconcile.providers.base import ApplyReport, Cancellation, Provider
 from reconcile.providers.registry import Connection, ProviderOptions
@@ -110,24 +110,21 @@ def _plan_of(
         for pattern in unmatched(reviewed, targeting)
     ]
     pace = registry.plugin(manifest.provider.type).write_pace(manifest.provider)
-    # In the plan's order, which is apply's: a provider's routing may follow the order.
-    changes = list(ordered(changes))
-    estimate = Estimate(
-        provider.estimate_calls(changes, live), pace, provider.estimate_assumes(changes, live)
-    )
     made = Plan.build(
         provider.name,
         changes,
         scope,
         warnings,
         provider_options=options,
-        estimate=estimate,
         thresholds=manifest.policy.thresholds,
         live=live,
         account=provider.account(live),
         target=provider.target(live),
         partial=targeting.to_json() if targeting.partial else {},
     )
+    # On the plan's changes, in apply's order: a provider's routing may follow the order.
+    calls, assumes = provider.estimate(made.changes, live)
+    made = replace(made, estimate=Estimate(calls, pace, assumes))
     return made, live
 
 

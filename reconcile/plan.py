@@ -43,15 +43,17 @@ _BUILD_ORDER = (
 )
 
 
-def _phase(change: Change) -> int:
-    position = _BUILD_ORDER.index(change.type)
-    if change.action is Action.DELETE:
-        return len(_BUILD_ORDER) * 2 - position
-    return position
+_PHASES = {
+    (kind, deleting): len(_BUILD_ORDER) * 2 - position if deleting else position
+    for position, kind in enumerate(_BUILD_ORDER)
+    for deleting in (False, True)
+}
 
 
 def ordered(changes: Iterable[Change]) -> tuple[Change, ...]:
-    return tuple(sorted(changes, key=lambda c: (_phase(c), c.key)))
+    phases = _PHASES
+    delete = Action.DELETE
+    return tuple(sorted(changes, key=lambda c: (phases[c.type, c.action is delete], c.key)))
 
 
 def describe_account(account: Mapping[str, str]) -> str:

@@ -263,6 +263,11 @@ class Provider(ABC):
         nothing): shown with the estimate."""
         return ""
 
+    def estimate(self, changes: Sequence[Change], live: State) -> tuple[int, str]:
+        """`estimate_calls` and `estimate_assumes` together (a provider whose two share
+        costly work does it once)."""
+        return self.estimate_calls(changes, live), self.estimate_assumes(changes, live)
+
     @abstractmethod
     async def aclose(self) -> None:
         """Release connections."""
