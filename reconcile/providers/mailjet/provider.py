@@ -163,7 +163,7 @@ class MailjetProvider(Provider):
         definitions = state.properties
         async with all_or_none() as group:
             reading_contacts = group.create_task(
-                self.client.list_all("/contact", keep=records.identified_contact)
+                self.client.list_all("/contact", keep=records.contact_row)
             )
             reading_data = group.create_task(
                 self.client.list_all(
@@ -184,15 +184,10 @@ class MailjetProvider(Provider):
             ]
         contacts, data = reading_contacts.result(), reading_data.result()
         members = [task.result() for task in reading_members]
-        emails_by_id: dict[int, str] = {}
-        for contact_id, contact in contacts:
-            key = contact.key  # one string object shared by every index of this contact
-            state.contacts[key] = contact
-            ids.contacts[key] = contact_id
-            emails_by_id[contact_id] = key
-        _add_contact_data(state, data, emails_by_id)
+        emails_by_id = _add_contacts(state, ids, contacts, data)
         for name, recipients in zip(wanted, members, strict=True):
             _add_members(state, name, recipients, emails_by_id)
+            recipients.clear()
         return state
 
     # ---- apply ------------------------------------------------------------------------
@@ -919,14 +914,25 @@ async def _nothing() -> list[records.DataRow]:
     return []
 
 
-def _add_contact_data(
-    state: State, data: list[records.DataRow], emails_by_id: dict[int, str]
-) -> None:
-    for contact_id, names, values in data:
-        email = emails_by_id.get(contact_id)
-        if email is not None:
-            current = state.contacts[email]
-            state.add_contact(current.replaced(properties=dict(zip(names, values, strict=True))))
+def _add_contacts(
+    state: State, ids: MailjetIds, contacts: list[records.ContactRow], data: list[records.DataRow]
+) -> dict[int, str]:
+    """Each contact made once, with its data (the last listed wins); their keys by ID.
+    Both lists are emptied as they are used (a read of a million holds each row once)."""
+    data_by_id = {row[0]: row for row in data}
+    data.clear()
+    emails_by_id: dict[int, str] = {}
+    for row in contacts:
+        contact_id = row[0]
+        found = data_by_id.get(contact_id)
+        properties = None if found is None else dict(zip(found[1], found[2], strict=True))
+        contact = records.contact_of(row, properties)
+        key = contact.key  # one string object shared by every index of this contact
+        state.contacts[key] = contact
+        ids.contacts[key] = contact_id
+        emails_by_id[contact_id] = key
+    contacts.clear()
+    return emails_by_id
 
 
 def _add_members(

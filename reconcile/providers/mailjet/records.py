@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from reconcile.errors import ApiError
@@ -78,9 +79,44 @@ def identified_list(record: Any) -> tuple[int, str, bool]:
     )
 
 
+# A read's record of one contact: ID, Email, Name, IsExcludedFromCampaigns and when they
+# opted out; made a Contact once its data has joined it (not a Contact made twice).
+ContactRow = tuple[int, str, str, bool, str | None]
+_NO_PROPERTIES: Mapping[str, PropertyValue] = MappingProxyType({})
+
+
 def contact(record: Any) -> Contact:
-    """Name and IsExcludedFromCampaigns are checked too: every PUT sends both back, so a
-    misread one would overwrite the live value."""
+    return _contact(*_checked_contact(record))
+
+
+def contact_row(record: Any) -> ContactRow:
+    return (field(record, "ID", int, "/contact"), *_checked_contact(record))
+
+
+def contact_of(row: ContactRow, properties: Mapping[str, PropertyValue] | None = None) -> Contact:
+    return _contact(*row[1:], properties or _NO_PROPERTIES)
+
+
+def identified_contact(record: Any) -> tuple[int, Contact]:
+    row = contact_row(record)
+    return row[0], contact_of(row)
+
+
+def _contact(
+    email: str,
+    name: str,
+    excluded: bool,
+    opted_out_at: str | None,
+    properties: Mapping[str, PropertyValue] = _NO_PROPERTIES,
+) -> Contact:
+    return Contact(email, {NAME: name, EXCLUDED: excluded}, properties, opted_out_at=opted_out_at)
+
+
+def _checked_contact(record: Any) -> tuple[str, str, bool, str | None]:
+    """Email, Name, IsExcludedFromCampaigns and when they opted out of everything, if
+    the account says (a re-inclusion needs an opt-in recorded after it; an unknown time
+    can't be undone). Name and IsExcludedFromCampaigns are checked too: every PUT sends
+    both back, so a misread one would overwrite the live value."""
     source = "/contact"
     email = field(record, "Email", str, source)
     excluded = record.get("IsExcludedFromCampaigns", False)
@@ -99,14 +135,8 @@ def contact(record: Any) -> Contact:
             "nothing was changed based on it",
             path=source,
         )
-    # When they opted out of everything, if the account says (a re-inclusion needs an
-    # opt-in recorded after it; an unknown time can't be undone).
     opted_out_at = utc_moment(record.get("UnsubscribedAt")) if excluded else None
-    return Contact(email, {NAME: name or "", EXCLUDED: excluded}, opted_out_at=opted_out_at)
-
-
-def identified_contact(record: Any) -> tuple[int, Contact]:
-    return field(record, "ID", int, "/contact"), contact(record)
+    return email, name or "", excluded, opted_out_at
 
 
 def stamped_contact(record: Any) -> tuple[int, Contact, str | None]:

@@ -1,0 +1,60 @@
+"""How a Mailjet read joins its collections (#15 item 6): each contact is made once,
+from its /contact row and its /contactdata row, whatever order they came in; data of an
+ID the contact listing does not hold (it lags behind) is left out; a contact with no
+data has no properties. The rows are let go as they are used."""
+
+from __future__ import annotations
+
+from reconcile.model import EXCLUDED, NAME, State
+from reconcile.providers.mailjet import records
+from reconcile.providers.mailjet.provider import MailjetIds, _add_contacts
+
+OPTED_OUT = "2026-11-30T10:00:00Z"
+
+
+def test_each_contact_is_made_once_with_its_own_data() -> None:
+    contacts: list[records.ContactRow] = [
+        (2, "b@example.com", "B", True, OPTED_OUT),
+        (1, "A@Example.com", "Old", False, None),
+        (4, "d@example.com", "", False, None),
+    ]
+    data: list[records.DataRow] = [
+        (1, ("dept", "seats"), ("Eng", 3)),
+        (3, ("dept",), ("Ghost",)),  # no such contact listed
+        (2, ("dept",), ("Sales",)),
+    ]
+    state, ids = State(), MailjetIds()
+
+    by_id = _add_contacts(state, ids, contacts, data)
+
+    assert by_id == {2: "b@example.com", 1: "a@example.com", 4: "d@example.com"}
+    assert ids.contacts == {"b@example.com": 2, "a@example.com": 1, "d@example.com": 4}
+    a, b, d = (state.contacts[k] for k in ("a@example.com", "b@example.com", "d@example.com"))
+    assert a.email == "A@Example.com"
+    assert dict(a.fields) == {NAME: "Old", EXCLUDED: False}
+    assert dict(a.properties) == {"dept": "Eng", "seats": 3}
+    assert dict(b.properties) == {"dept": "Sales"}
+    assert b.get_field(EXCLUDED) is True
+    assert b.opted_out_at == OPTED_OUT
+    assert dict(d.properties) == {}
+    assert "Ghost" not in {v for c in state.contacts.values() for v in c.properties.values()}
+    assert contacts == []
+    assert data == []
+
+
+def test_a_contact_listed_twice_keeps_the_last_listing_and_its_data() -> None:
+    """Records shift between pages while an account changes: the same ID can be listed
+    twice; the last listing wins, with the data of that ID."""
+    contacts: list[records.ContactRow] = [
+        (7, "e@example.com", "Before", False, None),
+        (7, "e@example.com", "After", True, OPTED_OUT),
+    ]
+    data: list[records.DataRow] = [(7, ("dept",), ("Ops",))]
+    state = State()
+
+    _add_contacts(state, MailjetIds(), contacts, data)
+
+    (only,) = state.contacts.values()
+    assert only.get_field(NAME) == "After"
+    assert only.get_field(EXCLUDED) is True
+    assert dict(only.properties) == {"dept": "Ops"}
