@@ -24,7 +24,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from bench.run import KEY, SECRET, served
+from bench.run import KEY, SECRET, peak_mb, served
 from bench.synthetic import write_csv_manifest, write_yaml_manifest
 from reconcile import engine
 from reconcile.manifest.loader import Manifest, load_manifest
@@ -34,10 +34,6 @@ from reconcile.providers.mailjet.bulk import JobPolling
 from reconcile.providers.mailjet.client import MailjetClient
 from reconcile.providers.mailjet.provider import MailjetProvider
 from reconcile.providers.pacing import Pacer
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def current_mb() -> float:

@@ -129,6 +129,13 @@ def rss_mb() -> float:
 
 
 def peak_mb() -> float:
+    """This process's peak resident memory (MB): VmHWM, which starts again at exec. Not
+    ru_maxrss, which a process started by another carries over from its parent (a drift
+    check spawned after an apply of a million contacts would report the apply's peak)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -48,7 +48,6 @@ import asyncio
 import json
 import math
 import re
-import resource
 import tempfile
 import time
 from collections.abc import Iterator
@@ -57,7 +56,7 @@ from typing import Any
 
 import httpx
 
-from bench.run import each_size, load_timed, served, size_arguments
+from bench.run import each_size, load_timed, peak_mb, served, size_arguments
 from bench.serve_mailchimp import (
     AUDIENCE_ID,
     CPU_PATH,
@@ -273,10 +272,6 @@ class Phase:
             f"{name}_net_wall": max(self.wall - self.emulator_cpu, 0.0),
             f"{name}_cpu": self.cpu,
         }
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 async def run_reconcile(url: str, manifest: Manifest, latency: float) -> dict[str, Any]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -45,6 +44,7 @@ from bench.run import (
     emulator_timing,
     load_timed,
     markdown_tables,
+    peak_mb,
     save_results,
     served,
     size_arguments,
@@ -203,7 +203,7 @@ async def run_reconcile(url: str, manifest: Manifest, scale: float) -> dict[str,
         started, cpu = time.monotonic(), time.process_time()
         plan, live = await engine.make_plan(manifest, provider)
         plan_stats = (client.stats.requests, time.monotonic() - started, time.process_time() - cpu)
-        plan_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        plan_peak = peak_mb()
         waited, summed = held.seconds, client.waited_seconds
         started, cpu, before = time.monotonic(), time.process_time(), client.stats.requests
         report = await engine.apply_plan(plan, provider, live, force=True)
@@ -274,7 +274,7 @@ def one_size(size: int, scale: float, contacts_in: str, imports: str = "update")
         naive_reads=naive_reads,
         naive_writes=naive_writes,
         naive_calls=naive_reads + naive_writes,
-        peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        peak_mb=peak_mb(),
     )
     return result
 
