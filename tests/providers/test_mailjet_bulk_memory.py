@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from reconcile import engine
+from reconcile.providers.base import INTERRUPTED, OutcomeStatus
 from reconcile.providers.mailjet import provider as mailjet_provider
 from reconcile.providers.mailjet.bulk import BulkWriter
 from reconcile.providers.mailjet.emulator.app import (
@@ -145,3 +146,52 @@ def test_each_jobs_items_are_made_only_when_it_is_sent(tmp_path: Path, renames: 
         n: emulator.contact(f"{'p' if renames else 'n'}{n}@example.com") for n in range(PEOPLE)
     }
     assert all(c is not None and c["Name"] == f"New {n}" for n, c in names.items())
+
+
+def test_ctrl_c_between_jobs_sends_no_more_and_says_what_never_started(tmp_path: Path) -> None:
+    """Items are made as each job's turn comes: a stop requested then leaves the jobs not
+    sent yet unsent, their changes "not started", while those sent end as they ended."""
+    emulator = account()
+    stop_at = 3  # the stop comes as the third job is made, before it is sent
+
+    class Stopping(BulkWriter):
+        async def run(self, actions: Any, works: Any, build: Any, settle: Any) -> None:
+            made = 0
+
+            def counted(chunk: Any) -> Any:
+                nonlocal made
+                made += 1
+                if made == stop_at:
+                    self.cancel.request()
+                return build(chunk)
+
+            await super().run(actions, works, counted, settle)
+
+    async def applied(url: str) -> Any:
+        provider = provider_at(url, emulator, chunk_size=5)
+        bulk = provider.bulk
+        provider.bulk = Stopping(provider.client, bulk.polling, 5, bulk.cancel, 1)
+        try:
+            plan, live = await engine.make_plan(manifest, provider)
+            return await engine.apply_plan(plan, provider, live, force=True)
+        finally:
+            await provider.aclose()
+
+    people = "".join(f"  - {{email: n{n}@example.com, name: New {n}}}\n" for n in range(PEOPLE))
+    manifest = load(tmp_path, f"provider: mailjet\ncontacts:\n{people}")
+    with served(emulator.app) as url:
+        report = run(applied(url))
+
+    posted = [c for c in emulator.control.calls("POST") if c.path == JOB]
+    assert len(posted) == stop_at - 1
+    created = {
+        f"contact:n{n}@example.com" for n in range(PEOPLE) if emulator.contact(f"n{n}@example.com")
+    }
+    assert len(created) == 5 * (stop_at - 1)
+    for outcome in report.outcomes:
+        if outcome.address in created:
+            assert outcome.status is OutcomeStatus.DONE, outcome
+        else:
+            assert outcome.status is OutcomeStatus.SKIPPED, outcome
+            assert outcome.message == INTERRUPTED
+    assert report.interrupted
