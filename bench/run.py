@@ -517,7 +517,7 @@ def markdown_tables(results: list[dict[str, Any]]) -> str:
     lines += [
         "",
         "| contacts | plan reads (minimum) | apply calls (estimate, minimum) | apply wall "
-        "(rate bound) | naive calls | load + plan CPU | peak RSS |",
+        "(rate bound) | naive calls | load + plan CPU | peak RSS: plan / + apply / drift check |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
@@ -527,7 +527,7 @@ def markdown_tables(results: list[dict[str, Any]]) -> str:
             f"{r['apply_calls']:,} ({r['estimate']:,}, {r['min_apply']:,}) | "
             f"{r['apply_wall']:.0f} s ({r['apply_rate_bound']:.0f} s) | "
             f"{r['naive_calls']:,} | {r['load_cpu'] + r['plan_cpu']:.1f} s | "
-            f"{r['plan_peak_mb']:.0f} MB |"
+            f"{r['plan_peak_mb']:,.0f} / {r['apply_peak_mb']:,.0f} / {r['drift_peak_mb']:,.0f} MB |"
         )
     return "\n".join(lines)
 
