@@ -358,31 +358,32 @@ def test_what_the_loader_refuses_is_left_out_with_a_warning(workdir: Path) -> No
 # ---- where the output goes ---------------------------------------------------------------
 
 
-def test_export_to_an_existing_directory_needs_a_file_name(workdir: Path) -> None:
-    (workdir / "out").mkdir()
-    refused = reconcile("export", "--sandbox", "-o", "out")
-    assert refused.exit_code == 1
-    assert refused.stderr.strip().splitlines() == [
-        f"Error: out is a directory: give a file (-o {Path('out/audience.yaml')}), or "
-        "--contacts-per-file N to split the export into it"
-    ]
-    assert list((workdir / "out").iterdir()) == []
-
-
-@pytest.mark.parametrize("exists", [True, False])
-def test_an_output_ending_in_a_slash_names_a_directory(workdir: Path, exists: bool) -> None:
-    """`-o new/` without --contacts-per-file: refused like an existing directory, not
-    written as a file named `new`."""
+@pytest.mark.parametrize(
+    ("output", "exists", "said"),
+    [
+        ("out", True, "out is a directory"),
+        ("new/", True, "new/ names a directory"),
+        ("new/", False, "new/ names a directory"),
+    ],
+)
+def test_export_to_a_directory_needs_a_file_name(
+    workdir: Path, output: str, exists: bool, said: str
+) -> None:
+    """`-o DIR`, or `-o new/` whether or not it exists, without --contacts-per-file:
+    refused, and nothing written (not a file named `new`)."""
+    directory = workdir / output.rstrip("/")
     if exists:
-        (workdir / "new").mkdir()
-    refused = reconcile("export", "--sandbox", "-o", "new/")
+        directory.mkdir()
+    refused = reconcile("export", "--sandbox", "-o", output)
     assert refused.exit_code == 1
     assert refused.stderr.strip().splitlines() == [
-        f"Error: new/ names a directory: give a file (-o {Path('new/audience.yaml')}), or "
+        f"Error: {said}: give a file (-o {Path(output.rstrip('/'), 'audience.yaml')}), or "
         "--contacts-per-file N to split the export into it"
     ]
-    assert (workdir / "new").is_dir() == exists
-    assert not (workdir / "new").is_file()
+    assert directory.is_dir() == exists
+    assert not directory.is_file()
+    if exists:
+        assert list(directory.iterdir()) == []
 
 
 def test_export_into_a_missing_directory_creates_it(workdir: Path) -> None:
