@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reconcile.diff import (
     Action,
@@ -460,3 +462,27 @@ def test_records_are_the_values_json() -> None:
     assert contact.record() == contact.values().to_json()
     assert membership.record() == membership.values().to_json()
     assert contact.values().other_fields == {"status": "bounced"}
+
+
+FIELD_VALUES = st.one_of(st.none(), st.booleans(), st.sampled_from(["", "A", "B"]))
+PROPERTY_VALUES = st.one_of(st.none(), st.integers(0, 2), st.floats(0, 1), st.sampled_from("ab"))
+
+
+@st.composite
+def contacts(draw: st.DrawFn) -> Contact:
+    fields = draw(st.dictionaries(st.sampled_from([NAME, EXCLUDED, "other"]), FIELD_VALUES))
+    properties = draw(st.dictionaries(st.sampled_from(["p", "q", "r", "s"]), PROPERTY_VALUES))
+    return Contact("a@example.com", fields, properties)
+
+
+@given(contacts(), contacts())
+def test_a_contact_holds_what_another_wants_exactly_when_each_value_matches(
+    have: Contact, want: Contact
+) -> None:
+    """The one-comparison check (positions shared by a pair of shapes) against a look-up
+    per value, where a value the contact lacks counts as None."""
+    each = all(have.fields.get(k) == v for k, v in want.fields.items()) and all(
+        have.properties.get(k) == v for k, v in want.properties.items()
+    )
+    assert have.holds(want) is each
+    assert have.holds(want) is have.holds(want)  # the shapes' getters, made once, agree

@@ -1,6 +1,6 @@
 """The fast ways through a big `contacts:` list must change nothing: the list read line by
 line (fast_yaml `_contacts_by_lines`) gives the values rapidyaml's tree and ruamel give,
-and an entry checked by hand (loader `_plain_contact`) gives the contact, the memberships
+and an entry checked by hand (loader `plain_contact`) gives the contact, the memberships
 and the errors (file, line, field, message) that the schema and the general path give.
 
 Entries are drawn mostly plain (the shape the fast ways take) with odd ones among them:
@@ -9,6 +9,8 @@ aliases, flow and block style, non-ASCII text, bad values."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import tempfile
 from collections.abc import Callable, Iterator
@@ -21,9 +23,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconcile.errors import ManifestError
-from reconcile.manifest import fast_yaml, loader
+from reconcile.manifest import csv_source, fast_yaml, loader
+from reconcile.manifest.entries import plain_contact
 from reconcile.manifest.fast_yaml import parse_fast
 from reconcile.manifest.loader import load_manifest
+from reconcile.manifest.schema import ContactSpec
 from tests.test_fast_yaml import TRICKY, assert_same_as_ruamel, typed
 
 HEAD = """\
@@ -142,7 +146,7 @@ def manifests(draw: st.DrawFn) -> str:
 def general_path() -> Iterator[None]:
     """What the loader did before the fast ways: ruamel reads, the schema validates."""
     with ExitStack() as stack:
-        stack.enter_context(mock.patch.object(loader, "_plain_contact", return_value=None))
+        stack.enter_context(mock.patch.object(loader, "plain_contact", return_value=None))
         stack.enter_context(
             mock.patch("reconcile.manifest.yaml_source.parse_fast", return_value=None)
         )
@@ -153,7 +157,7 @@ def general_path() -> Iterator[None]:
 def tree_path() -> Iterator[None]:
     """rapidyaml's tree for the list (no line-by-line reading), the schema for each entry."""
     with ExitStack() as stack:
-        stack.enter_context(mock.patch.object(loader, "_plain_contact", return_value=None))
+        stack.enter_context(mock.patch.object(loader, "plain_contact", return_value=None))
         stack.enter_context(mock.patch.object(fast_yaml, "_contacts_by_lines", return_value=None))
         yield
 
@@ -232,7 +236,7 @@ def test_plain_entries_take_both_fast_ways() -> None:
         assert items is not None, body
         with mock.patch.multiple(fast_yaml, _FIRST_CHUNK=1, _LINES_CHUNK=1):
             assert fast_yaml._contacts_by_lines(raw, start, len(raw), indent) == items
-        assert all(loader._plain_contact(item) is not None for item in items), body
+        assert all(plain_contact(item) is not None for item in items), body
         assert loaded(text) == loaded(text, general_path)
 
 
@@ -241,3 +245,91 @@ def test_anything_else_leaves_the_list_to_rapidyaml() -> None:
                 "name:", "name: x ", "properties:\n      seats: 1", "lists: [a,b]"]:  # fmt: skip
         raw = f"  - email: a@example.com\n    {odd}\n".encode()
         assert fast_yaml._contacts_by_lines(raw, 0, len(raw), b"  ") is None, odd
+
+
+@st.composite
+def csv_files(draw: st.DrawFn) -> str:
+    """A CSV source: the columns in any order and case; half the files valid throughout
+    (so the states are compared), the others with odd cells too (bad booleans, statuses,
+    JSON, names and emails, too few or too many cells)."""
+    columns = ["email", *draw(st.permutations(["name", "excluded_from_campaigns", "lists"]))]
+    columns = draw(st.permutations([*columns[: draw(st.integers(1, 4))], "properties"]))
+    odd = draw(st.booleans())
+    emails = EMAILS if odd else [f"p{n}@example.com" for n in range(9)]
+    statuses = ["", ":subscribed", " : unsubscribed", ":unsubscribed", ": x"][: 5 if odd else 4]
+    valid_values = {
+        "department": texts.filter(lambda t: t.isprintable()),
+        "seats": st.integers(-5, 5),
+        "vip": st.booleans(),
+        "renewal": st.sampled_from(["2026-01-01T00:00:00Z", "2027-02-01"]),
+    }
+    rows = []
+    for email in draw(st.lists(st.sampled_from(emails), min_size=1, max_size=6, unique=not odd)):
+        if odd:
+            keys = draw(st.lists(st.sampled_from(PROPERTY_KEYS), max_size=3))
+            properties: Any = {
+                k: draw(st.one_of(texts, st.integers(-5, 5), st.booleans(), st.none()))
+                for k in keys
+            }
+        else:
+            keys = draw(st.lists(st.sampled_from(sorted(valid_values)), max_size=3))
+            properties = {k: draw(valid_values[k]) for k in keys}
+        cells = {
+            "email": email,
+            "name": draw(texts if odd else texts.filter(lambda t: t.isprintable())),
+            "excluded_from_campaigns": draw(
+                st.sampled_from(["true", "FALSE", "", " no", "1"][: 5 if odd else 3])
+            ),
+            "lists": ";".join(
+                f"{name}{draw(st.sampled_from(statuses))}"
+                for name in draw(st.lists(st.sampled_from(LIST_NAMES[: 5 if odd else 2])))
+            ),
+            "properties": json.dumps(properties)
+            if not odd or draw(st.integers(0, 6))
+            else draw(st.sampled_from(["[1]", "{", "  "])),
+        }
+        row = [cells[column] for column in columns]
+        if odd:
+            row = row[: len(row) - draw(st.sampled_from([0, 0, 0, 1]))]
+            row += draw(st.sampled_from([[], [], [], ["extra"]]))
+        rows.append(row)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([c.upper() if draw(st.booleans()) else c for c in columns])
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+@contextmanager
+def csv_general_path() -> Iterator[None]:
+    """A CSV row as it was read before its fast way: lists as name: status, the schema."""
+    with ExitStack() as stack:
+        stack.enter_context(mock.patch.object(csv_source, "plain_contact", return_value=None))
+        stack.enter_context(
+            mock.patch.object(csv_source, "_plain_lists", side_effect=lambda found: found)
+        )
+        yield
+
+
+def loaded_csv(table: str, way: Callable[[], Any] | None = None) -> Any:
+    with tempfile.TemporaryDirectory() as work:
+        (Path(work) / "people.csv").write_text(table, encoding="utf-8")
+        path = Path(work) / "audience.yaml"
+        path.write_text(HEAD.replace("contacts:\n", "contacts_from: people.csv\n"), "utf-8")
+        with way() if way is not None else ExitStack():
+            return outcome(path)
+
+
+@SETTINGS
+@given(csv_files())
+def test_csv_rows_load_as_the_schema_loads_them(table: str) -> None:
+    assert loaded_csv(table) == loaded_csv(table, csv_general_path), table
+
+
+def test_a_plain_csv_row_takes_the_fast_way() -> None:
+    table = 'email,name,lists,properties\na@example.com,A,product;events,"{""seats"": 2}"\n'
+    with mock.patch.object(ContactSpec, "model_validate") as schema:
+        fast = loaded_csv(table)
+    schema.assert_not_called()
+    assert fast == loaded_csv(table, csv_general_path)
+    assert "'seats': 2" in fast[0]["a@example.com"]

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from reconcile.errors import ManifestError, ManifestIssue, SourceLocation
+from reconcile.manifest.entries import ContactEntry, plain_contact
 from reconcile.manifest.paths import validation_messages
 from reconcile.manifest.schema import ContactSpec
 from reconcile.manifest.suggest import did_you_mean
@@ -112,8 +113,8 @@ def _local(moment: datetime, zone: ZoneInfo) -> str:
 
 def read_contacts_csv(
     path: Path, issues: list[ManifestIssue], zone: ZoneInfo | None = None
-) -> Iterator[tuple[CsvRow, ContactSpec]]:
-    """Every valid row as a ContactSpec, one at a time (a big file is never held as specs);
+) -> Iterator[tuple[CsvRow, ContactEntry]]:
+    """Every valid row as a contact entry, one at a time (a big file is never held as specs);
     the problems of bad rows (and of the file, which then gives no row) are appended to
     `issues`."""
     try:
@@ -145,7 +146,7 @@ def read_contacts_csv(
         data: dict[str, Any] = {}
         try:
             data = _row_data(header, cells)
-            spec = ContactSpec.model_validate(data)
+            spec = plain_contact(data) or ContactSpec.model_validate(data)
         except ValidationError as error:
             issues.extend(
                 ManifestIssue(row.location(), field, message)
@@ -240,13 +241,19 @@ def _row_data(header: list[str], cells: list[str]) -> dict[str, Any]:
         raise _CellError("", "more cells than columns")
     record = dict(zip(header, cells, strict=False))
     data: dict[str, Any] = {"email": (record.get("email") or "")}
-    for column in COLUMNS[1:]:
-        cell = record.get(column) or ""
+    for column in _FIELD_COLUMNS:
+        cell = record.get(column)
+        if not cell:
+            continue
         if len(cell) > MAX_CELL:
             raise _CellError(column, f"longer than {MAX_CELL} characters")
-        if cell.strip():
-            data[column] = _cell(column, cell.strip())
+        cell = cell.strip()
+        if cell:
+            data[column] = _cell(column, cell)
     return data
+
+
+_FIELD_COLUMNS = COLUMNS[1:]
 
 
 def _cell(column: str, cell: str) -> Any:
@@ -257,13 +264,13 @@ def _cell(column: str, cell: str) -> Any:
     if column == "lists":
         memberships: dict[str, str] = {}
         for item in cell.split(";"):
-            name, _, status = item.strip().partition(":")
+            name, _, status = item.partition(":")
             status = status.strip() or "subscribed"
             if status not in STATUSES:
                 message = f"expected 'subscribed' or 'unsubscribed', got {status[:40]!r}"
                 raise _CellError(f"lists.{name.strip()}", message)
             memberships[name.strip()] = status
-        return memberships
+        return _plain_lists(memberships)
     if column == "properties":
         try:
             values = json.loads(cell)
@@ -273,6 +280,14 @@ def _cell(column: str, cell: str) -> Any:
             raise _CellError(column, 'not a JSON object like {"seats": 3}')
         return values
     return cell
+
+
+def _plain_lists(memberships: dict[str, str]) -> list[str] | dict[str, str]:
+    """All subscribed: a list of the names, the plain shape `plain_contact` takes (a name
+    written twice is there once either way)."""
+    if "unsubscribed" not in memberships.values():
+        return list(memberships)
+    return memberships
 
 
 class _CellError(ValueError):

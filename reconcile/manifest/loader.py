@@ -26,6 +26,7 @@ from reconcile.errors import (
 )
 from reconcile.manifest.csv_source import CsvRow, read_contacts_csv
 from reconcile.manifest.emails import email_problem
+from reconcile.manifest.entries import ContactEntry, plain_contact
 from reconcile.manifest.paths import data_path, field_name, path_of, validation_messages
 from reconcile.manifest.schema import (
     ContactSpec,
@@ -54,7 +55,6 @@ from reconcile.model import (
     ValueTypeError,
     email_key,
     strict_value,
-    text_problem,
 )
 from reconcile.policy import ContactScope, Policy, Thresholds
 from reconcile.providers import registry
@@ -330,11 +330,11 @@ def _streamed(
     gives what of it is valid, as `_salvaged` does; its issues are those of the whole file
     validated at once (read again: the entries are gone by then), so they read exactly as
     for a file validated in one piece. An entry of the common plain shape is checked by
-    hand (`_plain_contact`), the rest by the schema."""
+    hand (`plain_contact`), the rest by the schema."""
     refused = False
     for index, raw in enumerate(raw_contacts):
         raw_contacts[index] = None
-        spec: ContactEntry | None = _plain_contact(raw)
+        spec: ContactEntry | None = plain_contact(raw)
         if spec is None:
             try:
                 spec = ContactSpec.model_validate(raw)
@@ -349,69 +349,6 @@ def _streamed(
             model.model_validate(again.data)
         except ValidationError as error:
             late_issues.extend(_validation_issues(again, error, model))
-
-
-@dataclass(slots=True)
-class PlainContact:
-    """A contact entry of the common shape, checked by hand: what ContactSpec would hold
-    for it. A pydantic model per entry is most of a big file's validation. (Not frozen:
-    a frozen dataclass takes four times as long to make, a million times.)"""
-
-    email: str
-    name: str | None
-    excluded_from_campaigns: bool | None
-    properties: dict[str, Any]
-    lists: list[str]
-    opted_in_at: Any
-    renamed_from: None = None
-
-
-ContactEntry = ContactSpec | PlainContact
-_PLAIN_KEYS = frozenset(
-    {"email", "name", "excluded_from_campaigns", "properties", "lists", "opted_in_at"}
-)
-_ABSENT: Any = object()
-
-
-def _plain_contact(raw: Any) -> PlainContact | None:
-    """The entry, when ContactSpec would take it as it is and it has only plain fields: an
-    email, a printable name, excluded_from_campaigns, properties with text keys, lists as
-    a list of names, opted_in_at. None for anything else (the schema decides, and words
-    any error), so a fast path never changes what is accepted or reported."""
-    if type(raw) is not dict:
-        return None
-    email = raw.get("email")
-    if type(email) is not str:
-        return None
-    name = raw.get("name", _ABSENT)
-    excluded = raw.get("excluded_from_campaigns", _ABSENT)
-    properties = raw.get("properties", _ABSENT)
-    lists = raw.get("lists", _ABSENT)
-    opted_in_at = raw.get("opted_in_at")
-    if not (
-        _PLAIN_KEYS.issuperset(raw)
-        and (name is _ABSENT or (type(name) is str and text_problem(name) is None))
-        and (excluded is _ABSENT or type(excluded) is bool)
-        and (properties is _ABSENT or (type(properties) is dict and _texts(properties)))
-        and (lists is _ABSENT or (type(lists) is list and _texts(lists)))
-    ):
-        return None
-    return PlainContact(
-        email,
-        None if name is _ABSENT else name,
-        None if excluded is _ABSENT else excluded,
-        {} if properties is _ABSENT else properties,
-        [] if lists is _ABSENT else lists,
-        opted_in_at,
-    )
-
-
-def _texts(values: Iterable[Any]) -> bool:
-    # a loop, not all() over a generator, which takes twice as long
-    for value in values:  # noqa: SIM110
-        if type(value) is not str:
-            return False
-    return True
 
 
 def _salvaged(
@@ -766,6 +703,10 @@ class _Builder:
                     self._error(source, ("properties", name), message)
                 continue
             kind = definition.type
+            if kind is STR and type(raw) is str and len(raw) <= 64 and raw.isprintable():
+                # Most values: short text, checked as strict_value would, shared below.
+                values[definition.name] = sys.intern(raw)
+                continue
             written = raw
             if zoned is not None and kind is PropertyType.DATETIME:
                 try:
@@ -779,7 +720,7 @@ class _Builder:
                 self._error(source, ("properties", name), f"{error} (declared {kind})")
                 continue
             # Repeated short values (a department, a plan) share one string object.
-            if isinstance(value, str) and len(value) <= 64:
+            if type(value) is str and len(value) <= 64:
                 value = sys.intern(value)
             values[definition.name] = value
         return values
@@ -793,6 +734,9 @@ class _Builder:
     ) -> None:
         named = field_name if field_name is not None else ".".join(str(p) for p in loc)
         self.issues.append(ManifestIssue(source.location(loc), _field(source, named), message))
+
+
+STR = PropertyType.STR
 
 
 class ContactSources(Mapping[str, "ContactSource"]):
