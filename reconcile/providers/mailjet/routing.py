@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from reconcile.diff import Action, Change, Flag, ResourceType
 from reconcile.model import Namespace, PropertyDef, PropertyValue, SubscriptionStatus
@@ -34,26 +35,49 @@ NamedAction = tuple[str, str]  # (list name, managecontactslists action)
 Job = tuple[tuple[NamedAction, ...], list["ContactWork"]]  # one bulk job: its actions, contacts
 
 
+_NO_PROPERTIES: Mapping[str, PropertyValue] = MappingProxyType({})
+
+
 @dataclass(slots=True)
 class ContactWork:
+    """One contact's changes (its record's, its memberships'), with what routing asks of
+    them worked out once: a million contacts are routed for the estimate and for apply."""
+
     key: str
     contact: Change | None = None
     memberships: list[Change] = field(default_factory=list)
+    properties: Mapping[str, PropertyValue] = field(init=False)
+    changes_fields: bool = field(init=False)  # an existing contact's Name/exclusion change
+    creates: bool = field(init=False)
+    resubscribes: list[Change] = field(init=False)  # each read again just before (single)
+    record_calls: int = field(init=False)
+    single_calls: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        contact = self.contact
+        after = contact.contact_after if contact is not None else None
+        self.properties = (after.properties if after else None) or _NO_PROPERTIES
+        self.creates = contact is not None and contact.action is Action.CREATE
+        self.changes_fields = (
+            after is not None and contact is not None and contact.action is Action.UPDATE
+        ) and bool(after.fields)
+        self.resubscribes = [m for m in self.memberships if Flag.RESUBSCRIBE in m.flags]
+        # Requests for the contact record on single calls: a POST for a new one; for a
+        # Name/exclusion change, the read of the record as it is now (PUT replaces every
+        # field) and the PUT.
+        self.record_calls = 1 if self.creates else 2 if self.changes_fields else 0
+        # On single calls: the record, its data, a call per kind of list change (adds
+        # and removals), and a read before each re-subscription.
+        self.single_calls = (
+            self.record_calls
+            + (1 if self.properties else 0)
+            + len({m.action is Action.DELETE for m in self.memberships})
+            + len(self.resubscribes)
+        )
 
     @property
     def changes(self) -> list[Change]:
         return ([self.contact] if self.contact else []) + self.memberships
-
-    @property
-    def properties(self) -> Mapping[str, PropertyValue]:
-        return (self.contact.contact_after.properties if self.contact else None) or {}
-
-    @property
-    def changes_fields(self) -> bool:
-        """An existing contact's Name/IsExcludedFromCampaigns change."""
-        if self.contact is None or self.contact.action is not Action.UPDATE:
-            return False
-        return bool(self.contact.contact_after.fields)
 
     @property
     def field_names(self) -> frozenset[str]:
@@ -61,31 +85,8 @@ class ContactWork:
             return frozenset()
         return frozenset(self.contact.contact_after.fields)
 
-    @property
-    def record_calls(self) -> int:
-        """Requests for the contact record on single calls: a POST for a new one; for a
-        Name/exclusion change, the read of the record as it is now (PUT replaces every
-        field) and the PUT."""
-        if self.contact is not None and self.contact.action is Action.CREATE:
-            return 1
-        return 2 if self.changes_fields else 0
-
-    @property
-    def creates(self) -> bool:
-        return self.contact is not None and self.contact.action is Action.CREATE
-
-    @property
-    def resubscribes(self) -> list[Change]:
-        """Memberships an opt-in brings back: each is read again just before (single calls)."""
-        return [m for m in self.memberships if Flag.RESUBSCRIBE in m.flags]
-
     def actions(self) -> tuple[NamedAction, ...]:
         return tuple(sorted((m.list_name, list_action(m)) for m in self.memberships))
-
-    def single_cost(self) -> int:
-        calls = self.record_calls + (1 if self.properties else 0)
-        calls += len({m.action is Action.DELETE for m in self.memberships})
-        return calls + len(self.resubscribes)
 
 
 @dataclass
@@ -104,7 +105,7 @@ class Route:
     contacts_after: int = 0
 
     def calls(self, chunk_size: int) -> int:
-        calls = sum(work.single_cost() for work in self.single)
+        calls = sum(work.single_calls for work in self.single)
         for works in self.bulk.values():
             calls += jobs(len(works), chunk_size) * (1 + EXPECTED_POLLS)
             if not self.fields_in_jobs:
@@ -179,18 +180,23 @@ def list_action(change: Change) -> str:
 
 
 def collect(changes: Iterable[Change]) -> list[ContactWork]:
-    works: dict[str, ContactWork] = {}
+    """Each contact's work, in the order its first change comes."""
+    found: dict[str, tuple[list[Change], list[Change]]] = {}
     for change in changes:
-        if change.type not in (ResourceType.CONTACT, ResourceType.MEMBERSHIP):
-            continue
-        if change.type is ResourceType.CONTACT and change.action is Action.DELETE:
-            continue
-        work = works.setdefault(contact_of(change), ContactWork(contact_of(change)))
         if change.type is ResourceType.CONTACT:
-            work.contact = change
-        else:
-            work.memberships.append(change)
-    return list(works.values())
+            if change.action is Action.DELETE:
+                continue
+        elif change.type is not ResourceType.MEMBERSHIP:
+            continue
+        key = contact_of(change)
+        mine = found.get(key)
+        if mine is None:
+            mine = found[key] = ([], [])
+        mine[change.type is ResourceType.MEMBERSHIP].append(change)
+    return [
+        ContactWork(key, contact[-1] if contact else None, memberships)
+        for key, (contact, memberships) in found.items()
+    ]
 
 
 def route(
@@ -203,12 +209,9 @@ def route(
     single calls), or riding in the jobs; `live_contacts` as read (for the fresh read)."""
     forced: list[ContactWork] = []
     groups: dict[tuple[NamedAction, ...], list[ContactWork]] = defaultdict(list)
+    historic = {name for name, d in definitions.items() if d.namespace is Namespace.HISTORIC}
     for work in collect(changes):
-        historic = any(
-            definitions.get(name) is not None and definitions[name].namespace is Namespace.HISTORIC
-            for name in work.properties
-        )
-        if historic or work.resubscribes:
+        if work.resubscribes or (historic and not historic.isdisjoint(work.properties)):
             forced.append(work)
         else:
             groups[work.actions()].append(work)
@@ -233,7 +236,7 @@ def _grouped(
 ) -> Route:
     result = Route(single=list(forced), fields_in_jobs=fields_in_jobs)
     for actions, works in groups.items():
-        single = sum(work.single_cost() for work in works)
+        single = sum(work.single_calls for work in works)
         bulk = jobs(len(works), chunk_size) * (1 + EXPECTED_POLLS)
         if not fields_in_jobs:
             bulk += sum(work.record_calls for work in works if work.changes_fields)
