@@ -49,7 +49,7 @@ class ContactWork:
     properties: Mapping[str, PropertyValue] = field(init=False)
     changes_fields: bool = field(init=False)  # an existing contact's Name/exclusion change
     creates: bool = field(init=False)
-    resubscribes: list[Change] = field(init=False)  # each read again just before (single)
+    resubscriptions: int = field(init=False)  # each read again just before (single calls)
     record_calls: int = field(init=False)
     single_calls: int = field(init=False)
 
@@ -61,7 +61,7 @@ class ContactWork:
         self.changes_fields = (
             after is not None and contact is not None and contact.action is Action.UPDATE
         ) and bool(after.fields)
-        self.resubscribes = [m for m in self.memberships if Flag.RESUBSCRIBE in m.flags]
+        self.resubscriptions = sum(Flag.RESUBSCRIBE in m.flags for m in self.memberships)
         # Requests for the contact record on single calls: a POST for a new one; for a
         # Name/exclusion change, the read of the record as it is now (PUT replaces every
         # field) and the PUT.
@@ -72,7 +72,7 @@ class ContactWork:
             self.record_calls
             + (1 if self.properties else 0)
             + len({m.action is Action.DELETE for m in self.memberships})
-            + len(self.resubscribes)
+            + self.resubscriptions
         )
 
     @property
@@ -211,7 +211,7 @@ def route(
     groups: dict[tuple[NamedAction, ...], list[ContactWork]] = defaultdict(list)
     historic = {name for name, d in definitions.items() if d.namespace is Namespace.HISTORIC}
     for work in collect(changes):
-        if work.resubscribes or (historic and not historic.isdisjoint(work.properties)):
+        if work.resubscriptions or (historic and not historic.isdisjoint(work.properties)):
             forced.append(work)
         else:
             groups[work.actions()].append(work)
