@@ -491,7 +491,13 @@ def apply(
         applied = _await(work, cancel)
     if applied is None:
         return
-    _show_report(applied, output_format)
+    try:
+        _show_report(applied, output_format)
+    except KeyboardInterrupt:  # the apply has ended: say how, not that writes were under way
+        err.print("Interrupted while printing the report; the apply had ended:")
+        for line in summary(applied):
+            err.print(_escape(line))
+        raise typer.Exit(EXIT_ERROR) from None
     if applied.interrupted and not cancel.wrote:  # Ctrl-C before any write went out
         raise typer.Exit(EXIT_INTERRUPTED)
     if cancel.requested:  # Ctrl-C after writes began: even if all landed, exit 1 as promised

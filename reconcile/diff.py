@@ -34,6 +34,7 @@ from reconcile.model import (
     State,
     SubscriptionStatus,
     fingerprint,
+    wanted_status,
 )
 
 
@@ -629,12 +630,20 @@ def _creation(want: Contact) -> ContactValues:
 
 
 def _membership_changes(desired: State, live: State, warnings: list[Finding]) -> Iterator[Change]:
-    for key, want in desired.memberships.items():
-        status = live.memberships.status(*key)
+    held = live.memberships.status
+    for list_name, email, wanted in desired.memberships.statuses():
+        status = held(list_name, email)
         if status is None:
-            yield Change(ResourceType.MEMBERSHIP, Action.CREATE, key, None, want.wanted())
-        elif status != want.status:
-            change = _status_change(want, live.memberships[key], warnings)
+            yield Change(
+                ResourceType.MEMBERSHIP,
+                Action.CREATE,
+                (list_name, email),
+                None,
+                wanted_status(wanted),
+            )
+        elif status != wanted:
+            key = (list_name, email)
+            change = _status_change(desired.memberships[key], live.memberships[key], warnings)
             if change is not None:
                 yield change
 

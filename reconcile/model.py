@@ -499,7 +499,7 @@ class Membership:
     def wanted(self) -> MembershipValues:
         """What a plan asks of this membership (a desired one): one value per status,
         shared by every change that asks it."""
-        return _WANTED[self.status]
+        return wanted_status(self.status)
 
     def record(self) -> dict[str, Any]:
         """`values().to_json()`, built directly: every membership update fingerprints one."""
@@ -621,6 +621,12 @@ class Memberships(MutableMapping[MembershipKey, Membership]):
         """The email keys of one list's members (empty when the list has none)."""
         return self._lists.get(list_name, {}).keys()
 
+    def statuses(self) -> Iterator[tuple[str, str, SubscriptionStatus]]:
+        """(list name, email key, status) of each membership, without making one."""
+        for list_name, members in self._lists.items():
+            for email, entry in members.items():
+                yield list_name, email, entry[0] if isinstance(entry, tuple) else entry
+
     def list_names(self) -> KeysView[str]:
         """The lists that have members here."""
         return self._lists.keys()
@@ -656,6 +662,11 @@ class _MembershipValues(ValuesView[Membership]):
 
 
 _WANTED = {status: MembershipValues(status) for status in SubscriptionStatus}
+
+
+def wanted_status(status: SubscriptionStatus) -> MembershipValues:
+    """What a plan asks of a membership that should have `status` (one value shared)."""
+    return _WANTED[status]
 
 
 @dataclass(frozen=True)
