@@ -560,6 +560,17 @@ class Memberships(MutableMapping[MembershipKey, Membership]):
             members[email] = (status, opted_in_at, opted_out_at)
         self._size += len(members) - size
 
+    def put_subscribed(self, list_name: str, emails: Iterable[str]) -> None:
+        """`put` of each of `emails`, subscribed with no times (a read of a million)."""
+        members = self._lists.get(list_name)
+        if members is None:
+            members = self._lists[list_name] = {}
+        size = len(members)
+        members.update(dict.fromkeys(emails, SubscriptionStatus.SUBSCRIBED))
+        self._size += len(members) - size
+        if not members:
+            del self._lists[list_name]
+
     @staticmethod
     def _made(list_name: str, email: str, entry: _Entry) -> Membership:
         if type(entry) is tuple:
@@ -966,3 +977,5 @@ def _to_datetime(value: object) -> str:
 # sign-up day) over many contacts, and parsing each again is most of a load's time for them.
 _MOMENTS: dict[str, str] = {}
 _MOMENTS_KEPT = 100_000
+# Read-only: a datetime as written -> as normalised, when it has been read before.
+KNOWN_MOMENTS: Mapping[str, str] = _MOMENTS

@@ -8,9 +8,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconcile.model import EXCLUDED, NAME, PropertyDef, PropertyType, State
+from reconcile.model import EXCLUDED, NAME, PropertyDef, PropertyType, State, SubscriptionStatus
 from reconcile.providers.mailjet import records
-from reconcile.providers.mailjet.provider import MailjetIds, _add_contacts
+from reconcile.providers.mailjet.provider import MailjetIds, _add_contacts, _add_members
 
 OPTED_OUT = "2026-11-30T10:00:00Z"
 
@@ -96,3 +96,31 @@ def test_a_data_record_reads_as_each_value_canonical(items: list[tuple[str, obje
     general = tuple(records._canonical(v, definitions.get(n)) for n, v in items)
     assert values == general
     assert [type(v) for v in values] == [type(v) for v in general]
+
+
+def test_members_join_their_contacts_and_one_who_left_is_never_read_as_subscribed() -> None:
+    """A list's members by ContactID: subscribed ones bare, those who left with when. One
+    listed twice (pages shifted by a change during the read) both ways reads as having
+    left, whatever the order; an ID the contact listing lacks (it lags) is left out."""
+    state = State()
+    emails = {1: "a@example.com", 2: "b@example.com", 3: "c@example.com"}
+    members: list[int | tuple[int, str | None]] = [
+        1,
+        (2, OPTED_OUT),
+        2,
+        9,  # not listed as a contact
+        (3, None),
+        3,
+        1,
+    ]
+
+    _add_members(state, "news", members, emails)
+
+    assert state.memberships.status("news", "a@example.com") is SubscriptionStatus.SUBSCRIBED
+    assert state.memberships["news", "b@example.com"].status is SubscriptionStatus.UNSUBSCRIBED
+    assert state.memberships["news", "b@example.com"].opted_out_at == OPTED_OUT
+    assert state.memberships.status("news", "c@example.com") is SubscriptionStatus.UNSUBSCRIBED
+    assert len(state.memberships) == 3
+    _add_members(state, "empty", [9], emails)
+    assert "empty" not in state.memberships.list_names()
+    assert len(state.memberships) == 3

@@ -941,14 +941,18 @@ def _add_members(
     members: list[int | tuple[int, str | None]],
     emails_by_id: dict[int, str],
 ) -> None:
+    # A member the contact listing does not hold (it lags behind) is not managed here.
+    subscribed = (emails_by_id.get(m) for m in members if type(m) is int)
+    state.memberships.put_subscribed(list_name, (e for e in subscribed if e is not None))
     for member in members:
-        contact_id, unsubscribed_at = (member, None) if isinstance(member, int) else member
+        if isinstance(member, int):
+            continue
+        contact_id, unsubscribed_at = member
         email = emails_by_id.get(contact_id)
-        if email is None:
-            continue  # the contact listing lags behind; this plan does not manage them
-        subscribed = isinstance(member, int)
-        status = SubscriptionStatus.SUBSCRIBED if subscribed else SubscriptionStatus.UNSUBSCRIBED
-        state.memberships.put(list_name, email, status, opted_out_at=unsubscribed_at)
+        if email is not None:
+            state.memberships.put(
+                list_name, email, SubscriptionStatus.UNSUBSCRIBED, opted_out_at=unsubscribed_at
+            )
 
 
 def _definitions(changes: Sequence[Change], live: State) -> dict[str, PropertyDef]:
