@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -24,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
+from reconcile import fastjson
 from reconcile.errors import ManifestError, ManifestIssue, SourceLocation
 from reconcile.manifest.entries import ContactEntry, plain_contact
 from reconcile.manifest.paths import validation_messages
@@ -273,7 +273,7 @@ def _cell(column: str, cell: str) -> Any:
         return _plain_lists(memberships)
     if column == "properties":
         try:
-            values = json.loads(cell)
+            values = fastjson.loads(cell)
         except ValueError:
             raise _CellError(column, 'not a JSON object like {"seats": 3}') from None
         if not isinstance(values, dict):

@@ -11,6 +11,7 @@ import ssl
 
 import httpx
 
+from reconcile import fastjson
 from reconcile.errors import ApiError
 
 TIMEOUT_SETTINGS = {
@@ -79,7 +80,7 @@ def json_body(response: httpx.Response, method: str, path: str) -> object:
     if status == 304 or (status < 300 and not response.content):
         return NO_BODY
     try:
-        return response.json()
+        return fastjson.loads(response.content)
     except ValueError:
         if status < 300:
             raise ApiError(
