@@ -739,6 +739,15 @@ class _Builder:
 STR = PropertyType.STR
 
 
+def _source_maker(source: ContactSource) -> Callable[[int], ContactSource]:
+    """What makes the source of another contact of `source`'s run from its int."""
+    if isinstance(source, CsvRow):
+        return functools.partial(CsvRow, source.path, zone=source.zone)
+    if isinstance(source, YamlContact):
+        return functools.partial(YamlContact, source.document)
+    return functools.partial(_same, source)
+
+
 class ContactSources(Mapping[str, "ContactSource"]):
     """Where each contact entry is, by email key, kept compactly: per contact its key and one
     int (its line in a CSV file, its index in a YAML file's contacts:), and per run of
@@ -755,22 +764,16 @@ class ContactSources(Mapping[str, "ContactSource"]):
 
     def add(self, key: str, source: ContactSource) -> None:
         run_of: Any
-        make: Callable[[int], ContactSource]
         if isinstance(source, CsvRow):
-            path, zone = source.path, source.zone
-            run_of, where = ("csv", path, zone), source.line
-            make = functools.partial(CsvRow, path, zone=zone)
+            run_of, where = ("csv", source.path, source.zone), source.line
         elif isinstance(source, YamlContact):
-            document = source.document
-            run_of, where = ("yaml", id(document)), source.index
-            make = functools.partial(YamlContact, document)
+            run_of, where = ("yaml", id(source.document)), source.index
         else:  # any other kind: one run of its own
             run_of, where = ("object", id(source)), 0
-            make = functools.partial(_same, source)
         if run_of != self._run_of or not self._runs:
             self._run_of = run_of
             self._starts.append(len(self._keys))
-            self._runs.append(make)
+            self._runs.append(_source_maker(source))
         if self._positions is not None:
             self._positions[key] = len(self._keys)
         self._keys.append(key)

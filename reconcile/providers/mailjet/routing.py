@@ -54,6 +54,10 @@ class ContactWork:
     single_calls: int = field(init=False)
 
     def __post_init__(self) -> None:
+        self.settle()
+
+    def settle(self) -> None:
+        """Work out what routing asks, once `contact` and `memberships` are complete."""
         contact = self.contact
         after = contact.contact_after if contact is not None else None
         self.properties = (after.properties if after else None) or _NO_PROPERTIES
@@ -181,7 +185,7 @@ def list_action(change: Change) -> str:
 
 def collect(changes: Iterable[Change]) -> list[ContactWork]:
     """Each contact's work, in the order its first change comes."""
-    found: dict[str, tuple[list[Change], list[Change]]] = {}
+    works: dict[str, ContactWork] = {}
     for change in changes:
         if change.type is ResourceType.CONTACT:
             if change.action is Action.DELETE:
@@ -189,14 +193,16 @@ def collect(changes: Iterable[Change]) -> list[ContactWork]:
         elif change.type is not ResourceType.MEMBERSHIP:
             continue
         key = contact_of(change)
-        mine = found.get(key)
-        if mine is None:
-            mine = found[key] = ([], [])
-        mine[change.type is ResourceType.MEMBERSHIP].append(change)
-    return [
-        ContactWork(key, contact[-1] if contact else None, memberships)
-        for key, (contact, memberships) in found.items()
-    ]
+        work = works.get(key)
+        if work is None:
+            work = works[key] = ContactWork(key)
+        if change.type is ResourceType.CONTACT:
+            work.contact = change
+        else:
+            work.memberships.append(change)
+    for work in works.values():
+        work.settle()
+    return list(works.values())
 
 
 def route(
