@@ -28,6 +28,7 @@ from reconcile.manifest.entries import plain_contact
 from reconcile.manifest.fast_yaml import parse_fast
 from reconcile.manifest.loader import load_manifest
 from reconcile.manifest.schema import ContactSpec
+from reconcile.model import PropertyType, ValueTypeError, strict_value
 from tests.test_fast_yaml import TRICKY, assert_same_as_ruamel, typed
 
 HEAD = """\
@@ -333,3 +334,47 @@ def test_a_plain_csv_row_takes_the_fast_way() -> None:
     schema.assert_not_called()
     assert fast == loaded_csv(table, csv_general_path)
     assert "'seats': 2" in fast[0]["a@example.com"]
+
+
+RAW_VALUES = st.one_of(
+    st.booleans(),
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=70),
+    st.sampled_from(["2026-01-01T00:00:00Z", "2026-01-01", "a\x07b", "x" * 65]),
+)
+
+
+def yaml_scalar(value: Any) -> str:
+    """`value` as YAML writes it: text double-quoted, every unprintable character escaped
+    (YAML refuses some written as they are), floats that JSON can't write in YAML's words."""
+    if isinstance(value, str):
+        escaped = (c if c.isprintable() and c not in '"\\' else f"\\U{ord(c):08x}" for c in value)
+        return '"' + "".join(escaped) + '"'
+    written = json.dumps(value)
+    return {"Infinity": ".inf", "-Infinity": "-.inf", "NaN": ".nan"}.get(written, written)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["str", "int", "float", "bool", "datetime"]), RAW_VALUES)
+def test_a_property_value_loads_as_strict_value_takes_it(kind: str, raw: Any) -> None:
+    """The loader's fast ways for values of exactly their declared type (short text,
+    numbers, booleans) accept and keep what `strict_value` does, and refuse the rest."""
+    written = yaml_scalar(raw)
+    text = (
+        f"provider: mailjet\nproperties: {{p: {{type: {kind}}}}}\n"
+        f"contacts:\n  - {{email: a@example.com, properties: {{p: {written}}}}}\n"
+    )
+    try:
+        expected: Any = strict_value(PropertyType(kind), raw)
+    except ValueTypeError:
+        expected = ValueTypeError
+    with tempfile.TemporaryDirectory() as work:
+        path = Path(work) / "audience.yaml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            got: Any = load_manifest([path]).desired.contacts["a@example.com"].properties["p"]
+        except ManifestError:
+            got = ValueTypeError
+    assert got == expected or (got != got and expected != expected)
+    assert type(got) is type(expected)

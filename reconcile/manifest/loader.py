@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import math
 import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -43,6 +44,7 @@ from reconcile.manifest.suggest import closest, did_you_mean
 from reconcile.manifest.yaml_source import YamlDocument, read_yaml
 from reconcile.model import (
     EXCLUDED,
+    INT_RANGE,
     NAME,
     Contact,
     ContactList,
@@ -707,6 +709,14 @@ class _Builder:
                 # Most values: short text, checked as strict_value would, shared below.
                 values[definition.name] = sys.intern(raw)
                 continue
+            plain = type(raw)
+            if (
+                (plain is bool and kind is BOOL)
+                or (plain is int and kind is INT and INT_RANGE[0] <= raw <= INT_RANGE[1])
+                or (plain is float and kind is FLOAT and math.isfinite(raw))
+            ):
+                values[definition.name] = raw  # a number or boolean as strict_value takes it
+                continue
             written = raw
             if zoned is not None and kind is PropertyType.DATETIME:
                 try:
@@ -736,7 +746,7 @@ class _Builder:
         self.issues.append(ManifestIssue(source.location(loc), _field(source, named), message))
 
 
-STR = PropertyType.STR
+STR, BOOL, INT, FLOAT = PropertyType.STR, PropertyType.BOOL, PropertyType.INT, PropertyType.FLOAT
 
 
 def _source_maker(source: ContactSource) -> Callable[[int], ContactSource]:
