@@ -924,9 +924,7 @@ def _add_contacts(
     emails_by_id: dict[int, str] = {}
     for row in contacts:
         contact_id = row[0]
-        found = data_by_id.get(contact_id)
-        properties = None if found is None else dict(zip(found[1], found[2], strict=True))
-        contact = records.contact_of(row, properties)
+        contact = records.contact_of(row, data_by_id.get(contact_id))
         key = contact.key  # one string object shared by every index of this contact
         state.contacts[key] = contact
         ids.contacts[key] = contact_id

@@ -94,8 +94,14 @@ def contact_row(record: Any) -> ContactRow:
     return (field(record, "ID", int, "/contact"), *_checked_contact(record))
 
 
-def contact_of(row: ContactRow, properties: Mapping[str, PropertyValue] | None = None) -> Contact:
-    return _contact(*row[1:], properties or _NO_PROPERTIES)
+def contact_of(row: ContactRow, data: DataRow | None = None) -> Contact:
+    """The contact of a /contact row, with its /contactdata row's properties if any."""
+    _, email, name, excluded, opted_out_at = row
+    names, values = (data[1], data[2]) if data is not None else ((), ())
+    return Contact.in_order(email, _FIELDS, names, (name, excluded, *values), opted_out_at)
+
+
+_FIELDS = (NAME, EXCLUDED)  # a /contact row's fields, in the order of its values
 
 
 def identified_contact(record: Any) -> tuple[int, Contact]:
@@ -169,8 +175,8 @@ def member(record: Any) -> int | tuple[int, str | None]:
     return (contact_id, when) if unsubscribed else contact_id
 
 
-# A read's record of one contact's data: ContactID, then the property names (one tuple
-# shared by every record with the same ones) and their values. A dict per record held
+# A read's record of one contact's data: ContactID, then the property names (each once;
+# one tuple shared by every record with the same ones) and their values. A dict per record held
 # until the contacts join (a read of a million) would cost some 150 bytes more each.
 DataRow = tuple[int, tuple[str, ...], tuple[PropertyValue, ...]]
 _NAME_SETS: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -217,8 +223,12 @@ def contact_values(record: Any, definitions: Mapping[str, PropertyDef]) -> DataR
         values.append(value)
     kind = tuple(names)
     shared = _NAME_SETS.get(kind)
-    if shared is None and len(_NAME_SETS) < _MOST_NAME_SETS:
-        shared = _NAME_SETS[kind] = kind
+    if shared is None:
+        if len(set(kind)) < len(kind):  # a name twice: its last value, as a dict keeps it
+            unique = dict(zip(kind, values, strict=True))
+            kind, values = tuple(unique), list(unique.values())
+        if len(_NAME_SETS) < _MOST_NAME_SETS:
+            shared = _NAME_SETS[kind] = kind
     return contact_id, shared or kind, tuple(values)
 
 
