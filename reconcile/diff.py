@@ -630,19 +630,11 @@ def _creation(want: Contact) -> ContactValues:
 
 
 def _membership_changes(desired: State, live: State, warnings: list[Finding]) -> Iterator[Change]:
-    held = live.memberships.status
-    for list_name, email, wanted in desired.memberships.statuses():
-        status = held(list_name, email)
+    for list_name, email, wanted, status in desired.memberships.differing(live.memberships):
+        key = (list_name, email)
         if status is None:
-            yield Change(
-                ResourceType.MEMBERSHIP,
-                Action.CREATE,
-                (list_name, email),
-                None,
-                wanted_status(wanted),
-            )
-        elif status != wanted:
-            key = (list_name, email)
+            yield Change(ResourceType.MEMBERSHIP, Action.CREATE, key, None, wanted_status(wanted))
+        else:
             change = _status_change(desired.memberships[key], live.memberships[key], warnings)
             if change is not None:
                 yield change

@@ -651,11 +651,25 @@ class Memberships(MutableMapping[MembershipKey, Membership]):
         """The email keys of one list's members (empty when the list has none)."""
         return self._lists.get(list_name, {}).keys()
 
-    def statuses(self) -> Iterator[tuple[str, str, SubscriptionStatus]]:
-        """(list name, email key, status) of each membership, without making one."""
+    def differing(
+        self, other: Memberships
+    ) -> Iterator[tuple[str, str, SubscriptionStatus, SubscriptionStatus | None]]:
+        """(list name, email key, status here, status in `other` or None when it has no
+        such membership) of each membership here whose status `other` does not hold,
+        without making one for any (most are equal: one identity check each)."""
         for list_name, members in self._lists.items():
+            theirs = other._lists.get(list_name, {})
             for email, entry in members.items():
-                yield list_name, email, entry[0] if isinstance(entry, tuple) else entry
+                there = theirs.get(email)
+                if there is entry:  # the same status, with no times
+                    continue
+                mine = entry[0] if isinstance(entry, tuple) else entry
+                if there is None:
+                    yield list_name, email, mine, None
+                    continue
+                status = there[0] if isinstance(there, tuple) else there
+                if status != mine:
+                    yield list_name, email, mine, status
 
     def list_names(self) -> KeysView[str]:
         """The lists that have members here."""

@@ -86,3 +86,22 @@ def test_a_membership_stored_under_another_key_is_refused() -> None:
     with pytest.raises(ValueError, match="stored under"):
         table[("news", "b@x.com")] = Membership("news", "a@x.com")
     assert len(table) == 0
+
+
+@given(st.lists(MEMBERSHIPS, max_size=20), st.lists(MEMBERSHIPS, max_size=20))
+def test_differing_gives_each_membership_whose_status_the_other_does_not_hold(
+    ours: list[Membership], theirs: list[Membership]
+) -> None:
+    """The diff's walk: against a look-up per membership, with or without times (a
+    membership with times is held apart from one without)."""
+    mine, other = Memberships(), Memberships()
+    for membership in ours:
+        mine.add(membership)
+    for membership in theirs:
+        other.add(membership)
+    expected = [
+        (key[0], key[1], membership.status, other.status(*key))
+        for key, membership in mine.items()
+        if other.status(*key) != membership.status
+    ]
+    assert list(mine.differing(other)) == expected
