@@ -46,15 +46,13 @@ class ContactWork:
     key: str
     contact: Change | None = None
     memberships: list[Change] = field(default_factory=list)
-    properties: Mapping[str, PropertyValue] = field(init=False)
-    changes_fields: bool = field(init=False)  # an existing contact's Name/exclusion change
-    creates: bool = field(init=False)
-    resubscriptions: int = field(init=False)  # each read again just before (single calls)
-    record_calls: int = field(init=False)
-    single_calls: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.settle()
+    # Worked out by `settle`, once the changes are all in (collect does it).
+    properties: Mapping[str, PropertyValue] = field(default_factory=lambda: _NO_PROPERTIES)
+    changes_fields: bool = False  # an existing contact's Name/exclusion change
+    creates: bool = False
+    resubscriptions: int = 0  # each read again just before (single calls)
+    record_calls: int = 0
+    single_calls: int = 0
 
     def settle(self) -> None:
         """Work out what routing asks, once `contact` and `memberships` are complete."""
