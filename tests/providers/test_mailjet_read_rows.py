@@ -5,9 +5,12 @@ data has no properties. The rows are let go as they are used."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reconcile.errors import ApiError
 from reconcile.model import EXCLUDED, NAME, PropertyDef, PropertyType, State, SubscriptionStatus
 from reconcile.providers.mailjet import records
 from reconcile.providers.mailjet.provider import MailjetIds, _add_contacts, _add_members
@@ -126,3 +129,32 @@ def test_members_join_their_contacts_and_one_who_left_is_never_read_as_subscribe
     _add_members(state, "empty", [9], emails)
     assert "empty" not in state.memberships.list_names()
     assert len(state.memberships) == 3
+
+
+FIELD_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-1, 2), st.sampled_from(["", "a@example.com", "Ann"])
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["ID", "Email", "Name", "IsExcludedFromCampaigns", "UnsubscribedAt"]),
+        FIELD_VALUES,
+    )
+)
+def test_a_contact_record_reads_as_the_checked_way_reads_it(record: dict[str, Any]) -> None:
+    """The common record's fast way gives the row the checked way gives, and a record
+    that way refuses is refused (a misread Name or exclusion would be written back)."""
+
+    def checked() -> Any:
+        return (records.field(record, "ID", int, "/contact"), *records._checked_contact(record))
+
+    try:
+        expected: Any = checked()
+    except ApiError:
+        expected = ApiError
+    try:
+        got: Any = records.contact_row(record)
+    except ApiError:
+        got = ApiError
+    assert got == expected
