@@ -13,6 +13,7 @@ value without an offset is a local time: refused, unless the source names its zo
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -239,21 +240,26 @@ def _text(path: Path) -> str:
 def _row_data(header: list[str], cells: list[str]) -> dict[str, Any]:
     if len(cells) > len(header):
         raise _CellError("", "more cells than columns")
-    record = dict(zip(header, cells, strict=False))
-    data: dict[str, Any] = {"email": (record.get("email") or "")}
-    for column in _FIELD_COLUMNS:
-        cell = record.get(column)
+    email, columns = _columns(tuple(header))
+    data: dict[str, Any] = {"email": cells[email] if email < len(cells) else ""}
+    for column, at in columns:
+        cell = cells[at] if at < len(cells) else ""
         if not cell:
             continue
         if len(cell) > MAX_CELL:
             raise _CellError(column, f"longer than {MAX_CELL} characters")
         cell = cell.strip()
         if cell:
-            data[column] = _cell(column, cell)
+            data[column] = cell if column == "name" else _cell(column, cell)
     return data
 
 
-_FIELD_COLUMNS = COLUMNS[1:]
+@functools.cache
+def _columns(header: tuple[str, ...]) -> tuple[int, tuple[tuple[str, int], ...]]:
+    """Where the email column is in `header` (it has one: checked), and the other columns
+    it has, in COLUMNS' order, with their places."""
+    others = tuple((column, header.index(column)) for column in COLUMNS[1:] if column in header)
+    return header.index("email"), others
 
 
 def _cell(column: str, cell: str) -> Any:
