@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.metadata
+import io
 import logging
 import os
 import signal
@@ -72,6 +73,8 @@ class ReconcileGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         given = _global_flags_first(list(sys.argv[1:] if args is None else args))
+        for stream in (sys.stdout, sys.stderr):
+            printable_anything(stream)
         with _redacting("--redact" in given):
             code = self._exit_code(given, prog_name, complete_var, windows_expand_args, extra)
         if standalone_mode:
@@ -124,6 +127,13 @@ class ReconcileGroup(TyperGroup):
 
 
 GLOBAL_FLAGS = ("--debug",)  # options of `reconcile` itself, accepted after the command too
+
+
+def printable_anything(stream: object) -> None:
+    """Text no encoding holds (a lone surrogate an account's JSON may carry, escaped as
+    `\ud800`) is printed escaped rather than ending the run in an internal error."""
+    if isinstance(stream, io.TextIOWrapper):
+        stream.reconfigure(errors="backslashreplace")
 
 
 def _global_flags_first(args: list[str]) -> list[str]:

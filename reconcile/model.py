@@ -885,6 +885,7 @@ def normalize_value(kind: PropertyType, value: object) -> PropertyValue:
 MAX_TEXT = 10_000  # characters in a name or a string property value
 INT_RANGE = (-(2**63), 2**63 - 1)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def text_problem(value: str) -> str | None:
@@ -896,6 +897,15 @@ def text_problem(value: str) -> str | None:
     found = _CONTROL.search(value)
     if found:
         return f"contains a control character ({found.group()!r})"
+    return unencodable(value)
+
+
+def unencodable(value: str) -> str | None:
+    """What makes `value` impossible to send or print, or None: a lone surrogate (JSON's
+    "\ud800" escape, alone), which no UTF-8 text, no provider and no terminal can hold."""
+    found = _SURROGATE.search(value)
+    if found:
+        return f"contains a lone surrogate ({found.group()!r}), which is not a character"
     return None
 
 

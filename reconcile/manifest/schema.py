@@ -7,6 +7,7 @@ import zoneinfo
 from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,6 +27,7 @@ from reconcile.model import (
     PropertyType,
     SubscriptionStatus,
     text_problem,
+    unencodable,
 )
 from reconcile.policy import ContactPrune, DefinitionPrune, MemberPrune
 from reconcile.providers import registry
@@ -233,6 +235,19 @@ def zone_problem(name: str) -> None:
 CsvSource = StrictStr | CsvSourceSpec
 
 
+def _fit_name(value: str) -> str:
+    # Only what no provider can hold: an account's list may have a control character in
+    # its name, and an export writes it as it is.
+    problem = unencodable(value)
+    if problem:
+        raise ValueError(f"the name {problem}")
+    return value
+
+
+# A list's or property's name: shown in every plan and sent to the provider.
+Name = Annotated[StrictStr, AfterValidator(_fit_name)]
+
+
 class ManifestDocument(_Strict):
     """One YAML file; a manifest is the merge of one or more of these."""
 
@@ -245,8 +260,8 @@ class ManifestDocument(_Strict):
     version: Literal[1] = 1
     # Narrowed to the installed providers' options by `document_model`.
     provider: Any = Field(None, description="a provider name, or its options with type: NAME")
-    properties: dict[StrictStr, PropertySpec] = Field(default_factory=dict)
-    lists: dict[StrictStr, ListSpec] = Field(default_factory=dict)
+    properties: dict[Name, PropertySpec] = Field(default_factory=dict)
+    lists: dict[Name, ListSpec] = Field(default_factory=dict)
     contacts: list[ContactSpec] = Field(default_factory=list)
     contacts_from: CsvSource | list[CsvSource] | None = Field(
         None,
