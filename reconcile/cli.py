@@ -131,7 +131,7 @@ GLOBAL_FLAGS = ("--debug",)  # options of `reconcile` itself, accepted after the
 
 def printable_anything(stream: object) -> None:
     """Text no encoding holds (a lone surrogate an account's JSON may carry, escaped as
-    `\ud800`) is printed escaped rather than ending the run in an internal error."""
+    `\\ud800`) is printed escaped rather than ending the run in an internal error."""
     if isinstance(stream, io.TextIOWrapper):
         stream.reconfigure(errors="backslashreplace")
 

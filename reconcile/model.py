@@ -902,7 +902,7 @@ def text_problem(value: str) -> str | None:
 
 def unencodable(value: str) -> str | None:
     """What makes `value` impossible to send or print, or None: a lone surrogate (JSON's
-    "\ud800" escape, alone), which no UTF-8 text, no provider and no terminal can hold."""
+    "\\ud800" escape, alone), which no UTF-8 text, no provider and no terminal can hold."""
     found = _SURROGATE.search(value)
     if found:
         return f"contains a lone surrogate ({found.group()!r}), which is not a character"

@@ -64,6 +64,7 @@ INTERNALS = (
 HUGE = r"(?i)out of range|too (large|big)|64-bit|at most"
 NOT_FINITE = r"(?i)finite|infinit|\binf\b|\bnan\b"
 CONTROL = r"(?i)control character"
+SURROGATE = r"contains a lone surrogate \('\\ud800'\)"
 NESTING = r"(?i)nest|deep|depth"
 LEADING_ZEROS = r"expected a string, got a number — quote it to keep leading zeros"
 AS_WRITTEN = r"expected a string, got a number — quote it to keep it as written"
@@ -305,6 +306,8 @@ BAD: list[Bad] = [
     Bad("csv_unterminated_quote", 2, "", r"(?i)quote", csv=True),
     Bad("csv_nul_byte", 2, "", r"(?i)\bnul\b|control character", csv=True),
     Bad("csv_control_char_name", 2, "name", CONTROL, csv=True),
+    Bad("csv_lone_surrogate_value", 2, "properties.dept", SURROGATE, csv=True),
+    Bad("lone_surrogate_list_name", 2, "lists", SURROGATE),
     Bad("csv_non_utf8", 3, "", r"not valid UTF-8", csv=True),
 ]
 
