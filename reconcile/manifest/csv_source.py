@@ -250,7 +250,7 @@ def _row_data(header: list[str], cells: list[str]) -> dict[str, Any]:
             raise _CellError(column, f"longer than {MAX_CELL} characters")
         cell = cell.strip()
         if cell:
-            data[column] = cell if column == "name" else _cell(column, cell)
+            data[column] = _cell(column, cell)
     return data
 
 

@@ -940,7 +940,7 @@ def _add_members(
     emails_by_id: dict[int, str],
 ) -> None:
     # A member the contact listing does not hold (it lags behind) is not managed here.
-    subscribed = (emails_by_id.get(m) for m in members if type(m) is int)
+    subscribed = (emails_by_id.get(m) for m in members if isinstance(m, int))
     state.memberships.put_subscribed(list_name, (e for e in subscribed if e is not None))
     for member in members:
         if isinstance(member, int):
